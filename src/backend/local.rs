@@ -1,0 +1,548 @@
+//! The embedded backend: each database is a SQLite file under `.d1ops/db/`, snapshots are
+//! files under `.d1ops/snapshots/`. Connections behave like D1's: foreign keys are enforced on
+//! every connection. Copies use SQLite's online backup API, never a raw file copy, so a copy
+//! of a database in use is still consistent.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags, types::ValueRef};
+
+use super::{
+    ApplyFailure, ApplyReport, Backend, BackendError, DatabaseRef, FkViolation, LedgerRow,
+    QueryResult, Result, SnapshotRef,
+};
+use crate::schema::{self, Schema};
+use crate::workspace::Migration;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite files in one folder.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    db_dir: PathBuf,
+    snapshot_dir: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend keeping databases in `state_dir/db` and snapshots in `state_dir/snapshots`.
+    pub fn new(state_dir: &Path) -> LocalBackend {
+        LocalBackend {
+            db_dir: state_dir.join("db"),
+            snapshot_dir: state_dir.join("snapshots"),
+        }
+    }
+
+    /// The file behind a database id.
+    pub fn path(&self, db: &DatabaseRef) -> Result<PathBuf> {
+        valid_name(&db.id)?;
+        Ok(self.db_dir.join(format!("{}.sqlite", db.id)))
+    }
+
+    fn snapshot_path(&self, location: &str) -> Result<PathBuf> {
+        valid_name(location.trim_end_matches(".sqlite"))?;
+        Ok(self.snapshot_dir.join(location))
+    }
+
+    /// Opens an existing database with D1's connection settings.
+    pub fn open(&self, db: &DatabaseRef) -> Result<Connection> {
+        let path = self.path(db)?;
+        if !path.is_file() {
+            return Err(BackendError::NotFound(db.id.clone()));
+        }
+        open_path(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    }
+
+    fn copy(&self, from: &Path, to: &Path) -> Result<u64> {
+        let io = |what: String| move |source| BackendError::Io { what, source };
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent.display().to_string()))?;
+        }
+        let tmp = to.with_extension("sqlite.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        {
+            let src = open_path(from, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            let mut dst = open_path(
+                &tmp,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            // The copy is private until renamed into place: no journal, no fsync per page.
+            dst.pragma_update(None, "journal_mode", "OFF").map_err(sql(&tmp))?;
+            dst.pragma_update(None, "synchronous", "OFF").map_err(sql(&tmp))?;
+            backup_all(&src, &mut dst, from)?;
+            dst.pragma_update(None, "journal_mode", "DELETE").map_err(sql(&tmp))?;
+        }
+        let file = std::fs::File::open(&tmp).map_err(io(tmp.display().to_string()))?;
+        file.sync_all().map_err(io(tmp.display().to_string()))?;
+        std::fs::rename(&tmp, to).map_err(io(to.display().to_string()))?;
+        Ok(file_size(to))
+    }
+}
+
+/// Copies every page from `src` into `dst` with the online backup API, waiting out busy
+/// writers instead of failing.
+fn backup_all(src: &Connection, dst: &mut Connection, shown: &Path) -> Result<()> {
+    let backup = Backup::new(src, dst).map_err(sql(shown))?;
+    let started = Instant::now();
+    loop {
+        match backup.step(-1).map_err(sql(shown))? {
+            StepResult::Done => return Ok(()),
+            StepResult::More => {}
+            StepResult::Busy | StepResult::Locked => {
+                if started.elapsed() > BUSY_TIMEOUT {
+                    return Err(BackendError::Locked {
+                        db: shown.display().to_string(),
+                        seconds: BUSY_TIMEOUT.as_secs(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn valid_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        || name.starts_with('.')
+    {
+        return Err(BackendError::Other(format!(
+            "{name:?} is not a valid local database name (letters, digits, - _ .)"
+        )));
+    }
+    Ok(())
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> BackendError + '_ {
+    move |e| map_sql_error(&path.display().to_string(), e)
+}
+
+fn map_sql_error(context: &str, e: rusqlite::Error) -> BackendError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
+            BackendError::Locked {
+                db: context.to_string(),
+                seconds: BUSY_TIMEOUT.as_secs(),
+            }
+        }
+        _ => BackendError::Sql {
+            context: context.to_string(),
+            message: sqlite_message(&e),
+        },
+    }
+}
+
+/// SQLite's own message, without rusqlite's wrapping.
+pub fn sqlite_message(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(err, Some(msg)) => {
+            format!("{msg} ({})", sqlite_code_name(err))
+        }
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn sqlite_code_name(err: &rusqlite::ffi::Error) -> String {
+    // SQLITE_CONSTRAINT_UNIQUE etc.: the extended code's name is the most useful tag.
+    rusqlite::ffi::code_to_str(err.extended_code).to_string()
+        .split(':').next().unwrap_or("SQLITE_ERROR").trim().to_string()
+}
+
+fn open_path(path: &Path, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags).map_err(sql(path))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql(path))?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(sql(path))?;
+    Ok(conn)
+}
+
+/// Statements that would end or nest our transaction; D1 rejects them too.
+fn transaction_control(sql: &str) -> bool {
+    let first = sql
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    matches!(
+        first.as_str(),
+        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE"
+    )
+}
+
+/// wrangler's ledger DDL, verbatim apart from the table name.
+pub fn ledger_ddl(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {}(\n\tid INTEGER PRIMARY KEY AUTOINCREMENT,\n\tname TEXT UNIQUE,\n\tapplied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL\n)",
+        schema::quote_ident(table)
+    )
+}
+
+fn apply_in_transaction(
+    conn: &Connection,
+    migrations: &[Migration],
+    ledger_table: &str,
+) -> std::result::Result<usize, ApplyFailure> {
+    let fail = |m: Option<&Migration>, line: Option<usize>, stmt: Option<&str>, error: String| ApplyFailure {
+        migration: m.map(|m| m.name.clone()),
+        path: m.map(|m| m.path.clone()),
+        line,
+        statement: stmt.map(str::to_string),
+        error,
+        fk_violations: Vec::new(),
+    };
+    conn.execute_batch("PRAGMA defer_foreign_keys = ON")
+        .map_err(|e| fail(None, None, None, sqlite_message(&e)))?;
+    conn.execute_batch(&ledger_ddl(ledger_table))
+        .map_err(|e| fail(None, None, None, format!("creating the ledger table: {}", sqlite_message(&e))))?;
+    let insert = format!("INSERT INTO {}(name) VALUES (?1)", schema::quote_ident(ledger_table));
+    let mut statements = 0usize;
+    for (i, m) in migrations.iter().enumerate() {
+        for st in &m.statements {
+            conn.execute_batch(&st.sql).map_err(|e| {
+                fail(Some(m), Some(st.line), Some(&st.sql), sqlite_message(&e))
+            })?;
+            statements += 1;
+        }
+        conn.execute(&insert, [&m.name]).map_err(|e| {
+            fail(Some(m), None, None, format!("recording {} in {ledger_table}: {}", m.name, sqlite_message(&e)))
+        })?;
+        if i == 0 {
+            crate::fault::point("apply.after_first_migration");
+        }
+    }
+    let violations = fk_check(conn).map_err(|e| fail(None, None, None, e.to_string()))?;
+    if !violations.is_empty() {
+        let first = &violations[0];
+        let mut f = fail(
+            None,
+            None,
+            None,
+            format!(
+                "foreign_key_check found {} violation(s), first: {} row {} references missing {}",
+                violations.len(),
+                first.table,
+                first.rowid.map_or("?".into(), |r| r.to_string()),
+                first.parent
+            ),
+        );
+        f.fk_violations = violations;
+        return Err(f);
+    }
+    crate::fault::point("apply.before_commit");
+    Ok(statements)
+}
+
+fn fk_check(conn: &Connection) -> Result<Vec<FkViolation>> {
+    let mut stmt = conn
+        .prepare("PRAGMA foreign_key_check")
+        .map_err(|e| map_sql_error("foreign_key_check", e))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(FkViolation {
+                table: r.get(0)?,
+                rowid: r.get(1)?,
+                parent: r.get(2)?,
+                fk_index: r.get(3)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| map_sql_error("foreign_key_check", e))?;
+    Ok(rows)
+}
+
+fn json_param(v: &serde_json::Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Integer(i64::from(*b)),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::Integer)
+            .unwrap_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0))),
+        serde_json::Value::String(s) => Value::Text(s.clone()),
+        other => Value::Text(other.to_string()),
+    }
+}
+
+fn json_value(v: ValueRef<'_>) -> serde_json::Value {
+    match v {
+        ValueRef::Null => serde_json::Value::Null,
+        ValueRef::Integer(i) => i.into(),
+        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+        ValueRef::Blob(b) => b.iter().map(|x| serde_json::Value::from(*x)).collect(),
+    }
+}
+
+/// Runs one statement on an open connection and collects its rows.
+pub fn run_query(conn: &Connection, sql: &str, params: &[serde_json::Value]) -> Result<QueryResult> {
+    let started = Instant::now();
+    let mut stmt = conn.prepare(sql).map_err(|e| map_sql_error("query", e))?;
+    let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
+    let values: Vec<rusqlite::types::Value> = params.iter().map(json_param).collect();
+    let mut rows_out = Vec::new();
+    {
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(values.iter()))
+            .map_err(|e| map_sql_error("query", e))?;
+        while let Some(row) = rows.next().map_err(|e| map_sql_error("query", e))? {
+            let mut out = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                out.push(json_value(row.get_ref(i).map_err(|e| map_sql_error("query", e))?));
+            }
+            rows_out.push(out);
+        }
+    }
+    Ok(QueryResult {
+        columns,
+        rows: rows_out,
+        changes: conn.changes(),
+        last_row_id: conn.last_insert_rowid(),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+impl Backend for LocalBackend {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn describe(&self, db: &DatabaseRef) -> String {
+        self.path(db).map_or_else(|_| db.id.clone(), |p| p.display().to_string())
+    }
+
+    fn create_database(&self, name: &str) -> Result<DatabaseRef> {
+        let db = DatabaseRef::new(name);
+        let path = self.path(&db)?;
+        if path.exists() {
+            return Err(BackendError::Exists(name.to_string()));
+        }
+        std::fs::create_dir_all(&self.db_dir).map_err(|source| BackendError::Io {
+            what: self.db_dir.display().to_string(),
+            source,
+        })?;
+        let conn = open_path(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // Materialise the file (an untouched SQLite database is zero bytes until written).
+        conn.execute_batch("PRAGMA user_version = 0; VACUUM;")
+            .map_err(sql(&path))?;
+        Ok(db)
+    }
+
+    fn delete_database(&self, db: &DatabaseRef) -> Result<()> {
+        let path = self.path(db)?;
+        for p in [path.clone(), path.with_extension("sqlite-journal"), path.with_extension("sqlite-wal"), path.with_extension("sqlite-shm")] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(BackendError::Io {
+                        what: p.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn exists(&self, db: &DatabaseRef) -> Result<bool> {
+        Ok(self.path(db)?.is_file())
+    }
+
+    fn clone_database(&self, from: &DatabaseRef, name: &str) -> Result<DatabaseRef> {
+        let src = self.path(from)?;
+        if !src.is_file() {
+            return Err(BackendError::NotFound(from.id.clone()));
+        }
+        let to = DatabaseRef::new(name);
+        let dst = self.path(&to)?;
+        if dst.exists() {
+            return Err(BackendError::Exists(name.to_string()));
+        }
+        self.copy(&src, &dst)?;
+        Ok(to)
+    }
+
+    fn apply_migrations(
+        &self,
+        db: &DatabaseRef,
+        migrations: &[Migration],
+        ledger_table: &str,
+    ) -> Result<ApplyReport> {
+        for m in migrations {
+            if let Some(st) = m.statements.iter().find(|s| transaction_control(&s.sql)) {
+                return Err(BackendError::Apply(ApplyFailure {
+                    migration: Some(m.name.clone()),
+                    path: Some(m.path.clone()),
+                    line: Some(st.line),
+                    statement: Some(st.sql.clone()),
+                    error: "transaction control statements (BEGIN/COMMIT/ROLLBACK/SAVEPOINT) are not allowed in a migration; d1ops (and D1) already run it in one transaction".into(),
+                    fk_violations: Vec::new(),
+                }));
+            }
+        }
+        let conn = self.open(db)?;
+        let started = Instant::now();
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| map_sql_error(&self.describe(db), e))?;
+        let outcome = apply_in_transaction(&conn, migrations, ledger_table);
+        let outcome = match outcome {
+            Ok(statements) => conn
+                .execute_batch("COMMIT")
+                .map(|()| statements)
+                .map_err(|e| ApplyFailure {
+                    migration: None,
+                    path: None,
+                    line: None,
+                    statement: None,
+                    error: format!("commit failed: {}", sqlite_message(&e)),
+                    fk_violations: Vec::new(),
+                }),
+            Err(f) => Err(f),
+        };
+        match outcome {
+            Ok(statements) => Ok(ApplyReport {
+                migrations: migrations.len(),
+                statements,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                timings: Vec::new(),
+            }),
+            Err(failure) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(BackendError::Apply(failure))
+            }
+        }
+    }
+
+    fn snapshot(&self, db: &DatabaseRef, label: &str) -> Result<SnapshotRef> {
+        let src = self.path(db)?;
+        if !src.is_file() {
+            return Ok(SnapshotRef {
+                location: None,
+                size_bytes: 0,
+            });
+        }
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ");
+        let location = format!("{}-{label}-{stamp}.sqlite", db.id);
+        let path = self.snapshot_path(&location)?;
+        let size_bytes = self.copy(&src, &path)?;
+        Ok(SnapshotRef {
+            location: Some(location),
+            size_bytes,
+        })
+    }
+
+    fn restore(&self, db: &DatabaseRef, snapshot: &SnapshotRef) -> Result<()> {
+        let Some(location) = &snapshot.location else {
+            return self.delete_database(db);
+        };
+        let snap = self.snapshot_path(location)?;
+        if !snap.is_file() {
+            return Err(BackendError::NotFound(format!("snapshot {location}")));
+        }
+        let dst_path = self.path(db)?;
+        if !dst_path.is_file() {
+            self.copy(&snap, &dst_path)?;
+            return Ok(());
+        }
+        let src = open_path(&snap, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let mut dst = self.open(db)?;
+        // Backing up INTO the live file is one write transaction: readers see before or after.
+        backup_all(&src, &mut dst, &snap)
+    }
+
+    fn delete_snapshot(&self, snapshot: &SnapshotRef) -> Result<()> {
+        if let Some(location) = &snapshot.location {
+            let path = self.snapshot_path(location)?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(BackendError::Io {
+                        what: path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn size_bytes(&self, db: &DatabaseRef) -> Result<u64> {
+        let path = self.path(db)?;
+        if !path.is_file() {
+            return Err(BackendError::NotFound(db.id.clone()));
+        }
+        Ok(file_size(&path))
+    }
+
+    fn schema(&self, db: &DatabaseRef, ledger_table: &str) -> Result<Schema> {
+        let conn = self.open(db)?;
+        schema::read_schema(&conn, ledger_table).map_err(|e| BackendError::Sql {
+            context: self.describe(db),
+            message: e.to_string(),
+        })
+    }
+
+    fn ledger(&self, db: &DatabaseRef, ledger_table: &str) -> Result<Vec<LedgerRow>> {
+        let conn = self.open(db)?;
+        let exists: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [ledger_table],
+                |r| r.get(0),
+            )
+            .map_err(|e| map_sql_error(&self.describe(db), e))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT id, name, applied_at FROM {} ORDER BY id",
+                schema::quote_ident(ledger_table)
+            ))
+            .map_err(|e| map_sql_error(&self.describe(db), e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(LedgerRow {
+                    id: r.get(0)?,
+                    name: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    applied_at: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| map_sql_error(&self.describe(db), e))?;
+        Ok(rows)
+    }
+
+    fn row_counts(&self, db: &DatabaseRef, ledger_table: &str) -> Result<BTreeMap<String, u64>> {
+        let conn = self.open(db)?;
+        schema::table_row_counts(&conn, ledger_table).map_err(|e| BackendError::Sql {
+            context: self.describe(db),
+            message: e.to_string(),
+        })
+    }
+
+    fn foreign_key_check(&self, db: &DatabaseRef) -> Result<Vec<FkViolation>> {
+        fk_check(&self.open(db)?)
+    }
+
+    fn query(&self, db: &DatabaseRef, sql: &str, params: &[serde_json::Value]) -> Result<QueryResult> {
+        run_query(&self.open(db)?, sql, params)
+    }
+}

@@ -1,0 +1,170 @@
+//! The `Backend` abstraction: where environments' databases live and how SQL reaches them.
+//!
+//! Designed for both local SQLite files and Cloudflare D1, so nothing here assumes a file
+//! path: a database is named by an opaque [`DatabaseRef`] id. Backends know nothing of
+//! releases, the gate or the console.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::Schema;
+use crate::workspace::Migration;
+
+pub mod local;
+
+pub use local::LocalBackend;
+
+/// An opaque handle to one database (local: a file name under `.d1ops/db`; D1: a uuid).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DatabaseRef {
+    pub id: String,
+}
+
+impl DatabaseRef {
+    pub fn new(id: impl Into<String>) -> Self {
+        DatabaseRef { id: id.into() }
+    }
+}
+
+/// A recovery point of one database. `location: None` records that the database did not exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    pub location: Option<String>,
+    pub size_bytes: u64,
+}
+
+/// One row of the applied-migrations ledger (`d1_migrations`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRow {
+    pub id: i64,
+    pub name: String,
+    pub applied_at: String,
+}
+
+/// A `PRAGMA foreign_key_check` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FkViolation {
+    pub table: String,
+    pub rowid: Option<i64>,
+    pub parent: String,
+    pub fk_index: i64,
+}
+
+/// What an atomic apply did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub migrations: usize,
+    pub statements: usize,
+    pub duration_ms: f64,
+    /// Per migration: name and milliseconds.
+    pub timings: Vec<(String, f64)>,
+}
+
+/// Where and why an atomic apply failed (everything was rolled back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyFailure {
+    /// The migration whose statement failed, or `None` for a commit-time failure.
+    pub migration: Option<String>,
+    pub path: Option<String>,
+    pub line: Option<usize>,
+    pub statement: Option<String>,
+    pub error: String,
+    /// Foreign-key violations found before commit (the apply was refused because of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fk_violations: Vec<FkViolation>,
+}
+
+impl std::fmt::Display for ApplyFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.path, self.line) {
+            (Some(p), Some(l)) => write!(f, "{p}:{l}: {}", self.error)?,
+            (Some(p), None) => write!(f, "{p}: {}", self.error)?,
+            _ => write!(f, "{}", self.error)?,
+        }
+        if let Some(s) = &self.statement {
+            write!(f, " (in: {})", one_line(s, 120))?;
+        }
+        Ok(())
+    }
+}
+
+/// Folds whitespace and shortens text for one-line messages.
+pub fn one_line(s: &str, max: usize) -> String {
+    let folded = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() > max {
+        let cut: String = folded.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        folded
+    }
+}
+
+/// The rows and counters of one executed statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub changes: u64,
+    pub last_row_id: i64,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("database {0} does not exist")]
+    NotFound(String),
+    #[error("database {0} already exists")]
+    Exists(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {db} is locked by another process (still busy after {seconds} s)")]
+    Locked { db: String, seconds: u64 },
+    #[error("{context}: {message}")]
+    Sql { context: String, message: String },
+    #[error("{0}")]
+    Apply(ApplyFailure),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// A place that holds databases and runs SQL on them.
+pub trait Backend: Send + Sync {
+    /// `local` or `cloudflare`.
+    fn kind(&self) -> &'static str;
+    /// How to show a database to a person (local: its file path; D1: its id).
+    fn describe(&self, db: &DatabaseRef) -> String;
+    /// Creates an empty database named `name`.
+    fn create_database(&self, name: &str) -> Result<DatabaseRef>;
+    fn delete_database(&self, db: &DatabaseRef) -> Result<()>;
+    fn exists(&self, db: &DatabaseRef) -> Result<bool>;
+    /// A new database `name` holding a consistent copy of `from` (local: online backup API).
+    fn clone_database(&self, from: &DatabaseRef, name: &str) -> Result<DatabaseRef>;
+    /// Applies `migrations` and their ledger rows in ONE atomic unit with deferred foreign
+    /// keys and a `foreign_key_check` before commit. On any failure nothing is kept.
+    fn apply_migrations(
+        &self,
+        db: &DatabaseRef,
+        migrations: &[Migration],
+        ledger_table: &str,
+    ) -> Result<ApplyReport>;
+    /// Takes a recovery point labelled `label`.
+    fn snapshot(&self, db: &DatabaseRef, label: &str) -> Result<SnapshotRef>;
+    /// Puts a recovery point back (a `location: None` snapshot deletes the database).
+    fn restore(&self, db: &DatabaseRef, snapshot: &SnapshotRef) -> Result<()>;
+    fn delete_snapshot(&self, snapshot: &SnapshotRef) -> Result<()>;
+    fn size_bytes(&self, db: &DatabaseRef) -> Result<u64>;
+    fn schema(&self, db: &DatabaseRef, ledger_table: &str) -> Result<Schema>;
+    /// The ledger rows in apply order; empty when the ledger table does not exist.
+    fn ledger(&self, db: &DatabaseRef, ledger_table: &str) -> Result<Vec<LedgerRow>>;
+    /// Exact row counts of every user table.
+    fn row_counts(&self, db: &DatabaseRef, ledger_table: &str) -> Result<BTreeMap<String, u64>>;
+    fn foreign_key_check(&self, db: &DatabaseRef) -> Result<Vec<FkViolation>>;
+    /// Runs one statement with positional parameters.
+    fn query(&self, db: &DatabaseRef, sql: &str, params: &[serde_json::Value]) -> Result<QueryResult>;
+}

@@ -1,0 +1,234 @@
+//! `deploy`: a deploy payload becomes an immutable release with its own preview database,
+//! its pending migrations applied there, and a gate verdict.
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{Engine, EngineError, PRODUCTION, Result};
+use crate::backend::DatabaseRef;
+use crate::gate::{self, GateContext};
+use crate::model::{
+    Artifact, CheckResult, CheckStatus, GateReport, Release, ReleaseMigration, ReleaseState,
+    Verdict,
+};
+
+/// What to deploy.
+#[derive(Debug, Clone, Default)]
+pub struct DeployRequest {
+    pub label: Option<String>,
+    pub commit: Option<String>,
+    /// `NAME=PATH` pairs already split.
+    pub artifacts: Vec<(String, PathBuf)>,
+    /// The release this one replaces (a fix is a new release naming the old one).
+    pub supersedes: Option<String>,
+    /// Backdates the release (the demo builds history); `None` is now.
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployOutcome {
+    pub id: String,
+    pub state: ReleaseState,
+    pub verdict: Verdict,
+    pub checks: Vec<CheckResult>,
+    pub preview: Option<String>,
+    pub pending: Vec<String>,
+    pub total_ms: f64,
+}
+
+/// The preview environment (and local database) name of a release.
+pub fn preview_name(release_id: &str) -> String {
+    format!("preview-{}", release_id.to_lowercase())
+}
+
+fn read_artifact(name: &str, path: &PathBuf) -> Result<Artifact> {
+    if name.is_empty() {
+        return Err(EngineError::Input(format!(
+            "--artifact {}: give it as NAME=PATH (e.g. app=dist/app.js)",
+            path.display()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        EngineError::Input(format!("artifact {name}: cannot read {}: {e}", path.display()))
+    })?;
+    Ok(Artifact {
+        name: name.to_string(),
+        path: path.display().to_string(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        size_bytes: bytes.len() as u64,
+    })
+}
+
+impl Engine {
+    /// Creates a release from the workspace's migrations and runs the gate on its preview.
+    pub fn deploy(&mut self, req: DeployRequest) -> Result<DeployOutcome> {
+        self.ensure_writable("deploy")?;
+        // Everything that can be wrong with the input is found before anything is written.
+        let migrations = self.ws.migrations()?;
+        let artifacts = req
+            .artifacts
+            .iter()
+            .map(|(n, p)| read_artifact(n, p))
+            .collect::<Result<Vec<_>>>()?;
+        let supersedes = match &req.supersedes {
+            Some(s) => Some(self.resolve(s)?.id),
+            None => None,
+        };
+        let production = self.production_db()?;
+        let ledger = self.production_ledger()?;
+        let applied: std::collections::BTreeSet<&str> = ledger.iter().map(|r| r.name.as_str()).collect();
+        let carried: Vec<ReleaseMigration> = migrations
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ReleaseMigration {
+                position: i as u32,
+                name: m.name.clone(),
+                path: m.path.clone(),
+                sha256: m.sha256.clone(),
+                sha256_normalized: m.sha256_normalized.clone(),
+                pending: !applied.contains(m.name.as_str()),
+                sql: m.sql.clone(),
+            })
+            .collect();
+        let pending: Vec<String> = carried.iter().filter(|m| m.pending).map(|m| m.name.clone()).collect();
+        let at = req.at.unwrap_or_else(chrono::Utc::now);
+        let id = ulid::Ulid::from_datetime(at.into()).to_string();
+        let created = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let fingerprint = self.production_fingerprint()?;
+        let release = Release {
+            id: id.clone(),
+            state: ReleaseState::Previewing,
+            author: self.actor.clone(),
+            label: req.label.clone(),
+            commit: req.commit.clone(),
+            supersedes,
+            created_at: created.clone(),
+            updated_at: created,
+            verdict: None,
+            preview_env: None,
+            base_fingerprint: Some(fingerprint.clone()),
+            failure: None,
+            root_cause: None,
+            guardrail: None,
+            promoted_at: None,
+            promoted_by: None,
+            recovery_snapshot: None,
+            pending_count: pending.len() as u32,
+        };
+        self.store.atomically(|s| -> Result<()> {
+            s.insert_release(&release, &carried, &artifacts)?;
+            s.audit(
+                &self.actor,
+                "release.deployed",
+                Some(&id),
+                None,
+                &json!({
+                    "label": req.label, "commit": req.commit, "pending": pending,
+                    "artifacts": artifacts.iter().map(|a| json!({"name": a.name, "sha256": a.sha256})).collect::<Vec<_>>(),
+                }),
+            )?;
+            Ok(())
+        })?;
+        tracing::info!(release = %id, pending = pending.len(), "deployed");
+
+        let preview = if pending.is_empty() {
+            None
+        } else {
+            let name = preview_name(&id);
+            let made = match &production {
+                Some(prod) => self.backend.clone_database(prod, &name),
+                None => self.backend.create_database(&name),
+            };
+            match made {
+                Ok(db) => {
+                    self.store.atomically(|s| -> Result<()> {
+                        s.insert_preview(&name, &id, Some(&db.id), &fingerprint)?;
+                        s.set_release_preview(&id, &name, &fingerprint)?;
+                        s.audit(&self.actor, "preview.created", Some(&id), Some(&name),
+                            &json!({"cloned_from": if production.is_some() { PRODUCTION } else { "(empty)" }}))?;
+                        Ok(())
+                    })?;
+                    Some(db)
+                }
+                Err(e) => {
+                    let report = infrastructure_failure(format!("could not create the preview database: {e}"));
+                    self.finish_gate(&id, &report)?;
+                    return Err(e.into());
+                }
+            }
+        };
+        let report = self.run_gate(&migrations, &ledger, preview.clone())?;
+        self.finish_gate(&id, &report)?;
+        let state = if report.verdict == Verdict::Ready {
+            ReleaseState::Ready
+        } else {
+            ReleaseState::Blocked
+        };
+        Ok(DeployOutcome {
+            id,
+            state,
+            verdict: report.verdict,
+            checks: report.checks,
+            preview: preview.map(|_| preview_name(&release.id)),
+            pending,
+            total_ms: report.total_ms,
+        })
+    }
+
+    fn run_gate(
+        &self,
+        migrations: &[crate::workspace::Migration],
+        ledger: &[crate::backend::LedgerRow],
+        preview: Option<DatabaseRef>,
+    ) -> Result<GateReport> {
+        let checksums = self.store.applied_checksums(PRODUCTION)?;
+        let mut ctx = GateContext::new(
+            &self.ws.config,
+            self.backend.as_ref(),
+            preview,
+            migrations,
+            ledger,
+            &checksums,
+        );
+        let checks = gate::default_checks();
+        Ok(gate::run(&checks, &mut ctx))
+    }
+
+    fn finish_gate(&mut self, id: &str, report: &GateReport) -> Result<()> {
+        let actor = self.actor.clone();
+        self.store.atomically(|s| -> Result<()> {
+            s.save_gate_report(id, report)?;
+            let failing: Vec<&str> = report
+                .checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Fail)
+                .map(|c| c.id.as_str())
+                .collect();
+            s.audit(
+                &actor,
+                "gate.completed",
+                Some(id),
+                None,
+                &json!({"verdict": report.verdict.as_str(), "failing": failing, "total_ms": report.total_ms.round()}),
+            )?;
+            Ok(())
+        })
+    }
+}
+
+fn infrastructure_failure(reason: String) -> GateReport {
+    GateReport {
+        verdict: Verdict::Blocked,
+        checks: vec![CheckResult {
+            id: "mig.apply".into(),
+            status: CheckStatus::Fail,
+            reason,
+            details: serde_json::Value::Null,
+            duration_ms: 0.0,
+        }],
+        total_ms: 0.0,
+    }
+}
+

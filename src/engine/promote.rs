@@ -1,0 +1,281 @@
+//! `promote`: production receives exactly the tested migrations, all or nothing.
+//!
+//! Order of steps (each recorded in the promotion lock before it runs, so recovery knows what
+//! may have happened): lock → fingerprint check → snapshot → apply (one transaction) → flip the
+//! active release and release the lock (one state transaction).
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Engine, EngineError, PRODUCTION, Result};
+use crate::backend::{BackendError, DatabaseRef};
+use crate::fault;
+use crate::model::{Failure, Release, ReleaseState, Verdict, now};
+use crate::store::{LockStep, holder_alive_row};
+use crate::workspace::Migration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromoteOutcome {
+    pub id: String,
+    pub state: ReleaseState,
+    pub previous: Option<String>,
+    pub applied: Vec<String>,
+    pub snapshot: Option<i64>,
+    pub duration_ms: f64,
+}
+
+impl Engine {
+    /// Why `rel` may not be promoted right now, if anything (gate, approvals, staleness).
+    pub fn promotion_blocker(&self, rel: &Release) -> Result<Option<String>> {
+        let required = self.ws.config.policy.required_approvals;
+        let approvals = self.store.approvals(&rel.id)?.len() as u32;
+        let why = match rel.state {
+            ReleaseState::Approved => None,
+            ReleaseState::Ready if approvals >= required => None,
+            ReleaseState::Ready => Some(format!(
+                "release {} needs {required} approval(s) and has {approvals}",
+                rel.id
+            )),
+            other => Some(format!("release {} is {other}; only an approved release can be promoted", rel.id)),
+        };
+        if why.is_some() {
+            return Ok(why);
+        }
+        if rel.verdict != Some(Verdict::Ready) {
+            return Ok(Some(format!("release {}'s gate verdict is not ready", rel.id)));
+        }
+        if approvals < required {
+            return Ok(Some(format!(
+                "release {} needs {required} approval(s) and has {approvals}",
+                rel.id
+            )));
+        }
+        let now_fp = self.production_fingerprint()?;
+        if rel.base_fingerprint.as_deref() != Some(now_fp.as_str()) {
+            return Ok(Some(format!(
+                "production changed since release {}'s preview was made (different applied migrations or schema); deploy again to re-validate",
+                rel.id
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Promotes an approved release to production.
+    pub fn promote(&mut self, id: &str) -> Result<PromoteOutcome> {
+        self.ensure_writable("promote")?;
+        let started = std::time::Instant::now();
+        let rel = self.resolve(id)?;
+        if let Some(why) = self.promotion_blocker(&rel)? {
+            return Err(EngineError::Refused(why));
+        }
+        let previous = self.store.production()?.active_release;
+        self.acquire_lock(&rel, previous.as_deref())?;
+        fault::point("promote.after_lock");
+        // Re-check under the lock: another promotion may have finished while we waited.
+        let fresh = self.resolve(&rel.id)?;
+        if let Some(why) = self.promotion_blocker(&fresh)? {
+            self.store.delete_lock()?;
+            return Err(EngineError::Refused(why));
+        }
+        let pending = self.pending_migrations(&rel.id)?;
+        let actor = self.actor.clone();
+        self.store.atomically(|s| -> Result<()> {
+            s.set_release_state(&rel.id, ReleaseState::Promoting)?;
+            s.audit(&actor, "promotion.started", Some(&rel.id), Some(PRODUCTION),
+                &json!({"pending": pending.iter().map(|m| &m.name).collect::<Vec<_>>(), "previous": previous}))?;
+            Ok(())
+        })?;
+
+        let mut snapshot_id = None;
+        let mut created_database = false;
+        if !pending.is_empty() {
+            let db = match self.production_db()? {
+                Some(db) => db,
+                None => {
+                    // Lazy provisioning: the first promotion with migrations creates production.
+                    created_database = true;
+                    self.store.set_lock_step(LockStep::Locked, None, true)?;
+                    let db = self.backend.create_database(PRODUCTION).or_else(|e| match e {
+                        BackendError::Exists(_) => Ok(DatabaseRef::new(PRODUCTION)),
+                        e => Err(e),
+                    });
+                    match db {
+                        Ok(db) => db,
+                        Err(e) => return self.fail_promotion(&rel.id, "provision", None, e.to_string(), created_database),
+                    }
+                }
+            };
+            // The recovery point of a database this promotion created is "no database".
+            let (location, size) = if created_database {
+                (None, 0)
+            } else {
+                match self.backend.snapshot(&db, &rel.id.to_lowercase()) {
+                    Ok(snap) => (snap.location, snap.size_bytes),
+                    Err(e) => return self.fail_promotion(&rel.id, "snapshot", None, e.to_string(), created_database),
+                }
+            };
+            let sid = self.store.atomically(|s| -> Result<i64> {
+                let sid = s.insert_snapshot(Some(&rel.id), PRODUCTION, location.as_deref(), size)?;
+                s.set_lock_step(LockStep::Snapshotted, Some(sid), created_database)?;
+                Ok(sid)
+            })?;
+            snapshot_id = Some(sid);
+            fault::point("promote.after_snapshot");
+            self.store.set_lock_step(LockStep::Applying, None, created_database)?;
+            fault::point("promote.before_apply");
+            let table = self.ws.config.migrations_table.clone();
+            match self.backend.apply_migrations(&db, &pending, &table) {
+                Ok(report) => tracing::info!(release = %rel.id, ms = report.duration_ms, "applied to production"),
+                Err(BackendError::Apply(f)) => {
+                    let failure = Failure {
+                        stage: "apply".into(),
+                        migration: f.migration.clone(),
+                        line: f.line,
+                        statement: f.statement.clone(),
+                        error: f.error.clone(),
+                        at: now(),
+                    };
+                    return self.record_failure(&rel.id, failure, created_database);
+                }
+                Err(e) => return self.fail_promotion(&rel.id, "apply", None, e.to_string(), created_database),
+            }
+            fault::point("promote.after_commit");
+        }
+        self.finish_promotion(&rel.id, &pending, snapshot_id, previous.as_deref())?;
+        Ok(PromoteOutcome {
+            id: rel.id,
+            state: ReleaseState::Live,
+            previous,
+            applied: pending.iter().map(|m| m.name.clone()).collect(),
+            snapshot: snapshot_id,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// The release's pending migrations, rebuilt from the SQL pinned in the release (never
+    /// from the files on disk, which may have changed since the gate ran).
+    pub fn pending_migrations(&self, id: &str) -> Result<Vec<Migration>> {
+        let drizzle = self.ws.is_drizzle();
+        self.store
+            .release_migrations(id)?
+            .into_iter()
+            .filter(|m| m.pending)
+            .map(|m| Migration::from_sql(&m.name, &m.path, m.sql, drizzle).map_err(Into::into))
+            .collect()
+    }
+
+    fn acquire_lock(&mut self, rel: &Release, previous: Option<&str>) -> Result<()> {
+        let actor = self.actor.clone();
+        let taken = self.store.atomically(|s| -> Result<Option<crate::store::LockRow>> {
+            if let Some(held) = s.lock()? {
+                return Ok(Some(held));
+            }
+            s.insert_lock(&rel.id, &actor, previous)?;
+            Ok(None)
+        })?;
+        match taken {
+            None => Ok(()),
+            Some(held) if !holder_alive_row(&held) => {
+                // Its holder died: recover first, then try once more.
+                self.recovered = self.recover()?;
+                let again = self.store.atomically(|s| -> Result<Option<crate::store::LockRow>> {
+                    if let Some(held) = s.lock()? {
+                        return Ok(Some(held));
+                    }
+                    s.insert_lock(&rel.id, &actor, previous)?;
+                    Ok(None)
+                })?;
+                match again {
+                    None => Ok(()),
+                    Some(held) => Err(in_progress(&held)),
+                }
+            }
+            Some(held) => Err(in_progress(&held)),
+        }
+    }
+
+    /// Success: release live, previous superseded, production points at it, lock released —
+    /// one state transaction.
+    pub(super) fn finish_promotion(
+        &mut self,
+        id: &str,
+        applied: &[Migration],
+        snapshot: Option<i64>,
+        previous: Option<&str>,
+    ) -> Result<()> {
+        let actor = self.actor.clone();
+        // Read the ledger from the database itself: a database this promotion provisioned is
+        // not yet recorded on the production environment.
+        let ledger = if applied.is_empty() {
+            self.production_ledger()?
+        } else {
+            self.backend.ledger(&DatabaseRef::new(PRODUCTION), &self.ws.config.migrations_table)?
+        };
+        let carried = self.store.release_migrations(id)?;
+        let existing = self.store.applied_checksums(PRODUCTION)?;
+        let db_id = if applied.is_empty() { None } else { Some(PRODUCTION) };
+        self.store.atomically(|s| -> Result<()> {
+            if let Some(db) = db_id {
+                s.set_env_database(PRODUCTION, Some(db))?;
+            }
+            // Pin the checksum of every applied migration this release carries (including ones
+            // applied outside d1ops, which are pinned the first time d1ops sees them).
+            for m in &carried {
+                let is_applied = ledger.iter().any(|r| r.name == m.name);
+                if is_applied && (!existing.contains_key(&m.name) || applied.iter().any(|a| a.name == m.name)) {
+                    s.record_applied(PRODUCTION, &m.name, &m.sha256, &m.sha256_normalized,
+                        applied.iter().any(|a| a.name == m.name).then_some(id))?;
+                }
+            }
+            if let Some(prev) = previous
+                && prev != id
+            {
+                s.set_release_state(prev, ReleaseState::Superseded)?;
+            }
+            s.set_release_promoted(id, &actor, snapshot)?;
+            s.set_env_active(PRODUCTION, Some(id))?;
+            s.delete_lock()?;
+            s.audit(&actor, "promotion.succeeded", Some(id), Some(PRODUCTION),
+                &json!({"applied": applied.iter().map(|m| &m.name).collect::<Vec<_>>(), "previous": previous, "snapshot": snapshot}))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn fail_promotion<T>(&mut self, id: &str, stage: &str, migration: Option<String>, error: String, created_database: bool) -> Result<T> {
+        let failure = Failure {
+            stage: stage.into(),
+            migration,
+            line: None,
+            statement: None,
+            error,
+            at: now(),
+        };
+        self.record_failure(id, failure, created_database)
+    }
+
+    /// Failure: production is as before (the apply rolled back; a database this promotion
+    /// created is removed), the release is `failed` with the cause, the lock is released.
+    fn record_failure<T>(&mut self, id: &str, failure: Failure, created_database: bool) -> Result<T> {
+        if created_database {
+            let _ = self.backend.delete_database(&DatabaseRef::new(PRODUCTION));
+        }
+        let actor = self.actor.clone();
+        self.store.atomically(|s| -> Result<()> {
+            s.set_release_failure(id, &failure)?;
+            s.delete_lock()?;
+            s.audit(&actor, "promotion.failed", Some(id), Some(PRODUCTION), &json!(failure))?;
+            Ok(())
+        })?;
+        Err(EngineError::PromotionFailed {
+            release: id.to_string(),
+            failure,
+        })
+    }
+}
+
+fn in_progress(held: &crate::store::LockRow) -> EngineError {
+    EngineError::Refused(format!(
+        "promotion of {} in progress by {} since {} (pid {} on {}); try again when it finishes",
+        held.release_id, held.holder, held.since, held.pid, held.host
+    ))
+}

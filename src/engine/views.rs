@@ -1,0 +1,223 @@
+//! Read-only views for listings, `release show`, `envs`, `diff` and the console. Never writes.
+use serde::Serialize;
+
+use super::cleanup::stale_reason;
+use super::{Engine, PRODUCTION, Result};
+use crate::backend::DatabaseRef;
+use crate::model::{
+    Approval, Artifact, AuditEvent, EnvKind, Environment, GateReport, Release, ReleaseMigration,
+};
+use crate::schema::{Schema, SchemaDiff};
+use crate::store::ChainStatus;
+
+/// Everything about one release.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseDetail {
+    #[serde(flatten)]
+    pub release: Release,
+    pub gate: Option<GateReport>,
+    pub migrations: Vec<ReleaseMigration>,
+    pub artifacts: Vec<Artifact>,
+    pub approvals: Vec<Approval>,
+    pub required_approvals: u32,
+    pub history: Vec<AuditEvent>,
+}
+
+/// An environment with what its database looks like right now.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvView {
+    #[serde(flatten)]
+    pub env: Environment,
+    /// File path (local) or database id (D1).
+    pub database: Option<String>,
+    pub size_bytes: Option<u64>,
+    /// The last applied migration.
+    pub schema_head: Option<String>,
+    pub applied: usize,
+    pub stale: Option<String>,
+    pub release_state: Option<String>,
+}
+
+/// What promoting a release would change.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseDiff {
+    pub release: String,
+    pub pending: Vec<PendingSql>,
+    pub schema: SchemaDiff,
+    /// `preview` (read from the preview database) or `computed` (production's schema plus
+    /// the pending SQL, in memory, when the preview is gone).
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingSql {
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+    pub sql: String,
+}
+
+impl Engine {
+    pub fn releases(&self) -> Result<Vec<Release>> {
+        Ok(self.store.releases()?)
+    }
+
+    pub fn release_detail(&self, id: &str) -> Result<ReleaseDetail> {
+        let release = self.resolve(id)?;
+        Ok(ReleaseDetail {
+            gate: self.store.gate_report(&release.id)?,
+            migrations: self.store.release_migrations(&release.id)?,
+            artifacts: self.store.artifacts(&release.id)?,
+            approvals: self.store.approvals(&release.id)?,
+            required_approvals: self.ws.config.policy.required_approvals,
+            history: self.store.audit_events(Some(&release.id), 200)?,
+            release,
+        })
+    }
+
+    /// Production first, then live previews newest first.
+    pub fn envs(&self) -> Result<Vec<EnvView>> {
+        let ttl = self.ws.config.preview_ttl();
+        let table = &self.ws.config.migrations_table;
+        let mut out = Vec::new();
+        for env in self.store.envs(false)? {
+            let db = env.database_id.clone().map(DatabaseRef::new);
+            let exists = match &db {
+                Some(d) => self.backend.exists(d).unwrap_or(false),
+                None => false,
+            };
+            let (size, ledger) = match (&db, exists) {
+                (Some(d), true) => (
+                    self.backend.size_bytes(d).ok(),
+                    self.backend.ledger(d, table).unwrap_or_default(),
+                ),
+                _ => (None, Vec::new()),
+            };
+            let release = match &env.release_id {
+                Some(id) => self.store.release(id)?,
+                None => None,
+            };
+            out.push(EnvView {
+                database: db.as_ref().filter(|_| exists).map(|d| self.backend.describe(d)),
+                size_bytes: size,
+                schema_head: ledger.last().map(|r| r.name.clone()),
+                applied: ledger.len(),
+                stale: stale_reason(&env, release.as_ref(), ttl),
+                release_state: release.map(|r| r.state.as_str().to_string()),
+                env,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Pending migration SQL plus the schema diff preview-vs-production.
+    pub fn diff(&self, id: &str) -> Result<ReleaseDiff> {
+        let rel = self.resolve(id)?;
+        let table = self.ws.config.migrations_table.clone();
+        let carried = self.store.release_migrations(&rel.id)?;
+        let pending: Vec<PendingSql> = carried
+            .iter()
+            .filter(|m| m.pending)
+            .map(|m| PendingSql {
+                name: m.name.clone(),
+                path: m.path.clone(),
+                sha256: m.sha256.clone(),
+                sql: m.sql.clone(),
+            })
+            .collect();
+        let production = match self.production_db()? {
+            Some(db) if self.backend.exists(&db)? => self.backend.schema(&db, &table)?,
+            _ => Schema::default(),
+        };
+        let preview = rel
+            .preview_env
+            .as_deref()
+            .and_then(|name| self.store.env(name).ok().flatten())
+            .filter(|e| e.deleted_at.is_none() && e.kind == EnvKind::Preview)
+            .and_then(|e| e.database_id)
+            .map(DatabaseRef::new);
+        // A live release's preview equals production; compute instead so the diff shows what
+        // the release changed relative to the schema before it.
+        let preview_applied = preview.as_ref().is_some_and(|db| {
+            self.backend
+                .ledger(db, &table)
+                .map(|l| pending.iter().all(|p| l.iter().any(|r| r.name == p.name)))
+                .unwrap_or(false)
+        });
+        let (after, before, source) = match preview {
+            Some(db) if preview_applied && rel.state.is_candidate() => {
+                (self.backend.schema(&db, &table)?, production, "preview")
+            }
+            _ => {
+                let base = schema_before_release(&rel, &production, &carried);
+                (computed_after(&base, &carried), base, "computed")
+            }
+        };
+        Ok(ReleaseDiff {
+            release: rel.id,
+            schema: crate::schema::diff(&before, &after),
+            pending,
+            source: source.into(),
+        })
+    }
+
+    pub fn audit_events(&self, limit: usize) -> Result<Vec<AuditEvent>> {
+        Ok(self.store.audit_events(None, limit)?)
+    }
+
+    pub fn verify_audit(&self) -> Result<ChainStatus> {
+        Ok(self.store.verify_audit()?)
+    }
+
+    /// The production environment's row.
+    pub fn production(&self) -> Result<Environment> {
+        Ok(self.store.production()?)
+    }
+
+    /// Whether production currently points at `id`.
+    pub fn is_live(&self, id: &str) -> Result<bool> {
+        Ok(self.store.env(PRODUCTION)?.and_then(|e| e.active_release).as_deref() == Some(id))
+    }
+}
+
+/// The schema as it was before the release's pending migrations: production's schema while
+/// the release is still a candidate; afterwards, rebuilt from the migrations it found applied.
+fn schema_before_release(rel: &Release, production: &Schema, carried: &[ReleaseMigration]) -> Schema {
+    if rel.state.is_candidate() || rel.state == crate::model::ReleaseState::Blocked {
+        return production.clone();
+    }
+    let replay: Vec<&str> = carried.iter().filter(|m| !m.pending).map(|m| m.sql.as_str()).collect();
+    crate::schema::schema_from_sql(&replay.join(";\n")).unwrap_or_else(|_| production.clone())
+}
+
+/// `base` plus every pending migration's SQL, applied in memory.
+fn computed_after(base: &Schema, carried: &[ReleaseMigration]) -> Schema {
+    let mut sql = schema_sql(base);
+    for m in carried.iter().filter(|m| m.pending) {
+        sql.push_str(&m.sql);
+        sql.push_str(";\n");
+    }
+    crate::schema::schema_from_sql(&sql).unwrap_or_else(|_| base.clone())
+}
+
+/// The DDL that recreates a schema (tables, then indexes, views, triggers).
+fn schema_sql(s: &Schema) -> String {
+    let mut out = String::new();
+    for t in s.tables.values() {
+        out.push_str(&t.sql);
+        out.push_str(";\n");
+    }
+    for i in s.indexes.values().filter_map(|i| i.sql.as_ref()) {
+        out.push_str(i);
+        out.push_str(";\n");
+    }
+    for v in s.views.values() {
+        out.push_str(&v.sql);
+        out.push_str(";\n");
+    }
+    for t in s.triggers.values() {
+        out.push_str(&t.sql);
+        out.push_str(";\n");
+    }
+    out
+}

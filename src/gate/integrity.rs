@@ -1,0 +1,168 @@
+//! `fk.check` and `data.loss`: what the migrations did to the data on the preview.
+use serde_json::json;
+
+use super::{Check, CheckOutcome, GateContext, Phase, thousands};
+use crate::schema::{Change, ObjectKind};
+
+pub struct FkCheck;
+
+impl Check for FkCheck {
+    fn id(&self) -> &'static str {
+        "fk.check"
+    }
+    fn phase(&self) -> Phase {
+        Phase::AfterApply
+    }
+    fn run(&self, ctx: &mut GateContext<'_>) -> CheckOutcome {
+        let violations = match &ctx.apply {
+            None => return CheckOutcome::pass("no pending migrations"),
+            Some(Err(f)) if !f.fk_violations.is_empty() => f.fk_violations.clone(),
+            Some(Err(_)) => return CheckOutcome::skip("migrations did not apply"),
+            Some(Ok(_)) => {
+                let Some(preview) = &ctx.preview else {
+                    return CheckOutcome::skip("no preview database");
+                };
+                match ctx.backend.foreign_key_check(preview) {
+                    Ok(v) => v,
+                    Err(e) => return CheckOutcome::fail(format!("foreign_key_check failed: {e}")),
+                }
+            }
+        };
+        if violations.is_empty() {
+            return CheckOutcome::pass("PRAGMA foreign_key_check is clean after migrations");
+        }
+        let mut by_table: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+        for v in &violations {
+            *by_table.entry((v.table.as_str(), v.parent.as_str())).or_default() += 1;
+        }
+        let summary: Vec<String> = by_table
+            .iter()
+            .map(|((t, p), n)| format!("{n} row(s) of {t} reference missing {p}"))
+            .collect();
+        CheckOutcome::fail(format!("foreign key violations: {}", summary.join("; ")))
+            .with_details(json!({ "violations": violations.iter().take(100).collect::<Vec<_>>() }))
+    }
+}
+
+pub struct DataLoss;
+
+impl Check for DataLoss {
+    fn id(&self) -> &'static str {
+        "data.loss"
+    }
+    fn phase(&self) -> Phase {
+        Phase::AfterApply
+    }
+    fn run(&self, ctx: &mut GateContext<'_>) -> CheckOutcome {
+        let (Some(before), Some(after)) = (&ctx.counts_before, &ctx.counts_after) else {
+            return if ctx.apply.is_none() {
+                CheckOutcome::pass("no pending migrations")
+            } else {
+                CheckOutcome::skip("migrations did not apply, nothing to compare")
+            };
+        };
+        let diff = ctx.schema_diff();
+        let renamed = |name: &str| -> Option<String> {
+            diff.as_ref()?.changes.iter().find_map(|c| match c {
+                Change::Renamed { kind: ObjectKind::Table, from, to } if from == name => {
+                    Some(to.clone())
+                }
+                _ => None,
+            })
+        };
+        let allowed = |table: &str| -> Option<String> {
+            ctx.pending
+                .iter()
+                .find(|m| {
+                    m.allow_data_loss
+                        .iter()
+                        .any(|t| t == "*" || t.eq_ignore_ascii_case(table))
+                })
+                .map(|m| m.name.clone())
+        };
+        let mut losses = Vec::new();
+        let mut declared = Vec::new();
+        for (table, &n_before) in before {
+            let now_name = if after.contains_key(table) {
+                Some(table.clone())
+            } else {
+                renamed(table)
+            };
+            let n_after = now_name.as_ref().and_then(|t| after.get(t)).copied().unwrap_or(0);
+            if n_after >= n_before {
+                continue;
+            }
+            let lost = n_before - n_after;
+            let entry = json!({
+                "table": table,
+                "before": n_before,
+                "after": n_after,
+                "lost": lost,
+                "dropped": now_name.is_none(),
+            });
+            let text = format!(
+                "{table} {} {} of {} rows",
+                if now_name.is_none() { "dropped with" } else { "lost" },
+                thousands(lost),
+                thousands(n_before)
+            );
+            match allowed(table) {
+                Some(by) => declared.push((text, by, entry)),
+                None => losses.push((text, cascade_hint(ctx, table), entry)),
+            }
+        }
+        if !losses.is_empty() {
+            let reasons: Vec<String> = losses
+                .iter()
+                .map(|(t, hint, _)| match hint {
+                    Some(h) => format!("{t} ({h})"),
+                    None => t.clone(),
+                })
+                .collect();
+            let first_table = losses[0].2["table"].as_str().unwrap_or("TABLE").to_string();
+            return CheckOutcome::fail(format!(
+                "{}; if intended, add `-- d1ops:allow-data-loss {first_table}` to the migration",
+                reasons.join("; ")
+            ))
+            .with_details(json!({
+                "losses": losses.iter().map(|l| l.2.clone()).collect::<Vec<_>>(),
+                "declared": declared.iter().map(|d| d.2.clone()).collect::<Vec<_>>(),
+            }));
+        }
+        if !declared.is_empty() {
+            let reasons: Vec<String> = declared
+                .iter()
+                .map(|(t, by, _)| format!("{t} (declared by {by})"))
+                .collect();
+            return CheckOutcome::warn(reasons.join("; ")).with_details(json!({
+                "declared": declared.iter().map(|d| d.2.clone()).collect::<Vec<_>>(),
+            }));
+        }
+        CheckOutcome::pass(format!(
+            "no table lost rows ({} tables compared before/after)",
+            before.len()
+        ))
+    }
+}
+
+/// Explains a loss caused by `ON DELETE CASCADE` from a parent that was rebuilt or dropped.
+fn cascade_hint(ctx: &GateContext<'_>, table: &str) -> Option<String> {
+    let before = ctx.schema_before.as_ref()?;
+    let diff = ctx.schema_diff()?;
+    let t = before.tables.get(table)?;
+    t.foreign_keys
+        .iter()
+        .filter(|fk| fk.on_delete.eq_ignore_ascii_case("CASCADE"))
+        .find_map(|fk| {
+            diff.changes.iter().find_map(|c| match c {
+                Change::TableChanged { name, rebuilt: true, .. } if *name == fk.table => Some(format!(
+                    "ON DELETE CASCADE from rebuilding {}: DROP TABLE deletes its rows first; rebuild with PRAGMA defer_foreign_keys = on and keep the parent rows, or rebuild the child too",
+                    fk.table
+                )),
+                Change::Removed { kind: ObjectKind::Table, name, .. } if *name == fk.table => {
+                    Some(format!("ON DELETE CASCADE from dropping {}", fk.table))
+                }
+                _ => None,
+            })
+        })
+}

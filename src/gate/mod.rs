@@ -1,0 +1,262 @@
+//! The gate: an ordered list of pluggable checks that decides `ready` or `blocked`.
+//!
+//! A check implements [`Check`] and reads a [`GateContext`]; the runner applies the release's
+//! pending migrations to the preview between the `BeforeApply` and `AfterApply` phases, so
+//! checks never mutate a database themselves. Severity overrides from `d1ops.toml` are applied
+//! here. The gate never touches production and never writes state.
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::backend::{ApplyFailure, ApplyReport, Backend, BackendError, DatabaseRef, LedgerRow};
+use crate::model::{CheckResult, CheckStatus, GateReport, Verdict};
+use crate::schema::{Schema, SchemaDiff};
+use crate::store::AppliedChecksum;
+use crate::workspace::{Config, Migration};
+
+mod integrity;
+mod ordering;
+
+/// When a check runs relative to the preview apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Sees the preview as cloned from production (baseline).
+    BeforeApply,
+    /// Sees the preview after the pending migrations (and the apply outcome).
+    AfterApply,
+}
+
+/// What a check concluded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckOutcome {
+    pub status: CheckStatus,
+    pub reason: String,
+    pub details: serde_json::Value,
+}
+
+impl CheckOutcome {
+    fn new(status: CheckStatus, reason: impl Into<String>) -> Self {
+        CheckOutcome {
+            status,
+            reason: reason.into(),
+            details: serde_json::Value::Null,
+        }
+    }
+    pub fn pass(reason: impl Into<String>) -> Self {
+        Self::new(CheckStatus::Pass, reason)
+    }
+    pub fn warn(reason: impl Into<String>) -> Self {
+        Self::new(CheckStatus::Warn, reason)
+    }
+    pub fn fail(reason: impl Into<String>) -> Self {
+        Self::new(CheckStatus::Fail, reason)
+    }
+    pub fn skip(reason: impl Into<String>) -> Self {
+        Self::new(CheckStatus::Skip, reason)
+    }
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// One gate check. Ids are stable (see DESIGN.md's gate catalogue).
+pub trait Check: Send + Sync {
+    fn id(&self) -> &'static str;
+    fn phase(&self) -> Phase;
+    fn run(&self, ctx: &mut GateContext<'_>) -> CheckOutcome;
+}
+
+/// Everything a check may look at.
+pub struct GateContext<'a> {
+    pub config: &'a Config,
+    pub backend: &'a dyn Backend,
+    /// The preview database; `None` for a code-only release.
+    pub preview: Option<DatabaseRef>,
+    /// Every migration the release carries, in order.
+    pub migrations: &'a [Migration],
+    /// The subset not yet applied to production, in order.
+    pub pending: Vec<Migration>,
+    pub production_ledger: &'a [LedgerRow],
+    pub applied_checksums: &'a BTreeMap<String, AppliedChecksum>,
+    /// Filled by the runner around the preview apply.
+    pub apply: Option<Result<ApplyReport, ApplyFailure>>,
+    pub counts_before: Option<BTreeMap<String, u64>>,
+    pub counts_after: Option<BTreeMap<String, u64>>,
+    pub schema_before: Option<Schema>,
+    pub schema_after: Option<Schema>,
+    /// Free-form data a BeforeApply check leaves for its AfterApply partner.
+    pub scratch: BTreeMap<String, serde_json::Value>,
+}
+
+impl<'a> GateContext<'a> {
+    pub fn new(
+        config: &'a Config,
+        backend: &'a dyn Backend,
+        preview: Option<DatabaseRef>,
+        migrations: &'a [Migration],
+        production_ledger: &'a [LedgerRow],
+        applied_checksums: &'a BTreeMap<String, AppliedChecksum>,
+    ) -> Self {
+        let applied: std::collections::BTreeSet<&str> =
+            production_ledger.iter().map(|r| r.name.as_str()).collect();
+        let pending = migrations
+            .iter()
+            .filter(|m| !applied.contains(m.name.as_str()))
+            .cloned()
+            .collect();
+        GateContext {
+            config,
+            backend,
+            preview,
+            migrations,
+            pending,
+            production_ledger,
+            applied_checksums,
+            apply: None,
+            counts_before: None,
+            counts_after: None,
+            schema_before: None,
+            schema_after: None,
+            scratch: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the preview apply ran and succeeded.
+    pub fn applied_ok(&self) -> bool {
+        matches!(self.apply, Some(Ok(_)))
+    }
+
+    /// The schema diff preview-before → preview-after, when both are known.
+    pub fn schema_diff(&self) -> Option<SchemaDiff> {
+        Some(crate::schema::diff(
+            self.schema_before.as_ref()?,
+            self.schema_after.as_ref()?,
+        ))
+    }
+}
+
+/// The checks this build ships, in run order.
+pub fn default_checks() -> Vec<Box<dyn Check>> {
+    vec![
+        Box::new(ordering::MigOrder),
+        Box::new(ordering::MigDrift),
+        Box::new(ordering::MigApply),
+        Box::new(integrity::FkCheck),
+        Box::new(integrity::DataLoss),
+    ]
+}
+
+/// Runs `checks` against `ctx`, applying the pending migrations to the preview between the
+/// two phases. Infrastructure errors while preparing the apply become a failed `mig.apply`.
+pub fn run(checks: &[Box<dyn Check>], ctx: &mut GateContext<'_>) -> GateReport {
+    let started = Instant::now();
+    let mut results = Vec::with_capacity(checks.len());
+    for check in checks.iter().filter(|c| c.phase() == Phase::BeforeApply) {
+        results.push(run_one(check.as_ref(), ctx));
+    }
+    let apply_started = Instant::now();
+    apply_on_preview(ctx);
+    let apply_ms = apply_started.elapsed().as_secs_f64() * 1000.0;
+    ctx.scratch
+        .insert("apply_total_ms".into(), serde_json::json!(apply_ms));
+    for check in checks.iter().filter(|c| c.phase() == Phase::AfterApply) {
+        results.push(run_one(check.as_ref(), ctx));
+    }
+    // Keep the catalogue order whatever the phases were.
+    let order: Vec<&str> = checks.iter().map(|c| c.id()).collect();
+    results.sort_by_key(|r: &CheckResult| order.iter().position(|id| *id == r.id));
+    let verdict = if results.iter().any(|r| r.status == CheckStatus::Fail) {
+        Verdict::Blocked
+    } else {
+        Verdict::Ready
+    };
+    GateReport {
+        verdict,
+        checks: results,
+        total_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+fn run_one(check: &dyn Check, ctx: &mut GateContext<'_>) -> CheckResult {
+    let started = Instant::now();
+    let severity = ctx.config.gate.severity.get(check.id()).map(String::as_str);
+    let mut outcome = if severity == Some("off") {
+        CheckOutcome::skip("disabled in d1ops.toml (gate.severity)")
+    } else {
+        check.run(ctx)
+    };
+    if severity == Some("warn") && outcome.status == CheckStatus::Fail {
+        outcome.status = CheckStatus::Warn;
+        outcome.reason = format!("{} (downgraded to warn in d1ops.toml)", outcome.reason);
+    }
+    CheckResult {
+        id: check.id().to_string(),
+        status: outcome.status,
+        reason: outcome.reason,
+        details: outcome.details,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+fn apply_on_preview(ctx: &mut GateContext<'_>) {
+    let Some(preview) = ctx.preview.clone() else {
+        return;
+    };
+    if ctx.pending.is_empty() {
+        return;
+    }
+    let ledger = ctx.config.migrations_table.clone();
+    let infra = |stage: &str, e: BackendError| ApplyFailure {
+        migration: None,
+        path: None,
+        line: None,
+        statement: None,
+        error: format!("{stage}: {e}"),
+        fk_violations: Vec::new(),
+    };
+    let before = ctx
+        .backend
+        .row_counts(&preview, &ledger)
+        .and_then(|c| Ok((c, ctx.backend.schema(&preview, &ledger)?)));
+    let (counts, schema) = match before {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.apply = Some(Err(infra("reading the preview before apply", e)));
+            return;
+        }
+    };
+    ctx.counts_before = Some(counts);
+    ctx.schema_before = Some(schema);
+    let outcome = ctx.backend.apply_migrations(&preview, &ctx.pending, &ledger);
+    ctx.apply = Some(match outcome {
+        Ok(report) => Ok(report),
+        Err(BackendError::Apply(f)) => Err(f),
+        Err(e) => Err(infra("applying on the preview", e)),
+    });
+    if ctx.applied_ok() {
+        match ctx
+            .backend
+            .row_counts(&preview, &ledger)
+            .and_then(|c| Ok((c, ctx.backend.schema(&preview, &ledger)?)))
+        {
+            Ok((c, s)) => {
+                ctx.counts_after = Some(c);
+                ctx.schema_after = Some(s);
+            }
+            Err(e) => ctx.apply = Some(Err(infra("reading the preview after apply", e))),
+        }
+    }
+}
+
+/// Formats a count with thousands separators.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,277 @@
+//! Domain records shared by the store, the engine and both faces: releases, environments,
+//! approvals, snapshots, audit events and gate results. Plain data, no I/O.
+use serde::{Deserialize, Serialize};
+
+/// Where a release is in its lifecycle (see DESIGN.md "Release lifecycle").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseState {
+    Previewing,
+    Ready,
+    Blocked,
+    Approved,
+    Promoting,
+    Live,
+    Superseded,
+    Failed,
+    Abandoned,
+    RolledBack,
+    Reverted,
+}
+
+impl ReleaseState {
+    pub const ALL: [ReleaseState; 11] = [
+        ReleaseState::Previewing,
+        ReleaseState::Ready,
+        ReleaseState::Blocked,
+        ReleaseState::Approved,
+        ReleaseState::Promoting,
+        ReleaseState::Live,
+        ReleaseState::Superseded,
+        ReleaseState::Failed,
+        ReleaseState::Abandoned,
+        ReleaseState::RolledBack,
+        ReleaseState::Reverted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseState::Previewing => "previewing",
+            ReleaseState::Ready => "ready",
+            ReleaseState::Blocked => "blocked",
+            ReleaseState::Approved => "approved",
+            ReleaseState::Promoting => "promoting",
+            ReleaseState::Live => "live",
+            ReleaseState::Superseded => "superseded",
+            ReleaseState::Failed => "failed",
+            ReleaseState::Abandoned => "abandoned",
+            ReleaseState::RolledBack => "rolled_back",
+            ReleaseState::Reverted => "reverted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReleaseState> {
+        ReleaseState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A candidate still awaits a decision (approve, promote or abandon).
+    pub fn is_candidate(self) -> bool {
+        matches!(
+            self,
+            ReleaseState::Previewing | ReleaseState::Ready | ReleaseState::Approved
+        )
+    }
+}
+
+impl std::fmt::Display for ReleaseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The gate's overall decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ready,
+    Blocked,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ready => "ready",
+            Verdict::Blocked => "blocked",
+        }
+    }
+}
+
+/// One check's status. `skip` means the check could not run (an earlier step failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    Skip,
+    Warn,
+    Fail,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Pass => "pass",
+            CheckStatus::Skip => "skip",
+            CheckStatus::Warn => "warn",
+            CheckStatus::Fail => "fail",
+        }
+    }
+
+    /// ✓ / ! / ✗ / - as printed in checklists.
+    pub fn mark(self) -> &'static str {
+        match self {
+            CheckStatus::Pass => "✓",
+            CheckStatus::Warn => "!",
+            CheckStatus::Fail => "✗",
+            CheckStatus::Skip => "-",
+        }
+    }
+}
+
+/// One gate check's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub id: String,
+    pub status: CheckStatus,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+    pub duration_ms: f64,
+}
+
+/// The gate's report for one release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateReport {
+    pub verdict: Verdict,
+    pub checks: Vec<CheckResult>,
+    pub total_ms: f64,
+}
+
+/// Why a promotion (or preview apply) failed: which migration, which statement, what error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub stage: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+    pub error: String,
+    pub at: String,
+}
+
+/// A migration as carried by a release (content pinned at deploy time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseMigration {
+    pub position: u32,
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+    pub sha256_normalized: String,
+    /// Not yet applied to production when the release was deployed.
+    pub pending: bool,
+    #[serde(skip_serializing)]
+    pub sql: String,
+}
+
+/// A component artifact and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub approver: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub at: String,
+}
+
+/// A release record (immutable content; state and decisions change).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: String,
+    pub state: ReleaseState,
+    pub author: String,
+    pub label: Option<String>,
+    pub commit: Option<String>,
+    pub supersedes: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub verdict: Option<Verdict>,
+    pub preview_env: Option<String>,
+    pub base_fingerprint: Option<String>,
+    pub failure: Option<Failure>,
+    pub root_cause: Option<String>,
+    pub guardrail: Option<String>,
+    pub promoted_at: Option<String>,
+    pub promoted_by: Option<String>,
+    pub recovery_snapshot: Option<i64>,
+    /// Number of migrations pending against production at deploy time.
+    pub pending_count: u32,
+}
+
+/// Production or a preview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvKind {
+    Production,
+    Preview,
+}
+
+impl EnvKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvKind::Production => "production",
+            EnvKind::Preview => "preview",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    pub name: String,
+    pub kind: EnvKind,
+    /// Backend database id; `None` when no database exists (yet, or any more).
+    pub database_id: Option<String>,
+    pub active_release: Option<String>,
+    /// The release a preview was made for.
+    pub release_id: Option<String>,
+    pub base_fingerprint: Option<String>,
+    pub created_at: String,
+    pub last_activity_at: String,
+    pub deleted_at: Option<String>,
+}
+
+/// A recovery point taken before a production apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: i64,
+    pub release_id: Option<String>,
+    pub env: String,
+    /// Backend location; `None` when the database did not exist at that point.
+    pub location: Option<String>,
+    pub size_bytes: u64,
+    pub created_at: String,
+    pub deleted_at: Option<String>,
+}
+
+/// One append-only, hash-chained audit event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub release_id: Option<String>,
+    pub env: Option<String>,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The current UTC time in the store's format (RFC 3339, milliseconds, `Z`).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Parses a stored timestamp.
+pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}

@@ -1,0 +1,267 @@
+//! d1ops' own state: `.d1ops/state.sqlite` (WAL), with a versioned schema and its own upgrade
+//! path. Owns the rows for environments, releases, release migrations, artifacts, approvals,
+//! gate reports, snapshots, applied-migration checksums, the promotion lock and the audit log.
+//! It knows nothing of backends or the console; it never touches a managed database.
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension};
+
+mod audit;
+mod envs;
+mod lock;
+mod records;
+mod releases;
+
+pub use audit::ChainStatus;
+pub use lock::{LockRow, LockStep, holder_alive_row};
+pub use records::AppliedChecksum;
+
+/// File name of the state database inside `.d1ops/`.
+pub const STATE_FILE: &str = "state.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state store {path} has schema version {found}, newer than this d1ops understands ({known}); upgrade d1ops")]
+    TooNew { path: String, found: i64, known: i64 },
+    #[error("state store is locked by another d1ops process (busy for more than 10 s)")]
+    Busy,
+    #[error("state store: {0}")]
+    Sql(#[source] rusqlite::Error),
+    #[error("state store holds an unreadable value in {what}: {value:?}")]
+    Corrupt { what: &'static str, value: String },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy
+            }
+            _ => StoreError::Sql(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Schema upgrades, one per version; `user_version` counts how many have run.
+const UPGRADES: &[&str] = &[
+    // v1
+    r#"
+    CREATE TABLE environments(
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('production', 'preview')),
+        database_id TEXT,
+        active_release TEXT,
+        release_id TEXT,
+        base_fingerprint TEXT,
+        created_at TEXT NOT NULL,
+        last_activity_at TEXT NOT NULL,
+        deleted_at TEXT
+    );
+    CREATE TABLE releases(
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        author TEXT NOT NULL,
+        label TEXT,
+        commit_sha TEXT,
+        supersedes TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        verdict TEXT,
+        preview_env TEXT,
+        base_fingerprint TEXT,
+        failure TEXT,
+        root_cause TEXT,
+        guardrail TEXT,
+        promoted_at TEXT,
+        promoted_by TEXT,
+        recovery_snapshot INTEGER,
+        pending_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX releases_state ON releases(state);
+    CREATE TABLE release_migrations(
+        release_id TEXT NOT NULL REFERENCES releases(id),
+        position INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        sha256_normalized TEXT NOT NULL,
+        pending INTEGER NOT NULL,
+        sql TEXT NOT NULL,
+        PRIMARY KEY (release_id, position)
+    );
+    CREATE TABLE artifacts(
+        release_id TEXT NOT NULL REFERENCES releases(id),
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        PRIMARY KEY (release_id, name)
+    );
+    CREATE TABLE approvals(
+        id INTEGER PRIMARY KEY,
+        release_id TEXT NOT NULL REFERENCES releases(id),
+        approver TEXT NOT NULL,
+        note TEXT,
+        at TEXT NOT NULL,
+        UNIQUE (release_id, approver)
+    );
+    CREATE TABLE gate_reports(
+        release_id TEXT PRIMARY KEY REFERENCES releases(id),
+        verdict TEXT NOT NULL,
+        report TEXT NOT NULL,
+        total_ms REAL NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE snapshots(
+        id INTEGER PRIMARY KEY,
+        release_id TEXT,
+        env TEXT NOT NULL,
+        location TEXT,
+        size_bytes INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        deleted_at TEXT
+    );
+    CREATE TABLE applied_migrations(
+        env TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        sha256_normalized TEXT NOT NULL,
+        release_id TEXT,
+        applied_at TEXT NOT NULL,
+        PRIMARY KEY (env, name)
+    );
+    CREATE TABLE promotion_lock(
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        release_id TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        since TEXT NOT NULL,
+        step TEXT NOT NULL,
+        snapshot_id INTEGER,
+        prev_active TEXT,
+        created_database INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE audit(
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        release_id TEXT,
+        env TEXT,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_release ON audit(release_id);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    "#,
+];
+
+/// The state store: one connection, used from one thread at a time.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating when absent) the state store in `state_dir` and upgrades its schema.
+    pub fn open(state_dir: &Path) -> Result<Store> {
+        let path = state_dir.join(STATE_FILE);
+        let shown = path.display().to_string();
+        let open_err = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::Open {
+            path: shown.clone(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        })?;
+        let conn = Connection::open(&path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        let mut store = Store { conn };
+        store.upgrade(&shown)?;
+        Ok(store)
+    }
+
+    /// Runs the schema upgrades this store has not seen yet, each in its own transaction.
+    fn upgrade(&mut self, shown: &str) -> Result<()> {
+        let known = UPGRADES.len() as i64;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: shown.to_string(),
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in UPGRADES.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Another process may have upgraded while we waited for the write lock.
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if now > i as i64 {
+                continue;
+            }
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The schema version of the store.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// Runs `f` inside one IMMEDIATE transaction: all of its writes land together or not at all.
+    pub fn atomically<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Store) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| E::from(e.into()))?;
+        match f(self) {
+            Ok(v) => {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| E::from(e.into()))?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// A key/value read used for small facts (e.g. last usage sample).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// Reads an optional single value.
+pub(crate) fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
+    Ok(r.optional()?)
+}

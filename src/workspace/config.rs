@@ -1,0 +1,287 @@
+//! `d1ops.toml`: the workspace configuration, its defaults and its validation.
+//!
+//! Owns parsing and writing the file; it does not touch databases or state.
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The name of the configuration file at the workspace root.
+pub const CONFIG_FILE: &str = "d1ops.toml";
+/// wrangler's default ledger table.
+pub const DEFAULT_MIGRATIONS_TABLE: &str = "d1_migrations";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: no d1ops.toml here; run `d1ops init` first (or pass --workspace DIR)")]
+    Missing { path: String },
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Which backend holds the databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    #[default]
+    Local,
+    Cloudflare,
+}
+
+/// How migration files are laid out on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutKind {
+    /// Detect: a Drizzle journal wins, then nested `*/migration.sql`, else wrangler.
+    #[default]
+    Auto,
+    Wrangler,
+    Drizzle,
+    Nested,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub backend: BackendKind,
+    pub migrations_dir: String,
+    pub migrations_table: String,
+    pub migrations_layout: LayoutKind,
+    /// Capacity plan profile (`d1-free`, `workers-paid` or a custom one).
+    pub plan: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseBinding>,
+    pub policy: Policy,
+    pub gate: GateConfig,
+    #[serde(rename = "probe", skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            backend: BackendKind::Local,
+            migrations_dir: "migrations".into(),
+            migrations_table: DEFAULT_MIGRATIONS_TABLE.into(),
+            migrations_layout: LayoutKind::Auto,
+            plan: "d1-free".into(),
+            database: None,
+            policy: Policy::default(),
+            gate: GateConfig::default(),
+            probes: Vec::new(),
+        }
+    }
+}
+
+/// The D1 binding imported from wrangler's `d1_databases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseBinding {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview_database_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub required_approvals: u32,
+    pub allow_self_approval: bool,
+    /// A preview idle longer than this is stale (humantime, e.g. `7d`).
+    pub preview_ttl: String,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            required_approvals: 1,
+            allow_self_approval: false,
+            preview_ttl: "7d".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    pub regression_ratio: f64,
+    pub scan_rows_warn: u64,
+    /// Per-check severity overrides: check or lint id → `fail` | `warn` | `off`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub severity: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            regression_ratio: 1.5,
+            scan_rows_warn: 10_000,
+            severity: Default::default(),
+        }
+    }
+}
+
+/// A probe: a named statement with expectations and a latency budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeConfig {
+    pub name: String,
+    pub sql: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<toml::Value>,
+    #[serde(default = "default_probe_kind")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_rows: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_changes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
+}
+
+fn default_probe_kind() -> String {
+    "read".into()
+}
+
+impl Config {
+    /// Reads and validates `d1ops.toml` in `root`.
+    pub fn load(root: &Path) -> Result<Config, ConfigError> {
+        let path = root.join(CONFIG_FILE);
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing {
+                    path: root.display().to_string(),
+                });
+            }
+            Err(e) => return Err(ConfigError::Io { path: shown, source: e }),
+        };
+        Config::parse(&text, &shown)
+    }
+
+    /// Parses configuration text; `shown` names the file in errors.
+    pub fn parse(text: &str, shown: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: shown.to_string(),
+            message: one_line(&e.to_string()),
+        })?;
+        config.validate(shown)?;
+        Ok(config)
+    }
+
+    fn validate(&self, shown: &str) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: shown.to_string(),
+            message,
+        };
+        if self.migrations_table.is_empty()
+            || !self
+                .migrations_table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(invalid(format!(
+                "migrations_table {:?} must be a plain identifier (letters, digits, _)",
+                self.migrations_table
+            )));
+        }
+        if self.migrations_dir.trim().is_empty() {
+            return Err(invalid("migrations_dir must not be empty".into()));
+        }
+        if humantime::parse_duration(&self.policy.preview_ttl).is_err() {
+            return Err(invalid(format!(
+                "policy.preview_ttl {:?} is not a duration (try \"7d\" or \"36h\")",
+                self.policy.preview_ttl
+            )));
+        }
+        if !(self.gate.regression_ratio >= 1.0) {
+            return Err(invalid("gate.regression_ratio must be at least 1.0".into()));
+        }
+        for (id, sev) in &self.gate.severity {
+            if !matches!(sev.as_str(), "fail" | "warn" | "off") {
+                return Err(invalid(format!(
+                    "gate.severity.{id} = {sev:?}: use \"fail\", \"warn\" or \"off\""
+                )));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.probes {
+            if !seen.insert(p.name.as_str()) {
+                return Err(invalid(format!("probe {:?} is declared twice", p.name)));
+            }
+            if !matches!(p.kind.as_str(), "read" | "write") {
+                return Err(invalid(format!(
+                    "probe {:?}: kind {:?} must be \"read\" or \"write\"",
+                    p.name, p.kind
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The preview TTL as a duration (validated at load).
+    pub fn preview_ttl(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.policy.preview_ttl)
+            .unwrap_or(std::time::Duration::from_secs(7 * 24 * 3600))
+    }
+
+    /// Renders the configuration as commented TOML for `init`.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).unwrap_or_default();
+        format!(
+            "# d1ops workspace configuration (see README: Configuration)\n\
+             # backend: local (SQLite files under .d1ops/db) or cloudflare\n{body}"
+        )
+    }
+}
+
+/// toml's errors span several lines with a source excerpt; keep the first sentence-ish line
+/// plus the caret context folded into one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip() {
+        let c = Config::default();
+        let text = c.to_toml();
+        assert_eq!(Config::parse(&text, "x").unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("migration_dir = \"m\"\n", "d1ops.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("d1ops.toml") && msg.contains("migration_dir"), "{msg}");
+        assert!(msg.contains("line 1"), "{msg}");
+    }
+
+    #[test]
+    fn bad_ttl_rejected() {
+        let err = Config::parse("[policy]\npreview_ttl = \"soon\"\n", "d1ops.toml").unwrap_err();
+        assert!(err.to_string().contains("preview_ttl"));
+    }
+}
