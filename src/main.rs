@@ -1,3 +1,4 @@
+//! The `d1ops` binary: a thin clap face over the library (see `cli`).
 fn main() {
-    println!("Hello, world!");
+    std::process::exit(d1ops::cli::main_with_args());
 }

@@ -264,9 +264,23 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Shifts this process's clock (the demo builds a month of history in seconds). Zero in
+/// normal operation.
+pub fn set_clock_offset(offset: chrono::Duration) {
+    CLOCK_OFFSET_MS.store(offset.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The current UTC time (plus the demo's clock offset, normally zero).
+pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+        + chrono::Duration::milliseconds(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::SeqCst))
+}
+
 /// The current UTC time in the store's format (RFC 3339, milliseconds, `Z`).
 pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    now_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Parses a stored timestamp.

@@ -154,9 +154,16 @@ pub fn sqlite_message(e: &rusqlite::Error) -> String {
 }
 
 fn sqlite_code_name(err: &rusqlite::ffi::Error) -> String {
-    // SQLITE_CONSTRAINT_UNIQUE etc.: the extended code's name is the most useful tag.
-    rusqlite::ffi::code_to_str(err.extended_code).to_string()
-        .split(':').next().unwrap_or("SQLITE_ERROR").trim().to_string()
+    // The extended code says most (D1 reports the same names).
+    match err.extended_code {
+        2067 => "SQLITE_CONSTRAINT_UNIQUE".into(),
+        1555 => "SQLITE_CONSTRAINT_PRIMARYKEY".into(),
+        787 => "SQLITE_CONSTRAINT_FOREIGNKEY".into(),
+        1299 => "SQLITE_CONSTRAINT_NOTNULL".into(),
+        275 => "SQLITE_CONSTRAINT_CHECK".into(),
+        1 => "SQLITE_ERROR".into(),
+        _ => format!("SQLITE_{:?}", err.code).to_uppercase(),
+    }
 }
 
 fn open_path(path: &Path, flags: OpenFlags) -> Result<Connection> {
@@ -164,6 +171,19 @@ fn open_path(path: &Path, flags: OpenFlags) -> Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql(path))?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(sql(path))?;
     Ok(conn)
+}
+
+/// Explains a failed COMMIT. With foreign_key_check clean, a FOREIGN KEY failure here is the
+/// deferred-violation counter left by DROP TABLE on a parent during a table rebuild.
+fn commit_error(e: &rusqlite::Error) -> String {
+    let msg = sqlite_message(e);
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) && msg.contains("FOREIGN KEY") {
+        format!(
+            "commit failed: {msg}; deferred foreign-key violations remain (typically DROP TABLE of a parent in a table rebuild: its implicit DELETE counts violations that renaming the new table does not clear); use ALTER TABLE ... DROP/RENAME COLUMN instead of a rebuild"
+        )
+    } else {
+        format!("commit failed: {msg}")
+    }
 }
 
 /// Statements that would end or nest our transaction; D1 rejects them too.
@@ -408,7 +428,7 @@ impl Backend for LocalBackend {
                     path: None,
                     line: None,
                     statement: None,
-                    error: format!("commit failed: {}", sqlite_message(&e)),
+                    error: commit_error(&e),
                     fk_violations: Vec::new(),
                 }),
             Err(f) => Err(f),

@@ -52,7 +52,7 @@ pub fn stale_reason(env: &Environment, release: Option<&Release>, ttl: Duration)
 /// How long an environment has been idle.
 pub fn idle_for(env: &Environment) -> Duration {
     parse_time(&env.last_activity_at)
-        .map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default())
+        .map(|t| (crate::model::now_utc() - t).to_std().unwrap_or_default())
         .unwrap_or_default()
 }
 

@@ -23,8 +23,6 @@ pub struct DeployRequest {
     pub artifacts: Vec<(String, PathBuf)>,
     /// The release this one replaces (a fix is a new release naming the old one).
     pub supersedes: Option<String>,
-    /// Backdates the release (the demo builds history); `None` is now.
-    pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,7 +91,7 @@ impl Engine {
             })
             .collect();
         let pending: Vec<String> = carried.iter().filter(|m| m.pending).map(|m| m.name.clone()).collect();
-        let at = req.at.unwrap_or_else(chrono::Utc::now);
+        let at = crate::model::now_utc();
         let id = ulid::Ulid::from_datetime(at.into()).to_string();
         let created = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let fingerprint = self.production_fingerprint()?;

@@ -112,13 +112,10 @@ impl Check for DataLoss {
             }
         }
         if !losses.is_empty() {
-            let reasons: Vec<String> = losses
-                .iter()
-                .map(|(t, hint, _)| match hint {
-                    Some(h) => format!("{t} ({h})"),
-                    None => t.clone(),
-                })
-                .collect();
+            let mut reasons: Vec<String> = losses.iter().map(|(t, _, _)| t.clone()).collect();
+            let mut hints: Vec<&String> = losses.iter().filter_map(|(_, h, _)| h.as_ref()).collect();
+            hints.dedup();
+            reasons.extend(hints.into_iter().cloned());
             let first_table = losses[0].2["table"].as_str().unwrap_or("TABLE").to_string();
             return CheckOutcome::fail(format!(
                 "{}; if intended, add `-- d1ops:allow-data-loss {first_table}` to the migration",
@@ -156,11 +153,11 @@ fn cascade_hint(ctx: &GateContext<'_>, table: &str) -> Option<String> {
         .find_map(|fk| {
             diff.changes.iter().find_map(|c| match c {
                 Change::TableChanged { name, rebuilt: true, .. } if *name == fk.table => Some(format!(
-                    "ON DELETE CASCADE from rebuilding {}: DROP TABLE deletes its rows first; rebuild with PRAGMA defer_foreign_keys = on and keep the parent rows, or rebuild the child too",
+                    "cause: ON DELETE CASCADE from rebuilding {}; DROP TABLE deletes the parent's rows first and the cascade follows even with defer_foreign_keys; use ALTER TABLE ... DROP COLUMN / RENAME COLUMN instead of a rebuild, or copy the child rows out and back",
                     fk.table
                 )),
                 Change::Removed { kind: ObjectKind::Table, name, .. } if *name == fk.table => {
-                    Some(format!("ON DELETE CASCADE from dropping {}", fk.table))
+                    Some(format!("cause: ON DELETE CASCADE from dropping {}", fk.table))
                 }
                 _ => None,
             })

@@ -254,11 +254,6 @@ impl Store {
             }
         }
     }
-
-    /// A key/value read used for small facts (e.g. last usage sample).
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
-    }
 }
 
 /// Reads an optional single value.

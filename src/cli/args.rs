@@ -1,0 +1,130 @@
+//! The command line, as clap derive types. Parsing only; `cli::run` dispatches.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// d1ops — release lifecycle console for migration-driven SQLite / Cloudflare D1 databases.
+///
+/// Run with no command to open the console on the workspace.
+#[derive(Debug, Parser)]
+#[command(name = "d1ops", version, about, long_about = None)]
+pub struct Cli {
+    /// Workspace directory (the folder with d1ops.toml).
+    #[arg(long, short = 'w', global = true, default_value = ".", env = "D1OPS_WORKSPACE")]
+    pub workspace: PathBuf,
+    /// Machine-readable JSON output (every listing and outcome).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Act as this user (default: $D1OPS_USER, else the OS user).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub actor: Option<String>,
+    /// Read-only: no actions (the console hides them; commands that write refuse).
+    #[arg(long, global = true)]
+    pub readonly: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a demo workspace with history, then open the console on it.
+    Demo {
+        /// Where to build it.
+        #[arg(default_value = "d1ops-demo")]
+        dir: PathBuf,
+        /// Build (or reuse) the workspace and print what to try, without opening the console.
+        #[arg(long)]
+        no_console: bool,
+        /// Rebuild even when the directory already holds a demo workspace.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Create d1ops.toml (imports wrangler's d1_databases when present).
+    Init {
+        /// Directory to initialise (default: --workspace).
+        dir: Option<PathBuf>,
+    },
+    /// Open the interactive console.
+    Console,
+    /// Turn the workspace's migrations (and artifacts) into a release, preview it and gate it.
+    Deploy {
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long, value_name = "SHA")]
+        commit: Option<String>,
+        /// A component artifact, NAME=PATH (repeatable): app, bot, api...
+        #[arg(long = "artifact", value_name = "NAME=PATH")]
+        artifacts: Vec<String>,
+        /// The release this one replaces (a fix names what it fixes).
+        #[arg(long, value_name = "ID")]
+        supersedes: Option<String>,
+    },
+    /// List releases, newest first.
+    Releases,
+    /// One release in full.
+    Release {
+        #[command(subcommand)]
+        command: ReleaseCommand,
+    },
+    /// Environments: production and previews.
+    Envs,
+    /// Pending migration SQL and the schema diff preview-vs-production.
+    Diff { id: String },
+    /// Approve a ready release.
+    Approve {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Abandon a candidate release.
+    Abandon {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Record a root cause (and the guardrail added) on a release.
+    Annotate {
+        id: String,
+        #[arg(long)]
+        cause: String,
+        #[arg(long)]
+        guardrail: Option<String>,
+    },
+    /// Promote an approved release to production: gated, atomic.
+    Promote {
+        id: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Delete stale preview databases.
+    Cleanup {
+        /// Only previews idle at least this long (e.g. 3d, 12h).
+        #[arg(long, value_name = "DUR")]
+        older_than: Option<String>,
+        /// Show what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Also delete previews of candidates still awaiting a decision (idle past the TTL).
+        #[arg(long)]
+        include_pending: bool,
+    },
+    /// The audit log.
+    Audit {
+        /// Recompute the hash chain and report whether it verifies.
+        #[arg(long)]
+        verify: bool,
+        /// How many events to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Show one release: state, gate checklist, migrations, approvals, history.
+    Show { id: String },
+}

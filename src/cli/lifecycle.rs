@@ -1,0 +1,246 @@
+//! CLI handlers that change things: deploy, approve, abandon, annotate, promote, cleanup.
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::bail;
+use serde_json::json;
+
+use super::output::{self, CYAN, DIM, GREEN, RED, YELLOW, paint};
+use super::{Cli, Command, exit, print_json};
+use crate::engine::{DeployRequest, Engine};
+use crate::model::{CheckResult, Verdict};
+
+pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Deploy { label, commit, artifacts, supersedes } => {
+            let artifacts = artifacts
+                .iter()
+                .map(|a| match a.split_once('=') {
+                    Some((n, p)) => Ok((n.trim().to_string(), PathBuf::from(p))),
+                    None => bail!("--artifact {a:?}: give it as NAME=PATH (e.g. app=dist/app.js)"),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let outcome = engine.deploy(DeployRequest {
+                label: label.clone(),
+                commit: commit.clone(),
+                artifacts,
+                supersedes: supersedes.clone(),
+            })?;
+            if cli.json {
+                print_json(&outcome)?;
+            } else {
+                let what = if outcome.pending.is_empty() {
+                    "code-only release (no pending migrations, no preview needed)".to_string()
+                } else {
+                    format!(
+                        "{} pending migration(s) applied on preview {}",
+                        outcome.pending.len(),
+                        outcome.preview.as_deref().unwrap_or("-")
+                    )
+                };
+                println!("release {} deployed: {what}", paint(&outcome.id, CYAN));
+                print_checklist(&outcome.checks);
+                let verdict = outcome.verdict.as_str().to_uppercase();
+                let colour = if outcome.verdict == Verdict::Ready { GREEN } else { RED };
+                println!("gate: {} in {:.0} ms", paint(&verdict, colour), outcome.total_ms);
+                if outcome.verdict == Verdict::Ready {
+                    println!(
+                        "next: another operator runs `d1ops approve {}`, then `d1ops promote {}`",
+                        outcome.id, outcome.id
+                    );
+                } else {
+                    println!("fix the failing checks and deploy again (`d1ops diff {}` shows what it would change)", outcome.id);
+                }
+            }
+            Ok(if outcome.verdict == Verdict::Ready { exit::OK } else { exit::BLOCKED })
+        }
+        Command::Approve { id, note } => {
+            let out = engine.approve(id, note.as_deref())?;
+            if cli.json {
+                print_json(&out)?;
+            } else {
+                println!(
+                    "release {} approved by {} ({} of {} required); state: {}",
+                    out.id,
+                    engine.actor,
+                    out.approvals.len(),
+                    out.required,
+                    out.state
+                );
+            }
+            Ok(exit::OK)
+        }
+        Command::Abandon { id, note } => {
+            let rel = engine.resolve(id)?;
+            let state = engine.abandon(&rel.id, note.as_deref())?;
+            if cli.json {
+                print_json(&json!({"id": rel.id, "state": state}))?;
+            } else {
+                println!("release {} abandoned; its preview is now stale (`d1ops cleanup`)", rel.id);
+            }
+            Ok(exit::OK)
+        }
+        Command::Annotate { id, cause, guardrail } => {
+            let rel = engine.resolve(id)?;
+            engine.annotate(&rel.id, cause, guardrail.as_deref())?;
+            if cli.json {
+                print_json(&json!({"id": rel.id, "root_cause": cause, "guardrail": guardrail}))?;
+            } else {
+                println!("root cause recorded on release {}", rel.id);
+            }
+            Ok(exit::OK)
+        }
+        Command::Promote { id, yes } => promote(cli, engine, id, *yes),
+        Command::Cleanup { older_than, dry_run, yes, include_pending } => {
+            cleanup(cli, engine, older_than.as_deref(), *dry_run, *yes, *include_pending)
+        }
+        _ => Ok(exit::ERROR),
+    }
+}
+
+/// ✓ / ! / ✗ lines for gate checks.
+pub(super) fn print_checklist(checks: &[CheckResult]) {
+    let width = checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
+    for c in checks {
+        let mark = c.status.mark();
+        println!(
+            "  {} {:width$}  {}",
+            paint(mark, output::status_colour(mark)),
+            c.id,
+            c.reason
+        );
+    }
+}
+
+/// Asks on the terminal; `None` when there is no terminal to ask on.
+fn ask(prompt: &str) -> Option<String> {
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    print!("{prompt}");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    Some(line.trim().to_string())
+}
+
+fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Result<i32> {
+    let rel = engine.resolve(id)?;
+    if !yes {
+        if let Some(why) = engine.promotion_blocker(&rel)? {
+            return Err(crate::engine::EngineError::Refused(why).into());
+        }
+        let pending: Vec<String> = engine
+            .store
+            .release_migrations(&rel.id)?
+            .into_iter()
+            .filter(|m| m.pending)
+            .map(|m| m.name)
+            .collect();
+        println!("promote release {} to production", paint(&rel.id, CYAN));
+        if pending.is_empty() {
+            println!("  code only: no migrations to apply");
+        } else {
+            println!("  applies, in one transaction: {}", pending.join(", "));
+        }
+        let tail: String = rel.id.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        match ask(&format!("type the last 4 characters of the release id ({}) to confirm: ", paint("....", DIM))) {
+            Some(answer) if answer.eq_ignore_ascii_case(&tail) => {}
+            Some(_) => bail!("confirmation did not match; nothing was promoted"),
+            None => bail!("promote needs --yes when not run from a terminal; nothing was promoted"),
+        }
+    }
+    let out = engine.promote(&rel.id)?;
+    if cli.json {
+        print_json(&out)?;
+    } else {
+        println!(
+            "release {} is {} in production ({} migration(s) applied in {:.0} ms{})",
+            out.id,
+            paint("live", GREEN),
+            out.applied.len(),
+            out.duration_ms,
+            out.snapshot.map_or(String::new(), |s| format!("; recovery point: snapshot {s}"))
+        );
+        if let Some(prev) = &out.previous {
+            println!("previous release {prev} is superseded");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn cleanup(
+    cli: &Cli,
+    engine: &mut Engine,
+    older_than: Option<&str>,
+    dry_run: bool,
+    yes: bool,
+    include_pending: bool,
+) -> anyhow::Result<i32> {
+    let older = match older_than {
+        Some(s) => Some(humantime::parse_duration(s).map_err(|e| {
+            anyhow::anyhow!("--older-than {s:?} is not a duration ({e}); try 3d or 12h")
+        })?),
+        None => None,
+    };
+    let plan = engine.cleanup_plan(older, include_pending)?;
+    let total: u64 = plan.iter().map(|i| i.size_bytes).sum();
+    if !cli.json || dry_run {
+        if plan.is_empty() {
+            if !cli.json {
+                println!("no stale previews");
+            }
+        } else if !cli.json {
+            let rows: Vec<Vec<String>> = plan
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.env.clone(),
+                        i.release_state.clone().unwrap_or_default(),
+                        output::bytes(i.size_bytes),
+                        i.reason.clone(),
+                    ]
+                })
+                .collect();
+            print!("{}", output::table(&["PREVIEW", "RELEASE", "SIZE", "WHY STALE"], &rows));
+            println!("{} preview(s), {} in total", plan.len(), output::bytes(total));
+        }
+    }
+    if dry_run {
+        if cli.json {
+            print_json(&json!({"dry_run": true, "would_delete": plan, "would_free_bytes": total}))?;
+        } else {
+            println!("dry run: nothing deleted");
+        }
+        return Ok(exit::OK);
+    }
+    if plan.is_empty() {
+        if cli.json {
+            print_json(&crate::engine::CleanupReport::default())?;
+        }
+        return Ok(exit::OK);
+    }
+    if !yes {
+        match ask(&format!("delete these {} preview(s)? [y/N] ", plan.len())) {
+            Some(a) if a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes") => {}
+            Some(_) => {
+                println!("nothing deleted");
+                return Ok(exit::OK);
+            }
+            None => bail!("cleanup needs --yes when not run from a terminal (or --dry-run); nothing was deleted"),
+        }
+    }
+    let report = engine.cleanup(&plan)?;
+    if cli.json {
+        print_json(&report)?;
+    } else {
+        for item in &report.deleted {
+            println!("deleted {} ({})", item.env, output::bytes(item.size_bytes));
+        }
+        for e in &report.errors {
+            eprintln!("{}", paint(&format!("could not delete {e}"), YELLOW));
+        }
+        println!("freed {}", output::bytes(report.freed_bytes));
+    }
+    Ok(if report.errors.is_empty() { exit::OK } else { exit::ERROR })
+}

@@ -1,0 +1,239 @@
+//! CLI handlers that only read: releases, release show, envs, diff, audit.
+use super::args::ReleaseCommand;
+use super::lifecycle::print_checklist;
+use super::output::{self, BOLD, CYAN, DIM, GREEN, RED, YELLOW, age, opt, paint};
+use super::{Cli, Command, exit, print_json};
+use crate::engine::Engine;
+
+pub(super) fn run(cli: &Cli, cmd: &Command, engine: &Engine) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Releases => releases(cli, engine),
+        Command::Release { command: ReleaseCommand::Show { id } } => show(cli, engine, id),
+        Command::Envs => envs(cli, engine),
+        Command::Diff { id } => diff(cli, engine, id),
+        Command::Audit { verify, limit } => audit(cli, engine, *verify, *limit),
+        _ => Ok(exit::ERROR),
+    }
+}
+
+fn state_cell(state: &str) -> String {
+    paint(state, output::status_colour(state))
+}
+
+fn releases(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
+    let releases = engine.releases()?;
+    if cli.json {
+        print_json(&releases)?;
+        return Ok(exit::OK);
+    }
+    if releases.is_empty() {
+        println!("no releases yet: add migrations and run `d1ops deploy`");
+        return Ok(exit::OK);
+    }
+    let rows: Vec<Vec<String>> = releases
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                state_cell(r.state.as_str()),
+                age(&r.created_at),
+                r.author.clone(),
+                r.pending_count.to_string(),
+                r.verdict.map_or("-".into(), |v| v.as_str().to_string()),
+                opt(&r.label),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["ID", "STATE", "AGE", "AUTHOR", "MIGRATIONS", "GATE", "LABEL"], &rows)
+    );
+    Ok(exit::OK)
+}
+
+fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
+    let d = engine.release_detail(id)?;
+    if cli.json {
+        print_json(&d)?;
+        return Ok(exit::OK);
+    }
+    let r = &d.release;
+    println!("{} {}", paint("release", BOLD), paint(&r.id, CYAN));
+    println!("  state      {}", state_cell(r.state.as_str()));
+    println!("  author     {}  ({} ago, {})", r.author, age(&r.created_at), r.created_at);
+    if let Some(l) = &r.label {
+        println!("  label      {l}");
+    }
+    if let Some(c) = &r.commit {
+        println!("  commit     {c}");
+    }
+    if let Some(s) = &r.supersedes {
+        println!("  supersedes {s}");
+    }
+    if let Some(p) = &r.preview_env {
+        println!("  preview    {p}");
+    }
+    if let Some(at) = &r.promoted_at {
+        println!("  promoted   {at} by {}", opt(&r.promoted_by));
+    }
+    if let Some(s) = r.recovery_snapshot {
+        println!("  recovery   snapshot {s} (taken before the production apply)");
+    }
+    if let Some(f) = &r.failure {
+        println!("{}", paint("failure", RED));
+        println!(
+            "  {} {}{}",
+            f.stage,
+            f.migration.as_deref().unwrap_or(""),
+            f.line.map_or(String::new(), |l| format!(":{l}"))
+        );
+        println!("  error      {}", f.error);
+        if let Some(st) = &f.statement {
+            println!("  statement  {}", crate::backend::one_line(st, 200));
+        }
+    }
+    if r.root_cause.is_some() || r.guardrail.is_some() {
+        println!("{}", paint("root cause", BOLD));
+        println!("  {}", opt(&r.root_cause));
+        if let Some(g) = &r.guardrail {
+            println!("  guardrail: {g}");
+        }
+    }
+    match &d.gate {
+        Some(g) => {
+            let colour = if g.verdict == crate::model::Verdict::Ready { GREEN } else { RED };
+            println!(
+                "{} {} ({:.0} ms)",
+                paint("gate", BOLD),
+                paint(g.verdict.as_str(), colour),
+                g.total_ms
+            );
+            print_checklist(&g.checks);
+        }
+        None => println!("{} not run yet", paint("gate", BOLD)),
+    }
+    println!("{}", paint("migrations", BOLD));
+    if d.migrations.is_empty() {
+        println!("  none");
+    }
+    for m in &d.migrations {
+        let tag = if m.pending { paint("pending", YELLOW) } else { paint("applied", DIM) };
+        println!("  {tag:>7}  {}  sha256 {}", m.path, &m.sha256[..12.min(m.sha256.len())]);
+    }
+    if !d.artifacts.is_empty() {
+        println!("{}", paint("artifacts", BOLD));
+        for a in &d.artifacts {
+            println!("  {}  {}  {}  sha256 {}", a.name, a.path, output::bytes(a.size_bytes), &a.sha256[..12]);
+        }
+    }
+    println!(
+        "{} {} of {} required",
+        paint("approvals", BOLD),
+        d.approvals.len(),
+        d.required_approvals
+    );
+    for a in &d.approvals {
+        println!("  {} at {}{}", a.approver, a.at, a.note.as_ref().map_or(String::new(), |n| format!(": {n}")));
+    }
+    println!("{}", paint("history", BOLD));
+    for e in d.history.iter().rev() {
+        println!("  {}  {:<20} {}", e.at, e.action, e.actor);
+    }
+    Ok(exit::OK)
+}
+
+fn envs(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
+    let envs = engine.envs()?;
+    if cli.json {
+        print_json(&envs)?;
+        return Ok(exit::OK);
+    }
+    let rows: Vec<Vec<String>> = envs
+        .iter()
+        .map(|e| {
+            vec![
+                e.env.name.clone(),
+                e.env.kind.as_str().to_string(),
+                opt(&e.env.active_release),
+                e.size_bytes.map_or("no database".into(), output::bytes),
+                opt(&e.schema_head),
+                age(&e.env.created_at),
+                age(&e.env.last_activity_at),
+                e.stale.as_ref().map_or(String::new(), |s| paint(&format!("stale: {s}"), YELLOW)),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["ENV", "KIND", "RELEASE", "SIZE", "SCHEMA HEAD", "AGE", "IDLE", ""], &rows)
+    );
+    Ok(exit::OK)
+}
+
+fn diff(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
+    let d = engine.diff(id)?;
+    if cli.json {
+        print_json(&d)?;
+        return Ok(exit::OK);
+    }
+    if d.pending.is_empty() {
+        println!("release {} carries no pending migrations (code only)", d.release);
+    }
+    for m in &d.pending {
+        println!("{} {}", paint("--", DIM), paint(&m.path, BOLD));
+        println!("{}", m.sql.trim_end());
+        println!();
+    }
+    println!("{} (preview vs production, {})", paint("schema diff", BOLD), d.source);
+    if d.schema.is_empty() {
+        println!("  no schema changes");
+    }
+    for line in d.schema.render_text() {
+        let colour = match line.sign {
+            '+' => GREEN,
+            '-' => RED,
+            '~' => YELLOW,
+            _ => DIM,
+        };
+        println!("{}", paint(&line.text, colour));
+    }
+    Ok(exit::OK)
+}
+
+fn audit(cli: &Cli, engine: &Engine, verify: bool, limit: usize) -> anyhow::Result<i32> {
+    if verify {
+        let status = engine.verify_audit()?;
+        if cli.json {
+            print_json(&status)?;
+        } else if status.ok {
+            println!("audit chain verifies: {} event(s), no tampering detected", status.events);
+        } else {
+            println!(
+                "{}: {}",
+                paint("audit chain BROKEN", RED),
+                status.problem.as_deref().unwrap_or("unknown problem")
+            );
+        }
+        return Ok(if status.ok { exit::OK } else { exit::ERROR });
+    }
+    let events = engine.audit_events(limit)?;
+    if cli.json {
+        print_json(&events)?;
+        return Ok(exit::OK);
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                e.at.clone(),
+                e.actor.clone(),
+                e.action.clone(),
+                opt(&e.release_id),
+                crate::backend::one_line(&e.detail, 60),
+            ]
+        })
+        .collect();
+    print!("{}", output::table(&["#", "AT", "ACTOR", "ACTION", "RELEASE", "DETAIL"], &rows));
+    Ok(exit::OK)
+}

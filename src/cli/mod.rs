@@ -1,0 +1,164 @@
+//! The CLI face: parses arguments, opens the engine, prints tables or JSON, maps errors to
+//! the documented exit codes. Holds no lifecycle logic of its own.
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::engine::{Engine, EngineError, EngineOptions};
+
+pub mod args;
+mod lifecycle;
+mod listings;
+pub mod output;
+
+pub use args::{Cli, Command};
+
+/// Exit codes (documented in README).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = 1;
+    pub const BLOCKED: i32 = 3;
+    pub const REFUSED: i32 = 4;
+    pub const FAILED: i32 = 5;
+}
+
+/// Parses the process arguments, runs the command and returns the exit code.
+pub fn main_with_args() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { exit::OK };
+        }
+    };
+    let _guard = init_logging(&cli.workspace);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<EngineError>()
+                .map_or(exit::ERROR, EngineError::exit_code);
+            tracing::error!(error = %format!("{e:#}"), code, "command failed");
+            eprintln!("d1ops: {}", error_sentence(&e));
+            code
+        }
+    }
+}
+
+/// The error and its causes as one line.
+fn error_sentence(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// Logs to `.d1ops/logs/d1ops.log` under the workspace when the workspace has a state folder;
+/// never to the terminal.
+fn init_logging(workspace: &Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let state = workspace.join(crate::workspace::STATE_DIR);
+    if !state.is_dir() {
+        return None;
+    }
+    let dir = state.join("logs");
+    std::fs::create_dir_all(&dir).ok()?;
+    let appender = tracing_appender::rolling::never(&dir, "d1ops.log");
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("D1OPS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .ok()?;
+    Some(guard)
+}
+
+/// Options every engine open shares.
+pub(crate) fn engine_options(cli: &Cli) -> EngineOptions {
+    EngineOptions {
+        actor: cli.actor.clone(),
+        readonly: cli.readonly,
+    }
+}
+
+pub(crate) fn open(cli: &Cli) -> anyhow::Result<Engine> {
+    let engine = Engine::open(&cli.workspace, engine_options(cli))?;
+    if let Some(r) = &engine.recovered {
+        eprintln!(
+            "d1ops: recovered an interrupted promotion of {} (by {}, stopped at step {}): {}",
+            r.release,
+            r.holder,
+            r.step,
+            r.outcome.replace('_', " ")
+        );
+    }
+    Ok(engine)
+}
+
+/// Prints a value as pretty JSON.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value).context("serialising output")?);
+    Ok(())
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        None | Some(Command::Console) => {
+            let opts = engine_options(&cli);
+            // Open once here so a bad workspace fails with a clear sentence before the
+            // terminal is taken over.
+            drop(open(&cli)?);
+            crate::console_entry(cli.workspace.clone(), opts)?;
+            Ok(exit::OK)
+        }
+        Some(Command::Demo { dir, no_console, fresh }) => {
+            let built = crate::demo::build_or_reuse(dir, *fresh)?;
+            if cli.json {
+                print_json(&built)?;
+            } else {
+                println!("{}", built.describe());
+            }
+            if !*no_console {
+                crate::console_entry(built.root.clone(), engine_options(&cli))?;
+            }
+            Ok(exit::OK)
+        }
+        Some(Command::Init { dir }) => {
+            let dir = dir.clone().unwrap_or_else(|| cli.workspace.clone());
+            let outcome = crate::workspace::init(&dir)?;
+            if cli.json {
+                print_json(&outcome)?;
+            } else {
+                println!("wrote {}", outcome.config_path);
+                if let Some(from) = &outcome.imported_from {
+                    println!("imported the first d1_databases entry from {from}");
+                }
+                println!(
+                    "migrations folder: {} (put NNNN_name.sql files there, then run `d1ops deploy`)",
+                    outcome.migrations_dir
+                );
+            }
+            Ok(exit::OK)
+        }
+        Some(cmd) => {
+            let mut engine = open(&cli)?;
+            match cmd {
+                Command::Deploy { .. }
+                | Command::Approve { .. }
+                | Command::Abandon { .. }
+                | Command::Annotate { .. }
+                | Command::Promote { .. }
+                | Command::Cleanup { .. } => lifecycle::run(&cli, cmd, &mut engine),
+                _ => listings::run(&cli, cmd, &engine),
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The closed vocabularies of the console's functional core: what can happen
+//! ([`Action`]), what the core asks the shell to do ([`Effect`], [`Request`]) and what
+//! comes back from the engine worker ([`Reply`]).
+//!
+//! Plain data only: nothing here performs I/O or touches the engine.
+use chrono::{DateTime, Utc};
+
+use crate::engine::{CleanupItem, EnvView, ReleaseDetail, ReleaseDiff};
+use crate::model::{AuditEvent, Environment, GateReport, Release};
+use crate::schema::DiffLine;
+use crate::store::ChainStatus;
+
+use super::state::Tab;
+
+/// Everything `update` reacts to: key bindings (after the keymap resolved them), mouse,
+/// terminal changes, clock ticks and worker replies.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Up,
+    Down,
+    Top,
+    Bottom,
+    PageUp,
+    PageDown,
+    Open,
+    Back,
+    /// `q`: back out of whatever is open, quit at the top level.
+    Quit,
+    /// Ctrl-C: quit from anywhere.
+    ForceQuit,
+    Filter,
+    Help,
+    Refresh,
+    NextTab,
+    PrevTab,
+    GoTab(Tab),
+    NextSub,
+    PrevSub,
+    Approve,
+    Promote,
+    Abandon,
+    Cleanup,
+    /// Dialog: move focus between Cancel and Confirm.
+    FocusNext,
+    FocusPrev,
+    /// Dialog: press the focused button.
+    Press,
+    /// Dialog or filter: close without acting.
+    Cancel,
+    /// Filter: keep the typed filter and return to the list.
+    Accept,
+    Input(char),
+    Backspace,
+    Click { col: u16, row: u16 },
+    WheelUp,
+    WheelDown,
+    Resize(u16, u16),
+    Tick(DateTime<Utc>),
+    Reply(Reply),
+}
+
+/// A side effect for the shell to carry out.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Send a request to the engine worker; exactly one [`Reply`] comes back for it.
+    Engine(Request),
+}
+
+/// Work for the engine worker.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Refresh,
+    Detail(String),
+    PromotePreview(String),
+    Approve { id: String, note: Option<String> },
+    Promote(String),
+    Abandon { id: String, note: Option<String> },
+    CleanupPlan,
+    Cleanup(Vec<CleanupItem>),
+}
+
+impl Request {
+    /// What the spinner says while this request runs.
+    pub fn label(&self) -> String {
+        match self {
+            Request::Refresh => "refreshing".into(),
+            Request::Detail(id) => format!("loading release {id}"),
+            Request::PromotePreview(_) => "checking the gate".into(),
+            Request::Approve { id, .. } => format!("approving {id}"),
+            Request::Promote(id) => format!("promoting {id}"),
+            Request::Abandon { id, .. } => format!("abandoning {id}"),
+            Request::CleanupPlan => "finding stale previews".into(),
+            Request::Cleanup(items) => format!("deleting {} preview(s)", items.len()),
+        }
+    }
+}
+
+/// Everything the workspace holds that the lists show, read in one go.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub releases: Vec<Release>,
+    pub envs: Vec<EnvView>,
+    pub production: Option<Environment>,
+    pub audit: Vec<AuditEvent>,
+    pub chain: Option<ChainStatus>,
+}
+
+/// A release detail and what promoting it would change.
+#[derive(Debug, Clone)]
+pub struct DetailData {
+    pub detail: ReleaseDetail,
+    pub diff: Result<ReleaseDiff, String>,
+}
+
+/// What the promote confirmation shows: gate summary, blocker, what will change.
+#[derive(Debug, Clone, Default)]
+pub struct PromotePreview {
+    pub blocker: Option<String>,
+    pub gate: Option<GateReport>,
+    pub approvals: usize,
+    pub required: u32,
+    pub pending: Vec<String>,
+    pub diff: Vec<DiffLine>,
+}
+
+/// The worker's answer to one [`Request`].
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Snapshot(Result<Box<Snapshot>, String>),
+    Detail {
+        id: String,
+        result: Result<Box<DetailData>, String>,
+    },
+    PromotePreview {
+        id: String,
+        result: Result<Box<PromotePreview>, String>,
+    },
+    CleanupPlan(Result<Vec<CleanupItem>, String>),
+    /// The outcome of an action (approve, promote, abandon, cleanup), as one sentence.
+    Outcome { ok: bool, text: String },
+}

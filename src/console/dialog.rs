@@ -1,0 +1,130 @@
+//! The one confirmation popup every dangerous action goes through, and the cleanup
+//! dialog: their state and the pure rules for focus, typing and when Confirm is allowed.
+//!
+//! Cancel is always focused first; nothing here talks to the engine — pressing Confirm
+//! only yields the [`Request`] for `update` to send.
+use super::action::{PromotePreview, Request};
+use crate::engine::CleanupItem;
+
+/// The dangerous actions that share the confirmation dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmAction {
+    Approve,
+    Promote,
+    Abandon,
+}
+
+impl ConfirmAction {
+    pub fn verb(self) -> &'static str {
+        match self {
+            ConfirmAction::Approve => "Approve",
+            ConfirmAction::Promote => "Promote",
+            ConfirmAction::Abandon => "Abandon",
+        }
+    }
+}
+
+/// Which button has focus. Typing always goes to the text field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Cancel,
+    Confirm,
+}
+
+impl Focus {
+    pub fn toggle(self) -> Focus {
+        match self {
+            Focus::Cancel => Focus::Confirm,
+            Focus::Confirm => Focus::Cancel,
+        }
+    }
+}
+
+/// The confirmation of one action on one release.
+#[derive(Debug, Clone)]
+pub struct Confirm {
+    pub action: ConfirmAction,
+    pub release: String,
+    pub label: Option<String>,
+    pub state: String,
+    /// The note (approve, abandon) or the typed id suffix (promote).
+    pub input: String,
+    pub focus: Focus,
+    /// Promote only: what the gate says and what will change (`None` while loading).
+    pub preview: Option<Result<Box<PromotePreview>, String>>,
+}
+
+impl Confirm {
+    /// The characters the operator must type to promote: the id's last four.
+    pub fn code(&self) -> &str {
+        let n = self.release.len();
+        self.release.get(n.saturating_sub(4)..).unwrap_or("")
+    }
+
+    /// Whether pressing Confirm would act now, else why not.
+    pub fn blocked_by(&self) -> Option<String> {
+        if self.action != ConfirmAction::Promote {
+            return None;
+        }
+        match &self.preview {
+            None => Some("checking the gate…".into()),
+            Some(Err(e)) => Some(e.clone()),
+            Some(Ok(p)) if p.blocker.is_some() => p.blocker.clone(),
+            Some(Ok(_)) if !self.input.trim().eq_ignore_ascii_case(self.code()) => {
+                Some(format!("type {} to enable Promote", self.code()))
+            }
+            Some(Ok(_)) => None,
+        }
+    }
+
+    /// The request Confirm sends.
+    pub fn request(&self) -> Request {
+        let id = self.release.clone();
+        let note = Some(self.input.trim().to_string()).filter(|s| !s.is_empty());
+        match self.action {
+            ConfirmAction::Approve => Request::Approve { id, note },
+            ConfirmAction::Promote => Request::Promote(id),
+            ConfirmAction::Abandon => Request::Abandon { id, note },
+        }
+    }
+}
+
+/// The cleanup dialog: the stale previews the engine would delete.
+#[derive(Debug, Clone)]
+pub struct CleanupDialog {
+    /// `None` while the plan loads.
+    pub items: Option<Result<Vec<CleanupItem>, String>>,
+    pub focus: Focus,
+    pub scroll: usize,
+}
+
+impl CleanupDialog {
+    pub fn total_bytes(&self) -> u64 {
+        match &self.items {
+            Some(Ok(items)) => items.iter().map(|i| i.size_bytes).sum(),
+            _ => 0,
+        }
+    }
+
+    /// The cleanup request, when there is something to delete.
+    pub fn request(&self) -> Option<Request> {
+        match &self.items {
+            Some(Ok(items)) if !items.is_empty() => Some(Request::Cleanup(items.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// The open dialog, if any.
+#[derive(Debug, Clone)]
+pub enum Dialog {
+    Confirm(Confirm),
+    Cleanup(CleanupDialog),
+}
+
+impl Dialog {
+    /// Whether the dialog has a text field that takes typed characters.
+    pub fn takes_text(&self) -> bool {
+        matches!(self, Dialog::Confirm(_))
+    }
+}

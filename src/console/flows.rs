@@ -1,0 +1,207 @@
+//! The action flows: approve, promote, abandon and cleanup from key press to toast, and
+//! how each worker reply lands in the state.
+//!
+//! Pure like `update`: decisions are made here, engine calls only requested. The engine
+//! has the final word on every action; the checks here only spare a pointless dialog.
+use chrono::Duration;
+
+use super::action::{Action, Effect, Reply, Request};
+use super::dialog::{CleanupDialog, Confirm, ConfirmAction, Dialog, Focus};
+use super::state::{State, Tab, Toast, ToastKind};
+use super::update::{refresh, send};
+use crate::model::ReleaseState;
+
+/// Shows a toast for a few seconds (errors stay longer).
+pub fn toast(state: &mut State, kind: ToastKind, text: impl Into<String>) {
+    let secs = if kind == ToastKind::Error { 12 } else { 6 };
+    state.toasts.push(Toast {
+        kind,
+        text: text.into(),
+        until: state.now + Duration::seconds(secs),
+    });
+    if state.toasts.len() > 3 {
+        state.toasts.remove(0);
+    }
+}
+
+/// `a`, `p`, `x` and `c`: opens the matching dialog.
+pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
+    if state.info.readonly {
+        return Vec::new();
+    }
+    if matches!(action, Action::Cleanup) {
+        if state.tab != Tab::Environments || state.detail.is_some() {
+            return Vec::new();
+        }
+        state.dialog = Some(Dialog::Cleanup(CleanupDialog {
+            items: None,
+            focus: Focus::Cancel,
+            scroll: 0,
+        }));
+        return vec![send(state, Request::CleanupPlan)];
+    }
+    let Some(rel) = state.target_release() else {
+        return Vec::new();
+    };
+    let (kind, allowed, wanted) = match action {
+        Action::Approve => (
+            ConfirmAction::Approve,
+            matches!(rel.state, ReleaseState::Ready | ReleaseState::Approved),
+            "only a ready release can be approved",
+        ),
+        Action::Promote => (
+            ConfirmAction::Promote,
+            matches!(rel.state, ReleaseState::Ready | ReleaseState::Approved),
+            "only an approved release can be promoted",
+        ),
+        _ => (
+            ConfirmAction::Abandon,
+            rel.state.is_candidate() || rel.state == ReleaseState::Blocked,
+            "only a candidate (previewing, ready, approved or blocked) can be abandoned",
+        ),
+    };
+    if !allowed {
+        let text = format!("Release {} is {}; {wanted}.", rel.id, rel.state);
+        toast(state, ToastKind::Error, text);
+        return Vec::new();
+    }
+    let confirm = Confirm {
+        action: kind,
+        release: rel.id.clone(),
+        label: rel.label.clone(),
+        state: rel.state.to_string(),
+        input: String::new(),
+        focus: Focus::Cancel,
+        preview: None,
+    };
+    let id = rel.id.clone();
+    state.dialog = Some(Dialog::Confirm(confirm));
+    if kind == ConfirmAction::Promote {
+        vec![send(state, Request::PromotePreview(id))]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A key or click while a dialog is open.
+pub fn dialog(state: &mut State, action: Action) -> Vec<Effect> {
+    let Some(open) = state.dialog.as_mut() else {
+        return Vec::new();
+    };
+    let press = match (open, action) {
+        (_, Action::Cancel) => {
+            state.dialog = None;
+            return Vec::new();
+        }
+        (Dialog::Confirm(c), Action::Input(ch)) => {
+            if c.input.chars().count() < 200 {
+                c.input.push(ch);
+            }
+            false
+        }
+        (Dialog::Confirm(c), Action::Backspace) => {
+            c.input.pop();
+            false
+        }
+        (Dialog::Confirm(c), Action::FocusNext | Action::FocusPrev) => {
+            c.focus = c.focus.toggle();
+            false
+        }
+        (Dialog::Cleanup(c), Action::FocusNext | Action::FocusPrev) => {
+            c.focus = c.focus.toggle();
+            false
+        }
+        (Dialog::Cleanup(c), Action::Down | Action::WheelDown | Action::PageDown) => {
+            let n = match &c.items {
+                Some(Ok(items)) => items.len(),
+                _ => 0,
+            };
+            c.scroll = (c.scroll + 1).min(n.saturating_sub(1));
+            false
+        }
+        (Dialog::Cleanup(c), Action::Up | Action::WheelUp | Action::PageUp) => {
+            c.scroll = c.scroll.saturating_sub(1);
+            false
+        }
+        (_, Action::Press) => true,
+        _ => false,
+    };
+    if press { press_focused(state) } else { Vec::new() }
+}
+
+fn press_focused(state: &mut State) -> Vec<Effect> {
+    let Some(open) = state.dialog.take() else {
+        return Vec::new();
+    };
+    match open {
+        Dialog::Confirm(c) if c.focus == Focus::Confirm => {
+            if let Some(why) = c.blocked_by() {
+                toast(state, ToastKind::Error, why);
+                state.dialog = Some(Dialog::Confirm(c));
+                return Vec::new();
+            }
+            vec![send(state, c.request())]
+        }
+        Dialog::Cleanup(c) if c.focus == Focus::Confirm => match c.request() {
+            Some(req) => vec![send(state, req)],
+            None => {
+                state.dialog = Some(Dialog::Cleanup(c));
+                Vec::new()
+            }
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// A worker reply.
+pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
+    state.in_flight.pop_front();
+    match reply {
+        Reply::Snapshot(result) => {
+            state.refresh_pending = false;
+            state.last_refresh = Some(state.now);
+            match result {
+                Ok(snap) => {
+                    state.set_snapshot(*snap);
+                    state.load_error = None;
+                }
+                Err(e) => {
+                    if state.load_error.as_deref() != Some(e.as_str()) {
+                        toast(state, ToastKind::Error, e.clone());
+                    }
+                    state.load_error = Some(e);
+                }
+            }
+        }
+        Reply::Detail { id, result } => {
+            if let Some(d) = state.detail.as_mut().filter(|d| d.id == id) {
+                match result {
+                    Ok(data) => {
+                        d.data = Some(data);
+                        d.error = None;
+                    }
+                    Err(e) => d.error = Some(e),
+                }
+            }
+        }
+        Reply::PromotePreview { id, result } => {
+            if let Some(Dialog::Confirm(c)) = state.dialog.as_mut()
+                && c.release == id
+                && c.action == ConfirmAction::Promote
+            {
+                c.preview = Some(result);
+            }
+        }
+        Reply::CleanupPlan(result) => {
+            if let Some(Dialog::Cleanup(c)) = state.dialog.as_mut() {
+                c.items = Some(result);
+            }
+        }
+        Reply::Outcome { ok, text } => {
+            let kind = if ok { ToastKind::Success } else { ToastKind::Error };
+            toast(state, kind, text);
+            return refresh(state, true);
+        }
+    }
+    Vec::new()
+}

@@ -1,0 +1,289 @@
+//! The keymap as data: every binding is (keys, action, context, description, dangerous).
+//! Key resolution, the footer, the `?` overlay and README's key table are all generated
+//! from [`KEYMAP`], so they cannot disagree. `--readonly` drops every dangerous binding.
+//!
+//! Pure: no terminal I/O; it only reads the state to know which contexts are active.
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::action::Action;
+use super::dialog::Dialog;
+use super::state::{State, Tab};
+
+/// A key plus the modifiers that matter (Shift is folded into the character).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub code: KeyCode,
+    pub ctrl: bool,
+}
+
+const fn k(c: char) -> Key {
+    Key {
+        code: KeyCode::Char(c),
+        ctrl: false,
+    }
+}
+
+const fn code(code: KeyCode) -> Key {
+    Key { code, ctrl: false }
+}
+
+impl Key {
+    /// How the key is written in the footer and help.
+    pub fn label(&self) -> String {
+        let base = match self.code {
+            KeyCode::Char(' ') => "Space".to_string(),
+            KeyCode::Char(c) => c.to_string(),
+            KeyCode::Up => "↑".into(),
+            KeyCode::Down => "↓".into(),
+            KeyCode::Left => "←".into(),
+            KeyCode::Right => "→".into(),
+            KeyCode::PageUp => "PgUp".into(),
+            KeyCode::PageDown => "PgDn".into(),
+            KeyCode::Enter => "Enter".into(),
+            KeyCode::Esc => "Esc".into(),
+            KeyCode::Tab => "Tab".into(),
+            KeyCode::BackTab => "Shift-Tab".into(),
+            KeyCode::Backspace => "Backspace".into(),
+            other => format!("{other:?}"),
+        };
+        if self.ctrl {
+            format!("Ctrl-{}", base.to_uppercase())
+        } else {
+            base
+        }
+    }
+}
+
+/// Where a binding applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ctx {
+    Global,
+    Move,
+    List,
+    Release,
+    Environments,
+    Detail,
+    Dialog,
+    Filter,
+    Help,
+}
+
+impl Ctx {
+    pub fn title(self) -> &'static str {
+        match self {
+            Ctx::Global => "Everywhere",
+            Ctx::Move => "Moving",
+            Ctx::List => "Lists",
+            Ctx::Release => "Releases and release detail",
+            Ctx::Environments => "Environments",
+            Ctx::Detail => "Release detail",
+            Ctx::Dialog => "Dialogs",
+            Ctx::Filter => "Filter",
+            Ctx::Help => "Help",
+        }
+    }
+}
+
+/// One binding.
+#[derive(Debug)]
+pub struct Binding {
+    pub keys: &'static [Key],
+    pub action: Action,
+    pub ctx: Ctx,
+    pub desc: &'static str,
+    pub dangerous: bool,
+    /// Shown in the footer (the rest only in help).
+    pub footer: bool,
+}
+
+const fn b(keys: &'static [Key], action: Action, ctx: Ctx, desc: &'static str) -> Binding {
+    Binding {
+        keys,
+        action,
+        ctx,
+        desc,
+        dangerous: false,
+        footer: false,
+    }
+}
+
+const fn f(keys: &'static [Key], action: Action, ctx: Ctx, desc: &'static str) -> Binding {
+    Binding {
+        footer: true,
+        ..b(keys, action, ctx, desc)
+    }
+}
+
+const fn danger(keys: &'static [Key], action: Action, ctx: Ctx, desc: &'static str) -> Binding {
+    Binding {
+        dangerous: true,
+        footer: true,
+        ..b(keys, action, ctx, desc)
+    }
+}
+
+const CTRL_C: Key = Key {
+    code: KeyCode::Char('c'),
+    ctrl: true,
+};
+
+/// Every binding, most specific contexts first within each key.
+pub static KEYMAP: &[Binding] = &[
+    f(&[code(KeyCode::Esc), k('?'), k('q')], Action::Help, Ctx::Help, "close help"),
+    f(&[code(KeyCode::Tab), code(KeyCode::Right)], Action::FocusNext, Ctx::Dialog, "next button"),
+    b(&[code(KeyCode::BackTab), code(KeyCode::Left)], Action::FocusPrev, Ctx::Dialog, "previous button"),
+    f(&[code(KeyCode::Enter)], Action::Press, Ctx::Dialog, "press the focused button"),
+    f(&[code(KeyCode::Esc)], Action::Cancel, Ctx::Dialog, "cancel"),
+    f(&[code(KeyCode::Enter)], Action::Accept, Ctx::Filter, "keep filter"),
+    f(&[code(KeyCode::Esc)], Action::Cancel, Ctx::Filter, "clear filter"),
+    f(&[code(KeyCode::Tab), k('l'), code(KeyCode::Right)], Action::NextSub, Ctx::Detail, "next view"),
+    b(&[code(KeyCode::BackTab), k('h'), code(KeyCode::Left)], Action::PrevSub, Ctx::Detail, "previous view"),
+    f(&[code(KeyCode::Esc)], Action::Back, Ctx::Detail, "back"),
+    danger(&[k('a')], Action::Approve, Ctx::Release, "approve (note optional)"),
+    danger(&[k('p')], Action::Promote, Ctx::Release, "promote to production"),
+    danger(&[k('x')], Action::Abandon, Ctx::Release, "abandon"),
+    danger(&[k('c')], Action::Cleanup, Ctx::Environments, "clean up stale previews"),
+    f(&[code(KeyCode::Enter)], Action::Open, Ctx::List, "open"),
+    f(&[k('/')], Action::Filter, Ctx::List, "filter"),
+    b(&[code(KeyCode::Esc)], Action::Back, Ctx::List, "clear filter"),
+    f(&[k('j'), code(KeyCode::Down)], Action::Down, Ctx::Move, "down"),
+    f(&[k('k'), code(KeyCode::Up)], Action::Up, Ctx::Move, "up"),
+    b(&[k('g'), code(KeyCode::Home)], Action::Top, Ctx::Move, "first"),
+    b(&[k('G'), code(KeyCode::End)], Action::Bottom, Ctx::Move, "last"),
+    b(&[code(KeyCode::PageUp)], Action::PageUp, Ctx::Move, "page up"),
+    b(&[code(KeyCode::PageDown)], Action::PageDown, Ctx::Move, "page down"),
+    b(&[k('1')], Action::GoTab(Tab::Environments), Ctx::Global, "Environments tab"),
+    b(&[k('2')], Action::GoTab(Tab::Releases), Ctx::Global, "Releases tab"),
+    b(&[k('3')], Action::GoTab(Tab::Monitor), Ctx::Global, "Monitor tab"),
+    b(&[k('4')], Action::GoTab(Tab::Capacity), Ctx::Global, "Capacity tab"),
+    b(&[k('5')], Action::GoTab(Tab::Audit), Ctx::Global, "Audit tab"),
+    b(&[code(KeyCode::Tab)], Action::NextTab, Ctx::Global, "next tab"),
+    b(&[code(KeyCode::BackTab)], Action::PrevTab, Ctx::Global, "previous tab"),
+    f(&[k('r')], Action::Refresh, Ctx::Global, "refresh"),
+    f(&[k('?')], Action::Help, Ctx::Global, "help"),
+    f(&[k('q')], Action::Quit, Ctx::Global, "back / quit"),
+    b(&[CTRL_C], Action::ForceQuit, Ctx::Global, "quit"),
+];
+
+/// The contexts active in `state`, most specific first.
+pub fn active_contexts(state: &State) -> Vec<Ctx> {
+    if state.help.is_some() {
+        return vec![Ctx::Help, Ctx::Move];
+    }
+    match &state.dialog {
+        Some(Dialog::Confirm(_)) => return vec![Ctx::Dialog],
+        Some(Dialog::Cleanup(_)) => return vec![Ctx::Dialog, Ctx::Move],
+        None => {}
+    }
+    if state.list(state.tab).is_some_and(|l| l.editing) && state.detail.is_none() {
+        return vec![Ctx::Filter];
+    }
+    if state.detail.is_some() {
+        return vec![Ctx::Detail, Ctx::Release, Ctx::Move, Ctx::Global];
+    }
+    match state.tab {
+        Tab::Releases => vec![Ctx::Release, Ctx::List, Ctx::Move, Ctx::Global],
+        Tab::Environments => vec![Ctx::Environments, Ctx::List, Ctx::Move, Ctx::Global],
+        Tab::Audit => vec![Ctx::List, Ctx::Move, Ctx::Global],
+        Tab::Monitor | Tab::Capacity => vec![Ctx::Global],
+    }
+}
+
+fn matches(key: &Key, ev: &KeyEvent) -> bool {
+    let ctrl = ev.modifiers.contains(KeyModifiers::CONTROL);
+    key.code == ev.code && key.ctrl == ctrl
+}
+
+fn enabled(b: &Binding, readonly: bool) -> bool {
+    !(readonly && b.dangerous)
+}
+
+/// The action a key press means in `state`, if any.
+pub fn resolve(state: &State, ev: &KeyEvent) -> Option<Action> {
+    if ev.kind == KeyEventKind::Release {
+        return None;
+    }
+    let ctrl = ev.modifiers.contains(KeyModifiers::CONTROL);
+    if ctrl && ev.code == KeyCode::Char('c') {
+        return Some(Action::ForceQuit);
+    }
+    let contexts = active_contexts(state);
+    let typing = contexts.first() == Some(&Ctx::Filter)
+        || (contexts.first() == Some(&Ctx::Dialog)
+            && state.dialog.as_ref().is_some_and(Dialog::takes_text));
+    if typing && !ctrl {
+        match ev.code {
+            KeyCode::Char(c) => return Some(Action::Input(c)),
+            KeyCode::Backspace => return Some(Action::Backspace),
+            _ => {}
+        }
+    }
+    for ctx in contexts {
+        let found = KEYMAP
+            .iter()
+            .filter(|b| b.ctx == ctx && enabled(b, state.info.readonly))
+            .find(|b| b.keys.iter().any(|key| matches(key, ev)));
+        if let Some(b) = found {
+            return Some(b.action.clone());
+        }
+    }
+    None
+}
+
+/// The keys of a binding joined for display, e.g. `j/↓`.
+pub fn keys_label(b: &Binding) -> String {
+    b.keys.iter().map(Key::label).collect::<Vec<_>>().join("/")
+}
+
+/// The footer's (keys, description) pairs for `state`.
+pub fn footer(state: &State) -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &'static str)> = Vec::new();
+    for ctx in active_contexts(state) {
+        for b in KEYMAP.iter().filter(|b| b.ctx == ctx && b.footer) {
+            if enabled(b, state.info.readonly) && !out.iter().any(|(_, d)| *d == b.desc) {
+                out.push((keys_label(b), b.desc));
+            }
+        }
+    }
+    out
+}
+
+/// The help overlay's sections: each context with its bindings.
+pub fn help_sections(readonly: bool) -> Vec<(Ctx, Vec<(String, &'static str)>)> {
+    let order = [
+        Ctx::Global,
+        Ctx::Move,
+        Ctx::List,
+        Ctx::Release,
+        Ctx::Environments,
+        Ctx::Detail,
+        Ctx::Dialog,
+        Ctx::Filter,
+    ];
+    order
+        .into_iter()
+        .map(|ctx| {
+            let rows = KEYMAP
+                .iter()
+                .filter(|b| b.ctx == ctx && enabled(b, readonly))
+                .map(|b| (keys_label(b), b.desc))
+                .collect::<Vec<_>>();
+            (ctx, rows)
+        })
+        .filter(|(_, rows)| !rows.is_empty())
+        .collect()
+}
+
+/// README's key table (Markdown), generated from the keymap.
+pub fn keymap_markdown() -> String {
+    let mut out = String::from("| Keys | Action | Where | Hidden by `--readonly` |\n|---|---|---|---|\n");
+    for (ctx, _) in help_sections(false) {
+        for b in KEYMAP.iter().filter(|b| b.ctx == ctx) {
+            let keys = b.keys.iter().map(|k| format!("`{}`", k.label())).collect::<Vec<_>>().join(" ");
+            let hidden = if b.dangerous { "yes" } else { "" };
+            out.push_str(&format!("| {keys} | {} | {} | {hidden} |\n", b.desc, ctx.title()));
+        }
+    }
+    out.push_str("| mouse wheel, click | scroll; select a tab, a row or a sub-view | everywhere | |\n");
+    out
+}

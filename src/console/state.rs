@@ -1,0 +1,354 @@
+//! The console's whole state as plain data: what the workspace holds (as last read by
+//! the worker), where the operator is (tab, selection, filter, open release, dialog) and
+//! what is going on (in-flight requests, toasts, clock).
+//!
+//! Views read it and never write it; only `update` changes it. It holds no engine handle,
+//! so a state can be built directly from model structs (tests, benchmarks).
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+
+use super::action::{DetailData, Snapshot};
+use super::dialog::Dialog;
+use crate::model::{EnvKind, ReleaseState};
+
+/// The five top-level tabs, in key order `1`–`5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Environments,
+    Releases,
+    Monitor,
+    Capacity,
+    Audit,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 5] = [
+        Tab::Environments,
+        Tab::Releases,
+        Tab::Monitor,
+        Tab::Capacity,
+        Tab::Audit,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Environments => "Environments",
+            Tab::Releases => "Releases",
+            Tab::Monitor => "Monitor",
+            Tab::Capacity => "Capacity",
+            Tab::Audit => "Audit",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+}
+
+/// The sub-views of a release detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetailTab {
+    Migrations,
+    Schema,
+    Gate,
+    Probes,
+    History,
+    Failure,
+}
+
+impl DetailTab {
+    pub const ALL: [DetailTab; 6] = [
+        DetailTab::Migrations,
+        DetailTab::Schema,
+        DetailTab::Gate,
+        DetailTab::Probes,
+        DetailTab::History,
+        DetailTab::Failure,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            DetailTab::Migrations => "Migrations",
+            DetailTab::Schema => "Schema diff",
+            DetailTab::Gate => "Gate",
+            DetailTab::Probes => "Probes",
+            DetailTab::History => "Approvals & history",
+            DetailTab::Failure => "Failure & root cause",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        DetailTab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+}
+
+/// Selection, scroll and filter of one list. `visible` holds the indices (into the data)
+/// of the rows that match the filter, in display order; `selected` indexes `visible`.
+#[derive(Debug, Clone, Default)]
+pub struct ListState {
+    pub selected: usize,
+    pub offset: usize,
+    pub filter: String,
+    pub editing: bool,
+    pub visible: Vec<usize>,
+}
+
+impl ListState {
+    /// The data index of the selected row, if the list has one.
+    pub fn current(&self) -> Option<usize> {
+        self.visible.get(self.selected).copied()
+    }
+}
+
+/// An open release detail.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub id: String,
+    pub tab: DetailTab,
+    pub scroll: usize,
+    pub data: Option<Box<DetailData>>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToastKind {
+    Info,
+    Success,
+    Error,
+}
+
+/// A short-lived message about an outcome.
+#[derive(Debug, Clone)]
+pub struct Toast {
+    pub kind: ToastKind,
+    pub text: String,
+    pub until: DateTime<Utc>,
+}
+
+/// Facts about the opened workspace that do not change while the console runs.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    /// How the header names the workspace.
+    pub workspace: String,
+    /// The workspace root as text, to show database paths relative to it.
+    pub root: String,
+    pub backend: String,
+    pub actor: String,
+    pub readonly: bool,
+}
+
+/// The console state.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub info: Info,
+    pub data: Snapshot,
+    /// Whether a snapshot has arrived yet (lists say "loading" until then).
+    pub loaded: bool,
+    /// The last refresh error, shown in place of data that could not be read.
+    pub load_error: Option<String>,
+    pub tab: Tab,
+    pub envs: ListState,
+    pub releases: ListState,
+    pub audit: ListState,
+    pub detail: Option<Detail>,
+    pub dialog: Option<Dialog>,
+    /// The help overlay's scroll position when it is open.
+    pub help: Option<usize>,
+    pub toasts: Vec<Toast>,
+    /// Labels of the requests in flight, oldest first (the worker answers in order).
+    pub in_flight: VecDeque<String>,
+    pub refresh_pending: bool,
+    pub last_refresh: Option<DateTime<Utc>>,
+    pub spinner: usize,
+    pub now: DateTime<Utc>,
+    pub width: u16,
+    pub height: u16,
+    /// False under `NO_COLOR`: markers stay, colours go.
+    pub color: bool,
+    pub dirty: bool,
+    pub quit: bool,
+}
+
+impl State {
+    pub fn new(info: Info, now: DateTime<Utc>, width: u16, height: u16) -> State {
+        State {
+            info,
+            data: Snapshot::default(),
+            loaded: false,
+            load_error: None,
+            tab: Tab::Releases,
+            envs: ListState::default(),
+            releases: ListState::default(),
+            audit: ListState::default(),
+            detail: None,
+            dialog: None,
+            help: None,
+            toasts: Vec::new(),
+            in_flight: VecDeque::new(),
+            refresh_pending: false,
+            last_refresh: None,
+            spinner: 0,
+            now,
+            width,
+            height,
+            color: true,
+            dirty: true,
+            quit: false,
+        }
+    }
+
+    /// Replaces the workspace data (keeping selections by identity) and re-filters.
+    pub fn set_snapshot(&mut self, snap: Snapshot) {
+        let rel_id = self.selected_release().map(|r| r.id.clone());
+        let env_name = self
+            .envs
+            .current()
+            .and_then(|i| self.data.envs.get(i))
+            .map(|e| e.env.name.clone());
+        self.data = snap;
+        self.loaded = true;
+        self.refilter_all();
+        if let Some(id) = rel_id
+            && let Some(pos) = (self.releases.visible.iter())
+                .position(|&i| self.data.releases.get(i).is_some_and(|r| r.id == id))
+        {
+            self.releases.selected = pos;
+        }
+        if let Some(name) = env_name
+            && let Some(pos) = (self.envs.visible.iter())
+                .position(|&i| self.data.envs.get(i).is_some_and(|e| e.env.name == name))
+        {
+            self.envs.selected = pos;
+        }
+    }
+
+    /// Recomputes every list's visible rows from its filter.
+    pub fn refilter_all(&mut self) {
+        for tab in [Tab::Environments, Tab::Releases, Tab::Audit] {
+            self.refilter(tab);
+        }
+    }
+
+    /// Recomputes one list's visible rows and clamps its selection.
+    pub fn refilter(&mut self, tab: Tab) {
+        let data = &self.data;
+        let Some(list) = (match tab {
+            Tab::Environments => Some(&mut self.envs),
+            Tab::Releases => Some(&mut self.releases),
+            Tab::Audit => Some(&mut self.audit),
+            _ => None,
+        }) else {
+            return;
+        };
+        let needle = list.filter.to_lowercase();
+        let len = match tab {
+            Tab::Environments => data.envs.len(),
+            Tab::Releases => data.releases.len(),
+            _ => data.audit.len(),
+        };
+        list.visible = if needle.is_empty() {
+            (0..len).collect()
+        } else {
+            (0..len)
+                .filter(|&i| haystack(data, tab, i).to_lowercase().contains(&needle))
+                .collect()
+        };
+        list.selected = list.selected.min(list.visible.len().saturating_sub(1));
+    }
+
+    /// The list of the current tab, if it has one.
+    pub fn list_mut(&mut self) -> Option<&mut ListState> {
+        match self.tab {
+            Tab::Environments => Some(&mut self.envs),
+            Tab::Releases => Some(&mut self.releases),
+            Tab::Audit => Some(&mut self.audit),
+            _ => None,
+        }
+    }
+
+    pub fn list(&self, tab: Tab) -> Option<&ListState> {
+        match tab {
+            Tab::Environments => Some(&self.envs),
+            Tab::Releases => Some(&self.releases),
+            Tab::Audit => Some(&self.audit),
+            _ => None,
+        }
+    }
+
+    /// The release selected in the Releases list.
+    pub fn selected_release(&self) -> Option<&crate::model::Release> {
+        self.releases.current().and_then(|i| self.data.releases.get(i))
+    }
+
+    /// The release an action applies to: the open detail's, else the selected one.
+    pub fn target_release(&self) -> Option<&crate::model::Release> {
+        match &self.detail {
+            Some(d) => self.data.releases.iter().find(|r| r.id == d.id),
+            None if self.tab == Tab::Releases => self.selected_release(),
+            None => None,
+        }
+    }
+
+    /// The release production points at.
+    pub fn live_release(&self) -> Option<&str> {
+        self.data.production.as_ref()?.active_release.as_deref()
+    }
+
+    /// Things needing attention: a broken audit chain, failed releases without a
+    /// root-cause note, a promotion stuck in `promoting`.
+    pub fn alerts(&self) -> usize {
+        let chain = usize::from(self.data.chain.as_ref().is_some_and(|c| !c.ok));
+        let releases = (self.data.releases.iter())
+            .filter(|r| {
+                (r.state == ReleaseState::Failed && r.root_cause.is_none())
+                    || r.state == ReleaseState::Promoting
+            })
+            .count();
+        chain + releases
+    }
+
+    /// Whether an engine request is running.
+    pub fn busy(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+}
+
+/// The text a filter matches against for row `i` of a tab's list.
+fn haystack(data: &Snapshot, tab: Tab, i: usize) -> String {
+    match tab {
+        Tab::Environments => data.envs.get(i).map_or_else(String::new, |e| {
+            let kind = match e.env.kind {
+                EnvKind::Production => "production",
+                EnvKind::Preview => "preview",
+            };
+            format!(
+                "{} {kind} {} {} {}",
+                e.env.name,
+                e.release_state.as_deref().unwrap_or(""),
+                e.schema_head.as_deref().unwrap_or(""),
+                e.stale.as_deref().unwrap_or("")
+            )
+        }),
+        Tab::Releases => data.releases.get(i).map_or_else(String::new, |r| {
+            format!(
+                "{} {} {} {} {}",
+                r.id,
+                r.state,
+                r.author,
+                r.label.as_deref().unwrap_or(""),
+                r.commit.as_deref().unwrap_or("")
+            )
+        }),
+        _ => data.audit.get(i).map_or_else(String::new, |e| {
+            format!(
+                "{} {} {} {} {}",
+                e.actor,
+                e.action,
+                e.release_id.as_deref().unwrap_or(""),
+                e.env.as_deref().unwrap_or(""),
+                e.detail
+            )
+        }),
+    }
+}

@@ -1,0 +1,281 @@
+//! `update(&mut State, Action) -> Vec<Effect>`: the console's functional core. Every key,
+//! click, tick and worker reply goes through here; it changes the state and returns the
+//! engine requests to run. Pure: no I/O, no clock reads (time arrives as `Tick`).
+//!
+//! Navigation lives here; dialogs, actions and worker replies live in `flows`.
+use super::action::{Action, Effect, Request};
+use super::flows;
+use super::state::{Detail, DetailTab, State, Tab};
+use super::views::layout;
+
+/// How often data is re-read while nothing else is happening.
+pub const REFRESH_EVERY_SECS: i64 = 5;
+
+/// Applies one action to the state.
+pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
+    match action {
+        Action::Tick(now) => return tick(state, now),
+        Action::Reply(reply) => {
+            state.dirty = true;
+            return flows::on_reply(state, reply);
+        }
+        _ => state.dirty = true,
+    }
+    match action {
+        Action::Resize(w, h) => {
+            state.width = w;
+            state.height = h;
+            Vec::new()
+        }
+        Action::ForceQuit => {
+            state.quit = true;
+            Vec::new()
+        }
+        action if state.help.is_some() => {
+            help(state, action);
+            Vec::new()
+        }
+        action if state.dialog.is_some() => flows::dialog(state, action),
+        action => main(state, action),
+    }
+}
+
+/// Sends `req` to the worker, remembering what the spinner should say.
+pub fn send(state: &mut State, req: Request) -> Effect {
+    state.in_flight.push_back(req.label());
+    Effect::Engine(req)
+}
+
+/// A refresh of the lists (unless one is already queued) and of the open detail.
+pub fn refresh(state: &mut State, with_detail: bool) -> Vec<Effect> {
+    let mut out = Vec::new();
+    if !state.refresh_pending {
+        state.refresh_pending = true;
+        out.push(send(state, Request::Refresh));
+    }
+    if with_detail && let Some(id) = state.detail.as_ref().map(|d| d.id.clone()) {
+        out.push(send(state, Request::Detail(id)));
+    }
+    out
+}
+
+fn tick(state: &mut State, now: chrono::DateTime<chrono::Utc>) -> Vec<Effect> {
+    if state.now.timestamp() != now.timestamp() {
+        state.dirty = true;
+    }
+    state.now = now;
+    if state.busy() {
+        state.spinner = state.spinner.wrapping_add(1);
+        state.dirty = true;
+    }
+    let before = state.toasts.len();
+    state.toasts.retain(|t| t.until > now);
+    if state.toasts.len() != before {
+        state.dirty = true;
+    }
+    let due = state
+        .last_refresh
+        .is_none_or(|t| (now - t).num_seconds() >= REFRESH_EVERY_SECS);
+    if due && !state.busy() {
+        return refresh(state, false);
+    }
+    Vec::new()
+}
+
+fn help(state: &mut State, action: Action) {
+    let max = super::views::help_line_count(state).saturating_sub(4);
+    let Some(scroll) = state.help.as_mut() else {
+        return;
+    };
+    match action {
+        Action::Help | Action::Cancel | Action::Quit | Action::Back => state.help = None,
+        Action::Down | Action::WheelDown => *scroll = (*scroll + 1).min(max),
+        Action::Up | Action::WheelUp => *scroll = scroll.saturating_sub(1),
+        Action::PageDown => *scroll = (*scroll + 10).min(max),
+        Action::PageUp => *scroll = scroll.saturating_sub(10),
+        Action::Top => *scroll = 0,
+        Action::Bottom => *scroll = max,
+        _ => {}
+    }
+}
+
+fn main(state: &mut State, action: Action) -> Vec<Effect> {
+    match action {
+        Action::Up => step(state, -1),
+        Action::Down => step(state, 1),
+        Action::WheelUp => step(state, -3),
+        Action::WheelDown => step(state, 3),
+        Action::PageUp => step(state, -(page(state) as isize)),
+        Action::PageDown => step(state, page(state) as isize),
+        Action::Top => step(state, isize::MIN / 2),
+        Action::Bottom => step(state, isize::MAX / 2),
+        Action::Open => return open(state),
+        Action::Back => back(state),
+        Action::Quit => {
+            if state.detail.is_some() {
+                state.detail = None;
+            } else {
+                state.quit = true;
+            }
+        }
+        Action::Filter => {
+            if let Some(list) = state.list_mut() {
+                list.editing = true;
+            }
+        }
+        Action::Input(c) => edit_filter(state, Some(c)),
+        Action::Backspace => edit_filter(state, None),
+        Action::Accept => {
+            if let Some(list) = state.list_mut() {
+                list.editing = false;
+            }
+        }
+        Action::Cancel => {
+            if let Some(list) = state.list_mut() {
+                list.editing = false;
+                list.filter.clear();
+            }
+            let tab = state.tab;
+            state.refilter(tab);
+        }
+        Action::Help => state.help = Some(0),
+        Action::Refresh => return refresh(state, true),
+        Action::NextTab => go_tab(state, (state.tab.index() + 1) % Tab::ALL.len()),
+        Action::PrevTab => go_tab(state, (state.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len()),
+        Action::GoTab(tab) => go_tab(state, tab.index()),
+        Action::NextSub => sub(state, 1),
+        Action::PrevSub => sub(state, DetailTab::ALL.len() - 1),
+        Action::Approve | Action::Promote | Action::Abandon | Action::Cleanup => {
+            return flows::start(state, action);
+        }
+        Action::Click { col, row } => return click(state, col, row),
+        _ => {}
+    }
+    Vec::new()
+}
+
+/// Rows per page in the current list or detail.
+fn page(state: &State) -> usize {
+    let r = layout::regions(state.width, state.height);
+    layout::rows_area(r.body).height.max(1) as usize
+}
+
+fn step(state: &mut State, delta: isize) {
+    let rows = page(state);
+    if let Some(detail) = state.detail.as_ref() {
+        let max = super::views::detail_line_count(state, detail).saturating_sub(rows);
+        if let Some(d) = state.detail.as_mut() {
+            d.scroll = (d.scroll as isize).saturating_add(delta).clamp(0, max as isize) as usize;
+        }
+        return;
+    }
+    if let Some(list) = state.list_mut() {
+        let last = list.visible.len().saturating_sub(1) as isize;
+        list.selected = (list.selected as isize).saturating_add(delta).clamp(0, last) as usize;
+        list.offset = layout::offset_for(list.selected, list.offset, rows);
+    }
+}
+
+fn go_tab(state: &mut State, index: usize) {
+    state.tab = Tab::ALL[index % Tab::ALL.len()];
+    state.detail = None;
+}
+
+fn sub(state: &mut State, by: usize) {
+    if let Some(d) = state.detail.as_mut() {
+        let n = DetailTab::ALL.len();
+        d.tab = DetailTab::ALL[(d.tab.index() + by) % n];
+        d.scroll = 0;
+    }
+}
+
+fn back(state: &mut State) {
+    if state.detail.is_some() {
+        state.detail = None;
+    } else if let Some(list) = state.list_mut() {
+        list.filter.clear();
+        let tab = state.tab;
+        state.refilter(tab);
+    }
+}
+
+fn edit_filter(state: &mut State, c: Option<char>) {
+    let tab = state.tab;
+    if let Some(list) = state.list_mut() {
+        match c {
+            Some(c) => list.filter.push(c),
+            None => {
+                list.filter.pop();
+            }
+        }
+        list.selected = 0;
+        list.offset = 0;
+    }
+    state.refilter(tab);
+}
+
+/// Opens the release behind the selected row (a release, an environment's release, or
+/// an audit event's release).
+fn open(state: &mut State) -> Vec<Effect> {
+    let id = match state.tab {
+        Tab::Releases => state.selected_release().map(|r| r.id.clone()),
+        Tab::Environments => (state.envs.current())
+            .and_then(|i| state.data.envs.get(i))
+            .and_then(|e| e.env.release_id.clone().or(e.env.active_release.clone())),
+        Tab::Audit => (state.audit.current())
+            .and_then(|i| state.data.audit.get(i))
+            .and_then(|e| e.release_id.clone()),
+        _ => None,
+    };
+    match id {
+        Some(id) => open_release(state, id),
+        None => Vec::new(),
+    }
+}
+
+/// Opens the detail of release `id` and asks the worker for it.
+pub fn open_release(state: &mut State, id: String) -> Vec<Effect> {
+    state.detail = Some(Detail {
+        id: id.clone(),
+        tab: DetailTab::Migrations,
+        scroll: 0,
+        data: None,
+        error: None,
+    });
+    vec![send(state, Request::Detail(id))]
+}
+
+fn click(state: &mut State, col: u16, row: u16) -> Vec<Effect> {
+    let r = layout::regions(state.width, state.height);
+    if row == r.tabs.y {
+        if let Some(tab) = layout::tab_at(r.tabs, col) {
+            go_tab(state, tab.index());
+        }
+        return Vec::new();
+    }
+    if let Some(d) = state.detail.as_mut() {
+        if row == layout::subtabs_row(r.body)
+            && let Some(t) = layout::subtab_at(r.body, col)
+        {
+            d.tab = t;
+            d.scroll = 0;
+        }
+        return Vec::new();
+    }
+    let rows = layout::rows_area(r.body);
+    if row < rows.y || row >= rows.y + rows.height {
+        return Vec::new();
+    }
+    let Some(list) = state.list_mut() else {
+        return Vec::new();
+    };
+    let offset = layout::offset_for(list.selected, list.offset, rows.height as usize);
+    let index = offset + (row - rows.y) as usize;
+    if index >= list.visible.len() {
+        return Vec::new();
+    }
+    let again = index == list.selected;
+    list.selected = index;
+    list.offset = offset;
+    if again { open(state) } else { Vec::new() }
+}

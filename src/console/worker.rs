@@ -1,0 +1,176 @@
+//! The engine worker: one thread owns the [`Engine`] and serves [`Request`]s in order,
+//! answering each with exactly one [`Reply`] through a callback. Engine calls can take
+//! hundreds of milliseconds; running them here keeps the UI loop drawing and reading keys.
+//!
+//! It must not touch the terminal or the console state; it only turns requests into
+//! engine calls and their results into plain data.
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use super::action::{DetailData, PromotePreview, Reply, Request, Snapshot};
+use crate::engine::{Engine, EngineError};
+
+/// How many audit events the Audit tab holds.
+pub const AUDIT_LIMIT: usize = 500;
+
+/// A handle to the worker thread. Dropping it lets the current request finish, then
+/// stops the thread.
+pub struct Worker {
+    tx: Option<Sender<Request>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the worker; `reply` is called on the worker thread for every answer.
+    pub fn spawn(engine: Engine, reply: impl Fn(Reply) + Send + 'static) -> std::io::Result<Worker> {
+        let (tx, rx) = channel::<Request>();
+        let handle = std::thread::Builder::new()
+            .name("d1ops-engine".into())
+            .spawn(move || serve(engine, rx, reply))?;
+        Ok(Worker {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    /// Queues a request. False when the worker has stopped.
+    pub fn send(&self, req: Request) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(req).is_ok())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve(mut engine: Engine, rx: Receiver<Request>, reply: impl Fn(Reply)) {
+    while let Ok(req) = rx.recv() {
+        let started = std::time::Instant::now();
+        let label = req.label();
+        let answer = handle(&mut engine, req);
+        let ms = started.elapsed().as_millis();
+        if ms > 200 {
+            tracing::info!(request = %label, ms, "slow engine request");
+        }
+        reply(answer);
+    }
+}
+
+/// Runs one request against the engine.
+pub fn handle(engine: &mut Engine, req: Request) -> Reply {
+    match req {
+        Request::Refresh => Reply::Snapshot(snapshot(engine).map(Box::new).map_err(|e| e.to_string())),
+        Request::Detail(id) => {
+            let result = engine.release_detail(&id).map(|detail| {
+                let diff = engine.diff(&detail.release.id).map_err(|e| e.to_string());
+                Box::new(DetailData { detail, diff })
+            });
+            Reply::Detail {
+                id,
+                result: result.map_err(|e| e.to_string()),
+            }
+        }
+        Request::PromotePreview(id) => Reply::PromotePreview {
+            result: promote_preview(engine, &id).map(Box::new).map_err(|e| e.to_string()),
+            id,
+        },
+        Request::Approve { id, note } => match engine.approve(&id, note.as_deref()) {
+            Ok(o) => Reply::Outcome {
+                ok: true,
+                text: format!(
+                    "Approved {} ({}/{} approvals); it is now {}.",
+                    o.id,
+                    o.approvals.len(),
+                    o.required,
+                    o.state
+                ),
+            },
+            Err(e) => failed("Approve", e),
+        },
+        Request::Abandon { id, note } => match engine.abandon(&id, note.as_deref()) {
+            Ok(_) => Reply::Outcome {
+                ok: true,
+                text: format!("Abandoned {id}; its preview is now stale."),
+            },
+            Err(e) => failed("Abandon", e),
+        },
+        Request::Promote(id) => match engine.promote(&id) {
+            Ok(o) => {
+                let previous = o
+                    .previous
+                    .map(|p| format!("; {p} superseded"))
+                    .unwrap_or_default();
+                Reply::Outcome {
+                    ok: true,
+                    text: format!(
+                        "{} is live: {} migration(s) applied in {:.0} ms{previous}.",
+                        o.id,
+                        o.applied.len(),
+                        o.duration_ms
+                    ),
+                }
+            }
+            Err(e) => failed("Promote", e),
+        },
+        Request::CleanupPlan => {
+            Reply::CleanupPlan(engine.cleanup_plan(None, false).map_err(|e| e.to_string()))
+        }
+        Request::Cleanup(items) => match engine.cleanup(&items) {
+            Ok(r) => {
+                let errors = if r.errors.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} error(s): {}", r.errors.len(), r.errors.join("; "))
+                };
+                Reply::Outcome {
+                    ok: r.errors.is_empty(),
+                    text: format!(
+                        "Deleted {} stale preview(s), freed {}{errors}.",
+                        r.deleted.len(),
+                        super::format::bytes(r.freed_bytes)
+                    ),
+                }
+            }
+            Err(e) => failed("Cleanup", e),
+        },
+    }
+}
+
+fn failed(what: &str, e: EngineError) -> Reply {
+    let text = match &e {
+        EngineError::Refused(why) => format!("{what} refused: {why}."),
+        other => format!("{what} failed: {other}"),
+    };
+    tracing::warn!(error = %e, "{what} did not succeed");
+    Reply::Outcome { ok: false, text }
+}
+
+/// Reads everything the lists show.
+pub fn snapshot(engine: &Engine) -> Result<Snapshot, EngineError> {
+    Ok(Snapshot {
+        releases: engine.releases()?,
+        envs: engine.envs()?,
+        production: Some(engine.production()?),
+        audit: engine.audit_events(AUDIT_LIMIT)?,
+        chain: Some(engine.verify_audit()?),
+    })
+}
+
+fn promote_preview(engine: &Engine, id: &str) -> Result<PromotePreview, EngineError> {
+    let detail = engine.release_detail(id)?;
+    let blocker = engine.promotion_blocker(&detail.release)?;
+    let diff = engine.diff(&detail.release.id)?;
+    Ok(PromotePreview {
+        blocker,
+        gate: detail.gate,
+        approvals: detail.approvals.len(),
+        required: detail.required_approvals,
+        pending: diff.pending.iter().map(|p| p.name.clone()).collect(),
+        diff: diff.schema.render_text(),
+    })
+}

@@ -1,0 +1,171 @@
+//! Shared helpers for the integration tests: real workspaces in temp dirs, the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+
+pub struct Ws {
+    pub dir: tempfile::TempDir,
+}
+
+impl Ws {
+    /// A fresh workspace with `d1ops init` run in it.
+    pub fn new() -> Ws {
+        let ws = Ws { dir: tempfile::tempdir().expect("tempdir") };
+        ws.ok(&["init"]);
+        ws
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cmd(&self, user: &str) -> Command {
+        let mut c = Command::cargo_bin("d1ops").expect("binary");
+        c.arg("--workspace").arg(self.path());
+        c.env("D1OPS_USER", user);
+        c.env("NO_COLOR", "1");
+        c.env_remove("D1OPS_FAULT");
+        c.env_remove("D1OPS_PAUSE");
+        c
+    }
+
+    /// Runs as alice and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_as("alice", args)
+    }
+
+    pub fn ok_as(&self, user: &str, args: &[&str]) -> String {
+        let out = self.cmd(user).args(args).output().expect("run");
+        assert!(
+            out.status.success(),
+            "d1ops {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and returns (exit code, stdout, stderr).
+    pub fn run_as(&self, user: &str, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = self.cmd(user).args(args).output().expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn migration(&self, name: &str, sql: &str) {
+        let dir = self.path().join("migrations");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(name), sql).expect("write migration");
+    }
+
+    /// `deploy --json` → (exit code, parsed JSON).
+    pub fn deploy(&self) -> (Option<i32>, serde_json::Value) {
+        let (code, out, err) = self.run_as("alice", &["--json", "deploy"]);
+        let json = serde_json::from_str(&out)
+            .unwrap_or_else(|_| panic!("deploy output is not JSON: {out}\nstderr: {err}"));
+        (code, json)
+    }
+
+    /// Deploy (must be ready), approve as bob, promote; returns the release id.
+    pub fn ship(&self) -> String {
+        let (code, json) = self.deploy();
+        assert_eq!(code, Some(0), "deploy blocked: {json}");
+        let id = json["id"].as_str().expect("id").to_string();
+        self.ok_as("bob", &["approve", &id]);
+        self.ok_as("bob", &["promote", &id, "--yes"]);
+        id
+    }
+
+    pub fn production_path(&self) -> PathBuf {
+        self.path().join(".d1ops/db/production.sqlite")
+    }
+
+    pub fn production(&self) -> Connection {
+        let c = Connection::open(self.production_path()).expect("open production");
+        c.pragma_update(None, "foreign_keys", "ON").expect("fk");
+        c
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.ok(&full);
+        serde_json::from_str(&out).unwrap_or_else(|_| panic!("not JSON: {out}"))
+    }
+
+    pub fn release_state(&self, id: &str) -> String {
+        self.json(&["release", "show", id])["state"].as_str().unwrap_or("").to_string()
+    }
+
+    /// Everything about production that must not change on a failed promotion.
+    pub fn production_state(&self) -> Option<String> {
+        if !self.production_path().exists() {
+            return None;
+        }
+        let active = self.json(&["envs"])[0]["active_release"].to_string();
+        Some(format!("{}\nactive={active}", db_digest(&self.production_path())))
+    }
+
+    /// A digest of d1ops' own state (releases and audit), to prove "nothing changed".
+    pub fn state_digest(&self) -> String {
+        let p = self.path().join(".d1ops/state.sqlite");
+        if !p.exists() {
+            return "no state".into();
+        }
+        let c = Connection::open(p).expect("state");
+        let mut h = Sha256::new();
+        for table in ["releases", "environments", "audit", "approvals", "promotion_lock"] {
+            h.update(table_digest(&c, table).as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+fn table_digest(c: &Connection, table: &str) -> String {
+    let mut stmt = c
+        .prepare(&format!("SELECT * FROM \"{table}\" ORDER BY rowid"))
+        .or_else(|_| c.prepare(&format!("SELECT * FROM \"{table}\"")))
+        .expect("select");
+    let n = stmt.column_count();
+    let mut rows = stmt.query([]).expect("query");
+    let mut h = Sha256::new();
+    while let Some(r) = rows.next().expect("row") {
+        for i in 0..n {
+            h.update(format!("{:?}|", r.get_ref(i).expect("cell")).as_bytes());
+        }
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+/// Schema SQL, the ledger and a checksum of every table's rows.
+pub fn db_digest(path: &Path) -> String {
+    let c = Connection::open(path).expect("open");
+    let mut out = String::new();
+    let mut stmt = c
+        .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+        .expect("schema");
+    let objects: Vec<(String, String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("q")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for (ty, name, sql) in &objects {
+        out.push_str(&format!("{ty} {name}: {}\n", sql.as_deref().unwrap_or("")));
+        if ty == "table" {
+            let count: i64 = c
+                .query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| r.get(0))
+                .expect("count");
+            out.push_str(&format!("  rows={count} sha={}\n", table_digest(&c, name)));
+        }
+    }
+    out
+}
