@@ -269,7 +269,10 @@ static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::Atomic
 /// Shifts this process's clock (the demo builds a month of history in seconds). Zero in
 /// normal operation.
 pub fn set_clock_offset(offset: chrono::Duration) {
-    CLOCK_OFFSET_MS.store(offset.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+    CLOCK_OFFSET_MS.store(
+        offset.num_milliseconds(),
+        std::sync::atomic::Ordering::SeqCst,
+    );
 }
 
 /// The current UTC time (plus the demo's clock offset, normally zero).

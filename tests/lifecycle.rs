@@ -17,8 +17,19 @@ fn happy_path_init_deploy_approve_promote() {
     assert_eq!(code, Some(0), "{deploy}");
     assert_eq!(deploy["verdict"], "ready");
     assert_eq!(deploy["state"], "ready");
-    let ids: Vec<&str> = deploy["checks"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
-    for id in ["mig.order", "mig.drift", "mig.apply", "fk.check", "data.loss"] {
+    let ids: Vec<&str> = deploy["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "mig.order",
+        "mig.drift",
+        "mig.apply",
+        "fk.check",
+        "data.loss",
+    ] {
         assert!(ids.contains(&id), "missing check {id} in {ids:?}");
     }
     for c in deploy["checks"].as_array().unwrap() {
@@ -34,25 +45,44 @@ fn happy_path_init_deploy_approve_promote() {
 
     let prod = ws.production();
     let names: Vec<String> = prod
-        .prepare("SELECT name FROM d1_migrations ORDER BY id").unwrap()
-        .query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+        .prepare("SELECT name FROM d1_migrations ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(names, ["0001_users.sql", "0002_items.sql"]);
     let tables: i64 = prod
-        .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('users','items')", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('users','items')",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(tables, 2);
     // wrangler's ledger DDL.
     let ddl: String = prod
-        .query_row("SELECT sql FROM sqlite_master WHERE name='d1_migrations'", [], |r| r.get(0))
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name='d1_migrations'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert!(ddl.contains("id INTEGER PRIMARY KEY AUTOINCREMENT") && ddl.contains("name TEXT UNIQUE"));
+    assert!(
+        ddl.contains("id INTEGER PRIMARY KEY AUTOINCREMENT") && ddl.contains("name TEXT UNIQUE")
+    );
     assert!(ddl.contains("applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL"));
 
     let envs = ws.json(&["envs"]);
     assert_eq!(envs[0]["name"], "production");
     assert_eq!(envs[0]["kind"], "production");
     assert_eq!(envs[0]["active_release"], id);
-    assert!(envs[0]["database"].as_str().unwrap().ends_with("production.sqlite"));
+    assert!(
+        envs[0]["database"]
+            .as_str()
+            .unwrap()
+            .ends_with("production.sqlite")
+    );
     assert!(envs[0]["size_bytes"].as_u64().unwrap() > 0);
 
     let show = ws.json(&["release", "show", id]);
@@ -66,12 +96,18 @@ fn happy_path_init_deploy_approve_promote() {
     let releases = ws.json(&["releases"]);
     assert_eq!(releases[0]["id"], id);
     for key in ["id", "state", "author", "label", "created_at", "verdict"] {
-        assert!(releases[0].get(key).is_some(), "releases --json lacks {key}");
+        assert!(
+            releases[0].get(key).is_some(),
+            "releases --json lacks {key}"
+        );
     }
     assert_eq!(releases[0]["author"], "alice");
 
     // A second release supersedes the first.
-    ws.migration("0003_bio_index.sql", "CREATE INDEX idx_users_bio ON users(bio);\n");
+    ws.migration(
+        "0003_bio_index.sql",
+        "CREATE INDEX idx_users_bio ON users(bio);\n",
+    );
     let second = ws.ship();
     assert_eq!(ws.release_state(id), "superseded");
     assert_eq!(ws.release_state(&second), "live");
@@ -103,17 +139,31 @@ fn failing_third_migration_on_production_rolls_everything_back() {
     ws.production()
         .execute_batch("INSERT INTO users(username) VALUES ('ann'), ('ben');")
         .unwrap();
-    ws.migration("0002_add_email.sql", "ALTER TABLE users ADD COLUMN email TEXT;\n");
-    ws.migration("0003_backfill.sql", "UPDATE users SET email = username || '@example.com';\n");
-    ws.migration("0004_unique_username.sql", "CREATE UNIQUE INDEX ux_username ON users(username);\n");
-    ws.migration("0005_posts.sql", "CREATE TABLE posts (id INTEGER PRIMARY KEY, body TEXT);\n");
+    ws.migration(
+        "0002_add_email.sql",
+        "ALTER TABLE users ADD COLUMN email TEXT;\n",
+    );
+    ws.migration(
+        "0003_backfill.sql",
+        "UPDATE users SET email = username || '@example.com';\n",
+    );
+    ws.migration(
+        "0004_unique_username.sql",
+        "CREATE UNIQUE INDEX ux_username ON users(username);\n",
+    );
+    ws.migration(
+        "0005_posts.sql",
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY, body TEXT);\n",
+    );
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(0), "{deploy}");
     let id = deploy["id"].as_str().unwrap();
     ws.ok_as("bob", &["approve", id]);
     // Production receives a duplicate after the preview was cloned (the data, not the schema,
     // changed, so the promotion is still allowed — and must fail atomically).
-    ws.production().execute_batch("INSERT INTO users(username) VALUES ('ann');").unwrap();
+    ws.production()
+        .execute_batch("INSERT INTO users(username) VALUES ('ann');")
+        .unwrap();
     let before = ws.production_state().unwrap();
     let (code, _out, err) = ws.run_as("bob", &["promote", id, "--yes"]);
     assert_eq!(code, Some(5), "{err}");
@@ -123,7 +173,12 @@ fn failing_third_migration_on_production_rolls_everything_back() {
     let show = ws.json(&["release", "show", id]);
     assert_eq!(show["state"], "failed");
     assert_eq!(show["failure"]["migration"], "0004_unique_username.sql");
-    assert!(show["failure"]["statement"].as_str().unwrap().contains("CREATE UNIQUE INDEX"));
+    assert!(
+        show["failure"]["statement"]
+            .as_str()
+            .unwrap()
+            .contains("CREATE UNIQUE INDEX")
+    );
     assert_eq!(ws.release_state(&first), "live");
 }
 
@@ -140,14 +195,22 @@ fn broken_migration_blocks_deploy_and_leaves_production_alone() {
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(3));
     assert_eq!(deploy["verdict"], "blocked");
-    let apply = deploy["checks"].as_array().unwrap().iter().find(|c| c["id"] == "mig.apply").unwrap();
+    let apply = deploy["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "mig.apply")
+        .unwrap();
     assert_eq!(apply["status"], "fail");
     let reason = apply["reason"].as_str().unwrap();
     assert!(reason.contains("migrations/0004_c.sql:2"), "{reason}");
     assert!(reason.contains("syntax error"), "{reason}");
     assert_eq!(ws.production_state(), before);
     // The preview rolled back as a unit too: none of 0002..0005 is there.
-    let preview = ws.path().join(format!(".d1ops/db/{}.sqlite", deploy["preview"].as_str().unwrap()));
+    let preview = ws.path().join(format!(
+        ".d1ops/db/{}.sqlite",
+        deploy["preview"].as_str().unwrap()
+    ));
     assert!(!db_digest(&preview).contains("table a:"));
 }
 
@@ -156,13 +219,26 @@ fn edited_applied_migration_is_drift() {
     let ws = Ws::new();
     ws.migration("0001_users.sql", USERS);
     ws.ship();
-    ws.migration("0001_users.sql", "CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT NULL);\n");
+    ws.migration(
+        "0001_users.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT NULL);\n",
+    );
     ws.migration("0002_x.sql", "CREATE TABLE x (id INTEGER);\n");
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(3));
-    let drift = deploy["checks"].as_array().unwrap().iter().find(|c| c["id"] == "mig.drift").unwrap();
+    let drift = deploy["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "mig.drift")
+        .unwrap();
     assert_eq!(drift["status"], "fail");
-    assert!(drift["reason"].as_str().unwrap().contains("migrations/0001_users.sql"));
+    assert!(
+        drift["reason"]
+            .as_str()
+            .unwrap()
+            .contains("migrations/0001_users.sql")
+    );
     // Line endings alone are not drift.
     ws.migration("0001_users.sql", &USERS.replace('\n', "\r\n"));
     let (code, deploy) = ws.deploy();
@@ -190,7 +266,12 @@ fn cascade_from_parent_rebuild_is_data_loss() {
     );
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(3), "{deploy}");
-    let loss = deploy["checks"].as_array().unwrap().iter().find(|c| c["id"] == "data.loss").unwrap();
+    let loss = deploy["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "data.loss")
+        .unwrap();
     assert_eq!(loss["status"], "fail");
     let reason = loss["reason"].as_str().unwrap();
     assert!(reason.contains("posts lost 3 of 3 rows"), "{reason}");
@@ -204,7 +285,12 @@ fn cascade_from_parent_rebuild_is_data_loss() {
     );
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(0), "{deploy}");
-    let loss = deploy["checks"].as_array().unwrap().iter().find(|c| c["id"] == "data.loss").unwrap();
+    let loss = deploy["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "data.loss")
+        .unwrap();
     assert_eq!(loss["status"], "warn");
 }
 
@@ -238,7 +324,9 @@ fn production_changed_since_preview_refuses() {
     let stale_id = first["id"].as_str().unwrap().to_string();
     ws.ok_as("bob", &["approve", &stale_id]);
     // Someone changes production's schema behind d1ops' back.
-    ws.production().execute_batch("CREATE TABLE hotfix (x INTEGER);").unwrap();
+    ws.production()
+        .execute_batch("CREATE TABLE hotfix (x INTEGER);")
+        .unwrap();
     let (code, _, err) = ws.run_as("bob", &["promote", &stale_id, "--yes"]);
     assert_eq!(code, Some(4));
     assert!(err.contains("production changed"), "{err}");
@@ -255,18 +343,26 @@ fn two_promotions_at_once_exactly_one_proceeds() {
     ws.ok_as("bob", &["approve", &id]);
     // The first promoter holds the lock for a while (paused after taking it).
     let mut slow = std::process::Command::new(assert_cmd::cargo::cargo_bin("d1ops"));
-    slow.args(["--workspace", ws.path().to_str().unwrap(), "promote", &id, "--yes"])
-        .env("D1OPS_USER", "bob")
-        .env("D1OPS_PAUSE", "promote.after_lock:3000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    slow.args([
+        "--workspace",
+        ws.path().to_str().unwrap(),
+        "promote",
+        &id,
+        "--yes",
+    ])
+    .env("D1OPS_USER", "bob")
+    .env("D1OPS_PAUSE", "promote.after_lock:3000")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
     let mut child = slow.spawn().unwrap();
     // Wait for the lock row to appear.
     let state = ws.path().join(".d1ops/state.sqlite");
     let mut locked = false;
     for _ in 0..200 {
         let c = rusqlite::Connection::open(&state).unwrap();
-        let n: i64 = c.query_row("SELECT count(*) FROM promotion_lock", [], |r| r.get(0)).unwrap_or(0);
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM promotion_lock", [], |r| r.get(0))
+            .unwrap_or(0);
         if n == 1 {
             locked = true;
             break;
@@ -292,7 +388,13 @@ fn racing_promotions_one_wins() {
     ws.ok_as("bob", &["approve", &id]);
     let spawn = |user: &str| {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("d1ops"))
-            .args(["--workspace", ws.path().to_str().unwrap(), "promote", &id, "--yes"])
+            .args([
+                "--workspace",
+                ws.path().to_str().unwrap(),
+                "promote",
+                &id,
+                "--yes",
+            ])
             .env("D1OPS_USER", user)
             .output()
             .unwrap()
@@ -305,7 +407,10 @@ fn racing_promotions_one_wins() {
     let mut codes = vec![a.status.code(), b.status.code()];
     codes.sort();
     assert_eq!(codes, vec![Some(0), Some(4)]);
-    let ledger: i64 = ws.production().query_row("SELECT count(*) FROM d1_migrations", [], |r| r.get(0)).unwrap();
+    let ledger: i64 = ws
+        .production()
+        .query_row("SELECT count(*) FROM d1_migrations", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(ledger, 2, "applied exactly once");
 }
 
@@ -322,19 +427,42 @@ fn cleanup_deletes_only_stale_previews() {
     let (_, d) = ws.deploy();
     let candidate = d["id"].as_str().unwrap().to_string();
     let plan = ws.json(&["cleanup", "--dry-run"]);
-    let names: Vec<String> = plan["would_delete"].as_array().unwrap().iter().map(|i| i["release_id"].as_str().unwrap().to_string()).collect();
-    assert!(names.contains(&live) && names.contains(&abandoned), "{plan}");
-    assert!(!names.contains(&candidate), "a candidate awaiting a decision is never stale by state");
+    let names: Vec<String> = plan["would_delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["release_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.contains(&live) && names.contains(&abandoned),
+        "{plan}"
+    );
+    assert!(
+        !names.contains(&candidate),
+        "a candidate awaiting a decision is never stale by state"
+    );
     let (code, _, err) = ws.run_as("alice", &["cleanup"]);
     assert_eq!(code, Some(1), "no --yes without a terminal: {err}");
     let report = ws.json(&["cleanup", "--yes"]);
     assert_eq!(report["deleted"].as_array().unwrap().len(), 2);
     assert!(report["freed_bytes"].as_u64().unwrap() > 0);
     let envs = ws.json(&["envs"]);
-    let names: Vec<&str> = envs.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = envs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(ws.production_path().exists());
-    assert!(ws.path().join(format!(".d1ops/db/preview-{}.sqlite", candidate.to_lowercase())).exists());
+    assert!(
+        ws.path()
+            .join(format!(
+                ".d1ops/db/preview-{}.sqlite",
+                candidate.to_lowercase()
+            ))
+            .exists()
+    );
 }
 
 #[test]
@@ -345,9 +473,15 @@ fn audit_chain_detects_tampering() {
     assert_eq!(ws.json(&["audit", "--verify"])["ok"], true);
     let c = rusqlite::Connection::open(ws.path().join(".d1ops/state.sqlite")).unwrap();
     // The log refuses updates outright...
-    assert!(c.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2", []).is_err());
+    assert!(
+        c.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2", [])
+            .is_err()
+    );
     // ...and a tamperer who drops the guard is still caught by the chain.
-    c.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 2;").unwrap();
+    c.execute_batch(
+        "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 2;",
+    )
+    .unwrap();
     let (code, out, _) = ws.run_as("alice", &["--json", "audit", "--verify"]);
     assert_eq!(code, Some(1));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -360,11 +494,17 @@ fn diff_shows_pending_sql_and_schema_changes() {
     let ws = Ws::new();
     ws.migration("0001_users.sql", USERS);
     ws.ship();
-    ws.migration("0002_email.sql", "ALTER TABLE users ADD COLUMN email TEXT;\nCREATE INDEX idx_email ON users(email);\n");
+    ws.migration(
+        "0002_email.sql",
+        "ALTER TABLE users ADD COLUMN email TEXT;\nCREATE INDEX idx_email ON users(email);\n",
+    );
     let (_, d) = ws.deploy();
     let id = d["id"].as_str().unwrap();
     let out = ws.ok(&["diff", id]);
-    assert!(out.contains("ALTER TABLE users ADD COLUMN email TEXT"), "{out}");
+    assert!(
+        out.contains("ALTER TABLE users ADD COLUMN email TEXT"),
+        "{out}"
+    );
     assert!(out.contains("+ column email TEXT"), "{out}");
     assert!(out.contains("+ index idx_email"), "{out}");
     let json = ws.json(&["diff", id]);

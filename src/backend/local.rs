@@ -51,7 +51,10 @@ impl LocalBackend {
         if !path.is_file() {
             return Err(BackendError::NotFound(db.id.clone()));
         }
-        open_path(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        open_path(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
     }
 
     fn copy(&self, from: &Path, to: &Path) -> Result<u64> {
@@ -62,7 +65,10 @@ impl LocalBackend {
         let tmp = to.with_extension("sqlite.tmp");
         let _ = std::fs::remove_file(&tmp);
         {
-            let src = open_path(from, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            let src = open_path(
+                from,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
             let mut dst = open_path(
                 &tmp,
                 OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -70,10 +76,13 @@ impl LocalBackend {
                     | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             // The copy is private until renamed into place: no journal, no fsync per page.
-            dst.pragma_update(None, "journal_mode", "OFF").map_err(sql(&tmp))?;
-            dst.pragma_update(None, "synchronous", "OFF").map_err(sql(&tmp))?;
+            dst.pragma_update(None, "journal_mode", "OFF")
+                .map_err(sql(&tmp))?;
+            dst.pragma_update(None, "synchronous", "OFF")
+                .map_err(sql(&tmp))?;
             backup_all(&src, &mut dst, from)?;
-            dst.pragma_update(None, "journal_mode", "DELETE").map_err(sql(&tmp))?;
+            dst.pragma_update(None, "journal_mode", "DELETE")
+                .map_err(sql(&tmp))?;
         }
         let file = std::fs::File::open(&tmp).map_err(io(tmp.display().to_string()))?;
         file.sync_all().map_err(io(tmp.display().to_string()))?;
@@ -169,7 +178,8 @@ fn sqlite_code_name(err: &rusqlite::ffi::Error) -> String {
 fn open_path(path: &Path, flags: OpenFlags) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(sql(path))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql(path))?;
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(sql(path))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql(path))?;
     Ok(conn)
 }
 
@@ -177,7 +187,9 @@ fn open_path(path: &Path, flags: OpenFlags) -> Result<Connection> {
 /// deferred-violation counter left by DROP TABLE on a parent during a table rebuild.
 fn commit_error(e: &rusqlite::Error) -> String {
     let msg = sqlite_message(e);
-    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) && msg.contains("FOREIGN KEY") {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+        && msg.contains("FOREIGN KEY")
+    {
         format!(
             "commit failed: {msg}; deferred foreign-key violations remain (typically DROP TABLE of a parent in a table rebuild: its implicit DELETE counts violations that renaming the new table does not clear); use ALTER TABLE ... DROP/RENAME COLUMN instead of a rebuild"
         )
@@ -211,30 +223,49 @@ fn apply_in_transaction(
     conn: &Connection,
     migrations: &[Migration],
     ledger_table: &str,
-) -> std::result::Result<usize, ApplyFailure> {
-    let fail = |m: Option<&Migration>, line: Option<usize>, stmt: Option<&str>, error: String| ApplyFailure {
-        migration: m.map(|m| m.name.clone()),
-        path: m.map(|m| m.path.clone()),
-        line,
-        statement: stmt.map(str::to_string),
-        error,
-        fk_violations: Vec::new(),
+) -> std::result::Result<usize, Box<ApplyFailure>> {
+    let fail = |m: Option<&Migration>, line: Option<usize>, stmt: Option<&str>, error: String| {
+        Box::new(ApplyFailure {
+            migration: m.map(|m| m.name.clone()),
+            path: m.map(|m| m.path.clone()),
+            line,
+            statement: stmt.map(str::to_string),
+            error,
+            fk_violations: Vec::new(),
+        })
     };
     conn.execute_batch("PRAGMA defer_foreign_keys = ON")
         .map_err(|e| fail(None, None, None, sqlite_message(&e)))?;
-    conn.execute_batch(&ledger_ddl(ledger_table))
-        .map_err(|e| fail(None, None, None, format!("creating the ledger table: {}", sqlite_message(&e))))?;
-    let insert = format!("INSERT INTO {}(name) VALUES (?1)", schema::quote_ident(ledger_table));
+    conn.execute_batch(&ledger_ddl(ledger_table)).map_err(|e| {
+        fail(
+            None,
+            None,
+            None,
+            format!("creating the ledger table: {}", sqlite_message(&e)),
+        )
+    })?;
+    let insert = format!(
+        "INSERT INTO {}(name) VALUES (?1)",
+        schema::quote_ident(ledger_table)
+    );
     let mut statements = 0usize;
     for (i, m) in migrations.iter().enumerate() {
         for st in &m.statements {
-            conn.execute_batch(&st.sql).map_err(|e| {
-                fail(Some(m), Some(st.line), Some(&st.sql), sqlite_message(&e))
-            })?;
+            conn.execute_batch(&st.sql)
+                .map_err(|e| fail(Some(m), Some(st.line), Some(&st.sql), sqlite_message(&e)))?;
             statements += 1;
         }
         conn.execute(&insert, [&m.name]).map_err(|e| {
-            fail(Some(m), None, None, format!("recording {} in {ledger_table}: {}", m.name, sqlite_message(&e)))
+            fail(
+                Some(m),
+                None,
+                None,
+                format!(
+                    "recording {} in {ledger_table}: {}",
+                    m.name,
+                    sqlite_message(&e)
+                ),
+            )
         })?;
         if i == 0 {
             crate::fault::point("apply.after_first_migration");
@@ -298,14 +329,20 @@ fn json_value(v: ValueRef<'_>) -> serde_json::Value {
     match v {
         ValueRef::Null => serde_json::Value::Null,
         ValueRef::Integer(i) => i.into(),
-        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into),
+        ValueRef::Real(f) => {
+            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+        }
         ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
         ValueRef::Blob(b) => b.iter().map(|x| serde_json::Value::from(*x)).collect(),
     }
 }
 
 /// Runs one statement on an open connection and collects its rows.
-pub fn run_query(conn: &Connection, sql: &str, params: &[serde_json::Value]) -> Result<QueryResult> {
+pub fn run_query(
+    conn: &Connection,
+    sql: &str,
+    params: &[serde_json::Value],
+) -> Result<QueryResult> {
     let started = Instant::now();
     let mut stmt = conn.prepare(sql).map_err(|e| map_sql_error("query", e))?;
     let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
@@ -318,7 +355,9 @@ pub fn run_query(conn: &Connection, sql: &str, params: &[serde_json::Value]) -> 
         while let Some(row) = rows.next().map_err(|e| map_sql_error("query", e))? {
             let mut out = Vec::with_capacity(columns.len());
             for i in 0..columns.len() {
-                out.push(json_value(row.get_ref(i).map_err(|e| map_sql_error("query", e))?));
+                out.push(json_value(
+                    row.get_ref(i).map_err(|e| map_sql_error("query", e))?,
+                ));
             }
             rows_out.push(out);
         }
@@ -338,7 +377,8 @@ impl Backend for LocalBackend {
     }
 
     fn describe(&self, db: &DatabaseRef) -> String {
-        self.path(db).map_or_else(|_| db.id.clone(), |p| p.display().to_string())
+        self.path(db)
+            .map_or_else(|_| db.id.clone(), |p| p.display().to_string())
     }
 
     fn create_database(&self, name: &str) -> Result<DatabaseRef> {
@@ -353,7 +393,9 @@ impl Backend for LocalBackend {
         })?;
         let conn = open_path(
             &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         // Materialise the file (an untouched SQLite database is zero bytes until written).
         conn.execute_batch("PRAGMA user_version = 0; VACUUM;")
@@ -363,7 +405,12 @@ impl Backend for LocalBackend {
 
     fn delete_database(&self, db: &DatabaseRef) -> Result<()> {
         let path = self.path(db)?;
-        for p in [path.clone(), path.with_extension("sqlite-journal"), path.with_extension("sqlite-wal"), path.with_extension("sqlite-shm")] {
+        for p in [
+            path.clone(),
+            path.with_extension("sqlite-journal"),
+            path.with_extension("sqlite-wal"),
+            path.with_extension("sqlite-shm"),
+        ] {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -404,14 +451,14 @@ impl Backend for LocalBackend {
     ) -> Result<ApplyReport> {
         for m in migrations {
             if let Some(st) = m.statements.iter().find(|s| transaction_control(&s.sql)) {
-                return Err(BackendError::Apply(ApplyFailure {
+                return Err(BackendError::Apply(Box::new(ApplyFailure {
                     migration: Some(m.name.clone()),
                     path: Some(m.path.clone()),
                     line: Some(st.line),
                     statement: Some(st.sql.clone()),
                     error: "transaction control statements (BEGIN/COMMIT/ROLLBACK/SAVEPOINT) are not allowed in a migration; d1ops (and D1) already run it in one transaction".into(),
                     fk_violations: Vec::new(),
-                }));
+                })));
             }
         }
         let conn = self.open(db)?;
@@ -423,13 +470,15 @@ impl Backend for LocalBackend {
             Ok(statements) => conn
                 .execute_batch("COMMIT")
                 .map(|()| statements)
-                .map_err(|e| ApplyFailure {
-                    migration: None,
-                    path: None,
-                    line: None,
-                    statement: None,
-                    error: commit_error(&e),
-                    fk_violations: Vec::new(),
+                .map_err(|e| {
+                    Box::new(ApplyFailure {
+                        migration: None,
+                        path: None,
+                        line: None,
+                        statement: None,
+                        error: commit_error(&e),
+                        fk_violations: Vec::new(),
+                    })
                 }),
             Err(f) => Err(f),
         };
@@ -480,7 +529,10 @@ impl Backend for LocalBackend {
             self.copy(&snap, &dst_path)?;
             return Ok(());
         }
-        let src = open_path(&snap, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let src = open_path(
+            &snap,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         let mut dst = self.open(db)?;
         // Backing up INTO the live file is one write transaction: readers see before or after.
         backup_all(&src, &mut dst, &snap)
@@ -562,7 +614,12 @@ impl Backend for LocalBackend {
         fk_check(&self.open(db)?)
     }
 
-    fn query(&self, db: &DatabaseRef, sql: &str, params: &[serde_json::Value]) -> Result<QueryResult> {
+    fn query(
+        &self,
+        db: &DatabaseRef,
+        sql: &str,
+        params: &[serde_json::Value],
+    ) -> Result<QueryResult> {
         run_query(&self.open(db)?, sql, params)
     }
 }

@@ -126,7 +126,7 @@ pub enum BackendError {
     #[error("{context}: {message}")]
     Sql { context: String, message: String },
     #[error("{0}")]
-    Apply(ApplyFailure),
+    Apply(Box<ApplyFailure>),
     #[error("{0}")]
     Other(String),
 }
@@ -166,5 +166,10 @@ pub trait Backend: Send + Sync {
     fn row_counts(&self, db: &DatabaseRef, ledger_table: &str) -> Result<BTreeMap<String, u64>>;
     fn foreign_key_check(&self, db: &DatabaseRef) -> Result<Vec<FkViolation>>;
     /// Runs one statement with positional parameters.
-    fn query(&self, db: &DatabaseRef, sql: &str, params: &[serde_json::Value]) -> Result<QueryResult>;
+    fn query(
+        &self,
+        db: &DatabaseRef,
+        sql: &str,
+        params: &[serde_json::Value],
+    ) -> Result<QueryResult>;
 }

@@ -10,7 +10,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "d1ops", version, about, long_about = None)]
 pub struct Cli {
     /// Workspace directory (the folder with d1ops.toml).
-    #[arg(long, short = 'w', global = true, default_value = ".", env = "D1OPS_WORKSPACE")]
+    #[arg(
+        long,
+        short = 'w',
+        global = true,
+        default_value = ".",
+        env = "D1OPS_WORKSPACE"
+    )]
     pub workspace: PathBuf,
     /// Machine-readable JSON output (every listing and outcome).
     #[arg(long, global = true)]

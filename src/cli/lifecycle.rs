@@ -12,7 +12,12 @@ use crate::model::{CheckResult, Verdict};
 
 pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Result<i32> {
     match cmd {
-        Command::Deploy { label, commit, artifacts, supersedes } => {
+        Command::Deploy {
+            label,
+            commit,
+            artifacts,
+            supersedes,
+        } => {
             let artifacts = artifacts
                 .iter()
                 .map(|a| match a.split_once('=') {
@@ -41,18 +46,33 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
                 println!("release {} deployed: {what}", paint(&outcome.id, CYAN));
                 print_checklist(&outcome.checks);
                 let verdict = outcome.verdict.as_str().to_uppercase();
-                let colour = if outcome.verdict == Verdict::Ready { GREEN } else { RED };
-                println!("gate: {} in {:.0} ms", paint(&verdict, colour), outcome.total_ms);
+                let colour = if outcome.verdict == Verdict::Ready {
+                    GREEN
+                } else {
+                    RED
+                };
+                println!(
+                    "gate: {} in {:.0} ms",
+                    paint(&verdict, colour),
+                    outcome.total_ms
+                );
                 if outcome.verdict == Verdict::Ready {
                     println!(
                         "next: another operator runs `d1ops approve {}`, then `d1ops promote {}`",
                         outcome.id, outcome.id
                     );
                 } else {
-                    println!("fix the failing checks and deploy again (`d1ops diff {}` shows what it would change)", outcome.id);
+                    println!(
+                        "fix the failing checks and deploy again (`d1ops diff {}` shows what it would change)",
+                        outcome.id
+                    );
                 }
             }
-            Ok(if outcome.verdict == Verdict::Ready { exit::OK } else { exit::BLOCKED })
+            Ok(if outcome.verdict == Verdict::Ready {
+                exit::OK
+            } else {
+                exit::BLOCKED
+            })
         }
         Command::Approve { id, note } => {
             let out = engine.approve(id, note.as_deref())?;
@@ -76,11 +96,18 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             if cli.json {
                 print_json(&json!({"id": rel.id, "state": state}))?;
             } else {
-                println!("release {} abandoned; its preview is now stale (`d1ops cleanup`)", rel.id);
+                println!(
+                    "release {} abandoned; its preview is now stale (`d1ops cleanup`)",
+                    rel.id
+                );
             }
             Ok(exit::OK)
         }
-        Command::Annotate { id, cause, guardrail } => {
+        Command::Annotate {
+            id,
+            cause,
+            guardrail,
+        } => {
             let rel = engine.resolve(id)?;
             engine.annotate(&rel.id, cause, guardrail.as_deref())?;
             if cli.json {
@@ -91,9 +118,19 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             Ok(exit::OK)
         }
         Command::Promote { id, yes } => promote(cli, engine, id, *yes),
-        Command::Cleanup { older_than, dry_run, yes, include_pending } => {
-            cleanup(cli, engine, older_than.as_deref(), *dry_run, *yes, *include_pending)
-        }
+        Command::Cleanup {
+            older_than,
+            dry_run,
+            yes,
+            include_pending,
+        } => cleanup(
+            cli,
+            engine,
+            older_than.as_deref(),
+            *dry_run,
+            *yes,
+            *include_pending,
+        ),
         _ => Ok(exit::ERROR),
     }
 }
@@ -143,8 +180,19 @@ fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Resul
         } else {
             println!("  applies, in one transaction: {}", pending.join(", "));
         }
-        let tail: String = rel.id.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-        match ask(&format!("type the last 4 characters of the release id ({}) to confirm: ", paint("....", DIM))) {
+        let tail: String = rel
+            .id
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        match ask(&format!(
+            "type the last 4 characters of the release id ({}) to confirm: ",
+            paint("....", DIM)
+        )) {
             Some(answer) if answer.eq_ignore_ascii_case(&tail) => {}
             Some(_) => bail!("confirmation did not match; nothing was promoted"),
             None => bail!("promote needs --yes when not run from a terminal; nothing was promoted"),
@@ -160,7 +208,8 @@ fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Resul
             paint("live", GREEN),
             out.applied.len(),
             out.duration_ms,
-            out.snapshot.map_or(String::new(), |s| format!("; recovery point: snapshot {s}"))
+            out.snapshot
+                .map_or(String::new(), |s| format!("; recovery point: snapshot {s}"))
         );
         if let Some(prev) = &out.previous {
             println!("previous release {prev} is superseded");
@@ -202,8 +251,15 @@ fn cleanup(
                     ]
                 })
                 .collect();
-            print!("{}", output::table(&["PREVIEW", "RELEASE", "SIZE", "WHY STALE"], &rows));
-            println!("{} preview(s), {} in total", plan.len(), output::bytes(total));
+            print!(
+                "{}",
+                output::table(&["PREVIEW", "RELEASE", "SIZE", "WHY STALE"], &rows)
+            );
+            println!(
+                "{} preview(s), {} in total",
+                plan.len(),
+                output::bytes(total)
+            );
         }
     }
     if dry_run {
@@ -227,7 +283,9 @@ fn cleanup(
                 println!("nothing deleted");
                 return Ok(exit::OK);
             }
-            None => bail!("cleanup needs --yes when not run from a terminal (or --dry-run); nothing was deleted"),
+            None => bail!(
+                "cleanup needs --yes when not run from a terminal (or --dry-run); nothing was deleted"
+            ),
         }
     }
     let report = engine.cleanup(&plan)?;
@@ -242,5 +300,9 @@ fn cleanup(
         }
         println!("freed {}", output::bytes(report.freed_bytes));
     }
-    Ok(if report.errors.is_empty() { exit::OK } else { exit::ERROR })
+    Ok(if report.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    })
 }

@@ -8,7 +8,9 @@ use crate::engine::Engine;
 pub(super) fn run(cli: &Cli, cmd: &Command, engine: &Engine) -> anyhow::Result<i32> {
     match cmd {
         Command::Releases => releases(cli, engine),
-        Command::Release { command: ReleaseCommand::Show { id } } => show(cli, engine, id),
+        Command::Release {
+            command: ReleaseCommand::Show { id },
+        } => show(cli, engine, id),
         Command::Envs => envs(cli, engine),
         Command::Diff { id } => diff(cli, engine, id),
         Command::Audit { verify, limit } => audit(cli, engine, *verify, *limit),
@@ -46,7 +48,18 @@ fn releases(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
         .collect();
     print!(
         "{}",
-        output::table(&["ID", "STATE", "AGE", "AUTHOR", "MIGRATIONS", "GATE", "LABEL"], &rows)
+        output::table(
+            &[
+                "ID",
+                "STATE",
+                "AGE",
+                "AUTHOR",
+                "MIGRATIONS",
+                "GATE",
+                "LABEL"
+            ],
+            &rows
+        )
     );
     Ok(exit::OK)
 }
@@ -60,7 +73,12 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
     let r = &d.release;
     println!("{} {}", paint("release", BOLD), paint(&r.id, CYAN));
     println!("  state      {}", state_cell(r.state.as_str()));
-    println!("  author     {}  ({} ago, {})", r.author, age(&r.created_at), r.created_at);
+    println!(
+        "  author     {}  ({} ago, {})",
+        r.author,
+        age(&r.created_at),
+        r.created_at
+    );
     if let Some(l) = &r.label {
         println!("  label      {l}");
     }
@@ -101,7 +119,11 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
     }
     match &d.gate {
         Some(g) => {
-            let colour = if g.verdict == crate::model::Verdict::Ready { GREEN } else { RED };
+            let colour = if g.verdict == crate::model::Verdict::Ready {
+                GREEN
+            } else {
+                RED
+            };
             println!(
                 "{} {} ({:.0} ms)",
                 paint("gate", BOLD),
@@ -117,13 +139,27 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
         println!("  none");
     }
     for m in &d.migrations {
-        let tag = if m.pending { paint("pending", YELLOW) } else { paint("applied", DIM) };
-        println!("  {tag:>7}  {}  sha256 {}", m.path, &m.sha256[..12.min(m.sha256.len())]);
+        let tag = if m.pending {
+            paint("pending", YELLOW)
+        } else {
+            paint("applied", DIM)
+        };
+        println!(
+            "  {tag:>7}  {}  sha256 {}",
+            m.path,
+            &m.sha256[..12.min(m.sha256.len())]
+        );
     }
     if !d.artifacts.is_empty() {
         println!("{}", paint("artifacts", BOLD));
         for a in &d.artifacts {
-            println!("  {}  {}  {}  sha256 {}", a.name, a.path, output::bytes(a.size_bytes), &a.sha256[..12]);
+            println!(
+                "  {}  {}  {}  sha256 {}",
+                a.name,
+                a.path,
+                output::bytes(a.size_bytes),
+                &a.sha256[..12]
+            );
         }
     }
     println!(
@@ -133,7 +169,12 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
         d.required_approvals
     );
     for a in &d.approvals {
-        println!("  {} at {}{}", a.approver, a.at, a.note.as_ref().map_or(String::new(), |n| format!(": {n}")));
+        println!(
+            "  {} at {}{}",
+            a.approver,
+            a.at,
+            a.note.as_ref().map_or(String::new(), |n| format!(": {n}"))
+        );
     }
     println!("{}", paint("history", BOLD));
     for e in d.history.iter().rev() {
@@ -159,13 +200,27 @@ fn envs(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
                 opt(&e.schema_head),
                 age(&e.env.created_at),
                 age(&e.env.last_activity_at),
-                e.stale.as_ref().map_or(String::new(), |s| paint(&format!("stale: {s}"), YELLOW)),
+                e.stale
+                    .as_ref()
+                    .map_or(String::new(), |s| paint(&format!("stale: {s}"), YELLOW)),
             ]
         })
         .collect();
     print!(
         "{}",
-        output::table(&["ENV", "KIND", "RELEASE", "SIZE", "SCHEMA HEAD", "AGE", "IDLE", ""], &rows)
+        output::table(
+            &[
+                "ENV",
+                "KIND",
+                "RELEASE",
+                "SIZE",
+                "SCHEMA HEAD",
+                "AGE",
+                "IDLE",
+                ""
+            ],
+            &rows
+        )
     );
     Ok(exit::OK)
 }
@@ -177,14 +232,21 @@ fn diff(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     if d.pending.is_empty() {
-        println!("release {} carries no pending migrations (code only)", d.release);
+        println!(
+            "release {} carries no pending migrations (code only)",
+            d.release
+        );
     }
     for m in &d.pending {
         println!("{} {}", paint("--", DIM), paint(&m.path, BOLD));
         println!("{}", m.sql.trim_end());
         println!();
     }
-    println!("{} (preview vs production, {})", paint("schema diff", BOLD), d.source);
+    println!(
+        "{} (preview vs production, {})",
+        paint("schema diff", BOLD),
+        d.source
+    );
     if d.schema.is_empty() {
         println!("  no schema changes");
     }
@@ -206,7 +268,10 @@ fn audit(cli: &Cli, engine: &Engine, verify: bool, limit: usize) -> anyhow::Resu
         if cli.json {
             print_json(&status)?;
         } else if status.ok {
-            println!("audit chain verifies: {} event(s), no tampering detected", status.events);
+            println!(
+                "audit chain verifies: {} event(s), no tampering detected",
+                status.events
+            );
         } else {
             println!(
                 "{}: {}",
@@ -234,6 +299,9 @@ fn audit(cli: &Cli, engine: &Engine, verify: bool, limit: usize) -> anyhow::Resu
             ]
         })
         .collect();
-    print!("{}", output::table(&["#", "AT", "ACTOR", "ACTION", "RELEASE", "DETAIL"], &rows));
+    print!(
+        "{}",
+        output::table(&["#", "AT", "ACTOR", "ACTION", "RELEASE", "DETAIL"], &rows)
+    );
     Ok(exit::OK)
 }

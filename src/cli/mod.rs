@@ -104,7 +104,10 @@ pub(crate) fn open(cli: &Cli) -> anyhow::Result<Engine> {
 
 /// Prints a value as pretty JSON.
 pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value).context("serialising output")?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).context("serialising output")?
+    );
     Ok(())
 }
 
@@ -119,7 +122,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             crate::console_entry(cli.workspace.clone(), opts)?;
             Ok(exit::OK)
         }
-        Some(Command::Demo { dir, no_console, fresh }) => {
+        Some(Command::Demo {
+            dir,
+            no_console,
+            fresh,
+        }) => {
             let built = crate::demo::build_or_reuse(dir, *fresh)?;
             if cli.json {
                 print_json(&built)?;

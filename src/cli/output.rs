@@ -124,7 +124,10 @@ mod tests {
 
     #[test]
     fn table_aligns_ignoring_colour() {
-        let t = table(&["a", "bb"], &[vec!["\x1b[31mxxx\x1b[0m".into(), "y".into()]]);
+        let t = table(
+            &["a", "bb"],
+            &[vec!["\x1b[31mxxx\x1b[0m".into(), "y".into()]],
+        );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(strip_ansi(lines[1]), "xxx  y");
     }

@@ -32,7 +32,9 @@ fn migration(name: &str) -> &'static str {
         "0005_drop_legacy_ref.sql" => {
             include_str!("../../assets/demo/migrations/0005_drop_legacy_ref.sql")
         }
-        "0005_item_archive.sql" => include_str!("../../assets/demo/migrations/0005_item_archive.sql"),
+        "0005_item_archive.sql" => {
+            include_str!("../../assets/demo/migrations/0005_item_archive.sql")
+        }
         "0005_dedupe_usernames.sql" => {
             include_str!("../../assets/demo/migrations/0005_dedupe_usernames.sql")
         }
@@ -110,7 +112,9 @@ impl DemoWorkspace {
                 id = r.id
             ));
         }
-        s.push_str(&format!("  d1ops -w {w} cleanup --dry-run\n  d1ops -w {w}            (the console)"));
+        s.push_str(&format!(
+            "  d1ops -w {w} cleanup --dry-run\n  d1ops -w {w}            (the console)"
+        ));
         s
     }
 }
@@ -126,7 +130,9 @@ pub fn build_or_reuse(dir: &Path, fresh: bool) -> anyhow::Result<DemoWorkspace> 
             let text = std::fs::read_to_string(&marker)?;
             let mut built: DemoWorkspace = serde_json::from_str::<DemoMarker>(&text)
                 .map(|m| m.into_workspace(dir))
-                .with_context(|| format!("{} is unreadable; rerun with --fresh", marker.display()))?;
+                .with_context(|| {
+                    format!("{} is unreadable; rerun with --fresh", marker.display())
+                })?;
             built.reused = true;
             let engine = Engine::open(dir, EngineOptions::default())?;
             built.releases = engine
@@ -140,7 +146,11 @@ pub fn build_or_reuse(dir: &Path, fresh: bool) -> anyhow::Result<DemoWorkspace> 
                 .collect();
             return Ok(built);
         }
-    } else if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    } else if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
         bail!(
             "{} exists and is not a d1ops demo workspace; pass another directory (d1ops demo DIR)",
             dir.display()
@@ -184,7 +194,9 @@ struct Story<'a> {
 
 impl Story<'_> {
     fn at(&self, days_ago: f64) {
-        set_clock_offset(-chrono::Duration::milliseconds((days_ago * 86_400_000.0) as i64));
+        set_clock_offset(-chrono::Duration::milliseconds(
+            (days_ago * 86_400_000.0) as i64,
+        ));
     }
 
     fn engine(&self, actor: &str) -> anyhow::Result<Engine> {
@@ -214,8 +226,16 @@ impl Story<'_> {
         std::fs::create_dir_all(&dist)?;
         let mut out = Vec::new();
         for (name, body) in [
-            ("app", format!("// mini-app bundle v{version}\nexport const version = {version};\n")),
-            ("bot", format!("// bot webhook handler v{version}\nexport default {{ version: {version} }};\n")),
+            (
+                "app",
+                format!("// mini-app bundle v{version}\nexport const version = {version};\n"),
+            ),
+            (
+                "bot",
+                format!(
+                    "// bot webhook handler v{version}\nexport default {{ version: {version} }};\n"
+                ),
+            ),
         ] {
             let path = dist.join(format!("{name}-v{version}.js"));
             std::fs::write(&path, body)?;
@@ -224,7 +244,13 @@ impl Story<'_> {
         Ok(out)
     }
 
-    fn deploy(&self, actor: &str, label: &str, version: u32, supersedes: Option<&str>) -> anyhow::Result<String> {
+    fn deploy(
+        &self,
+        actor: &str,
+        label: &str,
+        version: u32,
+        supersedes: Option<&str>,
+    ) -> anyhow::Result<String> {
         let mut e = self.engine(actor)?;
         let out = e.deploy(DeployRequest {
             label: Some(label.into()),
@@ -294,7 +320,8 @@ fn build(dir: &Path, scale: Scale) -> anyhow::Result<DemoWorkspace> {
     s.write("0005_item_archive.sql")?;
     let r5 = s.deploy("frank", "item archive table", 5, None)?;
     s.at(5.5);
-    s.engine("frank")?.abandon(&r5, Some("product chose soft deletes"))?;
+    s.engine("frank")?
+        .abandon(&r5, Some("product chose soft deletes"))?;
     s.remove("0005_item_archive.sql")?;
 
     // Day -3: the launch release's preview is cleaned up.
@@ -313,7 +340,12 @@ fn build(dir: &Path, scale: Scale) -> anyhow::Result<DemoWorkspace> {
     s.at(0.1);
     s.write("0005_dedupe_usernames.sql")?;
     s.write("0006_unique_usernames.sql")?;
-    let _r6 = s.deploy("dave", "unique usernames, de-duplicated first", 6, Some(&r3))?;
+    let _r6 = s.deploy(
+        "dave",
+        "unique usernames, de-duplicated first",
+        6,
+        Some(&r3),
+    )?;
     set_clock_offset(chrono::Duration::zero());
 
     let engine = s.engine("demo")?;

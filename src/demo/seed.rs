@@ -13,8 +13,12 @@ const FIRST_NAMES: &[&str] = &[
 ];
 const LANGS: &[&str] = &["en", "en", "en", "ru", "ru", "es", "pt", "id", "uk", "de"];
 const KINDS: &[&str] = &["sticker", "skin", "badge", "frame", "boost", "theme"];
-const ADJ: &[&str] = &["Golden", "Neon", "Pixel", "Cosmic", "Retro", "Frosty", "Lucky", "Shadow"];
-const NOUN: &[&str] = &["Cat", "Rocket", "Dragon", "Cactus", "Comet", "Panda", "Wave", "Crown"];
+const ADJ: &[&str] = &[
+    "Golden", "Neon", "Pixel", "Cosmic", "Retro", "Frosty", "Lucky", "Shadow",
+];
+const NOUN: &[&str] = &[
+    "Cat", "Rocket", "Dragon", "Cactus", "Comet", "Panda", "Wave", "Crown",
+];
 const GAMES: &[&str] = &["tap-race", "stack", "quiz", "merge-2048"];
 
 /// A tiny deterministic generator (xorshift64*), enough for demo data.
@@ -74,7 +78,12 @@ pub fn production(dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<()> {
             item.execute(params![
                 1 + rng.below(scale.users),
                 rng.pick(KINDS),
-                format!("{} {} #{}", rng.pick(ADJ), rng.pick(NOUN), rng.below(10_000)),
+                format!(
+                    "{} {} #{}",
+                    rng.pick(ADJ),
+                    rng.pick(NOUN),
+                    rng.below(10_000)
+                ),
                 rng.below(500),
                 format!("-{} minutes", rng.below(29 * 24 * 60)),
             ])?;
@@ -101,7 +110,8 @@ pub fn likes(dir: &Path, scale: Scale) -> anyhow::Result<()> {
     let mut rng = Rng(0xD1_0B5);
     let tx = conn.transaction()?;
     {
-        let mut like = tx.prepare("INSERT OR IGNORE INTO likes(user_id, item_id) VALUES (?1, ?2)")?;
+        let mut like =
+            tx.prepare("INSERT OR IGNORE INTO likes(user_id, item_id) VALUES (?1, ?2)")?;
         let mut bump = tx.prepare("UPDATE items SET like_count = like_count + 1 WHERE id = ?1")?;
         for _ in 0..scale.items / 10 {
             let item = 1 + rng.below(scale.items);

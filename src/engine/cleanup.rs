@@ -59,7 +59,11 @@ pub fn idle_for(env: &Environment) -> Duration {
 impl Engine {
     /// The stale previews, optionally only those idle longer than `older_than`; candidates
     /// awaiting a decision are left out unless `include_pending`.
-    pub fn cleanup_plan(&self, older_than: Option<Duration>, include_pending: bool) -> Result<Vec<CleanupItem>> {
+    pub fn cleanup_plan(
+        &self,
+        older_than: Option<Duration>,
+        include_pending: bool,
+    ) -> Result<Vec<CleanupItem>> {
         let ttl = self.ws.config.preview_ttl();
         let mut items = Vec::new();
         for env in self.store.envs(false)? {
@@ -115,8 +119,13 @@ impl Engine {
             let actor = self.actor.clone();
             self.store.atomically(|s| -> Result<()> {
                 s.mark_env_deleted(&item.env)?;
-                s.audit(&actor, "preview.deleted", item.release_id.as_deref(), Some(&item.env),
-                    &json!({"size_bytes": item.size_bytes, "reason": item.reason}))?;
+                s.audit(
+                    &actor,
+                    "preview.deleted",
+                    item.release_id.as_deref(),
+                    Some(&item.env),
+                    &json!({"size_bytes": item.size_bytes, "reason": item.reason}),
+                )?;
                 Ok(())
             })?;
             report.freed_bytes += item.size_bytes;

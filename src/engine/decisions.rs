@@ -49,8 +49,13 @@ impl Engine {
                 rel.state
             };
             s.set_release_state(&rel.id, state)?;
-            s.audit(&actor, "release.approved", Some(&rel.id), None,
-                &json!({"note": note, "approvals": count, "required": required}))?;
+            s.audit(
+                &actor,
+                "release.approved",
+                Some(&rel.id),
+                None,
+                &json!({"note": note, "approvals": count, "required": required}),
+            )?;
             Ok(state)
         })?;
         Ok(ApproveOutcome {
@@ -74,8 +79,13 @@ impl Engine {
         let actor = self.actor.clone();
         self.store.atomically(|s| -> Result<()> {
             s.set_release_state(&rel.id, ReleaseState::Abandoned)?;
-            s.audit(&actor, "release.abandoned", Some(&rel.id), None,
-                &json!({"note": note, "was": rel.state.as_str()}))?;
+            s.audit(
+                &actor,
+                "release.abandoned",
+                Some(&rel.id),
+                None,
+                &json!({"note": note, "was": rel.state.as_str()}),
+            )?;
             Ok(())
         })?;
         Ok(ReleaseState::Abandoned)
@@ -91,8 +101,13 @@ impl Engine {
         let actor = self.actor.clone();
         self.store.atomically(|s| -> Result<()> {
             s.set_release_note(&rel.id, cause, guardrail)?;
-            s.audit(&actor, "release.annotated", Some(&rel.id), None,
-                &json!({"cause": cause, "guardrail": guardrail}))?;
+            s.audit(
+                &actor,
+                "release.annotated",
+                Some(&rel.id),
+                None,
+                &json!({"cause": cause, "guardrail": guardrail}),
+            )?;
             Ok(())
         })
     }

@@ -49,7 +49,10 @@ fn read_artifact(name: &str, path: &PathBuf) -> Result<Artifact> {
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| {
-        EngineError::Input(format!("artifact {name}: cannot read {}: {e}", path.display()))
+        EngineError::Input(format!(
+            "artifact {name}: cannot read {}: {e}",
+            path.display()
+        ))
     })?;
     Ok(Artifact {
         name: name.to_string(),
@@ -76,7 +79,8 @@ impl Engine {
         };
         let production = self.production_db()?;
         let ledger = self.production_ledger()?;
-        let applied: std::collections::BTreeSet<&str> = ledger.iter().map(|r| r.name.as_str()).collect();
+        let applied: std::collections::BTreeSet<&str> =
+            ledger.iter().map(|r| r.name.as_str()).collect();
         let carried: Vec<ReleaseMigration> = migrations
             .iter()
             .enumerate()
@@ -90,7 +94,11 @@ impl Engine {
                 sql: m.sql.clone(),
             })
             .collect();
-        let pending: Vec<String> = carried.iter().filter(|m| m.pending).map(|m| m.name.clone()).collect();
+        let pending: Vec<String> = carried
+            .iter()
+            .filter(|m| m.pending)
+            .map(|m| m.name.clone())
+            .collect();
         let at = crate::model::now_utc();
         let id = ulid::Ulid::from_datetime(at.into()).to_string();
         let created = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -151,7 +159,9 @@ impl Engine {
                     Some(db)
                 }
                 Err(e) => {
-                    let report = infrastructure_failure(format!("could not create the preview database: {e}"));
+                    let report = infrastructure_failure(format!(
+                        "could not create the preview database: {e}"
+                    ));
                     self.finish_gate(&id, &report)?;
                     return Err(e.into());
                 }
@@ -229,4 +239,3 @@ fn infrastructure_failure(reason: String) -> GateReport {
         total_ms: 0.0,
     }
 }
-

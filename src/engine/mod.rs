@@ -41,13 +41,19 @@ pub enum EngineError {
     #[error("no release {0}; `d1ops releases` lists them")]
     UnknownRelease(String),
     #[error("release id {prefix} is ambiguous: it matches {}", matches.join(", "))]
-    AmbiguousRelease { prefix: String, matches: Vec<String> },
+    AmbiguousRelease {
+        prefix: String,
+        matches: Vec<String>,
+    },
     /// Refused by policy or state: exit 4.
     #[error("{0}")]
     Refused(String),
     /// The promotion ran and was rolled back: exit 5.
     #[error("promotion of {release} failed and was rolled back; production is unchanged: {}", failure_text(.failure))]
-    PromotionFailed { release: String, failure: Failure },
+    PromotionFailed {
+        release: String,
+        failure: Box<Failure>,
+    },
     #[error("{0}")]
     Input(String),
     #[error("the console is read-only (--readonly); {0} is not available")]
@@ -108,7 +114,11 @@ pub fn resolve_actor(explicit: Option<&str>) -> String {
     explicit
         .map(str::to_string)
         .filter(|s| !s.trim().is_empty())
-        .or_else(|| std::env::var("D1OPS_USER").ok().filter(|s| !s.trim().is_empty()))
+        .or_else(|| {
+            std::env::var("D1OPS_USER")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        })
         .or_else(|| std::env::var("USER").ok().filter(|s| !s.is_empty()))
         .or_else(|| std::env::var("LOGNAME").ok().filter(|s| !s.is_empty()))
         .or_else(|| std::env::var("USERNAME").ok().filter(|s| !s.is_empty()))
@@ -144,7 +154,9 @@ impl Engine {
             && engine.backend.exists(&DatabaseRef::new(PRODUCTION))?
         {
             // A production database put in place by hand (or by an older workspace): adopt it.
-            engine.store.set_env_database(PRODUCTION, Some(PRODUCTION))?;
+            engine
+                .store
+                .set_env_database(PRODUCTION, Some(PRODUCTION))?;
         }
         if !engine.readonly {
             engine.recovered = engine.recover()?;
@@ -221,6 +233,8 @@ impl Engine {
         env: Option<&str>,
         detail: serde_json::Value,
     ) -> Result<()> {
-        Ok(self.store.audit(&self.actor, action, release, env, &detail)?)
+        Ok(self
+            .store
+            .audit(&self.actor, action, release, env, &detail)?)
     }
 }

@@ -35,13 +35,19 @@ impl Engine {
                 "release {} needs {required} approval(s) and has {approvals}",
                 rel.id
             )),
-            other => Some(format!("release {} is {other}; only an approved release can be promoted", rel.id)),
+            other => Some(format!(
+                "release {} is {other}; only an approved release can be promoted",
+                rel.id
+            )),
         };
         if why.is_some() {
             return Ok(why);
         }
         if rel.verdict != Some(Verdict::Ready) {
-            return Ok(Some(format!("release {}'s gate verdict is not ready", rel.id)));
+            return Ok(Some(format!(
+                "release {}'s gate verdict is not ready",
+                rel.id
+            )));
         }
         if approvals < required {
             return Ok(Some(format!(
@@ -94,13 +100,24 @@ impl Engine {
                     // Lazy provisioning: the first promotion with migrations creates production.
                     created_database = true;
                     self.store.set_lock_step(LockStep::Locked, None, true)?;
-                    let db = self.backend.create_database(PRODUCTION).or_else(|e| match e {
-                        BackendError::Exists(_) => Ok(DatabaseRef::new(PRODUCTION)),
-                        e => Err(e),
-                    });
+                    let db = self
+                        .backend
+                        .create_database(PRODUCTION)
+                        .or_else(|e| match e {
+                            BackendError::Exists(_) => Ok(DatabaseRef::new(PRODUCTION)),
+                            e => Err(e),
+                        });
                     match db {
                         Ok(db) => db,
-                        Err(e) => return self.fail_promotion(&rel.id, "provision", None, e.to_string(), created_database),
+                        Err(e) => {
+                            return self.fail_promotion(
+                                &rel.id,
+                                "provision",
+                                None,
+                                e.to_string(),
+                                created_database,
+                            );
+                        }
                     }
                 }
             };
@@ -110,21 +127,36 @@ impl Engine {
             } else {
                 match self.backend.snapshot(&db, &rel.id.to_lowercase()) {
                     Ok(snap) => (snap.location, snap.size_bytes),
-                    Err(e) => return self.fail_promotion(&rel.id, "snapshot", None, e.to_string(), created_database),
+                    Err(e @ BackendError::Locked { .. }) => {
+                        return self.abort_promotion(&rel.id, &e, created_database);
+                    }
+                    Err(e) => {
+                        return self.fail_promotion(
+                            &rel.id,
+                            "snapshot",
+                            None,
+                            e.to_string(),
+                            created_database,
+                        );
+                    }
                 }
             };
             let sid = self.store.atomically(|s| -> Result<i64> {
-                let sid = s.insert_snapshot(Some(&rel.id), PRODUCTION, location.as_deref(), size)?;
+                let sid =
+                    s.insert_snapshot(Some(&rel.id), PRODUCTION, location.as_deref(), size)?;
                 s.set_lock_step(LockStep::Snapshotted, Some(sid), created_database)?;
                 Ok(sid)
             })?;
             snapshot_id = Some(sid);
             fault::point("promote.after_snapshot");
-            self.store.set_lock_step(LockStep::Applying, None, created_database)?;
+            self.store
+                .set_lock_step(LockStep::Applying, None, created_database)?;
             fault::point("promote.before_apply");
             let table = self.ws.config.migrations_table.clone();
             match self.backend.apply_migrations(&db, &pending, &table) {
-                Ok(report) => tracing::info!(release = %rel.id, ms = report.duration_ms, "applied to production"),
+                Ok(report) => {
+                    tracing::info!(release = %rel.id, ms = report.duration_ms, "applied to production")
+                }
                 Err(BackendError::Apply(f)) => {
                     let failure = Failure {
                         stage: "apply".into(),
@@ -136,7 +168,18 @@ impl Engine {
                     };
                     return self.record_failure(&rel.id, failure, created_database);
                 }
-                Err(e) => return self.fail_promotion(&rel.id, "apply", None, e.to_string(), created_database),
+                Err(e @ BackendError::Locked { .. }) => {
+                    return self.abort_promotion(&rel.id, &e, created_database);
+                }
+                Err(e) => {
+                    return self.fail_promotion(
+                        &rel.id,
+                        "apply",
+                        None,
+                        e.to_string(),
+                        created_database,
+                    );
+                }
             }
             fault::point("promote.after_commit");
         }
@@ -165,25 +208,29 @@ impl Engine {
 
     fn acquire_lock(&mut self, rel: &Release, previous: Option<&str>) -> Result<()> {
         let actor = self.actor.clone();
-        let taken = self.store.atomically(|s| -> Result<Option<crate::store::LockRow>> {
-            if let Some(held) = s.lock()? {
-                return Ok(Some(held));
-            }
-            s.insert_lock(&rel.id, &actor, previous)?;
-            Ok(None)
-        })?;
+        let taken = self
+            .store
+            .atomically(|s| -> Result<Option<crate::store::LockRow>> {
+                if let Some(held) = s.lock()? {
+                    return Ok(Some(held));
+                }
+                s.insert_lock(&rel.id, &actor, previous)?;
+                Ok(None)
+            })?;
         match taken {
             None => Ok(()),
             Some(held) if !holder_alive_row(&held) => {
                 // Its holder died: recover first, then try once more.
                 self.recovered = self.recover()?;
-                let again = self.store.atomically(|s| -> Result<Option<crate::store::LockRow>> {
-                    if let Some(held) = s.lock()? {
-                        return Ok(Some(held));
-                    }
-                    s.insert_lock(&rel.id, &actor, previous)?;
-                    Ok(None)
-                })?;
+                let again =
+                    self.store
+                        .atomically(|s| -> Result<Option<crate::store::LockRow>> {
+                            if let Some(held) = s.lock()? {
+                                return Ok(Some(held));
+                            }
+                            s.insert_lock(&rel.id, &actor, previous)?;
+                            Ok(None)
+                        })?;
                 match again {
                     None => Ok(()),
                     Some(held) => Err(in_progress(&held)),
@@ -208,11 +255,18 @@ impl Engine {
         let ledger = if applied.is_empty() {
             self.production_ledger()?
         } else {
-            self.backend.ledger(&DatabaseRef::new(PRODUCTION), &self.ws.config.migrations_table)?
+            self.backend.ledger(
+                &DatabaseRef::new(PRODUCTION),
+                &self.ws.config.migrations_table,
+            )?
         };
         let carried = self.store.release_migrations(id)?;
         let existing = self.store.applied_checksums(PRODUCTION)?;
-        let db_id = if applied.is_empty() { None } else { Some(PRODUCTION) };
+        let db_id = if applied.is_empty() {
+            None
+        } else {
+            Some(PRODUCTION)
+        };
         self.store.atomically(|s| -> Result<()> {
             if let Some(db) = db_id {
                 s.set_env_database(PRODUCTION, Some(db))?;
@@ -241,7 +295,49 @@ impl Engine {
         Ok(())
     }
 
-    fn fail_promotion<T>(&mut self, id: &str, stage: &str, migration: Option<String>, error: String, created_database: bool) -> Result<T> {
+    /// A transient obstacle (production locked by another process): nothing was changed, so
+    /// the release stays approved and the operator is told to retry.
+    fn abort_promotion<T>(
+        &mut self,
+        id: &str,
+        error: &BackendError,
+        created_database: bool,
+    ) -> Result<T> {
+        if created_database {
+            let _ = self.backend.delete_database(&DatabaseRef::new(PRODUCTION));
+        }
+        let actor = self.actor.clone();
+        let reason = format!("{error}; nothing was changed, promote again when it is free");
+        self.store.atomically(|s| -> Result<()> {
+            s.set_release_state(id, ReleaseState::Approved)?;
+            if let Some(lock) = s.lock()?
+                && let Some(sid) = lock.snapshot_id
+            {
+                s.mark_snapshot_deleted(sid)?;
+            }
+            s.delete_lock()?;
+            s.audit(
+                &actor,
+                "promotion.aborted",
+                Some(id),
+                Some(PRODUCTION),
+                &json!({"reason": reason}),
+            )?;
+            Ok(())
+        })?;
+        Err(EngineError::Refused(format!(
+            "promotion of {id} refused: {reason}"
+        )))
+    }
+
+    fn fail_promotion<T>(
+        &mut self,
+        id: &str,
+        stage: &str,
+        migration: Option<String>,
+        error: String,
+        created_database: bool,
+    ) -> Result<T> {
         let failure = Failure {
             stage: stage.into(),
             migration,
@@ -255,7 +351,12 @@ impl Engine {
 
     /// Failure: production is as before (the apply rolled back; a database this promotion
     /// created is removed), the release is `failed` with the cause, the lock is released.
-    fn record_failure<T>(&mut self, id: &str, failure: Failure, created_database: bool) -> Result<T> {
+    fn record_failure<T>(
+        &mut self,
+        id: &str,
+        failure: Failure,
+        created_database: bool,
+    ) -> Result<T> {
         if created_database {
             let _ = self.backend.delete_database(&DatabaseRef::new(PRODUCTION));
         }
@@ -263,12 +364,18 @@ impl Engine {
         self.store.atomically(|s| -> Result<()> {
             s.set_release_failure(id, &failure)?;
             s.delete_lock()?;
-            s.audit(&actor, "promotion.failed", Some(id), Some(PRODUCTION), &json!(failure))?;
+            s.audit(
+                &actor,
+                "promotion.failed",
+                Some(id),
+                Some(PRODUCTION),
+                &json!(failure),
+            )?;
             Ok(())
         })?;
         Err(EngineError::PromotionFailed {
             release: id.to_string(),
-            failure,
+            failure: Box::new(failure),
         })
     }
 }

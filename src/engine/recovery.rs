@@ -61,7 +61,12 @@ impl Engine {
             _ => false,
         };
         let outcome = if committed {
-            self.finish_promotion(&lock.release_id, &pending, lock.snapshot_id, lock.prev_active.as_deref())?;
+            self.finish_promotion(
+                &lock.release_id,
+                &pending,
+                lock.snapshot_id,
+                lock.prev_active.as_deref(),
+            )?;
             "rolled_forward"
         } else {
             self.roll_back(&lock)?;
@@ -85,7 +90,8 @@ impl Engine {
 
     fn roll_back(&mut self, lock: &LockRow) -> Result<()> {
         if lock.created_database {
-            self.backend.delete_database(&DatabaseRef::new(PRODUCTION))?;
+            self.backend
+                .delete_database(&DatabaseRef::new(PRODUCTION))?;
         }
         let state = self.store.release(&lock.release_id)?.map(|r| r.state);
         self.store.atomically(|s| -> Result<()> {

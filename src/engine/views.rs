@@ -98,7 +98,10 @@ impl Engine {
                 None => None,
             };
             out.push(EnvView {
-                database: db.as_ref().filter(|_| exists).map(|d| self.backend.describe(d)),
+                database: db
+                    .as_ref()
+                    .filter(|_| exists)
+                    .map(|d| self.backend.describe(d)),
                 size_bytes: size,
                 schema_head: ledger.last().map(|r| r.name.clone()),
                 applied: ledger.len(),
@@ -176,17 +179,30 @@ impl Engine {
 
     /// Whether production currently points at `id`.
     pub fn is_live(&self, id: &str) -> Result<bool> {
-        Ok(self.store.env(PRODUCTION)?.and_then(|e| e.active_release).as_deref() == Some(id))
+        Ok(self
+            .store
+            .env(PRODUCTION)?
+            .and_then(|e| e.active_release)
+            .as_deref()
+            == Some(id))
     }
 }
 
 /// The schema as it was before the release's pending migrations: production's schema while
 /// the release is still a candidate; afterwards, rebuilt from the migrations it found applied.
-fn schema_before_release(rel: &Release, production: &Schema, carried: &[ReleaseMigration]) -> Schema {
+fn schema_before_release(
+    rel: &Release,
+    production: &Schema,
+    carried: &[ReleaseMigration],
+) -> Schema {
     if rel.state.is_candidate() || rel.state == crate::model::ReleaseState::Blocked {
         return production.clone();
     }
-    let replay: Vec<&str> = carried.iter().filter(|m| !m.pending).map(|m| m.sql.as_str()).collect();
+    let replay: Vec<&str> = carried
+        .iter()
+        .filter(|m| !m.pending)
+        .map(|m| m.sql.as_str())
+        .collect();
     crate::schema::schema_from_sql(&replay.join(";\n")).unwrap_or_else(|_| production.clone())
 }
 

@@ -33,7 +33,9 @@ impl Check for FkCheck {
         }
         let mut by_table: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
         for v in &violations {
-            *by_table.entry((v.table.as_str(), v.parent.as_str())).or_default() += 1;
+            *by_table
+                .entry((v.table.as_str(), v.parent.as_str()))
+                .or_default() += 1;
         }
         let summary: Vec<String> = by_table
             .iter()
@@ -64,9 +66,11 @@ impl Check for DataLoss {
         let diff = ctx.schema_diff();
         let renamed = |name: &str| -> Option<String> {
             diff.as_ref()?.changes.iter().find_map(|c| match c {
-                Change::Renamed { kind: ObjectKind::Table, from, to } if from == name => {
-                    Some(to.clone())
-                }
+                Change::Renamed {
+                    kind: ObjectKind::Table,
+                    from,
+                    to,
+                } if from == name => Some(to.clone()),
                 _ => None,
             })
         };
@@ -88,7 +92,11 @@ impl Check for DataLoss {
             } else {
                 renamed(table)
             };
-            let n_after = now_name.as_ref().and_then(|t| after.get(t)).copied().unwrap_or(0);
+            let n_after = now_name
+                .as_ref()
+                .and_then(|t| after.get(t))
+                .copied()
+                .unwrap_or(0);
             if n_after >= n_before {
                 continue;
             }
@@ -102,7 +110,11 @@ impl Check for DataLoss {
             });
             let text = format!(
                 "{table} {} {} of {} rows",
-                if now_name.is_none() { "dropped with" } else { "lost" },
+                if now_name.is_none() {
+                    "dropped with"
+                } else {
+                    "lost"
+                },
                 thousands(lost),
                 thousands(n_before)
             );
@@ -113,7 +125,8 @@ impl Check for DataLoss {
         }
         if !losses.is_empty() {
             let mut reasons: Vec<String> = losses.iter().map(|(t, _, _)| t.clone()).collect();
-            let mut hints: Vec<&String> = losses.iter().filter_map(|(_, h, _)| h.as_ref()).collect();
+            let mut hints: Vec<&String> =
+                losses.iter().filter_map(|(_, h, _)| h.as_ref()).collect();
             hints.dedup();
             reasons.extend(hints.into_iter().cloned());
             let first_table = losses[0].2["table"].as_str().unwrap_or("TABLE").to_string();
@@ -145,6 +158,43 @@ impl Check for DataLoss {
 /// Explains a loss caused by `ON DELETE CASCADE` from a parent that was rebuilt or dropped.
 fn cascade_hint(ctx: &GateContext<'_>, table: &str) -> Option<String> {
     let before = ctx.schema_before.as_ref()?;
+    let cascading: Vec<&str> = before
+        .tables
+        .get(table)?
+        .foreign_keys
+        .iter()
+        .filter(|fk| fk.on_delete.eq_ignore_ascii_case("CASCADE"))
+        .map(|fk| fk.table.as_str())
+        .collect();
+    // A pending DROP TABLE of a cascading parent (the create-copy-drop-rename rebuild).
+    for m in &ctx.pending {
+        for st in &m.statements {
+            let words: Vec<String> = st
+                .sql
+                .split_whitespace()
+                .take(5)
+                .map(|w| {
+                    w.trim_matches(['"', '`', '[', ']', ';'])
+                        .to_ascii_lowercase()
+                })
+                .collect();
+            let target = match words.as_slice() {
+                [d, t, i, e, name, ..]
+                    if d == "drop" && t == "table" && i == "if" && e == "exists" =>
+                {
+                    name
+                }
+                [d, t, name, ..] if d == "drop" && t == "table" => name,
+                _ => continue,
+            };
+            if let Some(parent) = cascading.iter().find(|p| p.eq_ignore_ascii_case(target)) {
+                return Some(format!(
+                    "cause: ON DELETE CASCADE from DROP TABLE {parent} at {}:{} — DROP TABLE deletes the parent's rows first and the cascade follows even with defer_foreign_keys; use ALTER TABLE ... ADD/DROP/RENAME COLUMN instead of a rebuild, or copy the child rows out and back",
+                    m.path, st.line
+                ));
+            }
+        }
+    }
     let diff = ctx.schema_diff()?;
     let t = before.tables.get(table)?;
     t.foreign_keys

@@ -227,10 +227,12 @@ fn apply_on_preview(ctx: &mut GateContext<'_>) {
     };
     ctx.counts_before = Some(counts);
     ctx.schema_before = Some(schema);
-    let outcome = ctx.backend.apply_migrations(&preview, &ctx.pending, &ledger);
+    let outcome = ctx
+        .backend
+        .apply_migrations(&preview, &ctx.pending, &ledger);
     ctx.apply = Some(match outcome {
         Ok(report) => Ok(report),
-        Err(BackendError::Apply(f)) => Err(f),
+        Err(BackendError::Apply(f)) => Err(*f),
         Err(e) => Err(infra("applying on the preview", e)),
     });
     if ctx.applied_ok() {
@@ -253,7 +255,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -53,14 +53,18 @@ impl Check for MigOrder {
             return CheckOutcome::fail(problems.join("; "))
                 .with_details(json!({ "problems": problems }));
         }
-        let head_text = head.map_or("no production head yet".to_string(), |(_, n)| {
-            format!("production head {n}")
-        });
-        let summary = format!(
-            "{} migration(s) in order; {} pending after {head_text}",
-            ctx.migrations.len(),
-            ctx.pending.len()
-        );
+        let summary = match &head {
+            Some((_, name)) => format!(
+                "{} migration(s) in order; {} pending after production's head {name}",
+                ctx.migrations.len(),
+                ctx.pending.len()
+            ),
+            None => format!(
+                "{} migration(s) in order; {} pending (production has none applied yet)",
+                ctx.migrations.len(),
+                ctx.pending.len()
+            ),
+        };
         if !missing.is_empty() {
             return CheckOutcome::warn(format!(
                 "{summary}; production has applied {} that no file carries any more: {}",
@@ -109,8 +113,16 @@ impl Check for MigDrift {
                     format!(
                         "{} (sha256 {}… when applied, {}… now)",
                         d["path"].as_str().unwrap_or(""),
-                        &d["applied_sha256"].as_str().unwrap_or("").get(..12).unwrap_or(""),
-                        &d["file_sha256"].as_str().unwrap_or("").get(..12).unwrap_or("")
+                        &d["applied_sha256"]
+                            .as_str()
+                            .unwrap_or("")
+                            .get(..12)
+                            .unwrap_or(""),
+                        &d["file_sha256"]
+                            .as_str()
+                            .unwrap_or("")
+                            .get(..12)
+                            .unwrap_or("")
                     )
                 })
                 .collect();
@@ -127,6 +139,9 @@ impl Check for MigDrift {
                 unpinned.join(", ")
             ))
             .with_details(json!({ "unpinned": unpinned }));
+        }
+        if ctx.production_ledger.is_empty() {
+            return CheckOutcome::pass("production has no applied migrations to compare");
         }
         CheckOutcome::pass(format!(
             "{} applied migration(s) match their recorded sha256",

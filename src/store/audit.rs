@@ -20,18 +20,11 @@ pub struct ChainStatus {
     pub problem: Option<String>,
 }
 
-fn event_hash(prev: &str, seq: i64, at: &str, actor: &str, action: &str, release: Option<&str>, env: Option<&str>, detail: &str) -> String {
+/// The hash of one event: its fields, length-prefixed, after the previous event's hash.
+fn event_hash(prev: &str, seq: i64, fields: [&str; 6]) -> String {
     let mut h = Sha256::new();
-    for part in [
-        prev,
-        &seq.to_string(),
-        at,
-        actor,
-        action,
-        release.unwrap_or(""),
-        env.unwrap_or(""),
-        detail,
-    ] {
+    let seq = seq.to_string();
+    for part in [prev, seq.as_str()].into_iter().chain(fields) {
         h.update(part.len().to_le_bytes());
         h.update(part.as_bytes());
     }
@@ -57,7 +50,18 @@ impl Store {
         let seq = last_seq + 1;
         let at = now();
         let detail = detail.to_string();
-        let hash = event_hash(&prev, seq, &at, actor, action, release, env, &detail);
+        let hash = event_hash(
+            &prev,
+            seq,
+            [
+                &at,
+                actor,
+                action,
+                release.unwrap_or(""),
+                env.unwrap_or(""),
+                &detail,
+            ],
+        );
         self.conn.execute(
             "INSERT INTO audit(seq, at, actor, action, release_id, env, detail, prev_hash, hash) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -115,7 +119,18 @@ impl Store {
             } else if prev_hash != prev {
                 Some(format!("event {seq} does not link to the event before it"))
             } else if hash
-                != event_hash(&prev, seq, &at, &actor, &action, release.as_deref(), env.as_deref(), &detail)
+                != event_hash(
+                    &prev,
+                    seq,
+                    [
+                        &at,
+                        &actor,
+                        &action,
+                        release.as_deref().unwrap_or(""),
+                        env.as_deref().unwrap_or(""),
+                        &detail,
+                    ],
+                )
             {
                 Some(format!("event {seq} was altered after it was written"))
             } else {

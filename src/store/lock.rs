@@ -74,7 +74,12 @@ impl Store {
 
     /// Inserts the lock row; fails (constraint) when one exists — call inside `atomically`
     /// after checking `lock()`.
-    pub fn insert_lock(&self, release_id: &str, holder: &str, prev_active: Option<&str>) -> Result<LockRow> {
+    pub fn insert_lock(
+        &self,
+        release_id: &str,
+        holder: &str,
+        prev_active: Option<&str>,
+    ) -> Result<LockRow> {
         let row = LockRow {
             release_id: release_id.to_string(),
             holder: holder.to_string(),
@@ -102,7 +107,12 @@ impl Store {
         Ok(row)
     }
 
-    pub fn set_lock_step(&self, step: LockStep, snapshot_id: Option<i64>, created_database: bool) -> Result<()> {
+    pub fn set_lock_step(
+        &self,
+        step: LockStep,
+        snapshot_id: Option<i64>,
+        created_database: bool,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE promotion_lock SET step = ?1, snapshot_id = COALESCE(?2, snapshot_id), \
              created_database = ?3 WHERE id = 1",
@@ -112,7 +122,8 @@ impl Store {
     }
 
     pub fn delete_lock(&self) -> Result<()> {
-        self.conn.execute("DELETE FROM promotion_lock WHERE id = 1", [])?;
+        self.conn
+            .execute("DELETE FROM promotion_lock WHERE id = 1", [])?;
         Ok(())
     }
 }

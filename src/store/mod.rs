@@ -28,8 +28,14 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("state store {path} has schema version {found}, newer than this d1ops understands ({known}); upgrade d1ops")]
-    TooNew { path: String, found: i64, known: i64 },
+    #[error(
+        "state store {path} has schema version {found}, newer than this d1ops understands ({known}); upgrade d1ops"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("state store is locked by another d1ops process (busy for more than 10 s)")]
     Busy,
     #[error("state store: {0}")]
@@ -189,7 +195,8 @@ impl Store {
             source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
         })?;
         let conn = Connection::open(&path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -215,7 +222,9 @@ impl Store {
             });
         }
         for (i, sql) in UPGRADES.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             // Another process may have upgraded while we waited for the write lock.
             let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if now > i as i64 {
@@ -230,7 +239,9 @@ impl Store {
 
     /// The schema version of the store.
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
     /// Runs `f` inside one IMMEDIATE transaction: all of its writes land together or not at all.

@@ -3,15 +3,16 @@ use rusqlite::{Row, params};
 
 use super::{Result, Store, StoreError, optional};
 use crate::model::{
-    Approval, Artifact, Failure, GateReport, Release, ReleaseMigration, ReleaseState, Verdict,
-    now,
+    Approval, Artifact, Failure, GateReport, Release, ReleaseMigration, ReleaseState, Verdict, now,
 };
 
 const RELEASE_COLUMNS: &str = "id, state, author, label, commit_sha, supersedes, created_at, \
      updated_at, verdict, preview_env, base_fingerprint, failure, root_cause, guardrail, \
      promoted_at, promoted_by, recovery_snapshot, pending_count";
 
-fn release_from_row(r: &Row<'_>) -> rusqlite::Result<(Release, String, Option<String>, Option<String>)> {
+fn release_from_row(
+    r: &Row<'_>,
+) -> rusqlite::Result<(Release, String, Option<String>, Option<String>)> {
     let state: String = r.get(1)?;
     let verdict: Option<String> = r.get(8)?;
     let failure: Option<String> = r.get(11)?;
@@ -61,10 +62,12 @@ fn finish(raw: (Release, String, Option<String>, Option<String>)) -> Result<Rele
     };
     rel.failure = match failure {
         None => None,
-        Some(f) => Some(serde_json::from_str::<Failure>(&f).map_err(|_| StoreError::Corrupt {
-            what: "releases.failure",
-            value: f,
-        })?),
+        Some(f) => Some(
+            serde_json::from_str::<Failure>(&f).map_err(|_| StoreError::Corrupt {
+                what: "releases.failure",
+                value: f,
+            })?,
+        ),
     };
     Ok(rel)
 }
@@ -94,7 +97,9 @@ impl Store {
                 rel.verdict.map(Verdict::as_str),
                 rel.preview_env,
                 rel.base_fingerprint,
-                rel.failure.as_ref().and_then(|f| serde_json::to_string(f).ok()),
+                rel.failure
+                    .as_ref()
+                    .and_then(|f| serde_json::to_string(f).ok()),
                 rel.root_cause,
                 rel.guardrail,
                 rel.promoted_at,

@@ -168,7 +168,12 @@ impl Config {
                     path: root.display().to_string(),
                 });
             }
-            Err(e) => return Err(ConfigError::Io { path: shown, source: e }),
+            Err(e) => {
+                return Err(ConfigError::Io {
+                    path: shown,
+                    source: e,
+                });
+            }
         };
         Config::parse(&text, &shown)
     }
@@ -208,7 +213,7 @@ impl Config {
                 self.policy.preview_ttl
             )));
         }
-        if !(self.gate.regression_ratio >= 1.0) {
+        if self.gate.regression_ratio.is_nan() || self.gate.regression_ratio < 1.0 {
             return Err(invalid("gate.regression_ratio must be at least 1.0".into()));
         }
         for (id, sev) in &self.gate.severity {
@@ -275,7 +280,10 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Config::parse("migration_dir = \"m\"\n", "d1ops.toml").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("d1ops.toml") && msg.contains("migration_dir"), "{msg}");
+        assert!(
+            msg.contains("d1ops.toml") && msg.contains("migration_dir"),
+            "{msg}"
+        );
         assert!(msg.contains("line 1"), "{msg}");
     }
 

@@ -42,11 +42,23 @@ pub enum DiscoveryError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: not valid UTF-8 (byte {offset} of the file); save it as UTF-8")]
-    NotUtf8 { path: String, line: usize, offset: usize },
+    NotUtf8 {
+        path: String,
+        line: usize,
+        offset: usize,
+    },
     #[error("{path}:{line}: {message}")]
-    Sql { path: String, line: usize, message: String },
+    Sql {
+        path: String,
+        line: usize,
+        message: String,
+    },
     #[error("{first} and {second} share migration number {number}; renumber one of them")]
-    DuplicateNumber { first: String, second: String, number: u64 },
+    DuplicateNumber {
+        first: String,
+        second: String,
+        number: u64,
+    },
     #[error("{path}: migration file names must start with a number (NNNN_name.sql)")]
     Unnumbered { path: String },
     #[error("{path}: {message}")]
@@ -69,7 +81,10 @@ impl Migration {
         .map_err(|e| DiscoveryError::Sql {
             path: path.to_string(),
             line: e.line(),
-            message: e.to_string().split_once(": ").map_or(e.to_string(), |(_, m)| m.to_string()),
+            message: e
+                .to_string()
+                .split_once(": ")
+                .map_or(e.to_string(), |(_, m)| m.to_string()),
         })?;
         let allow_data_loss = split
             .all_comments()
@@ -115,7 +130,9 @@ fn split_drizzle(sql: &str) -> Result<Split, SplitError> {
                 line: line + line_offset,
                 what,
             },
-            SplitError::Nul { line } => SplitError::Nul { line: line + line_offset },
+            SplitError::Nul { line } => SplitError::Nul {
+                line: line + line_offset,
+            },
         })?;
         for st in &mut s.statements {
             st.line += line_offset;
@@ -149,7 +166,11 @@ pub fn detect_layout(dir: &Path, configured: LayoutKind) -> LayoutKind {
 
 /// Finds and reads every migration under `root/dir`, in apply order. A missing folder means
 /// no migrations (a code-only workspace), not an error.
-pub fn discover(root: &Path, dir: &str, layout: LayoutKind) -> Result<Vec<Migration>, DiscoveryError> {
+pub fn discover(
+    root: &Path,
+    dir: &str,
+    layout: LayoutKind,
+) -> Result<Vec<Migration>, DiscoveryError> {
     let abs = root.join(dir);
     if !abs.is_dir() {
         return Ok(Vec::new());
@@ -174,8 +195,15 @@ pub fn discover(root: &Path, dir: &str, layout: LayoutKind) -> Result<Vec<Migrat
         })?;
         let sql = String::from_utf8(bytes).map_err(|e| {
             let offset = e.utf8_error().valid_up_to();
-            let line = 1 + e.as_bytes()[..offset].iter().filter(|b| **b == b'\n').count();
-            DiscoveryError::NotUtf8 { path: shown.clone(), line, offset }
+            let line = 1 + e.as_bytes()[..offset]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
+            DiscoveryError::NotUtf8 {
+                path: shown.clone(),
+                line,
+                offset,
+            }
         })?;
         out.push(Migration::from_sql(&name, &shown, sql, drizzle)?);
     }
@@ -220,9 +248,7 @@ fn file_name(path: &Path) -> String {
 }
 
 fn order_by_number(mut files: Vec<(String, PathBuf)>) -> Vec<(String, PathBuf)> {
-    files.sort_by(|a, b| {
-        (leading_number(&a.0), &a.0).cmp(&(leading_number(&b.0), &b.0))
-    });
+    files.sort_by(|a, b| (leading_number(&a.0), &a.0).cmp(&(leading_number(&b.0), &b.0)));
     files
 }
 
@@ -272,10 +298,11 @@ fn drizzle_files(abs: &Path, dir: &str) -> Result<Vec<(String, PathBuf)>, Discov
         path: shown.clone(),
         source,
     })?;
-    let mut journal: Journal = serde_json::from_str(&text).map_err(|e| DiscoveryError::Journal {
-        path: shown.clone(),
-        message: e.to_string(),
-    })?;
+    let mut journal: Journal =
+        serde_json::from_str(&text).map_err(|e| DiscoveryError::Journal {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
     journal.entries.sort_by_key(|e| e.idx);
     let mut files = Vec::new();
     for entry in journal.entries {
@@ -290,7 +317,10 @@ fn drizzle_files(abs: &Path, dir: &str) -> Result<Vec<(String, PathBuf)>, Discov
         if !path.is_file() {
             return Err(DiscoveryError::Journal {
                 path: shown,
-                message: format!("entry {} names {dir}/{name}, which does not exist", entry.idx),
+                message: format!(
+                    "entry {} names {dir}/{name}, which does not exist",
+                    entry.idx
+                ),
             });
         }
         files.push((name, path));
@@ -347,8 +377,16 @@ mod tests {
     #[test]
     fn nested_layout() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "migrations/20240102_b/migration.sql", b"SELECT 2;");
-        write(d.path(), "migrations/20240101_a/migration.sql", b"SELECT 1;");
+        write(
+            d.path(),
+            "migrations/20240102_b/migration.sql",
+            b"SELECT 2;",
+        );
+        write(
+            d.path(),
+            "migrations/20240101_a/migration.sql",
+            b"SELECT 1;",
+        );
         let m = discover(d.path(), "migrations", LayoutKind::Auto).unwrap();
         assert_eq!(names(&m), ["20240101_a", "20240102_b"]);
     }
@@ -365,18 +403,31 @@ mod tests {
     fn bad_inputs_are_named() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "migrations/0001_a.sql", b"SELECT 1;\n\xff");
-        let e = discover(d.path(), "migrations", LayoutKind::Auto).unwrap_err().to_string();
-        assert!(e.starts_with("migrations/0001_a.sql:2: not valid UTF-8"), "{e}");
+        let e = discover(d.path(), "migrations", LayoutKind::Auto)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("migrations/0001_a.sql:2: not valid UTF-8"),
+            "{e}"
+        );
 
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "migrations/0001_a.sql", b"SELECT 1;");
         write(d.path(), "migrations/0001_b.sql", b"SELECT 1;");
-        let e = discover(d.path(), "migrations", LayoutKind::Auto).unwrap_err().to_string();
+        let e = discover(d.path(), "migrations", LayoutKind::Auto)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("share migration number 1"), "{e}");
 
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "migrations/0001_a.sql", b"SELECT 1;\nSELECT 'x;\n");
-        let e = discover(d.path(), "migrations", LayoutKind::Auto).unwrap_err().to_string();
+        write(
+            d.path(),
+            "migrations/0001_a.sql",
+            b"SELECT 1;\nSELECT 'x;\n",
+        );
+        let e = discover(d.path(), "migrations", LayoutKind::Auto)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "migrations/0001_a.sql:2: unterminated string literal");
     }
 

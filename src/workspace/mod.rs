@@ -80,11 +80,13 @@ pub fn init(dir: &Path) -> Result<InitOutcome, InitError> {
     if path.exists() {
         return Err(InitError::Exists(path.display().to_string()));
     }
-    let mut config = Config::default();
-    config.migrations_dir = if dir.join("db").join("migrations").is_dir() {
-        "db/migrations".into()
-    } else {
-        "migrations".into()
+    let mut config = Config {
+        migrations_dir: if dir.join("db").join("migrations").is_dir() {
+            "db/migrations".into()
+        } else {
+            "migrations".into()
+        },
+        ..Config::default()
     };
     let imported = wrangler::import(dir)?;
     if let Some((_, d1)) = &imported {

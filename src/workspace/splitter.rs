@@ -150,7 +150,13 @@ pub fn split_statements(text: &str) -> Result<Split, SplitError> {
     if let Some((start, start_line)) = first_token {
         let rest = &text[region_start..];
         if sqlite_complete(&format!("{rest};")).unwrap_or(false) {
-            push(&mut out, text, Some((start, start_line)), bytes.len(), &mut comments);
+            push(
+                &mut out,
+                text,
+                Some((start, start_line)),
+                bytes.len(),
+                &mut comments,
+            );
         } else {
             return Err(SplitError::Unterminated {
                 line: start_line,
@@ -222,7 +228,10 @@ mod tests {
 
     #[test]
     fn last_statement_without_semicolon() {
-        check("SELECT 1;\nSELECT 2\n-- done\n", &[("SELECT 1", 1), ("SELECT 2", 2)]);
+        check(
+            "SELECT 1;\nSELECT 2\n-- done\n",
+            &[("SELECT 1", 1), ("SELECT 2", 2)],
+        );
     }
 
     #[test]
@@ -235,7 +244,13 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let e = split_statements("SELECT 1;\nINSERT INTO a VALUES ('oops);\n").unwrap_err();
-        assert_eq!(e, SplitError::Unterminated { line: 2, what: "string literal" });
+        assert_eq!(
+            e,
+            SplitError::Unterminated {
+                line: 2,
+                what: "string literal"
+            }
+        );
         let e = split_statements("SELECT 1;\n/* open").unwrap_err();
         assert_eq!(e.line(), 2);
         let e = split_statements("CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1;").unwrap_err();

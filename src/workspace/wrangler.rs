@@ -53,7 +53,11 @@ pub fn import(dir: &Path) -> Result<Option<(String, WranglerD1)>, WranglerError>
             path: path.display().to_string(),
             message,
         })?;
-        return Ok(file.d1_databases.into_iter().next().map(|d| (name.to_string(), d)));
+        return Ok(file
+            .d1_databases
+            .into_iter()
+            .next()
+            .map(|d| (name.to_string(), d)));
     }
     Ok(None)
 }

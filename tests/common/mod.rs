@@ -14,7 +14,9 @@ pub struct Ws {
 impl Ws {
     /// A fresh workspace with `d1ops init` run in it.
     pub fn new() -> Ws {
-        let ws = Ws { dir: tempfile::tempdir().expect("tempdir") };
+        let ws = Ws {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
         ws.ok(&["init"]);
         ws
     }
@@ -102,7 +104,10 @@ impl Ws {
     }
 
     pub fn release_state(&self, id: &str) -> String {
-        self.json(&["release", "show", id])["state"].as_str().unwrap_or("").to_string()
+        self.json(&["release", "show", id])["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// Everything about production that must not change on a failed promotion.
@@ -110,8 +115,18 @@ impl Ws {
         if !self.production_path().exists() {
             return None;
         }
-        let active = self.json(&["envs"])[0]["active_release"].to_string();
-        Some(format!("{}\nactive={active}", db_digest(&self.production_path())))
+        let state = Connection::open(self.path().join(".d1ops/state.sqlite")).expect("state");
+        let active: Option<String> = state
+            .query_row(
+                "SELECT active_release FROM environments WHERE name = 'production'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("production row");
+        Some(format!(
+            "{}\nactive={active:?}",
+            db_digest(&self.production_path())
+        ))
     }
 
     /// A digest of d1ops' own state (releases and audit), to prove "nothing changed".
@@ -122,7 +137,13 @@ impl Ws {
         }
         let c = Connection::open(p).expect("state");
         let mut h = Sha256::new();
-        for table in ["releases", "environments", "audit", "approvals", "promotion_lock"] {
+        for table in [
+            "releases",
+            "environments",
+            "audit",
+            "approvals",
+            "promotion_lock",
+        ] {
             h.update(table_digest(&c, table).as_bytes());
         }
         hex::encode(h.finalize())
@@ -162,7 +183,9 @@ pub fn db_digest(path: &Path) -> String {
         out.push_str(&format!("{ty} {name}: {}\n", sql.as_deref().unwrap_or("")));
         if ty == "table" {
             let count: i64 = c
-                .query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| r.get(0))
+                .query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| {
+                    r.get(0)
+                })
                 .expect("count");
             out.push_str(&format!("  rows={count} sha={}\n", table_digest(&c, name)));
         }
