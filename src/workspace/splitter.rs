@@ -70,6 +70,8 @@ pub fn split_statements(text: &str) -> Result<Split, SplitError> {
     // Byte offset and line of the current statement's first token.
     let mut first_token: Option<(usize, usize)> = None;
     let mut comments: Vec<String> = Vec::new();
+    // End of the last token that is not a comment (a final statement ends there).
+    let mut token_end = 0usize;
     let mut i = 0usize;
     while i < bytes.len() {
         let b = bytes[i];
@@ -128,6 +130,7 @@ pub fn split_statements(text: &str) -> Result<Split, SplitError> {
                     j += 1;
                 }
                 i = j + 1;
+                token_end = i;
             }
             b';' => {
                 let candidate = &text[region_start..=i];
@@ -139,11 +142,13 @@ pub fn split_statements(text: &str) -> Result<Split, SplitError> {
                     region_start = i + 1;
                 }
                 i += 1;
+                token_end = i;
             }
             c if c.is_ascii_whitespace() => i += 1,
             _ => {
                 first_token.get_or_insert((i, line));
                 i += 1;
+                token_end = i;
             }
         }
     }
@@ -154,7 +159,7 @@ pub fn split_statements(text: &str) -> Result<Split, SplitError> {
                 &mut out,
                 text,
                 Some((start, start_line)),
-                bytes.len(),
+                token_end,
                 &mut comments,
             );
         } else {
