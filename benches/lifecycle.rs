@@ -49,9 +49,15 @@ impl Config {
         let env_flag = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0");
         let quick = env_flag("D1OPS_BENCH_QUICK") || args.iter().any(|a| a == "--quick");
         let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-        let runs = num("D1OPS_BENCH_RUNS").unwrap_or(if quick { 3 } else { 7 }).max(1) as usize;
-        let db_mb = num("D1OPS_BENCH_DB_MB").unwrap_or(if quick { 50 } else { 500 }).max(1);
-        let only = std::env::var("D1OPS_BENCH_ONLY").ok().filter(|s| !s.is_empty());
+        let runs = num("D1OPS_BENCH_RUNS")
+            .unwrap_or(if quick { 3 } else { 7 })
+            .max(1) as usize;
+        let db_mb = num("D1OPS_BENCH_DB_MB")
+            .unwrap_or(if quick { 50 } else { 500 })
+            .max(1);
+        let only = std::env::var("D1OPS_BENCH_ONLY")
+            .ok()
+            .filter(|s| !s.is_empty());
         let data_dir = std::env::var_os("D1OPS_BENCH_DATA")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -61,7 +67,13 @@ impl Config {
                     .map(|t| t.join("bench-data"))
                     .unwrap_or_else(|| PathBuf::from("target/bench-data"))
             });
-        Config { quick, runs, db_mb, only, data_dir }
+        Config {
+            quick,
+            runs,
+            db_mb,
+            only,
+            data_dir,
+        }
     }
 
     fn wants(&self, name: &str) -> bool {
@@ -84,21 +96,34 @@ fn median(v: &[Duration]) -> Duration {
     let mut s = v.to_vec();
     s.sort();
     let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2 }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2
+    }
 }
 
 fn fmt_d(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
-    if ms >= 1000.0 { format!("{:.2} s", ms / 1000.0) } else { format!("{ms:.1} ms") }
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else {
+        format!("{ms:.1} ms")
+    }
 }
 
 fn fmt_samples(v: &[Duration]) -> String {
-    v.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0)).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn sh(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn sqlite3_cli() -> Option<String> {
@@ -109,6 +134,28 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "n/a".into())
+}
+
+/// Other processes using more than 20 % CPU right now (concurrent builds skew I/O numbers).
+fn busy_processes() -> String {
+    let me = std::process::id().to_string();
+    let list = sh("ps", &["-eo", "pid=,pcpu=,comm="])
+        .map(|out| {
+            out.lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let cpu: f64 = f.get(1)?.parse().ok()?;
+                    (cpu > 20.0 && f[0] != me && f.get(2) != Some(&"ps"))
+                        .then(|| format!("{} ({cpu:.0} %)", f[2..].join(" ")))
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
 }
 
 /// Flushes dirty pages so one side's pending writeback does not slow the next (untimed).
@@ -150,13 +197,17 @@ fn migration_name(i: usize) -> String {
 /// The exact script the CLI runs: same connection settings as d1ops (foreign keys on and
 /// deferred), same ledger DDL and rows, same foreign_key_check, one transaction.
 fn cli_script(sqls: &[String]) -> String {
-    let mut s = String::with_capacity(sqls.iter().map(String::len).sum::<usize>() + 64 * sqls.len());
+    let mut s =
+        String::with_capacity(sqls.iter().map(String::len).sum::<usize>() + 64 * sqls.len());
     s.push_str("PRAGMA foreign_keys = ON;\nBEGIN IMMEDIATE;\nPRAGMA defer_foreign_keys = ON;\n");
     s.push_str(&ledger_ddl(LEDGER));
     s.push_str(";\n");
     for (i, sql) in sqls.iter().enumerate() {
         s.push_str(sql);
-        s.push_str(&format!("INSERT INTO {LEDGER}(name) VALUES ('{}');\n", migration_name(i)));
+        s.push_str(&format!(
+            "INSERT INTO {LEDGER}(name) VALUES ('{}');\n",
+            migration_name(i)
+        ));
     }
     s.push_str("PRAGMA foreign_key_check;\nCOMMIT;\n");
     s
@@ -172,7 +223,12 @@ fn run_cli(db: &Path, script: &str) -> Duration {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sqlite3");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).expect("write script");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .expect("write script");
     let out = child.wait_with_output().expect("wait sqlite3");
     let elapsed = started.elapsed();
     assert!(
@@ -185,12 +241,28 @@ fn run_cli(db: &Path, script: &str) -> Duration {
 
 fn check_applied(path: &Path) {
     let conn = Connection::open(path).unwrap();
-    let ledger: i64 = conn.query_row(&format!("SELECT count(*) FROM {LEDGER}"), [], |r| r.get(0)).unwrap();
-    let rows: i64 = conn
-        .query_row(&format!("SELECT count(*) FROM feature_{:04}", MIGRATIONS - 1), [], |r| r.get(0))
+    let ledger: i64 = conn
+        .query_row(&format!("SELECT count(*) FROM {LEDGER}"), [], |r| r.get(0))
         .unwrap();
-    assert_eq!(ledger as usize, MIGRATIONS, "{}: ledger rows", path.display());
-    assert_eq!(rows as usize, ROWS_PER_MIGRATION, "{}: seed rows", path.display());
+    let rows: i64 = conn
+        .query_row(
+            &format!("SELECT count(*) FROM feature_{:04}", MIGRATIONS - 1),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        ledger as usize,
+        MIGRATIONS,
+        "{}: ledger rows",
+        path.display()
+    );
+    assert_eq!(
+        rows as usize,
+        ROWS_PER_MIGRATION,
+        "{}: seed rows",
+        path.display()
+    );
 }
 
 /// Diagnostic: the same work on a raw rusqlite connection, one `execute_batch` per
@@ -198,10 +270,15 @@ fn check_applied(path: &Path) {
 fn raw_apply(path: &Path, sqls: &[String]) -> Duration {
     let started = Instant::now();
     let conn = Connection::open(path).unwrap();
-    conn.execute_batch("PRAGMA foreign_keys = ON; BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON;").unwrap();
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON; BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON;",
+    )
+    .unwrap();
     conn.execute_batch(&ledger_ddl(LEDGER)).unwrap();
     {
-        let mut ins = conn.prepare(&format!("INSERT INTO {LEDGER}(name) VALUES (?1)")).unwrap();
+        let mut ins = conn
+            .prepare(&format!("INSERT INTO {LEDGER}(name) VALUES (?1)"))
+            .unwrap();
         for (i, sql) in sqls.iter().enumerate() {
             conn.execute_batch(sql).unwrap();
             ins.execute(params![migration_name(i)]).unwrap();
@@ -215,7 +292,10 @@ fn raw_apply(path: &Path, sqls: &[String]) -> Duration {
 }
 
 fn bench_apply(cfg: &Config, rows: &mut Vec<Row>) {
-    let work = tempfile::Builder::new().prefix("d1ops-bench-apply").tempdir_in(&cfg.data_dir).unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("d1ops-bench-apply")
+        .tempdir_in(&cfg.data_dir)
+        .unwrap();
     let backend = LocalBackend::new(work.path());
     let sqls: Vec<String> = (0..MIGRATIONS).map(migration_sql).collect();
     let parse_started = Instant::now();
@@ -286,7 +366,9 @@ fn bench_apply(cfg: &Config, rows: &mut Vec<Row>) {
         }
         eprintln!("apply: run {run}/{} done", cfg.runs);
     }
-    let case = format!("apply {MIGRATIONS} migrations × (CREATE TABLE + {ROWS_PER_MIGRATION} INSERTs), one transaction");
+    let case = format!(
+        "apply {MIGRATIONS} migrations × (CREATE TABLE + {ROWS_PER_MIGRATION} INSERTs), one transaction"
+    );
     rows.push(Row {
         case: case.clone(),
         ours_label: "`LocalBackend::apply_migrations`".into(),
@@ -333,16 +415,61 @@ const FIRST: &[&str] = &[
     "frances", "john", "radia", "sophie", "tim", "guido", "yukihiro", "bjarne", "anders", "rich",
 ];
 const LAST: &[&str] = &[
-    "lovelace", "turing", "hopper", "torvalds", "hamilton", "thompson", "ritchie", "liskov",
-    "dijkstra", "knuth", "allen", "mccarthy", "perlman", "wilson", "berners", "rossum", "matsumoto",
+    "lovelace",
+    "turing",
+    "hopper",
+    "torvalds",
+    "hamilton",
+    "thompson",
+    "ritchie",
+    "liskov",
+    "dijkstra",
+    "knuth",
+    "allen",
+    "mccarthy",
+    "perlman",
+    "wilson",
+    "berners",
+    "rossum",
+    "matsumoto",
 ];
-const DOMAINS: &[&str] = &["example.com", "mail.test", "corp.example", "users.invalid", "inbox.test"];
-const COUNTRIES: &[&str] = &["US", "DE", "FR", "JP", "BR", "IN", "GB", "NG", "CA", "AU", "KR", "MX"];
+const DOMAINS: &[&str] = &[
+    "example.com",
+    "mail.test",
+    "corp.example",
+    "users.invalid",
+    "inbox.test",
+];
+const COUNTRIES: &[&str] = &[
+    "US", "DE", "FR", "JP", "BR", "IN", "GB", "NG", "CA", "AU", "KR", "MX",
+];
 const PLANS: &[&str] = &["free", "pro", "team", "enterprise"];
 const WORDS: &[&str] = &[
-    "builds", "ships", "loves", "databases", "migrations", "coffee", "distributed", "systems",
-    "edge", "workers", "latency", "queries", "indexes", "on-call", "weekends", "hiking",
-    "typescript", "rust", "sqlite", "observability", "release", "trains", "and", "the", "with",
+    "builds",
+    "ships",
+    "loves",
+    "databases",
+    "migrations",
+    "coffee",
+    "distributed",
+    "systems",
+    "edge",
+    "workers",
+    "latency",
+    "queries",
+    "indexes",
+    "on-call",
+    "weekends",
+    "hiking",
+    "typescript",
+    "rust",
+    "sqlite",
+    "observability",
+    "release",
+    "trains",
+    "and",
+    "the",
+    "with",
 ];
 
 /// Builds (once) a production-like database of about `mb` MB: `users` with realistic text
@@ -351,14 +478,22 @@ fn production_db(cfg: &Config, backend: &LocalBackend) -> DatabaseRef {
     let db = DatabaseRef::new(format!("prod-{}mb-v{GENERATOR_VERSION}", cfg.db_mb));
     let path = backend.path(&db).unwrap();
     if path.is_file() {
-        eprintln!("clone: reusing cached {} ({} MB)", path.display(), std::fs::metadata(&path).unwrap().len() / 1_000_000);
+        eprintln!(
+            "clone: reusing cached {} ({} MB)",
+            path.display(),
+            std::fs::metadata(&path).unwrap().len() / 1_000_000
+        );
         return db;
     }
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let tmp = path.with_extension("generating");
     remove_db_files(&tmp);
     let target_bytes = cfg.db_mb * 1_000_000;
-    eprintln!("clone: generating {} (~{} MB, one time)…", path.display(), cfg.db_mb);
+    eprintln!(
+        "clone: generating {} (~{} MB, one time)…",
+        path.display(),
+        cfg.db_mb
+    );
     let started = Instant::now();
     let conn = Connection::open(&tmp).unwrap();
     conn.execute_batch(
@@ -378,7 +513,9 @@ fn production_db(cfg: &Config, backend: &LocalBackend) -> DatabaseRef {
          BEGIN;",
     )
     .unwrap();
-    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
     let mut rng = Rng(0x00D1_0B5E);
     let mut n: u64 = 0;
     {
@@ -394,30 +531,47 @@ fn production_db(cfg: &Config, backend: &LocalBackend) -> DatabaseRef {
                 n += 1;
                 let (f, l) = (rng.pick(FIRST), rng.pick(LAST));
                 let email = format!("{f}.{l}{}@{}", rng.next() % 100_000, rng.pick(DOMAINS));
-                let name = format!("{}{} {}{}", &f[..1].to_uppercase(), &f[1..], &l[..1].to_uppercase(), &l[1..]);
+                let name = format!(
+                    "{}{} {}{}",
+                    &f[..1].to_uppercase(),
+                    &f[1..],
+                    &l[..1].to_uppercase(),
+                    &l[1..]
+                );
                 let created = base + (n as i64) * 60 + (rng.next() % 60) as i64;
                 let seen = created + (rng.next() % 30_000_000) as i64;
-                let ts = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                let ts = |t: i64| {
+                    chrono::DateTime::from_timestamp(t, 0)
+                        .unwrap()
+                        .format("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string()
+                };
                 let words = 6 + rng.next() % 10;
-                let bio = (0..words).map(|_| rng.pick(WORDS)).collect::<Vec<_>>().join(" ");
+                let bio = (0..words)
+                    .map(|_| rng.pick(WORDS))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 ins.execute(params![
                     email,
                     name,
                     rng.pick(COUNTRIES),
                     rng.pick(PLANS),
                     ts(created),
-                    (rng.next() % 10 != 0).then(|| ts(seen)),
+                    (!rng.next().is_multiple_of(10)).then(|| ts(seen)),
                     bio
                 ])
                 .unwrap();
             }
-            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+            let pages: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .unwrap();
             if (pages * page_size) as u64 >= target_bytes {
                 break;
             }
         }
     }
-    conn.execute_batch("COMMIT; PRAGMA journal_mode = DELETE;").unwrap();
+    conn.execute_batch("COMMIT; PRAGMA journal_mode = DELETE;")
+        .unwrap();
     drop(conn);
     std::fs::rename(&tmp, &path).unwrap();
     eprintln!(
@@ -430,7 +584,12 @@ fn production_db(cfg: &Config, backend: &LocalBackend) -> DatabaseRef {
 
 fn cp(from: &Path, to: &Path, fsync: bool) -> Duration {
     let started = Instant::now();
-    let ok = Command::new("cp").arg(from).arg(to).status().expect("spawn cp").success();
+    let ok = Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("spawn cp")
+        .success();
     assert!(ok, "cp failed");
     if fsync {
         std::fs::File::open(to).unwrap().sync_all().unwrap();
@@ -440,29 +599,38 @@ fn cp(from: &Path, to: &Path, fsync: bool) -> Duration {
 
 /// Diagnostic: a consistent file-level copy — hold a read transaction (SHARED lock: no
 /// writer can commit in rollback-journal mode) while the kernel copies the file
-/// (`std::fs::copy` → copy_file_range), then fsync and rename, as d1ops' copy does.
-fn locked_file_copy(from: &Path, to: &Path) -> Duration {
+/// (`std::fs::copy` → copy_file_range), then (optionally) fsync and rename, as d1ops' copy does.
+fn locked_file_copy(from: &Path, to: &Path, fsync: bool) -> Duration {
     let started = Instant::now();
-    let src = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let src =
+        Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     src.execute_batch("BEGIN").unwrap();
-    let _: i64 = src.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
+    let _: i64 = src
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
     let tmp = to.with_extension("sqlite.tmp");
     std::fs::copy(from, &tmp).unwrap();
     src.execute_batch("COMMIT").unwrap();
-    std::fs::File::open(&tmp).unwrap().sync_all().unwrap();
+    if fsync {
+        std::fs::File::open(&tmp).unwrap().sync_all().unwrap();
+    }
     std::fs::rename(&tmp, to).unwrap();
     started.elapsed()
 }
 
-/// Diagnostic: d1ops' backup loop, but with the source memory-mapped and a large
-/// destination page cache, to see how much is pager overhead.
-fn tuned_backup(from: &Path, to: &Path) -> Duration {
+/// Diagnostic: d1ops' backup loop replicated on rusqlite. `tuned`: source memory-mapped
+/// (`PRAGMA mmap_size`), so pages are not pread one by one (is it read overhead?).
+/// `fsync: false`: without the final fsync (how much of d1ops' time is durability?).
+fn replica_backup(from: &Path, to: &Path, tuned: bool, fsync: bool) -> Duration {
     let started = Instant::now();
-    let src = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    src.execute_batch("PRAGMA mmap_size = 4294967296").unwrap();
+    let src =
+        Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    if tuned {
+        src.execute_batch("PRAGMA mmap_size = 4294967296").unwrap();
+    }
     let tmp = to.with_extension("sqlite.tmp");
     let mut dst = Connection::open(&tmp).unwrap();
-    dst.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -2000000;")
+    dst.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
         .unwrap();
     {
         let b = rusqlite::backup::Backup::new(&src, &mut dst).unwrap();
@@ -470,7 +638,9 @@ fn tuned_backup(from: &Path, to: &Path) -> Duration {
     }
     dst.execute_batch("PRAGMA journal_mode = DELETE").unwrap();
     drop(dst);
-    std::fs::File::open(&tmp).unwrap().sync_all().unwrap();
+    if fsync {
+        std::fs::File::open(&tmp).unwrap().sync_all().unwrap();
+    }
     std::fs::rename(&tmp, to).unwrap();
     started.elapsed()
 }
@@ -491,7 +661,15 @@ fn bench_clone(cfg: &Config, rows: &mut Vec<Row>) {
     // Warm the source into the page cache once; every side then reads it warm.
     let _ = std::fs::read(&src).map(|v| v.len());
 
-    let sides = ["d1ops", "cp", "cp+fsync", "locked-copy", "tuned-backup"];
+    let sides = [
+        "d1ops",
+        "cp",
+        "cp+fsync",
+        "locked-copy",
+        "backup-nofsync",
+        "tuned-backup",
+        "locked-copy-nofsync",
+    ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); sides.len()];
     for run in 0..=cfg.runs {
         let mut order: Vec<usize> = (0..sides.len()).collect();
@@ -509,12 +687,18 @@ fn bench_clone(cfg: &Config, rows: &mut Vec<Row>) {
                 }
                 "cp" => cp(&src, &dst, false),
                 "cp+fsync" => cp(&src, &dst, true),
-                "locked-copy" => locked_file_copy(&src, &dst),
-                _ => tuned_backup(&src, &dst),
+                "locked-copy" => locked_file_copy(&src, &dst, true),
+                "locked-copy-nofsync" => locked_file_copy(&src, &dst, false),
+                "backup-nofsync" => replica_backup(&src, &dst, false, false),
+                _ => replica_backup(&src, &dst, true, true),
             };
             if run == 0 {
-                let conn = Connection::open_with_flags(&dst, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-                let ok: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
+                let conn =
+                    Connection::open_with_flags(&dst, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                        .unwrap();
+                let ok: String = conn
+                    .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                    .unwrap();
                 assert_eq!(ok, "ok", "{}: quick_check", dst.display());
             } else {
                 times[k].push(t);
@@ -549,9 +733,19 @@ fn bench_clone(cfg: &Config, rows: &mut Vec<Row>) {
         "consistent file copy (rollback-journal mode); candidate implementation",
     ));
     rows.push(diag(
-        "backup API, source mmap + 2 GB dest cache",
+        "d1ops' backup loop without the final fsync",
         4,
-        "pager-tuned variant of d1ops' loop",
+        "same code path minus durability: the gap to d1ops is the fsync",
+    ));
+    rows.push(diag(
+        "backup API with the source memory-mapped, + fsync",
+        5,
+        "d1ops' loop plus `PRAGMA mmap_size` on the source",
+    ));
+    rows.push(diag(
+        "read txn + `std::fs::copy` + rename, no fsync",
+        6,
+        "candidate for disposable previews (snapshots keep the fsync)",
     ));
 }
 
@@ -565,9 +759,20 @@ fn main() {
         .unwrap();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0)))
-        .map_or("n/a".to_string(), |kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0));
+        .and_then(|m| {
+            m.lines().find(|l| l.starts_with("MemTotal")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .map_or("n/a".to_string(), |kb| {
+            format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0)
+        });
     let load_before = loadavg();
+    let busy_before = busy_processes();
 
     let mut rows = Vec::new();
     if cfg.wants("apply") {
@@ -577,16 +782,33 @@ fn main() {
         bench_clone(&cfg, &mut rows);
     }
 
-    println!("## d1ops lifecycle benchmarks{}\n", if cfg.quick { " (quick mode)" } else { "" });
+    println!(
+        "## d1ops lifecycle benchmarks{}\n",
+        if cfg.quick { " (quick mode)" } else { "" }
+    );
     println!(
         "- machine: {} CPUs, {mem} RAM, {} {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::env::consts::OS,
         std::env::consts::ARCH
     );
-    println!("- d1ops SQLite (bundled): {bundled}; `sqlite3` CLI: {}", cli.as_deref().unwrap_or("not found (CLI comparison skipped)"));
-    println!("- runs per side: {} measured after 1 warm-up, alternating order; medians shown", cfg.runs);
-    println!("- load average before / after: {load_before} / {}", loadavg());
+    println!(
+        "- d1ops SQLite (bundled): {bundled}; `sqlite3` CLI: {}",
+        cli.as_deref()
+            .unwrap_or("not found (CLI comparison skipped)")
+    );
+    println!(
+        "- runs per side: {} measured after 1 warm-up, alternating order; medians shown",
+        cfg.runs
+    );
+    println!(
+        "- load average before / after: {load_before} / {}",
+        loadavg()
+    );
+    println!(
+        "- other processes above 20 % CPU before / after: {busy_before} / {}",
+        busy_processes()
+    );
     println!("- data: {}\n", cfg.data_dir.display());
     println!("| case | d1ops | d1ops median | peer | peer median | ratio | target | verdict |");
     println!("|---|---|---:|---|---:|---:|---:|---|");
@@ -608,7 +830,14 @@ fn main() {
         let target = r.target.map_or("—".into(), |t| format!("≤ {t}×"));
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.case, r.ours_label, fmt_d(ours), r.peer_label, peer_med, ratio, target, verdict
+            r.case,
+            r.ours_label,
+            fmt_d(ours),
+            r.peer_label,
+            peer_med,
+            ratio,
+            target,
+            verdict
         );
     }
     println!("\nSamples (ms) and notes:\n");

@@ -511,3 +511,35 @@ fn diff_shows_pending_sql_and_schema_changes() {
     assert_eq!(json["source"], "preview");
     assert_eq!(json["pending"][0]["name"], "0002_email.sql");
 }
+
+#[test]
+fn foreign_key_violations_block_with_the_rows() {
+    let ws = Ws::new();
+    ws.migration("0001_users.sql", USERS);
+    ws.migration(
+        "0002_posts.sql",
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));\n",
+    );
+    ws.ship();
+    ws.migration(
+        "0003_orphans.sql",
+        "INSERT INTO posts (id, user_id) VALUES (1, 999), (2, 998);\n",
+    );
+    let (code, deploy) = ws.deploy();
+    assert_eq!(code, Some(3), "{deploy}");
+    let fk = deploy["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "fk.check")
+        .unwrap();
+    assert_eq!(fk["status"], "fail");
+    assert!(
+        fk["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 row(s) of posts reference missing users"),
+        "{fk}"
+    );
+    assert_eq!(fk["details"]["violations"].as_array().unwrap().len(), 2);
+}

@@ -23,6 +23,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct LocalBackend {
     db_dir: PathBuf,
     snapshot_dir: PathBuf,
+    /// A migration statement running longer than this is interrupted (D1 stops a query
+    /// after 30 s; a statement that slow on a preview would fail on D1 too).
+    statement_timeout: Duration,
 }
 
 impl LocalBackend {
@@ -31,7 +34,14 @@ impl LocalBackend {
         LocalBackend {
             db_dir: state_dir.join("db"),
             snapshot_dir: state_dir.join("snapshots"),
+            statement_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// Sets the per-statement time limit for migration applies.
+    pub fn with_statement_timeout(mut self, limit: Duration) -> LocalBackend {
+        self.statement_timeout = limit;
+        self
     }
 
     /// The file behind a database id.
@@ -57,38 +67,67 @@ impl LocalBackend {
         )
     }
 
-    fn copy(&self, from: &Path, to: &Path) -> Result<u64> {
+    /// Copies a database with the online backup API into `to` (via a temporary file renamed into
+    /// place). `durable` fsyncs the copy first: recovery points need it, previews do not.
+    fn copy(&self, from: &Path, to: &Path, durable: bool) -> Result<u64> {
         let io = |what: String| move |source| BackendError::Io { what, source };
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent.display().to_string()))?;
         }
         let tmp = to.with_extension("sqlite.tmp");
         let _ = std::fs::remove_file(&tmp);
-        {
-            let src = open_path(
-                from,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            let mut dst = open_path(
-                &tmp,
-                OpenFlags::SQLITE_OPEN_READ_WRITE
-                    | OpenFlags::SQLITE_OPEN_CREATE
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            // The copy is private until renamed into place: no journal, no fsync per page.
-            dst.pragma_update(None, "journal_mode", "OFF")
-                .map_err(sql(&tmp))?;
-            dst.pragma_update(None, "synchronous", "OFF")
-                .map_err(sql(&tmp))?;
-            backup_all(&src, &mut dst, from)?;
-            dst.pragma_update(None, "journal_mode", "DELETE")
-                .map_err(sql(&tmp))?;
+        // Opened read-write so that SQLite rolls back a hot journal a crashed writer left.
+        let src = open_path(
+            from,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let mode: String = src
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(sql(from))?;
+        if mode.eq_ignore_ascii_case("wal") {
+            // WAL: committed pages may live in the -wal file; only the backup API sees them.
+            copy_with_backup_api(&src, from, &tmp)?;
+        } else {
+            // Rollback journal: while we hold a read transaction (SHARED lock) no writer can
+            // change the database file, so the file itself is a consistent copy — the same
+            // guarantee the backup API gives, at the speed of an in-kernel file copy.
+            src.execute_batch("BEGIN")
+                .and_then(|()| src.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
+                .map_err(sql(from))?;
+            let copied = std::fs::copy(from, &tmp);
+            let _ = src.execute_batch("COMMIT");
+            if copied.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+                copy_with_backup_api(&src, from, &tmp)?;
+            }
         }
-        let file = std::fs::File::open(&tmp).map_err(io(tmp.display().to_string()))?;
-        file.sync_all().map_err(io(tmp.display().to_string()))?;
+        if durable {
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(io(tmp.display().to_string()))?;
+        }
         std::fs::rename(&tmp, to).map_err(io(to.display().to_string()))?;
         Ok(file_size(to))
     }
+}
+
+/// A fresh database at `tmp` filled from `src` with SQLite's online backup API.
+fn copy_with_backup_api(src: &Connection, from: &Path, tmp: &Path) -> Result<()> {
+    let mut dst = open_path(
+        tmp,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // The copy is private until renamed into place: no journal, no fsync per page.
+    dst.pragma_update(None, "journal_mode", "OFF")
+        .map_err(sql(tmp))?;
+    dst.pragma_update(None, "synchronous", "OFF")
+        .map_err(sql(tmp))?;
+    backup_all(src, &mut dst, from)?;
+    dst.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(sql(tmp))?;
+    Ok(())
 }
 
 /// Copies every page from `src` into `dst` with the online backup API, waiting out busy
@@ -180,6 +219,12 @@ fn open_path(path: &Path, flags: OpenFlags) -> Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql(path))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sql(path))?;
+    // A 2 MiB default cache turns whole-table work (foreign_key_check, index builds, rebuilds)
+    // into millions of small preads; a larger cache and memory-mapped reads keep it in RAM.
+    conn.pragma_update(None, "cache_size", -65_536)
+        .map_err(sql(path))?;
+    conn.pragma_update(None, "mmap_size", 268_435_456)
+        .map_err(sql(path))?;
     Ok(conn)
 }
 
@@ -219,8 +264,55 @@ pub fn ledger_ddl(table: &str) -> String {
     )
 }
 
+/// Interrupts any statement that runs longer than a limit (via SQLite's progress handler).
+struct StatementClock {
+    base: Instant,
+    started_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    limit: Duration,
+}
+
+impl StatementClock {
+    fn install(conn: &mut Connection, limit: Duration) -> rusqlite::Result<StatementClock> {
+        let base = Instant::now();
+        let started_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let started = started_ms.clone();
+        let limit_ms = limit.as_millis() as u64;
+        conn.progress_handler(
+            20_000,
+            Some(move || {
+                let now = base.elapsed().as_millis() as u64;
+                now.saturating_sub(started.load(std::sync::atomic::Ordering::Relaxed)) > limit_ms
+            }),
+        )?;
+        Ok(StatementClock {
+            base,
+            started_ms,
+            limit,
+        })
+    }
+
+    fn start(&self) {
+        self.started_ms.store(
+            self.base.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn explain(&self, e: &rusqlite::Error) -> String {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+            format!(
+                "statement ran longer than {} s and was stopped (D1 stops queries after 30 s; see statement_timeout in d1ops.toml)",
+                self.limit.as_secs()
+            )
+        } else {
+            sqlite_message(e)
+        }
+    }
+}
+
 fn apply_in_transaction(
     conn: &Connection,
+    clock: &StatementClock,
     migrations: &[Migration],
     ledger_table: &str,
 ) -> std::result::Result<usize, Box<ApplyFailure>> {
@@ -248,11 +340,14 @@ fn apply_in_transaction(
         "INSERT INTO {}(name) VALUES (?1)",
         schema::quote_ident(ledger_table)
     );
+    let schema_before = schema::read_schema(conn, ledger_table)
+        .map_err(|e| fail(None, None, None, format!("reading the schema: {e}")))?;
     let mut statements = 0usize;
     for (i, m) in migrations.iter().enumerate() {
         for st in &m.statements {
+            clock.start();
             conn.execute_batch(&st.sql)
-                .map_err(|e| fail(Some(m), Some(st.line), Some(&st.sql), sqlite_message(&e)))?;
+                .map_err(|e| fail(Some(m), Some(st.line), Some(&st.sql), clock.explain(&e)))?;
             statements += 1;
         }
         conn.execute(&insert, [&m.name]).map_err(|e| {
@@ -271,7 +366,22 @@ fn apply_in_transaction(
             crate::fault::point("apply.after_first_migration");
         }
     }
-    let violations = fk_check(conn).map_err(|e| fail(None, None, None, e.to_string()))?;
+    let schema_after = schema::read_schema(conn, ledger_table)
+        .map_err(|e| fail(None, None, None, format!("reading the schema: {e}")))?;
+    let violations = if deferred_fk_violations(conn) {
+        // Something this transaction did left violations: find every row, to report them.
+        fk_check(conn, None)
+    } else {
+        // Statement-level enforcement saw no violation; what it cannot see is a table whose
+        // definition changed (new constraints over old rows), so check exactly those tables.
+        touched_tables(&schema_before, &schema_after)
+            .iter()
+            .try_fold(Vec::new(), |mut all, t| {
+                all.extend(fk_check(conn, Some(t))?);
+                Ok(all)
+            })
+    }
+    .map_err(|e: BackendError| fail(None, None, None, e.to_string()))?;
     if !violations.is_empty() {
         let first = &violations[0];
         let mut f = fail(
@@ -293,9 +403,58 @@ fn apply_in_transaction(
     Ok(statements)
 }
 
-fn fk_check(conn: &Connection) -> Result<Vec<FkViolation>> {
+/// Whether the open transaction holds unresolved deferred foreign-key violations (SQLite's
+/// own counter; unknown counts as yes).
+fn deferred_fk_violations(conn: &Connection) -> bool {
+    let (mut current, mut high) = (0, 0);
+    // SAFETY: the handle is valid while `conn` lives; sqlite3_db_status only writes the two
+    // integers we pass.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
+            &mut current,
+            &mut high,
+            0,
+        )
+    };
+    rc != rusqlite::ffi::SQLITE_OK || current > 0
+}
+
+/// Tables whose definition changed (or that are new), plus the tables whose foreign keys
+/// point at them.
+fn touched_tables(before: &Schema, after: &Schema) -> Vec<String> {
+    let changed: std::collections::BTreeSet<&str> = after
+        .tables
+        .values()
+        .filter(|t| before.tables.get(&t.name).is_none_or(|b| b.sql != t.sql))
+        .map(|t| t.name.as_str())
+        .collect();
+    after
+        .tables
+        .values()
+        .filter(|t| {
+            changed.contains(t.name.as_str())
+                || t.foreign_keys.iter().any(|fk| {
+                    changed.iter().any(|c| c.eq_ignore_ascii_case(&fk.table))
+                        || !after
+                            .tables
+                            .keys()
+                            .any(|k| k.eq_ignore_ascii_case(&fk.table))
+                })
+        })
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+/// `PRAGMA foreign_key_check`, for one table or all of them.
+fn fk_check(conn: &Connection, table: Option<&str>) -> Result<Vec<FkViolation>> {
+    let sql = match table {
+        Some(t) => format!("PRAGMA foreign_key_check({})", schema::quote_ident(t)),
+        None => "PRAGMA foreign_key_check".to_string(),
+    };
     let mut stmt = conn
-        .prepare("PRAGMA foreign_key_check")
+        .prepare(&sql)
         .map_err(|e| map_sql_error("foreign_key_check", e))?;
     let rows = stmt
         .query_map([], |r| {
@@ -439,7 +598,7 @@ impl Backend for LocalBackend {
         if dst.exists() {
             return Err(BackendError::Exists(name.to_string()));
         }
-        self.copy(&src, &dst)?;
+        self.copy(&src, &dst, false)?;
         Ok(to)
     }
 
@@ -461,11 +620,13 @@ impl Backend for LocalBackend {
                 })));
             }
         }
-        let conn = self.open(db)?;
+        let mut conn = self.open(db)?;
+        let clock = StatementClock::install(&mut conn, self.statement_timeout)
+            .map_err(|e| map_sql_error(&self.describe(db), e))?;
         let started = Instant::now();
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| map_sql_error(&self.describe(db), e))?;
-        let outcome = apply_in_transaction(&conn, migrations, ledger_table);
+        let outcome = apply_in_transaction(&conn, &clock, migrations, ledger_table);
         let outcome = match outcome {
             Ok(statements) => conn
                 .execute_batch("COMMIT")
@@ -509,7 +670,7 @@ impl Backend for LocalBackend {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ");
         let location = format!("{}-{label}-{stamp}.sqlite", db.id);
         let path = self.snapshot_path(&location)?;
-        let size_bytes = self.copy(&src, &path)?;
+        let size_bytes = self.copy(&src, &path, true)?;
         Ok(SnapshotRef {
             location: Some(location),
             size_bytes,
@@ -526,7 +687,7 @@ impl Backend for LocalBackend {
         }
         let dst_path = self.path(db)?;
         if !dst_path.is_file() {
-            self.copy(&snap, &dst_path)?;
+            self.copy(&snap, &dst_path, true)?;
             return Ok(());
         }
         let src = open_path(
@@ -611,7 +772,7 @@ impl Backend for LocalBackend {
     }
 
     fn foreign_key_check(&self, db: &DatabaseRef) -> Result<Vec<FkViolation>> {
-        fk_check(&self.open(db)?)
+        fk_check(&self.open(db)?, None)
     }
 
     fn query(

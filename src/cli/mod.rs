@@ -32,6 +32,7 @@ pub fn main_with_args() -> i32 {
             return if e.use_stderr() { 2 } else { exit::OK };
         }
     };
+    reset_sigpipe();
     let _guard = init_logging(&cli.workspace);
     match run(cli) {
         Ok(code) => code,
@@ -167,5 +168,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 _ => listings::run(&cli, cmd, &engine),
             }
         }
+    }
+}
+
+/// Restores the default SIGPIPE action so `d1ops releases | head` ends quietly instead of
+/// failing to print (Rust ignores SIGPIPE by default).
+fn reset_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal disposition to SIG_DFL at startup, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -51,7 +51,10 @@ pub enum Action {
     Accept,
     Input(char),
     Backspace,
-    Click { col: u16, row: u16 },
+    Click {
+        col: u16,
+        row: u16,
+    },
     WheelUp,
     WheelDown,
     Resize(u16, u16),
@@ -84,11 +87,11 @@ impl Request {
     pub fn label(&self) -> String {
         match self {
             Request::Refresh => "refreshing".into(),
-            Request::Detail(id) => format!("loading release {id}"),
+            Request::Detail(_) => "loading release".into(),
             Request::PromotePreview(_) => "checking the gate".into(),
-            Request::Approve { id, .. } => format!("approving {id}"),
-            Request::Promote(id) => format!("promoting {id}"),
-            Request::Abandon { id, .. } => format!("abandoning {id}"),
+            Request::Approve { .. } => "approving".into(),
+            Request::Promote(_) => "promoting".into(),
+            Request::Abandon { .. } => "abandoning".into(),
             Request::CleanupPlan => "finding stale previews".into(),
             Request::Cleanup(items) => format!("deleting {} preview(s)", items.len()),
         }
@@ -137,5 +140,8 @@ pub enum Reply {
     },
     CleanupPlan(Result<Vec<CleanupItem>, String>),
     /// The outcome of an action (approve, promote, abandon, cleanup), as one sentence.
-    Outcome { ok: bool, text: String },
+    Outcome {
+        ok: bool,
+        text: String,
+    },
 }

@@ -126,7 +126,11 @@ pub fn dialog(state: &mut State, action: Action) -> Vec<Effect> {
         (_, Action::Press) => true,
         _ => false,
     };
-    if press { press_focused(state) } else { Vec::new() }
+    if press {
+        press_focused(state)
+    } else {
+        Vec::new()
+    }
 }
 
 fn press_focused(state: &mut State) -> Vec<Effect> {
@@ -198,7 +202,11 @@ pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
             }
         }
         Reply::Outcome { ok, text } => {
-            let kind = if ok { ToastKind::Success } else { ToastKind::Error };
+            let kind = if ok {
+                ToastKind::Success
+            } else {
+                ToastKind::Error
+            };
             toast(state, kind, text);
             return refresh(state, true);
         }

@@ -109,16 +109,23 @@ const fn b(keys: &'static [Key], action: Action, ctx: Ctx, desc: &'static str) -
 
 const fn f(keys: &'static [Key], action: Action, ctx: Ctx, desc: &'static str) -> Binding {
     Binding {
+        keys,
+        action,
+        ctx,
+        desc,
+        dangerous: false,
         footer: true,
-        ..b(keys, action, ctx, desc)
     }
 }
 
 const fn danger(keys: &'static [Key], action: Action, ctx: Ctx, desc: &'static str) -> Binding {
     Binding {
+        keys,
+        action,
+        ctx,
+        desc,
         dangerous: true,
         footer: true,
-        ..b(keys, action, ctx, desc)
     }
 }
 
@@ -128,26 +135,27 @@ const CTRL_C: Key = Key {
 };
 
 /// Every binding, most specific contexts first within each key.
+#[rustfmt::skip]
 pub static KEYMAP: &[Binding] = &[
     f(&[code(KeyCode::Esc), k('?'), k('q')], Action::Help, Ctx::Help, "close help"),
     f(&[code(KeyCode::Tab), code(KeyCode::Right)], Action::FocusNext, Ctx::Dialog, "next button"),
     b(&[code(KeyCode::BackTab), code(KeyCode::Left)], Action::FocusPrev, Ctx::Dialog, "previous button"),
-    f(&[code(KeyCode::Enter)], Action::Press, Ctx::Dialog, "press the focused button"),
+    f(&[code(KeyCode::Enter)], Action::Press, Ctx::Dialog, "press button"),
     f(&[code(KeyCode::Esc)], Action::Cancel, Ctx::Dialog, "cancel"),
     f(&[code(KeyCode::Enter)], Action::Accept, Ctx::Filter, "keep filter"),
     f(&[code(KeyCode::Esc)], Action::Cancel, Ctx::Filter, "clear filter"),
     f(&[code(KeyCode::Tab), k('l'), code(KeyCode::Right)], Action::NextSub, Ctx::Detail, "next view"),
     b(&[code(KeyCode::BackTab), k('h'), code(KeyCode::Left)], Action::PrevSub, Ctx::Detail, "previous view"),
     f(&[code(KeyCode::Esc)], Action::Back, Ctx::Detail, "back"),
-    danger(&[k('a')], Action::Approve, Ctx::Release, "approve (note optional)"),
-    danger(&[k('p')], Action::Promote, Ctx::Release, "promote to production"),
+    danger(&[k('a')], Action::Approve, Ctx::Release, "approve"),
+    danger(&[k('p')], Action::Promote, Ctx::Release, "promote"),
     danger(&[k('x')], Action::Abandon, Ctx::Release, "abandon"),
-    danger(&[k('c')], Action::Cleanup, Ctx::Environments, "clean up stale previews"),
+    danger(&[k('c')], Action::Cleanup, Ctx::Environments, "clean up previews"),
     f(&[code(KeyCode::Enter)], Action::Open, Ctx::List, "open"),
     f(&[k('/')], Action::Filter, Ctx::List, "filter"),
     b(&[code(KeyCode::Esc)], Action::Back, Ctx::List, "clear filter"),
-    f(&[k('j'), code(KeyCode::Down)], Action::Down, Ctx::Move, "down"),
-    f(&[k('k'), code(KeyCode::Up)], Action::Up, Ctx::Move, "up"),
+    b(&[k('j'), code(KeyCode::Down)], Action::Down, Ctx::Move, "down"),
+    b(&[k('k'), code(KeyCode::Up)], Action::Up, Ctx::Move, "up"),
     b(&[k('g'), code(KeyCode::Home)], Action::Top, Ctx::Move, "first"),
     b(&[k('G'), code(KeyCode::End)], Action::Bottom, Ctx::Move, "last"),
     b(&[code(KeyCode::PageUp)], Action::PageUp, Ctx::Move, "page up"),
@@ -161,7 +169,7 @@ pub static KEYMAP: &[Binding] = &[
     b(&[code(KeyCode::BackTab)], Action::PrevTab, Ctx::Global, "previous tab"),
     f(&[k('r')], Action::Refresh, Ctx::Global, "refresh"),
     f(&[k('?')], Action::Help, Ctx::Global, "help"),
-    f(&[k('q')], Action::Quit, Ctx::Global, "back / quit"),
+    f(&[k('q')], Action::Quit, Ctx::Global, "back/quit"),
     b(&[CTRL_C], Action::ForceQuit, Ctx::Global, "quit"),
 ];
 
@@ -236,12 +244,14 @@ pub fn keys_label(b: &Binding) -> String {
 }
 
 /// The footer's (keys, description) pairs for `state`.
+/// Global entries come last so a narrow footer can keep them (help, quit) and drop others.
 pub fn footer(state: &State) -> Vec<(String, &'static str)> {
     let mut out: Vec<(String, &'static str)> = Vec::new();
     for ctx in active_contexts(state) {
         for b in KEYMAP.iter().filter(|b| b.ctx == ctx && b.footer) {
             if enabled(b, state.info.readonly) && !out.iter().any(|(_, d)| *d == b.desc) {
-                out.push((keys_label(b), b.desc));
+                let first = b.keys.first().map(Key::label).unwrap_or_default();
+                out.push((first, b.desc));
             }
         }
     }
@@ -263,27 +273,52 @@ pub fn help_sections(readonly: bool) -> Vec<(Ctx, Vec<(String, &'static str)>)> 
     order
         .into_iter()
         .map(|ctx| {
-            let rows = KEYMAP
+            let mut rows: Vec<(String, &'static str)> = Vec::new();
+            for b in KEYMAP
                 .iter()
                 .filter(|b| b.ctx == ctx && enabled(b, readonly))
-                .map(|b| (keys_label(b), b.desc))
-                .collect::<Vec<_>>();
+            {
+                if matches!(b.action, Action::GoTab(_)) {
+                    // `1`…`5` read better as one line.
+                    if !rows.iter().any(|(_, d)| *d == GO_TAB) {
+                        rows.push(("1–5".into(), GO_TAB));
+                    }
+                    continue;
+                }
+                rows.push((keys_label(b), b.desc));
+            }
             (ctx, rows)
         })
         .filter(|(_, rows)| !rows.is_empty())
         .collect()
 }
 
+const GO_TAB: &str = "go to tab";
+
 /// README's key table (Markdown), generated from the keymap.
 pub fn keymap_markdown() -> String {
-    let mut out = String::from("| Keys | Action | Where | Hidden by `--readonly` |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| Keys | Action | Where | Hidden by `--readonly` |\n|---|---|---|---|\n");
     for (ctx, _) in help_sections(false) {
+        let mut tabs_done = false;
         for b in KEYMAP.iter().filter(|b| b.ctx == ctx) {
-            let keys = b.keys.iter().map(|k| format!("`{}`", k.label())).collect::<Vec<_>>().join(" ");
+            let (keys, desc) = if matches!(b.action, Action::GoTab(_)) {
+                if tabs_done {
+                    continue;
+                }
+                tabs_done = true;
+                ("`1`–`5`".to_string(), GO_TAB)
+            } else {
+                let keys = b.keys.iter().map(|k| format!("`{}`", k.label()));
+                (keys.collect::<Vec<_>>().join(" "), b.desc)
+            };
             let hidden = if b.dangerous { "yes" } else { "" };
-            out.push_str(&format!("| {keys} | {} | {} | {hidden} |\n", b.desc, ctx.title()));
+            out.push_str(&format!(
+                "| {keys} | {desc} | {} | {hidden} |\n",
+                ctx.title()
+            ));
         }
     }
-    out.push_str("| mouse wheel, click | scroll; select a tab, a row or a sub-view | everywhere | |\n");
+    out.push_str("| mouse wheel, click | scroll; select a tab, a row (again: open) or a sub-view | Everywhere | |\n");
     out
 }

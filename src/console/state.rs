@@ -73,8 +73,8 @@ impl DetailTab {
             DetailTab::Schema => "Schema diff",
             DetailTab::Gate => "Gate",
             DetailTab::Probes => "Probes",
-            DetailTab::History => "Approvals & history",
-            DetailTab::Failure => "Failure & root cause",
+            DetailTab::History => "Approvals",
+            DetailTab::Failure => "Failure",
         }
     }
 
@@ -278,7 +278,9 @@ impl State {
 
     /// The release selected in the Releases list.
     pub fn selected_release(&self) -> Option<&crate::model::Release> {
-        self.releases.current().and_then(|i| self.data.releases.get(i))
+        self.releases
+            .current()
+            .and_then(|i| self.data.releases.get(i))
     }
 
     /// The release an action applies to: the open detail's, else the selected one.

@@ -83,7 +83,7 @@ fn tick(state: &mut State, now: chrono::DateTime<chrono::Utc>) -> Vec<Effect> {
 }
 
 fn help(state: &mut State, action: Action) {
-    let max = super::views::help_line_count(state).saturating_sub(4);
+    let max = super::views::help_max_scroll(state);
     let Some(scroll) = state.help.as_mut() else {
         return;
     };
@@ -141,7 +141,10 @@ fn main(state: &mut State, action: Action) -> Vec<Effect> {
         Action::Help => state.help = Some(0),
         Action::Refresh => return refresh(state, true),
         Action::NextTab => go_tab(state, (state.tab.index() + 1) % Tab::ALL.len()),
-        Action::PrevTab => go_tab(state, (state.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len()),
+        Action::PrevTab => go_tab(
+            state,
+            (state.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len(),
+        ),
         Action::GoTab(tab) => go_tab(state, tab.index()),
         Action::NextSub => sub(state, 1),
         Action::PrevSub => sub(state, DetailTab::ALL.len() - 1),
@@ -165,13 +168,17 @@ fn step(state: &mut State, delta: isize) {
     if let Some(detail) = state.detail.as_ref() {
         let max = super::views::detail_line_count(state, detail).saturating_sub(rows);
         if let Some(d) = state.detail.as_mut() {
-            d.scroll = (d.scroll as isize).saturating_add(delta).clamp(0, max as isize) as usize;
+            d.scroll = (d.scroll as isize)
+                .saturating_add(delta)
+                .clamp(0, max as isize) as usize;
         }
         return;
     }
     if let Some(list) = state.list_mut() {
         let last = list.visible.len().saturating_sub(1) as isize;
-        list.selected = (list.selected as isize).saturating_add(delta).clamp(0, last) as usize;
+        list.selected = (list.selected as isize)
+            .saturating_add(delta)
+            .clamp(0, last) as usize;
         list.offset = layout::offset_for(list.selected, list.offset, rows);
     }
 }

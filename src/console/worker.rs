@@ -22,7 +22,10 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the worker; `reply` is called on the worker thread for every answer.
-    pub fn spawn(engine: Engine, reply: impl Fn(Reply) + Send + 'static) -> std::io::Result<Worker> {
+    pub fn spawn(
+        engine: Engine,
+        reply: impl Fn(Reply) + Send + 'static,
+    ) -> std::io::Result<Worker> {
         let (tx, rx) = channel::<Request>();
         let handle = std::thread::Builder::new()
             .name("d1ops-engine".into())
@@ -64,7 +67,9 @@ fn serve(mut engine: Engine, rx: Receiver<Request>, reply: impl Fn(Reply)) {
 /// Runs one request against the engine.
 pub fn handle(engine: &mut Engine, req: Request) -> Reply {
     match req {
-        Request::Refresh => Reply::Snapshot(snapshot(engine).map(Box::new).map_err(|e| e.to_string())),
+        Request::Refresh => {
+            Reply::Snapshot(snapshot(engine).map(Box::new).map_err(|e| e.to_string()))
+        }
         Request::Detail(id) => {
             let result = engine.release_detail(&id).map(|detail| {
                 let diff = engine.diff(&detail.release.id).map_err(|e| e.to_string());
@@ -76,7 +81,9 @@ pub fn handle(engine: &mut Engine, req: Request) -> Reply {
             }
         }
         Request::PromotePreview(id) => Reply::PromotePreview {
-            result: promote_preview(engine, &id).map(Box::new).map_err(|e| e.to_string()),
+            result: promote_preview(engine, &id)
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
             id,
         },
         Request::Approve { id, note } => match engine.approve(&id, note.as_deref()) {

@@ -29,8 +29,8 @@ fn migration(name: &str) -> &'static str {
         "0005_unique_usernames.sql" => {
             include_str!("../../assets/demo/migrations/0005_unique_usernames.sql")
         }
-        "0005_drop_legacy_ref.sql" => {
-            include_str!("../../assets/demo/migrations/0005_drop_legacy_ref.sql")
+        "0005_rename_game_title.sql" => {
+            include_str!("../../assets/demo/migrations/0005_rename_game_title.sql")
         }
         "0005_item_archive.sql" => {
             include_str!("../../assets/demo/migrations/0005_item_archive.sql")
@@ -190,10 +190,19 @@ impl DemoMarker {
 /// One step of the story, `days_ago` in the past.
 struct Story<'a> {
     root: &'a Path,
+    started: std::time::Instant,
 }
 
 impl Story<'_> {
     fn at(&self, days_ago: f64) {
+        tracing::info!(
+            days_ago,
+            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            "demo step"
+        );
+        if std::env::var_os("D1OPS_DEMO_TRACE").is_some() {
+            eprintln!("demo: day -{days_ago} at {:?}", self.started.elapsed());
+        }
         set_clock_offset(-chrono::Duration::milliseconds(
             (days_ago * 86_400_000.0) as i64,
         ));
@@ -265,7 +274,10 @@ impl Story<'_> {
 fn build(dir: &Path, scale: Scale) -> anyhow::Result<DemoWorkspace> {
     std::fs::create_dir_all(dir.join(".d1ops"))?;
     std::fs::write(dir.join("d1ops.toml"), CONFIG)?;
-    let s = Story { root: dir };
+    let s = Story {
+        root: dir,
+        started: std::time::Instant::now(),
+    };
 
     // Day -30: the first release creates production (lazily) with users, items and scores.
     s.at(30.0);
@@ -309,11 +321,11 @@ fn build(dir: &Path, scale: Scale) -> anyhow::Result<DemoWorkspace> {
     )?;
     s.remove("0005_unique_usernames.sql")?;
 
-    // Day -9: dropping a column with a table rebuild cascades into items and scores: blocked.
+    // Day -9: renaming a column with a table rebuild cascades into every score: blocked.
     s.at(9.0);
-    s.write("0005_drop_legacy_ref.sql")?;
-    let _r4 = s.deploy("erin", "drop users.legacy_ref", 4, None)?;
-    s.remove("0005_drop_legacy_ref.sql")?;
+    s.write("0005_rename_game_title.sql")?;
+    let _r4 = s.deploy("erin", "rename games.title to name", 4, None)?;
+    s.remove("0005_rename_game_title.sql")?;
 
     // Day -6: an archive table nobody needs after all: abandoned.
     s.at(6.0);

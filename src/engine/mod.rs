@@ -131,9 +131,10 @@ impl Engine {
         let ws = Workspace::load(root)?;
         let store = Store::open(&ws.state_dir())?;
         let backend: Box<dyn Backend> = match ws.config.backend {
-            crate::workspace::config::BackendKind::Local => {
-                Box::new(LocalBackend::new(&ws.state_dir()))
-            }
+            crate::workspace::config::BackendKind::Local => Box::new(
+                LocalBackend::new(&ws.state_dir())
+                    .with_statement_timeout(ws.config.statement_timeout()),
+            ),
             crate::workspace::config::BackendKind::Cloudflare => {
                 return Err(EngineError::Input(
                     "backend = \"cloudflare\" is not available in this build yet; use backend = \"local\"".into(),

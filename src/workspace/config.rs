@@ -56,6 +56,8 @@ pub struct Config {
     pub migrations_layout: LayoutKind,
     /// Capacity plan profile (`d1-free`, `workers-paid` or a custom one).
     pub plan: String,
+    /// A migration statement running longer than this is stopped (D1's query limit is 30 s).
+    pub statement_timeout: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseBinding>,
     pub policy: Policy,
@@ -72,6 +74,7 @@ impl Default for Config {
             migrations_table: DEFAULT_MIGRATIONS_TABLE.into(),
             migrations_layout: LayoutKind::Auto,
             plan: "d1-free".into(),
+            statement_timeout: "30s".into(),
             database: None,
             policy: Policy::default(),
             gate: GateConfig::default(),
@@ -213,6 +216,12 @@ impl Config {
                 self.policy.preview_ttl
             )));
         }
+        if humantime::parse_duration(&self.statement_timeout).is_err() {
+            return Err(invalid(format!(
+                "statement_timeout {:?} is not a duration (try \"30s\" or \"5m\")",
+                self.statement_timeout
+            )));
+        }
         if self.gate.regression_ratio.is_nan() || self.gate.regression_ratio < 1.0 {
             return Err(invalid("gate.regression_ratio must be at least 1.0".into()));
         }
@@ -242,6 +251,12 @@ impl Config {
     pub fn preview_ttl(&self) -> std::time::Duration {
         humantime::parse_duration(&self.policy.preview_ttl)
             .unwrap_or(std::time::Duration::from_secs(7 * 24 * 3600))
+    }
+
+    /// The per-statement apply time limit (validated at load).
+    pub fn statement_timeout(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.statement_timeout)
+            .unwrap_or(std::time::Duration::from_secs(30))
     }
 
     /// Renders the configuration as commented TOML for `init`.

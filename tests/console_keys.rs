@@ -1,0 +1,310 @@
+//! Key-script tests: the real keymap, `update` and engine worker thread driven by scripted
+//! key presses against real workspaces; outcomes are checked through a fresh engine.
+mod console_support;
+
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use console_support::*;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use d1ops::console::action::{Action, Effect, Reply};
+use d1ops::console::dialog::Dialog;
+use d1ops::console::state::{State, ToastKind};
+use d1ops::console::worker::Worker;
+use d1ops::console::{keymap, update::update};
+use d1ops::model::ReleaseState;
+
+struct Console {
+    state: State,
+    worker: Worker,
+    replies: Receiver<Reply>,
+}
+
+impl Console {
+    fn open(f: &Fixture, actor: &str) -> Console {
+        let (tx, replies) = channel();
+        let worker = Worker::spawn(open(f.root(), actor), move |r| {
+            let _ = tx.send(r);
+        })
+        .expect("worker");
+        let mut info = info(f.root(), false);
+        info.actor = actor.into();
+        let mut c = Console {
+            state: State::new(info, chrono::Utc::now(), 120, 40),
+            worker,
+            replies,
+        };
+        let effects = update(&mut c.state, Action::Tick(chrono::Utc::now()));
+        c.run(effects);
+        assert!(c.state.loaded, "the first tick loads the workspace");
+        c
+    }
+
+    /// Sends effects and feeds replies back until nothing is in flight.
+    fn run(&mut self, effects: Vec<Effect>) {
+        for Effect::Engine(req) in effects {
+            assert!(self.worker.send(req), "worker alive");
+        }
+        while self.state.busy() {
+            let reply =
+                (self.replies.recv_timeout(Duration::from_secs(60))).expect("a reply within 60 s");
+            let more = update(&mut self.state, Action::Reply(reply));
+            for Effect::Engine(req) in more {
+                assert!(self.worker.send(req), "worker alive");
+            }
+        }
+    }
+
+    fn press(&mut self, code: KeyCode) {
+        let ev = KeyEvent::new(code, KeyModifiers::NONE);
+        if let Some(action) = keymap::resolve(&self.state, &ev) {
+            let effects = update(&mut self.state, action);
+            self.run(effects);
+        }
+    }
+
+    fn typed(&mut self, text: &str) {
+        for c in text.chars() {
+            self.press(KeyCode::Char(c));
+        }
+    }
+
+    /// Filters the Releases list down to `id` so it is selected.
+    fn select_release(&mut self, id: &str) {
+        self.typed("2/");
+        self.typed(id);
+        self.press(KeyCode::Enter);
+        assert_eq!(
+            self.state.selected_release().map(|r| r.id.as_str()),
+            Some(id)
+        );
+    }
+
+    fn last_toast(&self) -> (ToastKind, String) {
+        let t = self.state.toasts.last().expect("a toast");
+        (t.kind, t.text.clone())
+    }
+}
+
+fn state_of(f: &Fixture, id: &str) -> ReleaseState {
+    open(f.root(), "carol").resolve(id).expect("release").state
+}
+
+#[test]
+fn approve_then_promote_the_ready_release() {
+    let f = populated();
+    let (r2, r3) = (&f.ids[1], &f.ids[2]);
+    let mut c = Console::open(&f, "bob");
+    c.select_release(r3);
+
+    // Approve with a note: Cancel is focused first, so Enter alone does nothing.
+    c.press(KeyCode::Char('a'));
+    c.typed("schema ok");
+    c.press(KeyCode::Enter);
+    assert!(
+        c.state.dialog.is_none(),
+        "Enter on Cancel closes the dialog"
+    );
+    assert_eq!(
+        state_of(&f, r3),
+        ReleaseState::Ready,
+        "cancel did not approve"
+    );
+    c.press(KeyCode::Char('a'));
+    c.typed("schema ok");
+    c.press(KeyCode::Tab);
+    c.press(KeyCode::Enter);
+    assert_eq!(c.last_toast().0, ToastKind::Success, "{:?}", c.last_toast());
+    assert_eq!(state_of(&f, r3), ReleaseState::Approved);
+
+    // Promote: the confirmation needs the id's last 4 characters.
+    c.press(KeyCode::Char('p'));
+    let Some(Dialog::Confirm(confirm)) = &c.state.dialog else {
+        panic!("promote opens the confirmation");
+    };
+    let preview = confirm
+        .preview
+        .clone()
+        .expect("preview loaded")
+        .expect("preview ok");
+    assert_eq!(preview.blocker, None);
+    assert_eq!(preview.pending, vec!["0003_bio.sql".to_string()]);
+    c.typed("zzzz");
+    c.press(KeyCode::Tab);
+    c.press(KeyCode::Enter);
+    assert!(
+        c.state.dialog.is_some(),
+        "a wrong code keeps the dialog open"
+    );
+    assert_eq!(state_of(&f, r3), ReleaseState::Approved);
+    for _ in 0..4 {
+        c.press(KeyCode::Backspace);
+    }
+    c.typed(&r3[22..].to_lowercase());
+    c.press(KeyCode::Enter);
+    assert!(c.state.dialog.is_none());
+    let (kind, text) = c.last_toast();
+    assert_eq!(kind, ToastKind::Success, "{text}");
+    assert!(text.contains("is live"), "{text}");
+
+    assert_eq!(state_of(&f, r3), ReleaseState::Live);
+    assert_eq!(state_of(&f, r2), ReleaseState::Superseded);
+    let engine = open(f.root(), "carol");
+    assert_eq!(
+        engine
+            .production()
+            .expect("production")
+            .active_release
+            .as_deref(),
+        Some(r3.as_str())
+    );
+    // The console refreshed after the action.
+    assert_eq!(c.state.live_release(), Some(r3.as_str()));
+}
+
+#[test]
+fn failing_promotion_shows_the_error_and_leaves_production_unchanged() {
+    let f = failing();
+    let (r1, r2) = (&f.ids[0], &f.ids[1]);
+    let prod = f.root().join(".d1ops/db/production.sqlite");
+    let before = std::fs::read(&prod).expect("production bytes");
+    let mut c = Console::open(&f, "bob");
+    c.select_release(r2);
+    c.press(KeyCode::Char('p'));
+    c.typed(&r2[22..]);
+    c.press(KeyCode::Tab);
+    c.press(KeyCode::Enter);
+    let (kind, text) = c.last_toast();
+    assert_eq!(kind, ToastKind::Error);
+    assert!(text.contains("failed and was rolled back"), "{text}");
+    assert!(text.contains("UNIQUE constraint failed"), "{text}");
+
+    assert_eq!(state_of(&f, r2), ReleaseState::Failed);
+    assert_eq!(state_of(&f, r1), ReleaseState::Live);
+    let engine = open(f.root(), "carol");
+    assert_eq!(
+        engine
+            .production()
+            .expect("production")
+            .active_release
+            .as_deref(),
+        Some(r1.as_str())
+    );
+    let ledger: Vec<String> = engine
+        .production_ledger()
+        .expect("ledger")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(ledger, vec!["0001_users.sql".to_string()]);
+    let conn = rusqlite::Connection::open(&prod).expect("open production");
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'users_email'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(indexes, 0, "the unique index was rolled back");
+    drop(conn);
+    assert_eq!(before.len(), std::fs::read(&prod).expect("bytes").len());
+
+    // The failure record is in the release detail.
+    c.press(KeyCode::Enter);
+    let detail = c
+        .state
+        .detail
+        .as_ref()
+        .and_then(|d| d.data.as_ref())
+        .expect("detail loaded");
+    let failure = detail
+        .detail
+        .release
+        .failure
+        .as_ref()
+        .expect("failure recorded");
+    assert_eq!(failure.migration.as_deref(), Some("0002_unique_email.sql"));
+}
+
+#[test]
+fn cleanup_deletes_exactly_the_listed_stale_previews() {
+    let f = populated();
+    let mut c = Console::open(&f, "bob");
+    c.typed("1c");
+    let Some(Dialog::Cleanup(dialog)) = &c.state.dialog else {
+        panic!("c opens the cleanup dialog");
+    };
+    let listed: Vec<String> = match &dialog.items {
+        Some(Ok(items)) => items.iter().map(|i| i.env.clone()).collect(),
+        other => panic!("cleanup plan: {other:?}"),
+    };
+    assert_eq!(
+        listed.len(),
+        3,
+        "R1, R2 and R4's previews are stale: {listed:?}"
+    );
+    for name in &listed {
+        let db = f.root().join(format!(".d1ops/db/{name}.sqlite"));
+        assert!(db.exists(), "{} exists before cleanup", db.display());
+    }
+    let before: Vec<String> = open(f.root(), "carol")
+        .envs()
+        .expect("envs")
+        .into_iter()
+        .map(|e| e.env.name)
+        .collect();
+    c.press(KeyCode::Tab);
+    c.press(KeyCode::Enter);
+    let (kind, text) = c.last_toast();
+    assert_eq!(kind, ToastKind::Success, "{text}");
+    assert!(text.contains("Deleted 3 stale preview(s)"), "{text}");
+
+    let after: Vec<String> = open(f.root(), "carol")
+        .envs()
+        .expect("envs")
+        .into_iter()
+        .map(|e| e.env.name)
+        .collect();
+    let deleted: Vec<String> = before
+        .iter()
+        .filter(|n| !after.contains(n))
+        .cloned()
+        .collect();
+    let mut expected = listed.clone();
+    expected.sort();
+    let mut got = deleted;
+    got.sort();
+    assert_eq!(got, expected);
+    for name in &listed {
+        let db = f.root().join(format!(".d1ops/db/{name}.sqlite"));
+        assert!(!db.exists(), "{} still exists", db.display());
+    }
+    assert!(
+        after.iter().any(|n| n.contains(&f.ids[2].to_lowercase())),
+        "the candidate's preview stays"
+    );
+    assert!(
+        c.state
+            .data
+            .envs
+            .iter()
+            .all(|e| !listed.contains(&e.env.name)),
+        "the console refreshed"
+    );
+}
+
+#[test]
+fn quit_and_back() {
+    let f = populated();
+    let mut c = Console::open(&f, "bob");
+    c.typed("2");
+    c.press(KeyCode::Enter);
+    assert!(c.state.detail.is_some());
+    c.typed("q");
+    assert!(
+        c.state.detail.is_none() && !c.state.quit,
+        "q backs out of the detail first"
+    );
+    c.typed("q");
+    assert!(c.state.quit);
+}

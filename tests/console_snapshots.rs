@@ -1,0 +1,157 @@
+//! Whole-screen snapshots of every console view at 80×24 and 120×40 (TestBackend), built
+//! from real workspaces; times are fixed and release ids masked (see console_support).
+mod console_support;
+
+use console_support::*;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use d1ops::console::action::{Action, Request};
+use d1ops::console::keymap;
+use d1ops::console::state::{DetailTab, State, Tab};
+use d1ops::console::update::update;
+use d1ops::console::worker;
+use d1ops::engine::Engine;
+
+/// Snapshots the state at both sizes.
+fn check(name: &str, state: &mut State, ids: &[String]) {
+    for (w, h) in [(80, 24), (120, 40)] {
+        let screen = render(state, ids, w, h);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), screen);
+    }
+}
+
+fn key(state: &mut State, engine: &mut Engine, ids: &[String], code: KeyCode) {
+    let ev = KeyEvent::new(code, KeyModifiers::NONE);
+    if let Some(action) = keymap::resolve(state, &ev) {
+        let effects = update(state, action);
+        run_effects(state, engine, effects);
+    }
+    normalize(state, ids);
+}
+
+fn keys(state: &mut State, engine: &mut Engine, ids: &[String], text: &str) {
+    for c in text.chars() {
+        key(state, engine, ids, KeyCode::Char(c));
+    }
+}
+
+#[test]
+fn empty_workspace() {
+    let f = empty();
+    let (mut state, _engine) = loaded(&f, false);
+    check("empty_releases", &mut state, &f.ids);
+    update(&mut state, Action::GoTab(Tab::Environments));
+    check("empty_environments", &mut state, &f.ids);
+    update(&mut state, Action::GoTab(Tab::Capacity));
+    check("empty_capacity", &mut state, &f.ids);
+}
+
+#[test]
+fn populated_tabs() {
+    let f = populated();
+    let (mut state, _engine) = loaded(&f, false);
+    for tab in Tab::ALL {
+        update(&mut state, Action::GoTab(tab));
+        check(
+            &format!("populated_{}", tab.title().to_lowercase()),
+            &mut state,
+            &f.ids,
+        );
+    }
+}
+
+#[test]
+fn release_detail_sub_views() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    // Select R3 (the ready candidate): the list is newest first.
+    keys(&mut state, &mut engine, &f.ids, "2j");
+    key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
+    for tab in DetailTab::ALL {
+        check(
+            &format!("detail_{}", tab.title().to_lowercase().replace(' ', "_")),
+            &mut state,
+            &f.ids,
+        );
+        key(&mut state, &mut engine, &f.ids, KeyCode::Tab);
+    }
+}
+
+#[test]
+fn failed_release_and_error_toast() {
+    let f = failing();
+    let (mut state, mut engine) = loaded(&f, false);
+    keys(&mut state, &mut engine, &f.ids, "2p");
+    let code = f.ids[1][22..].to_string();
+    keys(&mut state, &mut engine, &f.ids, &code);
+    key(&mut state, &mut engine, &f.ids, KeyCode::Tab);
+    key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
+    check("promotion_failed_toast", &mut state, &f.ids);
+    key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
+    for _ in 0..5 {
+        key(&mut state, &mut engine, &f.ids, KeyCode::Tab);
+    }
+    check("detail_failure_record", &mut state, &f.ids);
+}
+
+#[test]
+fn promote_confirmation() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    keys(&mut state, &mut engine, &f.ids, "2jp");
+    check("promote_confirm_cancel_focused", &mut state, &f.ids);
+    let code = f.ids[2][22..].to_string();
+    keys(&mut state, &mut engine, &f.ids, &code);
+    key(&mut state, &mut engine, &f.ids, KeyCode::Tab);
+    check("promote_confirm_blocked_by_approvals", &mut state, &f.ids);
+}
+
+#[test]
+fn approve_dialog() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    keys(&mut state, &mut engine, &f.ids, "2ja");
+    keys(&mut state, &mut engine, &f.ids, "schema looks fine");
+    check("approve_dialog", &mut state, &f.ids);
+}
+
+#[test]
+fn cleanup_dialog() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    keys(&mut state, &mut engine, &f.ids, "1c");
+    check("cleanup_dialog", &mut state, &f.ids);
+}
+
+#[test]
+fn help_overlay() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    keys(&mut state, &mut engine, &f.ids, "?");
+    check("help", &mut state, &f.ids);
+}
+
+#[test]
+fn readonly_variant() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, true);
+    keys(&mut state, &mut engine, &f.ids, "2");
+    check("readonly_releases", &mut state, &f.ids);
+    keys(&mut state, &mut engine, &f.ids, "jap");
+    assert!(
+        state.dialog.is_none(),
+        "readonly must not open action dialogs"
+    );
+    keys(&mut state, &mut engine, &f.ids, "?");
+    check("readonly_help", &mut state, &f.ids);
+}
+
+#[test]
+fn filter_narrows_the_list() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    keys(&mut state, &mut engine, &f.ids, "2/bio");
+    check("releases_filtered", &mut state, &f.ids);
+    let reply = worker::handle(&mut engine, Request::Refresh);
+    update(&mut state, Action::Reply(reply));
+    assert_eq!(state.releases.visible.len(), 1);
+}

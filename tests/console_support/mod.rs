@@ -1,0 +1,287 @@
+//! Shared fixtures for the console tests: real workspaces on real SQLite files in temp
+//! dirs, built with the engine; a state loaded through the real worker code; rendering to
+//! text with times fixed and random release-id parts masked.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use d1ops::console::action::{Action, Effect, Request};
+use d1ops::console::state::{Info, State};
+use d1ops::console::{update::update, views, worker};
+use d1ops::engine::{DeployRequest, Engine, EngineOptions};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    /// Release ids in deploy order (R1, R2, …).
+    pub ids: Vec<String>,
+}
+
+impl Fixture {
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The fixed instant every snapshot is rendered at.
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+/// Deploy times: `n` hours after midnight.
+pub fn at(hours: i64) -> DateTime<Utc> {
+    now() - Duration::hours(12) + Duration::hours(hours)
+}
+
+pub fn empty() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    d1ops::workspace::init(dir.path()).expect("init");
+    Fixture {
+        dir,
+        ids: Vec::new(),
+    }
+}
+
+pub fn migration(root: &Path, name: &str, sql: &str) {
+    let dir = root.join("migrations");
+    std::fs::create_dir_all(&dir).expect("migrations dir");
+    std::fs::write(dir.join(name), sql).expect("write migration");
+}
+
+pub fn open(root: &Path, actor: &str) -> Engine {
+    Engine::open(
+        root,
+        EngineOptions {
+            actor: Some(actor.into()),
+            readonly: false,
+        },
+    )
+    .expect("open engine")
+}
+
+pub fn deploy(root: &Path, label: &str) -> String {
+    let mut e = open(root, "alice");
+    let out = e
+        .deploy(DeployRequest {
+            label: Some(label.into()),
+            ..Default::default()
+        })
+        .expect("deploy");
+    out.id
+}
+
+pub fn approve_and_promote(root: &Path, id: &str) {
+    open(root, "bob")
+        .approve(id, Some("lgtm"))
+        .expect("approve");
+    open(root, "alice").promote(id).expect("promote");
+}
+
+/// R1 superseded, R2 live, R3 ready (the candidate), R4 blocked.
+pub fn populated() -> Fixture {
+    let mut f = empty();
+    let root = f.root().to_path_buf();
+    migration(
+        &root,
+        "0001_users.sql",
+        "CREATE TABLE users (\n  id INTEGER PRIMARY KEY,\n  email TEXT NOT NULL\n);\n",
+    );
+    let r1 = deploy(&root, "users table");
+    approve_and_promote(&root, &r1);
+    migration(
+        &root,
+        "0002_posts.sql",
+        "-- posts belong to users\nCREATE TABLE posts (\n  id INTEGER PRIMARY KEY,\n  user_id INTEGER NOT NULL REFERENCES users(id),\n  title TEXT NOT NULL DEFAULT 'untitled'\n);\nCREATE INDEX posts_user ON posts(user_id);\n",
+    );
+    let r2 = deploy(&root, "posts");
+    approve_and_promote(&root, &r2);
+    migration(
+        &root,
+        "0003_bio.sql",
+        "ALTER TABLE users ADD COLUMN bio TEXT;\nCREATE INDEX users_email ON users(email);\n",
+    );
+    let r3 = deploy(&root, "user bio");
+    migration(
+        &root,
+        "0004_broken.sql",
+        "CREATE TABLE broken (id INTEGER PRIMARY KEY;\n",
+    );
+    let r4 = deploy(&root, "broken");
+    std::fs::remove_file(root.join("migrations/0004_broken.sql")).expect("remove");
+    f.ids = vec![r1, r2, r3, r4];
+    f
+}
+
+/// R1 live; R2 (a unique index) passed on its preview, then production got duplicate
+/// rows, so promoting R2 fails and rolls back.
+pub fn failing() -> Fixture {
+    let mut f = empty();
+    let root = f.root().to_path_buf();
+    migration(
+        &root,
+        "0001_users.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n",
+    );
+    let r1 = deploy(&root, "users table");
+    approve_and_promote(&root, &r1);
+    migration(
+        &root,
+        "0002_unique_email.sql",
+        "CREATE UNIQUE INDEX users_email ON users(email);\n",
+    );
+    let r2 = deploy(&root, "unique emails");
+    let prod =
+        rusqlite::Connection::open(root.join(".d1ops/db/production.sqlite")).expect("production");
+    prod.execute_batch("INSERT INTO users (email) VALUES ('a@example.com'), ('a@example.com');")
+        .expect("insert duplicates");
+    open(&root, "bob").approve(&r2, None).expect("approve");
+    f.ids = vec![r1, r2];
+    f
+}
+
+pub fn info(root: &Path, readonly: bool) -> Info {
+    Info {
+        workspace: "~/shop".into(),
+        root: root.display().to_string(),
+        backend: "local".into(),
+        actor: "bob".into(),
+        readonly,
+    }
+}
+
+/// Sends effects straight to the engine (synchronously, via the worker's handler) and
+/// feeds the replies back, until nothing is left.
+pub fn run_effects(state: &mut State, engine: &mut Engine, mut effects: Vec<Effect>) {
+    while let Some(Effect::Engine(req)) = effects.pop() {
+        let reply = worker::handle(engine, req);
+        effects.extend(update(state, Action::Reply(reply)));
+    }
+}
+
+/// A state loaded from the fixture's workspace, times normalized.
+pub fn loaded(f: &Fixture, readonly: bool) -> (State, Engine) {
+    let mut engine = open(f.root(), "bob");
+    let mut state = State::new(info(f.root(), readonly), now(), 120, 40);
+    state.color = false;
+    let reply = worker::handle(&mut engine, Request::Refresh);
+    let effects = update(&mut state, Action::Reply(reply));
+    run_effects(&mut state, &mut engine, effects);
+    normalize(&mut state, &f.ids);
+    (state, engine)
+}
+
+/// Replaces every wall-clock timestamp in the data with a fixed one, so ages are stable.
+/// Display-only text (audit details and env names) also gets ids masked and timings
+/// dropped, since it is clipped to column widths where a partial id cannot be masked.
+pub fn normalize(state: &mut State, ids: &[String]) {
+    let fixed = (now() - Duration::minutes(30)).to_rfc3339();
+    for e in &mut state.data.envs {
+        e.env.created_at = fixed.clone();
+        e.env.last_activity_at = fixed.clone();
+    }
+    let n = state.data.releases.len() as i64;
+    for (i, r) in state.data.releases.iter_mut().enumerate() {
+        r.created_at = at(n - i as i64).to_rfc3339();
+        r.updated_at = fixed.clone();
+        if r.promoted_at.is_some() {
+            r.promoted_at = Some(fixed.clone());
+        }
+    }
+    for e in &mut state.data.audit {
+        e.at = fixed.clone();
+        if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(&e.detail) {
+            map.remove("total_ms");
+            map.remove("duration_ms");
+            e.detail = serde_json::Value::Object(map).to_string();
+        }
+        e.detail = mask(&e.detail, ids);
+        e.env = e.env.as_deref().map(|env| mask(env, ids));
+    }
+    let created: std::collections::HashMap<String, String> = (state.data.releases.iter())
+        .map(|r| (r.id.clone(), r.created_at.clone()))
+        .collect();
+    if let Some(d) = state.detail.as_mut().and_then(|d| d.data.as_mut()) {
+        if let Some(c) = created.get(&d.detail.release.id) {
+            d.detail.release.created_at = c.clone();
+        }
+        for a in &mut d.detail.approvals {
+            a.at = fixed.clone();
+        }
+        for e in &mut d.detail.history {
+            e.at = fixed.clone();
+        }
+        if d.detail.release.promoted_at.is_some() {
+            d.detail.release.promoted_at = Some(fixed.clone());
+        }
+    }
+    if let Some(d1ops::console::dialog::Dialog::Cleanup(c)) = state.dialog.as_mut()
+        && let Some(Ok(items)) = c.items.as_mut()
+    {
+        for i in items {
+            i.idle_seconds = 1800;
+        }
+    }
+}
+
+/// Renders the state at `w`×`h` and returns the screen as text with ids masked.
+pub fn render(state: &mut State, ids: &[String], w: u16, h: u16) -> String {
+    update(state, Action::Resize(w, h));
+    let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    term.draw(|f| views::draw(f, state)).expect("draw");
+    let buf = term.backend().buffer();
+    let mut out = String::new();
+    for y in 0..h {
+        let mut line = String::new();
+        for x in 0..w {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    mask_ms(&mask(&out, ids))
+}
+
+/// Replaces measured durations (`18.7 ms`) with `N ms`.
+pub fn mask_ms(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(" ms") {
+        let (head, tail) = rest.split_at(pos);
+        let digits = head.len()
+            - head
+                .trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')
+                .len();
+        if digits > 0 {
+            out.push_str(&head[..head.len() - digits]);
+            out.push('N');
+        } else {
+            out.push_str(head);
+        }
+        out.push_str(" ms");
+        rest = &tail[3..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Replaces each release id (and the id's last 4 characters where the
+/// promote dialog asks for them) with a stable marker: `R1`, `R2`, …
+pub fn mask(text: &str, ids: &[String]) -> String {
+    let mut out = text.to_string();
+    for (i, id) in ids.iter().enumerate() {
+        let random = id.as_str();
+        let marker = format!("{:~<26}", format!("R{}", i + 1));
+        out = out.replace(random, &marker);
+        out = out.replace(&random.to_lowercase(), &marker.to_lowercase());
+        out = out.replace(
+            &format!("Type {} ", &id[22..]),
+            &format!("Type ~R{}~ ", i + 1),
+        );
+        out = out.replace(&format!(": {}█", &id[22..]), &format!(": ~R{}~█", i + 1));
+    }
+    out
+}
