@@ -715,7 +715,7 @@ fn bench_clone(cfg: &Config, rows: &mut Vec<Row>) {
         peer_label: "`cp`".into(),
         peer: Some(times[1].clone()),
         target: Some(1.5),
-        note: "source warm in page cache; d1ops fsyncs the copy, cp does not".into(),
+        note: "source warm in page cache; d1ops: read transaction + in-kernel file copy + rename, no fsync (previews are disposable; snapshots fsync)".into(),
     });
     let diag = |label: &str, k: usize, note: &str| Row {
         case: format!("{case} — diagnostic"),
@@ -726,16 +726,16 @@ fn bench_clone(cfg: &Config, rows: &mut Vec<Row>) {
         target: None,
         note: note.into(),
     };
-    rows.push(diag("`cp` + fsync", 2, "same durability as d1ops"));
+    rows.push(diag("`cp` + fsync", 2, "the durability d1ops gives snapshots"));
     rows.push(diag(
         "read txn + `std::fs::copy` + fsync + rename",
         3,
-        "consistent file copy (rollback-journal mode); candidate implementation",
+        "what `snapshot` does (recovery points are fsynced)",
     ));
     rows.push(diag(
-        "d1ops' backup loop without the final fsync",
+        "the online backup API, page by page, no fsync",
         4,
-        "same code path minus durability: the gap to d1ops is the fsync",
+        "the fallback d1ops uses for WAL-mode sources",
     ));
     rows.push(diag(
         "backup API with the source memory-mapped, + fsync",
@@ -745,7 +745,7 @@ fn bench_clone(cfg: &Config, rows: &mut Vec<Row>) {
     rows.push(diag(
         "read txn + `std::fs::copy` + rename, no fsync",
         6,
-        "candidate for disposable previews (snapshots keep the fsync)",
+        "a hand-written equivalent of d1ops' preview path",
     ));
 }
 

@@ -159,6 +159,9 @@ fn event_loop(
     let tick = Duration::from_millis(100);
     let mut last_tick = Instant::now();
     let mut effects = update::update(&mut state, Action::Tick(chrono::Utc::now()));
+    // Benchmarks measure cold start: quit right after the first frame that shows engine data.
+    let exit_after_data = std::env::var_os("D1OPS_CONSOLE_EXIT_AFTER_FIRST_DATA").is_some();
+    let mut got_data = false;
     loop {
         for Effect::Engine(req) in effects.drain(..) {
             if !worker.send(req) {
@@ -176,11 +179,17 @@ fn event_loop(
             if ms > 30 {
                 tracing::warn!(ms, "slow frame");
             }
+            if exit_after_data && got_data {
+                return Ok(());
+            }
         }
         let wait = tick.saturating_sub(last_tick.elapsed());
         let action = match rx.recv_timeout(wait) {
             Ok(LoopEvent::Input(ev)) => translate(&state, &ev),
-            Ok(LoopEvent::Reply(r)) => Some(Action::Reply(r)),
+            Ok(LoopEvent::Reply(r)) => {
+                got_data = true;
+                Some(Action::Reply(r))
+            }
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
                 anyhow::bail!("the console's event channel closed")
