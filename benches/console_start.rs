@@ -12,8 +12,14 @@ use std::time::Instant;
 use d1ops::engine::{DeployRequest, Engine, EngineOptions};
 
 fn engine(root: &Path, actor: &str) -> Engine {
-    Engine::open(root, EngineOptions { actor: Some(actor.into()), readonly: false })
-        .expect("open workspace")
+    Engine::open(
+        root,
+        EngineOptions {
+            actor: Some(actor.into()),
+            readonly: false,
+        },
+    )
+    .expect("open workspace")
 }
 
 fn build(root: &Path, releases: usize, envs: usize) {
@@ -27,14 +33,19 @@ fn build(root: &Path, releases: usize, envs: usize) {
     .expect("write");
     let mut alice = engine(root, "alice");
     let first = alice.deploy(DeployRequest::default()).expect("deploy");
-    engine(root, "bob").approve(&first.id, None).expect("approve");
+    engine(root, "bob")
+        .approve(&first.id, None)
+        .expect("approve");
     engine(root, "bob").promote(&first.id).expect("promote");
     // Code-only releases (no pending migrations): most of the history.
     // Totals: 1 + (releases - envs + 1) + (envs - 2) releases; production, the first
     // release's preview and envs - 2 more previews.
     for i in 0..(releases + 1).saturating_sub(envs) {
         alice
-            .deploy(DeployRequest { label: Some(format!("code release {i}")), ..Default::default() })
+            .deploy(DeployRequest {
+                label: Some(format!("code release {i}")),
+                ..Default::default()
+            })
             .expect("deploy");
     }
     // Releases with a pending migration, each with its own preview environment.
@@ -45,7 +56,10 @@ fn build(root: &Path, releases: usize, envs: usize) {
     .expect("write");
     for i in 0..envs.saturating_sub(2) {
         alice
-            .deploy(DeployRequest { label: Some(format!("bio {i}")), ..Default::default() })
+            .deploy(DeployRequest {
+                label: Some(format!("bio {i}")),
+                ..Default::default()
+            })
             .expect("deploy");
     }
 }
@@ -60,9 +74,13 @@ fn peak_rss_kib_of_children() -> i64 {
 }
 
 fn main() {
-    let quick = std::env::var_os("D1OPS_BENCH_QUICK").is_some()
-        || std::env::args().any(|a| a == "--quick");
-    let (releases, envs, runs) = if quick { (1_000, 40, 3) } else { (10_000, 200, 9) };
+    let quick =
+        std::env::var_os("D1OPS_BENCH_QUICK").is_some() || std::env::args().any(|a| a == "--quick");
+    let (releases, envs, runs) = if quick {
+        (1_000, 40, 3)
+    } else {
+        (10_000, 200, 9)
+    };
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/d1ops");
     if !bin.exists() {
         eprintln!("build the release binary first: cargo build --release");
@@ -74,10 +92,16 @@ fn main() {
         let started = Instant::now();
         build(&root, releases, envs);
         std::fs::write(root.join(".d1ops/built"), "").expect("marker");
-        eprintln!("built the workspace in {:.1} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "built the workspace in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     let e = engine(&root, "bench");
-    let (n_rel, n_env) = (e.releases().expect("releases").len(), e.envs().expect("envs").len());
+    let (n_rel, n_env) = (
+        e.releases().expect("releases").len(),
+        e.envs().expect("envs").len(),
+    );
     drop(e);
     let mut times = Vec::new();
     for _ in 0..runs {
@@ -108,5 +132,12 @@ fn main() {
         "| console peak RSS (same run) | {rss_mib:.1} MiB | < 60 MB | {} |",
         if rss_mib < 57.2 { "met" } else { "missed" }
     );
-    println!("\nsamples (ms): {}", times.iter().map(|t| format!("{t:.0}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "\nsamples (ms): {}",
+        times
+            .iter()
+            .map(|t| format!("{t:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }

@@ -726,7 +726,11 @@ fn bench_clone(cfg: &Config, rows: &mut Vec<Row>) {
         target: None,
         note: note.into(),
     };
-    rows.push(diag("`cp` + fsync", 2, "the durability d1ops gives snapshots"));
+    rows.push(diag(
+        "`cp` + fsync",
+        2,
+        "the durability d1ops gives snapshots",
+    ));
     rows.push(diag(
         "read txn + `std::fs::copy` + fsync + rename",
         3,

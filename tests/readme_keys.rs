@@ -18,5 +18,8 @@ fn readme_key_table_matches_the_keymap() {
         std::fs::write(&path, updated).expect("write README.md");
         return;
     }
-    assert_eq!(current, table, "README's key table is stale; regenerate it (see this file's header)");
+    assert_eq!(
+        current, table,
+        "README's key table is stale; regenerate it (see this file's header)"
+    );
 }

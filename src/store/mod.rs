@@ -300,7 +300,10 @@ mod tests {
         raw.pragma_update(None, "user_version", 99).unwrap();
         drop(raw);
         let err = Store::open(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("schema version 99") && err.contains("upgrade d1ops"), "{err}");
+        assert!(
+            err.contains("schema version 99") && err.contains("upgrade d1ops"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -309,7 +312,13 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         for i in 0..3 {
             store
-                .audit("alice", "test.event", None, None, &serde_json::json!({ "i": i }))
+                .audit(
+                    "alice",
+                    "test.event",
+                    None,
+                    None,
+                    &serde_json::json!({ "i": i }),
+                )
                 .unwrap();
         }
         let events = store.audit_events(None, 10).unwrap();
