@@ -83,6 +83,19 @@ pub struct DemoRelease {
     pub state: String,
 }
 
+/// The workspace's releases, newest first, as the demo summary lists them.
+fn releases_of(engine: &Engine) -> anyhow::Result<Vec<DemoRelease>> {
+    Ok(engine
+        .releases()?
+        .into_iter()
+        .map(|r| DemoRelease {
+            id: r.id,
+            label: r.label.unwrap_or_default(),
+            state: r.state.as_str().into(),
+        })
+        .collect())
+}
+
 impl DemoWorkspace {
     /// Where it is and what to try, for the terminal.
     pub fn describe(&self) -> String {
@@ -134,16 +147,7 @@ pub fn build_or_reuse(dir: &Path, fresh: bool) -> anyhow::Result<DemoWorkspace> 
                     format!("{} is unreadable; rerun with --fresh", marker.display())
                 })?;
             built.reused = true;
-            let engine = Engine::open(dir, EngineOptions::default())?;
-            built.releases = engine
-                .releases()?
-                .into_iter()
-                .map(|r| DemoRelease {
-                    id: r.id,
-                    label: r.label.unwrap_or_default(),
-                    state: r.state.as_str().into(),
-                })
-                .collect();
+            built.releases = releases_of(&Engine::open(dir, EngineOptions::default())?)?;
             return Ok(built);
         }
     } else if dir.exists()
@@ -360,16 +364,7 @@ fn build(dir: &Path, scale: Scale) -> anyhow::Result<DemoWorkspace> {
     )?;
     set_clock_offset(chrono::Duration::zero());
 
-    let engine = s.engine("demo")?;
-    let releases = engine
-        .releases()?
-        .into_iter()
-        .map(|r| DemoRelease {
-            id: r.id,
-            label: r.label.unwrap_or_default(),
-            state: r.state.as_str().into(),
-        })
-        .collect();
+    let releases = releases_of(&s.engine("demo")?)?;
     Ok(DemoWorkspace {
         root: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
         reused: false,

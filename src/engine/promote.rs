@@ -98,26 +98,19 @@ impl Engine {
                 Some(db) => db,
                 None => {
                     // Lazy provisioning: the first promotion with migrations creates production.
-                    created_database = true;
+                    // Recorded first, so a crash right after creating it removes it again.
                     self.store.set_lock_step(LockStep::Locked, None, true)?;
-                    let db = self
-                        .backend
-                        .create_database(PRODUCTION)
-                        .or_else(|e| match e {
-                            BackendError::Exists(_) => Ok(DatabaseRef::new(PRODUCTION)),
-                            e => Err(e),
-                        });
-                    match db {
-                        Ok(db) => db,
-                        Err(e) => {
-                            return self.fail_promotion(
-                                &rel.id,
-                                "provision",
-                                None,
-                                e.to_string(),
-                                created_database,
-                            );
+                    match self.backend.create_database(PRODUCTION) {
+                        Ok(db) => {
+                            created_database = true;
+                            db
                         }
+                        Err(BackendError::Exists(_)) => {
+                            // Someone else's file: use it, and never delete it on failure.
+                            self.store.set_lock_step(LockStep::Locked, None, false)?;
+                            DatabaseRef::new(PRODUCTION)
+                        }
+                        Err(e) => return self.backend_failure(&rel.id, "provision", e, true),
                     }
                 }
             };
@@ -127,17 +120,8 @@ impl Engine {
             } else {
                 match self.backend.snapshot(&db, &rel.id.to_lowercase()) {
                     Ok(snap) => (snap.location, snap.size_bytes),
-                    Err(e @ BackendError::Locked { .. }) => {
-                        return self.abort_promotion(&rel.id, &e, created_database);
-                    }
                     Err(e) => {
-                        return self.fail_promotion(
-                            &rel.id,
-                            "snapshot",
-                            None,
-                            e.to_string(),
-                            created_database,
-                        );
+                        return self.backend_failure(&rel.id, "snapshot", e, created_database);
                     }
                 }
             };
@@ -157,29 +141,7 @@ impl Engine {
                 Ok(report) => {
                     tracing::info!(release = %rel.id, ms = report.duration_ms, "applied to production")
                 }
-                Err(BackendError::Apply(f)) => {
-                    let failure = Failure {
-                        stage: "apply".into(),
-                        migration: f.migration.clone(),
-                        line: f.line,
-                        statement: f.statement.clone(),
-                        error: f.error.clone(),
-                        at: now(),
-                    };
-                    return self.record_failure(&rel.id, failure, created_database);
-                }
-                Err(e @ BackendError::Locked { .. }) => {
-                    return self.abort_promotion(&rel.id, &e, created_database);
-                }
-                Err(e) => {
-                    return self.fail_promotion(
-                        &rel.id,
-                        "apply",
-                        None,
-                        e.to_string(),
-                        created_database,
-                    );
-                }
+                Err(e) => return self.backend_failure(&rel.id, "apply", e, created_database),
             }
             fault::point("promote.after_commit");
         }
@@ -328,6 +290,32 @@ impl Engine {
         Err(EngineError::Refused(format!(
             "promotion of {id} refused: {reason}"
         )))
+    }
+
+    /// Routes a backend error: a lock is transient (refuse, nothing changed); anything else
+    /// fails the release with the cause.
+    fn backend_failure<T>(
+        &mut self,
+        id: &str,
+        stage: &str,
+        e: BackendError,
+        created_database: bool,
+    ) -> Result<T> {
+        match e {
+            BackendError::Locked { .. } => self.abort_promotion(id, &e, created_database),
+            BackendError::Apply(f) => {
+                let failure = Failure {
+                    stage: stage.into(),
+                    migration: f.migration,
+                    line: f.line,
+                    statement: f.statement,
+                    error: f.error,
+                    at: now(),
+                };
+                self.record_failure(id, failure, created_database)
+            }
+            e => self.fail_promotion(id, stage, None, e.to_string(), created_database),
+        }
     }
 
     fn fail_promotion<T>(
