@@ -8,6 +8,7 @@ pub mod engine;
 pub mod fault;
 pub mod gate;
 pub mod model;
+pub mod plans;
 pub mod schema;
 pub mod store;
 pub mod workspace;

@@ -315,7 +315,7 @@ fn apply_in_transaction(
     clock: &StatementClock,
     migrations: &[Migration],
     ledger_table: &str,
-) -> std::result::Result<usize, Box<ApplyFailure>> {
+) -> std::result::Result<(usize, Vec<super::StatementTiming>), Box<ApplyFailure>> {
     let fail = |m: Option<&Migration>, line: Option<usize>, stmt: Option<&str>, error: String| {
         Box::new(ApplyFailure {
             migration: m.map(|m| m.name.clone()),
@@ -343,11 +343,22 @@ fn apply_in_transaction(
     let schema_before = schema::read_schema(conn, ledger_table)
         .map_err(|e| fail(None, None, None, format!("reading the schema: {e}")))?;
     let mut statements = 0usize;
+    let mut slow = Vec::new();
     for (i, m) in migrations.iter().enumerate() {
         for st in &m.statements {
             clock.start();
+            let started = Instant::now();
             conn.execute_batch(&st.sql)
                 .map_err(|e| fail(Some(m), Some(st.line), Some(&st.sql), clock.explain(&e)))?;
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            if ms >= super::SLOW_STATEMENT_MS {
+                slow.push(super::StatementTiming {
+                    migration: m.name.clone(),
+                    path: m.path.clone(),
+                    line: st.line,
+                    ms,
+                });
+            }
             statements += 1;
         }
         conn.execute(&insert, [&m.name]).map_err(|e| {
@@ -400,7 +411,7 @@ fn apply_in_transaction(
         return Err(f);
     }
     crate::fault::point("apply.before_commit");
-    Ok(statements)
+    Ok((statements, slow))
 }
 
 /// Whether the open transaction holds unresolved deferred foreign-key violations (SQLite's
@@ -644,11 +655,11 @@ impl Backend for LocalBackend {
             Err(f) => Err(f),
         };
         match outcome {
-            Ok(statements) => Ok(ApplyReport {
+            Ok((statements, slow_statements)) => Ok(ApplyReport {
                 migrations: migrations.len(),
                 statements,
                 duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-                timings: Vec::new(),
+                slow_statements,
             }),
             Err(failure) => {
                 if !conn.is_autocommit() {
@@ -773,6 +784,24 @@ impl Backend for LocalBackend {
 
     fn foreign_key_check(&self, db: &DatabaseRef) -> Result<Vec<FkViolation>> {
         fk_check(&self.open(db)?, None)
+    }
+
+    fn table_sizes(&self, db: &DatabaseRef) -> Result<BTreeMap<String, u64>> {
+        let conn = self.open(db)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT coalesce(m.tbl_name, d.name), sum(d.pgsize) FROM dbstat AS d \
+                 LEFT JOIN sqlite_schema AS m ON m.name = d.name GROUP BY 1",
+            )
+            .map_err(|e| map_sql_error(&self.describe(db), e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| map_sql_error(&self.describe(db), e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, b)| (t, b.max(0) as u64))
+            .collect())
     }
 
     fn query(

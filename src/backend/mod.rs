@@ -56,8 +56,20 @@ pub struct ApplyReport {
     pub migrations: usize,
     pub statements: usize,
     pub duration_ms: f64,
-    /// Per migration: name and milliseconds.
-    pub timings: Vec<(String, f64)>,
+    /// Statements that took at least [`SLOW_STATEMENT_MS`], in order (index builds, rebuilds).
+    pub slow_statements: Vec<StatementTiming>,
+}
+
+/// Statements at least this slow are listed in an [`ApplyReport`].
+pub const SLOW_STATEMENT_MS: f64 = 1.0;
+
+/// How long one migration statement took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatementTiming {
+    pub migration: String,
+    pub path: String,
+    pub line: usize,
+    pub ms: f64,
 }
 
 /// Where and why an atomic apply failed (everything was rolled back).
@@ -165,6 +177,10 @@ pub trait Backend: Send + Sync {
     /// Exact row counts of every user table.
     fn row_counts(&self, db: &DatabaseRef, ledger_table: &str) -> Result<BTreeMap<String, u64>>;
     fn foreign_key_check(&self, db: &DatabaseRef) -> Result<Vec<FkViolation>>;
+    /// Bytes used by each table, its indexes included; empty when the backend cannot tell.
+    fn table_sizes(&self, _db: &DatabaseRef) -> Result<BTreeMap<String, u64>> {
+        Ok(BTreeMap::new())
+    }
     /// Runs one statement with positional parameters.
     fn query(
         &self,

@@ -123,8 +123,10 @@ impl Engine {
             recovery_snapshot: None,
             pending_count: pending.len() as u32,
         };
+        let probes = self.ws.config.probes.clone();
         self.store.atomically(|s| -> Result<()> {
             s.insert_release(&release, &carried, &artifacts)?;
+            s.set_release_probes(&id, &probes)?;
             s.audit(
                 &self.actor,
                 "release.deployed",
@@ -200,6 +202,13 @@ impl Engine {
             ledger,
             &checksums,
         );
+        ctx.live_probes = match self.store.production()?.active_release {
+            Some(live) => {
+                let probes = self.store.release_probes(&live)?;
+                Some((live, probes))
+            }
+            None => None,
+        };
         let checks = gate::default_checks();
         Ok(gate::run(&checks, &mut ctx))
     }

@@ -11,10 +11,12 @@ use crate::backend::{ApplyFailure, ApplyReport, Backend, BackendError, DatabaseR
 use crate::model::{CheckResult, CheckStatus, GateReport, Verdict};
 use crate::schema::{Schema, SchemaDiff};
 use crate::store::AppliedChecksum;
+use crate::workspace::config::ProbeConfig;
 use crate::workspace::{Config, Migration};
 
 mod integrity;
 mod ordering;
+mod size;
 
 /// When a check runs relative to the preview apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,12 +80,21 @@ pub struct GateContext<'a> {
     pub pending: Vec<Migration>,
     pub production_ledger: &'a [LedgerRow],
     pub applied_checksums: &'a BTreeMap<String, AppliedChecksum>,
+    /// The probes this release carries (from `d1ops.toml` at deploy time).
+    pub probes: Vec<ProbeConfig>,
+    /// The live release and its probes: the code still running during rollout.
+    pub live_probes: Option<(String, Vec<ProbeConfig>)>,
     /// Filled by the runner around the preview apply.
     pub apply: Option<Result<ApplyReport, ApplyFailure>>,
     pub counts_before: Option<BTreeMap<String, u64>>,
     pub counts_after: Option<BTreeMap<String, u64>>,
     pub schema_before: Option<Schema>,
     pub schema_after: Option<Schema>,
+    /// The preview's size before the apply.
+    pub size_before: Option<u64>,
+    /// Bytes per table before the apply, measured only when a pending migration drops a
+    /// table (a rebuild needs room for both copies at once).
+    pub table_bytes_before: BTreeMap<String, u64>,
     /// Free-form data a BeforeApply check leaves for its AfterApply partner.
     pub scratch: BTreeMap<String, serde_json::Value>,
 }
@@ -112,11 +123,15 @@ impl<'a> GateContext<'a> {
             pending,
             production_ledger,
             applied_checksums,
+            probes: config.probes.clone(),
+            live_probes: None,
             apply: None,
             counts_before: None,
             counts_after: None,
             schema_before: None,
             schema_after: None,
+            size_before: None,
+            table_bytes_before: BTreeMap::new(),
             scratch: BTreeMap::new(),
         }
     }
@@ -143,6 +158,7 @@ pub fn default_checks() -> Vec<Box<dyn Check>> {
         Box::new(ordering::MigApply),
         Box::new(integrity::FkCheck),
         Box::new(integrity::DataLoss),
+        Box::new(size::LimitSize),
     ]
 }
 
@@ -227,6 +243,14 @@ fn apply_on_preview(ctx: &mut GateContext<'_>) {
     };
     ctx.counts_before = Some(counts);
     ctx.schema_before = Some(schema);
+    ctx.size_before = ctx.backend.size_bytes(&preview).ok();
+    if ctx
+        .pending
+        .iter()
+        .any(|m| m.statements.iter().any(|s| drops_table(&s.sql)))
+    {
+        ctx.table_bytes_before = ctx.backend.table_sizes(&preview).unwrap_or_default();
+    }
     let outcome = ctx
         .backend
         .apply_migrations(&preview, &ctx.pending, &ledger);
@@ -248,6 +272,15 @@ fn apply_on_preview(ctx: &mut GateContext<'_>) {
             Err(e) => ctx.apply = Some(Err(infra("reading the preview after apply", e))),
         }
     }
+}
+
+/// Whether a statement is `DROP TABLE ...` (the middle of a create-copy-drop-rename rebuild).
+pub fn drops_table(sql: &str) -> bool {
+    let mut words = sql.split_whitespace();
+    matches!(
+        (words.next(), words.next()),
+        (Some(a), Some(b)) if a.eq_ignore_ascii_case("drop") && b.eq_ignore_ascii_case("table")
+    )
 }
 
 /// Formats a count with thousands separators.

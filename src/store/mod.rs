@@ -174,6 +174,10 @@ const UPGRADES: &[&str] = &[
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     "#,
+    // v2: a release carries its probes (the live release's probes check the candidate).
+    r#"
+    ALTER TABLE releases ADD COLUMN probes TEXT;
+    "#,
 ];
 
 /// The state store: one connection, used from one thread at a time.

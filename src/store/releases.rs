@@ -5,6 +5,7 @@ use super::{Result, Store, StoreError, optional};
 use crate::model::{
     Approval, Artifact, Failure, GateReport, Release, ReleaseMigration, ReleaseState, Verdict, now,
 };
+use crate::workspace::config::ProbeConfig;
 
 const RELEASE_COLUMNS: &str = "id, state, author, label, commit_sha, supersedes, created_at, \
      updated_at, verdict, preview_env, base_fingerprint, failure, root_cause, guardrail, \
@@ -290,6 +291,33 @@ impl Store {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// Stores the probes a release carries (its `d1ops.toml` probes at deploy time).
+    pub fn set_release_probes(&self, id: &str, probes: &[ProbeConfig]) -> Result<()> {
+        let json = serde_json::to_string(probes).unwrap_or_else(|_| "[]".into());
+        self.conn.execute(
+            "UPDATE releases SET probes = ?2 WHERE id = ?1",
+            params![id, json],
+        )?;
+        Ok(())
+    }
+
+    /// The probes a release carries (empty for releases deployed without any).
+    pub fn release_probes(&self, id: &str) -> Result<Vec<ProbeConfig>> {
+        let json: Option<String> = optional(self.conn.query_row(
+            "SELECT probes FROM releases WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        ))?
+        .flatten();
+        match json {
+            None => Ok(Vec::new()),
+            Some(j) => serde_json::from_str(&j).map_err(|_| StoreError::Corrupt {
+                what: "releases.probes",
+                value: j.chars().take(80).collect(),
+            }),
+        }
     }
 
     pub fn add_approval(&self, id: &str, approver: &str, note: Option<&str>) -> Result<()> {

@@ -64,6 +64,9 @@ pub struct Config {
     pub gate: GateConfig,
     #[serde(rename = "probe", skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeConfig>,
+    /// Custom capacity plans, by name (see `plan`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub plans: std::collections::BTreeMap<String, crate::plans::Plan>,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             policy: Policy::default(),
             gate: GateConfig::default(),
             probes: Vec::new(),
+            plans: Default::default(),
         }
     }
 }
@@ -121,6 +125,10 @@ impl Default for Policy {
 pub struct GateConfig {
     pub regression_ratio: f64,
     pub scan_rows_warn: u64,
+    /// Added to `regression_ratio × p95 before`, so sub-millisecond noise cannot block.
+    pub latency_floor_ms: f64,
+    /// `CREATE INDEX` on a table with more rows than this is flagged (with its build time).
+    pub index_rows_warn: u64,
     /// Per-check severity overrides: check or lint id → `fail` | `warn` | `off`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub severity: std::collections::BTreeMap<String, String>,
@@ -131,6 +139,8 @@ impl Default for GateConfig {
         GateConfig {
             regression_ratio: 1.5,
             scan_rows_warn: 10_000,
+            latency_floor_ms: 2.0,
+            index_rows_warn: 100_000,
             severity: Default::default(),
         }
     }
@@ -225,6 +235,14 @@ impl Config {
         if self.gate.regression_ratio.is_nan() || self.gate.regression_ratio < 1.0 {
             return Err(invalid("gate.regression_ratio must be at least 1.0".into()));
         }
+        if self.plan().is_none() {
+            return Err(invalid(format!(
+                "plan {:?} is neither built in ({}) nor declared under [plans.{}]",
+                self.plan,
+                crate::plans::BUILTIN.join(", "),
+                self.plan
+            )));
+        }
         for (id, sev) in &self.gate.severity {
             if !matches!(sev.as_str(), "fail" | "warn" | "off") {
                 return Err(invalid(format!(
@@ -251,6 +269,14 @@ impl Config {
     pub fn preview_ttl(&self) -> std::time::Duration {
         humantime::parse_duration(&self.policy.preview_ttl)
             .unwrap_or(std::time::Duration::from_secs(7 * 24 * 3600))
+    }
+
+    /// The selected capacity plan (validated at load).
+    pub fn plan(&self) -> Option<crate::plans::Plan> {
+        self.plans
+            .get(&self.plan)
+            .cloned()
+            .or_else(|| crate::plans::builtin(&self.plan))
     }
 
     /// The per-statement apply time limit (validated at load).
