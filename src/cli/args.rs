@@ -118,6 +118,9 @@ pub enum Command {
         #[arg(long)]
         include_pending: bool,
     },
+    /// Lint the migrations folder alone (D1 compatibility, destructive and risky changes);
+    /// exits 1 when any finding is at fail severity.
+    Lint,
     /// The audit log.
     Audit {
         /// Recompute the hash chain and report whether it verifies.

@@ -9,6 +9,7 @@ use crate::engine::{Engine, EngineError, EngineOptions};
 
 pub mod args;
 mod lifecycle;
+mod lint;
 mod listings;
 pub mod output;
 
@@ -156,6 +157,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(exit::OK)
         }
+        Some(Command::Lint) => lint::run(&cli),
         Some(cmd) => {
             let mut engine = open(&cli)?;
             match cmd {

@@ -15,7 +15,9 @@ use crate::workspace::config::ProbeConfig;
 use crate::workspace::{Config, Migration};
 
 mod integrity;
+pub mod lint;
 mod ordering;
+pub mod probes;
 mod size;
 
 /// When a check runs relative to the preview apply.
@@ -65,6 +67,10 @@ impl CheckOutcome {
 pub trait Check: Send + Sync {
     fn id(&self) -> &'static str;
     fn phase(&self) -> Phase;
+    /// Called before the preview apply, for checks that need a baseline of the preview as
+    /// cloned from production (probes, plans). Not reported; only runs when there is a
+    /// preview with pending migrations.
+    fn baseline(&self, _ctx: &mut GateContext<'_>) {}
     fn run(&self, ctx: &mut GateContext<'_>) -> CheckOutcome;
 }
 
@@ -150,16 +156,17 @@ impl<'a> GateContext<'a> {
     }
 }
 
-/// The checks this build ships, in run order.
+/// The checks this build ships, in catalogue order (DESIGN.md's gate table).
 pub fn default_checks() -> Vec<Box<dyn Check>> {
-    vec![
-        Box::new(ordering::MigOrder),
-        Box::new(ordering::MigDrift),
-        Box::new(ordering::MigApply),
-        Box::new(integrity::FkCheck),
-        Box::new(integrity::DataLoss),
-        Box::new(size::LimitSize),
-    ]
+    let mut checks: Vec<Box<dyn Check>> =
+        vec![Box::new(ordering::MigOrder), Box::new(ordering::MigDrift)];
+    checks.extend(lint::checks());
+    checks.push(Box::new(ordering::MigApply));
+    checks.push(Box::new(integrity::DataLoss));
+    checks.push(Box::new(integrity::FkCheck));
+    checks.extend(probes::checks());
+    checks.push(Box::new(size::LimitSize));
+    checks
 }
 
 /// Runs `checks` against `ctx`, applying the pending migrations to the preview between the
@@ -169,6 +176,15 @@ pub fn run(checks: &[Box<dyn Check>], ctx: &mut GateContext<'_>) -> GateReport {
     let mut results = Vec::with_capacity(checks.len());
     for check in checks.iter().filter(|c| c.phase() == Phase::BeforeApply) {
         results.push(run_one(check.as_ref(), ctx));
+    }
+    if ctx.preview.is_some() && !ctx.pending.is_empty() {
+        for check in checks {
+            let started = Instant::now();
+            check.baseline(ctx);
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            ctx.scratch
+                .insert(format!("baseline_ms.{}", check.id()), serde_json::json!(ms));
+        }
     }
     let apply_started = Instant::now();
     apply_on_preview(ctx);
