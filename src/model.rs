@@ -248,6 +248,11 @@ pub struct Snapshot {
     pub size_bytes: u64,
     pub created_at: String,
     pub deleted_at: Option<String>,
+    /// `pre-promote` (taken before a release's migrations reached production) or
+    /// `pre-restore` (taken before a restore, so the restore can be undone).
+    pub kind: String,
+    /// The release production pointed at when the snapshot was taken.
+    pub previous_release: Option<String>,
 }
 
 /// One append-only, hash-chained audit event.

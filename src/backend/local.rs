@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags, types::ValueRef};
 
 use super::{
     ApplyFailure, ApplyReport, Backend, BackendError, DatabaseRef, FkViolation, LedgerRow,
-    QueryResult, Result, SnapshotRef,
+    PlanStep, ProbeRun, ProbeSpec, QueryResult, Result, SnapshotRef,
 };
 use crate::schema::{self, Schema};
 use crate::workspace::Migration;
@@ -541,6 +541,102 @@ pub fn run_query(
     })
 }
 
+/// `EXPLAIN QUERY PLAN` of one statement, as (id, parent, detail) rows.
+fn explain_plan(
+    conn: &Connection,
+    sql: &str,
+    values: &[rusqlite::types::Value],
+) -> rusqlite::Result<Vec<PlanStep>> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    // A statement with fewer placeholders than parameters fails the run below, not here.
+    let bound = values.len().min(stmt.parameter_count());
+    let rows = stmt.query_map(rusqlite::params_from_iter(&values[..bound]), |r| {
+        Ok(PlanStep {
+            id: r.get(0)?,
+            parent: r.get(1)?,
+            detail: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Executes a prepared statement once, stepping every row; returns the row count.
+fn step_all(
+    stmt: &mut rusqlite::Statement<'_>,
+    values: &[rusqlite::types::Value],
+) -> rusqlite::Result<u64> {
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let mut n = 0;
+    while rows.next()?.is_some() {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A probe on an open connection (see [`Backend::run_probe`]).
+fn probe_on(conn: &Connection, clock: &StatementClock, probe: &ProbeSpec) -> ProbeRun {
+    let values: Vec<rusqlite::types::Value> = probe.params.iter().map(json_param).collect();
+    let mut out = ProbeRun::default();
+    clock.start();
+    match explain_plan(conn, &probe.sql, &values) {
+        Ok(plan) => out.plan = plan,
+        Err(e) => {
+            out.error = Some(clock.explain(&e));
+            return out;
+        }
+    }
+    let mut stmt = match conn.prepare(&probe.sql) {
+        Ok(s) => s,
+        Err(e) => {
+            out.error = Some(clock.explain(&e));
+            return out;
+        }
+    };
+    if !probe.write && !stmt.readonly() {
+        out.error = Some(
+            "the statement writes but the probe is kind = \"read\"; declare kind = \"write\" so it runs in a rolled-back savepoint".into(),
+        );
+        return out;
+    }
+    let started = Instant::now();
+    for i in 0..probe.runs.max(1) {
+        if i > 0 && started.elapsed().as_secs_f64() * 1000.0 > probe.time_budget_ms {
+            break;
+        }
+        if probe.write
+            && let Err(e) = conn.execute_batch("SAVEPOINT d1ops_probe")
+        {
+            out.error = Some(sqlite_message(&e));
+            break;
+        }
+        clock.start();
+        let run_started = Instant::now();
+        let result = step_all(&mut stmt, &values);
+        let ms = run_started.elapsed().as_secs_f64() * 1000.0;
+        let changes = conn.changes();
+        if probe.write
+            && let Err(e) = conn.execute_batch("ROLLBACK TO d1ops_probe; RELEASE d1ops_probe")
+        {
+            out.error = Some(format!("rolling back the probe: {}", sqlite_message(&e)));
+            break;
+        }
+        match result {
+            Ok(rows) => {
+                if i == 0 {
+                    out.rows = Some(rows);
+                    out.changes = probe.write.then_some(changes);
+                }
+                out.timings_ms.push(ms);
+            }
+            Err(e) => {
+                out.error = Some(clock.explain(&e));
+                break;
+            }
+        }
+    }
+    out
+}
+
 impl Backend for LocalBackend {
     fn kind(&self) -> &'static str {
         "local"
@@ -786,6 +882,40 @@ impl Backend for LocalBackend {
         fk_check(&self.open(db)?, None)
     }
 
+    fn loss_since(
+        &self,
+        db: &DatabaseRef,
+        snapshot: &SnapshotRef,
+        ledger_table: &str,
+    ) -> Result<super::LossReport> {
+        let current = self.path(db)?;
+        let Some(location) = &snapshot.location else {
+            // The recovery point is "no database": everything now in it would go.
+            let conn = self.open(db)?;
+            let counts = schema::table_row_counts(&conn, ledger_table)
+                .map_err(|e| BackendError::Other(e.to_string()))?;
+            return Ok(super::LossReport {
+                tables: counts
+                    .into_iter()
+                    .map(|(table, n)| super::TableLoss {
+                        table,
+                        inserted: n,
+                        updated: None,
+                        deleted: 0,
+                        note: Some(
+                            "the recovery point has no database; the restore removes it".into(),
+                        ),
+                    })
+                    .collect(),
+            });
+        };
+        let snap = self.snapshot_path(location)?;
+        if !snap.is_file() {
+            return Err(BackendError::NotFound(format!("snapshot {location}")));
+        }
+        super::local_loss::loss_report(&current, &snap, ledger_table)
+    }
+
     fn table_sizes(&self, db: &DatabaseRef) -> Result<BTreeMap<String, u64>> {
         let conn = self.open(db)?;
         let mut stmt = conn
@@ -811,5 +941,17 @@ impl Backend for LocalBackend {
         params: &[serde_json::Value],
     ) -> Result<QueryResult> {
         run_query(&self.open(db)?, sql, params)
+    }
+
+    fn run_probe(&self, db: &DatabaseRef, probe: &ProbeSpec) -> Result<ProbeRun> {
+        let mut conn = self.open(db)?;
+        let clock = StatementClock::install(&mut conn, self.statement_timeout)
+            .map_err(|e| map_sql_error(&self.describe(db), e))?;
+        let run = probe_on(&conn, &clock, probe);
+        if !conn.is_autocommit() {
+            // Only a failed rollback leaves a transaction open; never keep a probe's writes.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        Ok(run)
     }
 }

@@ -11,6 +11,7 @@ use crate::schema::Schema;
 use crate::workspace::Migration;
 
 pub mod local;
+mod local_loss;
 
 pub use local::LocalBackend;
 
@@ -111,6 +112,35 @@ pub fn one_line(s: &str, max: usize) -> String {
     }
 }
 
+/// What a restore to a recovery point would undo, per table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LossReport {
+    pub tables: Vec<TableLoss>,
+}
+
+/// One table's changes since a recovery point (all of them lost by restoring it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableLoss {
+    pub table: String,
+    /// Rows added since the snapshot (gone after the restore).
+    pub inserted: u64,
+    /// Rows changed since the snapshot (their changes are gone); `None` when not detectable.
+    pub updated: Option<u64>,
+    /// Rows removed since the snapshot (back after the restore).
+    pub deleted: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl LossReport {
+    /// Whether the restore would lose or change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.tables
+            .iter()
+            .all(|t| t.inserted == 0 && t.deleted == 0 && t.updated.unwrap_or(0) == 0)
+    }
+}
+
 /// The rows and counters of one executed statement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct QueryResult {
@@ -119,6 +149,43 @@ pub struct QueryResult {
     pub changes: u64,
     pub last_row_id: i64,
     pub duration_ms: f64,
+}
+
+/// A probe as a backend runs it: one statement, its positional parameters, how often.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSpec {
+    pub sql: String,
+    pub params: Vec<serde_json::Value>,
+    /// Write probes run inside a savepoint that is rolled back after every run, so the
+    /// database keeps the data it had.
+    pub write: bool,
+    /// Timed executions (at least one runs).
+    pub runs: u32,
+    /// Stop repeating once the runs so far took this long in total (a probe that regressed
+    /// to seconds must not hold the gate for minutes); the first run always happens.
+    pub time_budget_ms: f64,
+}
+
+/// One row of `EXPLAIN QUERY PLAN`: `parent` is the `id` of the enclosing step (0: top).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanStep {
+    pub id: i64,
+    pub parent: i64,
+    pub detail: String,
+}
+
+/// What running a probe measured. An SQL error is a result (`error`), not a backend error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ProbeRun {
+    /// The query plan; empty when the statement did not prepare.
+    pub plan: Vec<PlanStep>,
+    /// One wall-clock time per completed run, in order.
+    pub timings_ms: Vec<f64>,
+    /// Rows the first run returned (every row stepped).
+    pub rows: Option<u64>,
+    /// Rows the first run changed (write probes).
+    pub changes: Option<u64>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,10 +244,27 @@ pub trait Backend: Send + Sync {
     /// Exact row counts of every user table.
     fn row_counts(&self, db: &DatabaseRef, ledger_table: &str) -> Result<BTreeMap<String, u64>>;
     fn foreign_key_check(&self, db: &DatabaseRef) -> Result<Vec<FkViolation>>;
+    /// What restoring `db` to `snapshot` would lose: per table, rows inserted, updated and
+    /// deleted since the snapshot.
+    fn loss_since(
+        &self,
+        _db: &DatabaseRef,
+        _snapshot: &SnapshotRef,
+        _ledger_table: &str,
+    ) -> Result<LossReport> {
+        Err(BackendError::Other(
+            "this backend cannot compare a database with a recovery point".into(),
+        ))
+    }
     /// Bytes used by each table, its indexes included; empty when the backend cannot tell.
     fn table_sizes(&self, _db: &DatabaseRef) -> Result<BTreeMap<String, u64>> {
         Ok(BTreeMap::new())
     }
+    /// Runs a probe on `db` over one connection: `EXPLAIN QUERY PLAN`, then up to
+    /// `probe.runs` timed executions, each write probe run inside `SAVEPOINT d1ops_probe`
+    /// rolled back afterwards. `Err` only when the database cannot be reached. (Over D1's
+    /// `/query` this is the same EXPLAIN plus N executions timed by `meta.duration`.)
+    fn run_probe(&self, db: &DatabaseRef, probe: &ProbeSpec) -> Result<ProbeRun>;
     /// Runs one statement with positional parameters.
     fn query(
         &self,

@@ -118,6 +118,26 @@ pub enum Command {
         #[arg(long)]
         include_pending: bool,
     },
+    /// Restore production's database to the recovery point taken just before a release was
+    /// promoted (shows what would be lost first), or undo the last restore.
+    Restore {
+        /// The release whose pre-promotion recovery point to restore.
+        #[arg(
+            long = "to-release",
+            value_name = "ID",
+            required_unless_present = "undo",
+            conflicts_with = "undo"
+        )]
+        to_release: Option<String>,
+        /// Put back what the last restore replaced.
+        #[arg(long)]
+        undo: bool,
+        /// Do not ask for the typed confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Recovery points (snapshots) with their release, time, size and retention.
+    Snapshots,
     /// Lint the migrations folder alone (D1 compatibility, destructive and risky changes);
     /// exits 1 when any finding is at fail severity.
     Lint,

@@ -150,7 +150,7 @@ pub(super) fn print_checklist(checks: &[CheckResult]) {
 }
 
 /// Asks on the terminal; `None` when there is no terminal to ask on.
-fn ask(prompt: &str) -> Option<String> {
+pub(super) fn ask(prompt: &str) -> Option<String> {
     if !std::io::stdin().is_terminal() {
         return None;
     }
@@ -233,51 +233,40 @@ fn cleanup(
         None => None,
     };
     let plan = engine.cleanup_plan(older, include_pending)?;
-    let total: u64 = plan.iter().map(|i| i.size_bytes).sum();
-    if !cli.json || dry_run {
-        if plan.is_empty() {
-            if !cli.json {
-                println!("no stale previews");
-            }
-        } else if !cli.json {
-            let rows: Vec<Vec<String>> = plan
-                .iter()
-                .map(|i| {
-                    vec![
-                        i.env.clone(),
-                        i.release_state.clone().unwrap_or_default(),
-                        output::bytes(i.size_bytes),
-                        i.reason.clone(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                output::table(&["PREVIEW", "RELEASE", "SIZE", "WHY STALE"], &rows)
-            );
-            println!(
-                "{} preview(s), {} in total",
-                plan.len(),
-                output::bytes(total)
-            );
-        }
+    let snapshots: Vec<_> = engine
+        .snapshots()?
+        .into_iter()
+        .filter(|v| v.expired)
+        .collect();
+    let total: u64 = plan.iter().map(|i| i.size_bytes).sum::<u64>()
+        + snapshots.iter().map(|v| v.snapshot.size_bytes).sum::<u64>();
+    if !cli.json {
+        print_cleanup_plan(&plan, &snapshots, total);
     }
     if dry_run {
         if cli.json {
-            print_json(&json!({"dry_run": true, "would_delete": plan, "would_free_bytes": total}))?;
+            print_json(&json!({
+                "dry_run": true, "would_delete": plan,
+                "would_delete_snapshots": snapshots, "would_free_bytes": total,
+            }))?;
         } else {
             println!("dry run: nothing deleted");
         }
         return Ok(exit::OK);
     }
-    if plan.is_empty() {
+    if plan.is_empty() && snapshots.is_empty() {
         if cli.json {
             print_json(&crate::engine::CleanupReport::default())?;
         }
         return Ok(exit::OK);
     }
     if !yes {
-        match ask(&format!("delete these {} preview(s)? [y/N] ", plan.len())) {
+        let what = format!(
+            "{} preview(s) and {} recovery point(s)",
+            plan.len(),
+            snapshots.len()
+        );
+        match ask(&format!("delete {what}? [y/N] ")) {
             Some(a) if a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes") => {}
             Some(_) => {
                 println!("nothing deleted");
@@ -288,12 +277,19 @@ fn cleanup(
             ),
         }
     }
-    let report = engine.cleanup(&plan)?;
+    let report = engine.cleanup_with_snapshots(&plan, &snapshots)?;
     if cli.json {
         print_json(&report)?;
     } else {
         for item in &report.deleted {
             println!("deleted {} ({})", item.env, output::bytes(item.size_bytes));
+        }
+        for snap in &report.snapshots_deleted {
+            println!(
+                "deleted snapshot {} ({})",
+                snap.id,
+                output::bytes(snap.size_bytes)
+            );
         }
         for e in &report.errors {
             eprintln!("{}", paint(&format!("could not delete {e}"), YELLOW));
@@ -305,4 +301,54 @@ fn cleanup(
     } else {
         exit::ERROR
     })
+}
+
+fn print_cleanup_plan(
+    plan: &[crate::engine::CleanupItem],
+    snapshots: &[crate::engine::SnapshotView],
+    total: u64,
+) {
+    if plan.is_empty() {
+        println!("no stale previews");
+    } else {
+        let rows: Vec<Vec<String>> = plan
+            .iter()
+            .map(|i| {
+                vec![
+                    i.env.clone(),
+                    i.release_state.clone().unwrap_or_default(),
+                    output::bytes(i.size_bytes),
+                    i.reason.clone(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            output::table(&["PREVIEW", "RELEASE", "SIZE", "WHY STALE"], &rows)
+        );
+    }
+    if !snapshots.is_empty() {
+        let rows: Vec<Vec<String>> = snapshots
+            .iter()
+            .map(|v| {
+                vec![
+                    v.snapshot.id.to_string(),
+                    v.snapshot.release_id.clone().unwrap_or_default(),
+                    v.snapshot.created_at.clone(),
+                    output::bytes(v.snapshot.size_bytes),
+                ]
+            })
+            .collect();
+        println!("recovery points past retention:");
+        print!(
+            "{}",
+            output::table(&["SNAPSHOT", "RELEASE", "TAKEN", "SIZE"], &rows)
+        );
+    }
+    println!(
+        "{} preview(s), {} recovery point(s), {} in total",
+        plan.len(),
+        snapshots.len(),
+        output::bytes(total)
+    );
 }

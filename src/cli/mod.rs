@@ -12,6 +12,7 @@ mod lifecycle;
 mod lint;
 mod listings;
 pub mod output;
+mod recovery;
 
 pub use args::{Cli, Command};
 
@@ -94,7 +95,12 @@ pub(crate) fn open(cli: &Cli) -> anyhow::Result<Engine> {
     let engine = Engine::open(&cli.workspace, engine_options(cli))?;
     if let Some(r) = &engine.recovered {
         eprintln!(
-            "d1ops: recovered an interrupted promotion of {} (by {}, stopped at step {}): {}",
+            "d1ops: recovered an interrupted {} of {} (by {}, stopped at step {}): {}",
+            if r.operation == "promote" {
+                "promotion"
+            } else {
+                r.operation.as_str()
+            },
             r.release,
             r.holder,
             r.step,
@@ -167,6 +173,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 | Command::Annotate { .. }
                 | Command::Promote { .. }
                 | Command::Cleanup { .. } => lifecycle::run(&cli, cmd, &mut engine),
+                Command::Restore { .. } | Command::Snapshots => {
+                    recovery::run(&cli, cmd, &mut engine)
+                }
                 _ => listings::run(&cli, cmd, &engine),
             }
         }

@@ -24,8 +24,21 @@ pub struct CleanupItem {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct CleanupReport {
     pub deleted: Vec<CleanupItem>,
+    /// Recovery points deleted by the retention policy.
+    pub snapshots_deleted: Vec<crate::model::Snapshot>,
     pub freed_bytes: u64,
     pub errors: Vec<String>,
+}
+
+/// A recovery point and whether retention keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotView {
+    #[serde(flatten)]
+    pub snapshot: crate::model::Snapshot,
+    /// Why it is kept regardless of retention (`None`: only the policy decides).
+    pub protected: Option<String>,
+    /// Outside the retention policy and not protected: `cleanup` deletes it.
+    pub expired: bool,
 }
 
 /// Why a preview is stale, if it is: its release is no longer a candidate, or it has been
@@ -57,6 +70,71 @@ pub fn idle_for(env: &Environment) -> Duration {
 }
 
 impl Engine {
+    /// Recovery points (newest first) with what retention decides for each.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotView>> {
+        let keep = &self.ws.config.snapshots;
+        let live = self.store.production()?.active_release;
+        let live_point = match &live {
+            Some(id) => self.store.release(id)?.and_then(|r| r.recovery_snapshot),
+            None => None,
+        };
+        let undo = self.store.last_undoable_restore()?;
+        let now = crate::model::now_utc();
+        let mut out = Vec::new();
+        for (i, snap) in self.store.snapshots(false)?.into_iter().enumerate() {
+            let protected = if Some(snap.id) == live_point {
+                Some("recovery point of the live release".to_string())
+            } else if undo
+                .as_ref()
+                .is_some_and(|u| u.pre_snapshot_id == Some(snap.id))
+            {
+                Some("undo point of the last restore".to_string())
+            } else {
+                None
+            };
+            let age_days = parse_time(&snap.created_at)
+                .map(|t| (now - t).num_days())
+                .unwrap_or(0);
+            let kept = (i as u32) < keep.keep_last || age_days < i64::from(keep.keep_days);
+            out.push(SnapshotView {
+                expired: protected.is_none() && !kept,
+                protected,
+                snapshot: snap,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes the expired recovery points among `views`.
+    fn delete_expired_snapshots(
+        &mut self,
+        views: &[SnapshotView],
+        report: &mut CleanupReport,
+    ) -> Result<()> {
+        for v in views.iter().filter(|v| v.expired) {
+            let snap = crate::backend::SnapshotRef {
+                location: v.snapshot.location.clone(),
+                size_bytes: v.snapshot.size_bytes,
+            };
+            if let Err(e) = self.backend.delete_snapshot(&snap) {
+                report
+                    .errors
+                    .push(format!("snapshot {}: {e}", v.snapshot.id));
+                continue;
+            }
+            let actor = self.actor.clone();
+            self.store.atomically(|s| -> Result<()> {
+                s.mark_snapshot_deleted(v.snapshot.id)?;
+                s.audit(&actor, "snapshot.deleted", v.snapshot.release_id.as_deref(), Some(&v.snapshot.env),
+                    &json!({"snapshot": v.snapshot.id, "size_bytes": v.snapshot.size_bytes, "reason": "retention"}))?;
+                Ok(())
+            })?;
+            report.freed_bytes += v.snapshot.size_bytes;
+            report.snapshots_deleted.push(v.snapshot.clone());
+        }
+        Ok(())
+    }
+
     /// The stale previews, optionally only those idle longer than `older_than`; candidates
     /// awaiting a decision are left out unless `include_pending`.
     pub fn cleanup_plan(
@@ -101,8 +179,18 @@ impl Engine {
 
     /// Deletes the previews in `items` (as planned by [`Engine::cleanup_plan`]).
     pub fn cleanup(&mut self, items: &[CleanupItem]) -> Result<CleanupReport> {
+        self.cleanup_with_snapshots(items, &[])
+    }
+
+    /// Deletes the previews in `items` and the expired recovery points among `snapshots`.
+    pub fn cleanup_with_snapshots(
+        &mut self,
+        items: &[CleanupItem],
+        snapshots: &[SnapshotView],
+    ) -> Result<CleanupReport> {
         self.ensure_writable("cleanup")?;
         let mut report = CleanupReport::default();
+        self.delete_expired_snapshots(snapshots, &mut report)?;
         for item in items {
             let Some(env) = self.store.env(&item.env)? else {
                 continue;

@@ -16,13 +16,15 @@ mod decisions;
 mod deploy;
 mod promote;
 mod recovery;
+mod restore;
 mod views;
 
-pub use cleanup::{CleanupItem, CleanupReport};
+pub use cleanup::{CleanupItem, CleanupReport, SnapshotView};
 pub use decisions::ApproveOutcome;
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use promote::PromoteOutcome;
 pub use recovery::RecoveryReport;
+pub use restore::{RestoreOutcome, RestorePlan};
 pub use views::{EnvView, ReleaseDetail, ReleaseDiff};
 
 /// The production environment's name (and, locally, its database id).

@@ -74,7 +74,7 @@ impl Engine {
             return Err(EngineError::Refused(why));
         }
         let previous = self.store.production()?.active_release;
-        self.acquire_lock(&rel, previous.as_deref())?;
+        self.acquire_lock(&rel.id, previous.as_deref(), "promote", None)?;
         fault::point("promote.after_lock");
         // Re-check under the lock: another promotion may have finished while we waited.
         let fresh = self.resolve(&rel.id)?;
@@ -126,8 +126,14 @@ impl Engine {
                 }
             };
             let sid = self.store.atomically(|s| -> Result<i64> {
-                let sid =
-                    s.insert_snapshot(Some(&rel.id), PRODUCTION, location.as_deref(), size)?;
+                let sid = s.insert_snapshot(
+                    Some(&rel.id),
+                    PRODUCTION,
+                    location.as_deref(),
+                    size,
+                    "pre-promote",
+                    previous.as_deref(),
+                )?;
                 s.set_lock_step(LockStep::Snapshotted, Some(sid), created_database)?;
                 Ok(sid)
             })?;
@@ -168,38 +174,38 @@ impl Engine {
             .collect()
     }
 
-    fn acquire_lock(&mut self, rel: &Release, previous: Option<&str>) -> Result<()> {
-        let actor = self.actor.clone();
-        let taken = self
-            .store
-            .atomically(|s| -> Result<Option<crate::store::LockRow>> {
-                if let Some(held) = s.lock()? {
-                    return Ok(Some(held));
+    /// Takes the production lock for `operation` on `release`; a lock whose holder died is
+    /// recovered first. A live holder is named in the refusal.
+    pub(super) fn acquire_lock(
+        &mut self,
+        release: &str,
+        previous: Option<&str>,
+        operation: &str,
+        fingerprint_before: Option<&str>,
+    ) -> Result<()> {
+        for attempt in 0..2 {
+            let actor = self.actor.clone();
+            let held = self
+                .store
+                .atomically(|s| -> Result<Option<crate::store::LockRow>> {
+                    if let Some(held) = s.lock()? {
+                        return Ok(Some(held));
+                    }
+                    s.insert_lock(release, &actor, previous, operation, fingerprint_before)?;
+                    Ok(None)
+                })?;
+            match held {
+                None => return Ok(()),
+                // Its holder died: recover, then try once more.
+                Some(held) if attempt == 0 && !holder_alive_row(&held) => {
+                    self.recovered = self.recover()?;
                 }
-                s.insert_lock(&rel.id, &actor, previous)?;
-                Ok(None)
-            })?;
-        match taken {
-            None => Ok(()),
-            Some(held) if !holder_alive_row(&held) => {
-                // Its holder died: recover first, then try once more.
-                self.recovered = self.recover()?;
-                let again =
-                    self.store
-                        .atomically(|s| -> Result<Option<crate::store::LockRow>> {
-                            if let Some(held) = s.lock()? {
-                                return Ok(Some(held));
-                            }
-                            s.insert_lock(&rel.id, &actor, previous)?;
-                            Ok(None)
-                        })?;
-                match again {
-                    None => Ok(()),
-                    Some(held) => Err(in_progress(&held)),
-                }
+                Some(held) => return Err(in_progress(&held)),
             }
-            Some(held) => Err(in_progress(&held)),
         }
+        Err(EngineError::Refused(
+            "could not take the production lock".into(),
+        ))
     }
 
     /// Success: release live, previous superseded, production points at it, lock released —
@@ -369,8 +375,13 @@ impl Engine {
 }
 
 fn in_progress(held: &crate::store::LockRow) -> EngineError {
+    let what = match held.operation.as_str() {
+        "restore" => "restore",
+        "rollback" => "rollback",
+        _ => "promotion",
+    };
     EngineError::Refused(format!(
-        "promotion of {} in progress by {} since {} (pid {} on {}); try again when it finishes",
+        "{what} of {} in progress by {} since {} (pid {} on {}); try again when it finishes",
         held.release_id, held.holder, held.since, held.pid, held.host
     ))
 }

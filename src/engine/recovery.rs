@@ -16,6 +16,8 @@ use crate::store::{LockRow, LockStep, holder_alive_row};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecoveryReport {
     pub release: String,
+    /// `promote`, `restore` or `rollback`.
+    pub operation: String,
     /// `rolled_forward` or `rolled_back`.
     pub outcome: String,
     pub step: String,
@@ -30,6 +32,17 @@ impl Engine {
         };
         if holder_alive_row(&lock) {
             return Ok(None);
+        }
+        if lock.operation == "restore" {
+            let outcome = self.recover_restore(&lock)?;
+            tracing::warn!(outcome, "recovered an interrupted restore");
+            return Ok(Some(RecoveryReport {
+                release: lock.release_id.clone(),
+                operation: "restore".into(),
+                outcome: outcome.into(),
+                step: lock.step.as_str().into(),
+                holder: lock.holder.clone(),
+            }));
         }
         let pending = self.pending_migrations(&lock.release_id)?;
         let db = match self.production_db()? {
@@ -74,6 +87,7 @@ impl Engine {
         };
         let report = RecoveryReport {
             release: lock.release_id.clone(),
+            operation: lock.operation.clone(),
             outcome: outcome.into(),
             step: lock.step.as_str().into(),
             holder: lock.holder.clone(),

@@ -103,6 +103,8 @@ pub struct GateContext<'a> {
     pub table_bytes_before: BTreeMap<String, u64>,
     /// Free-form data a BeforeApply check leaves for its AfterApply partner.
     pub scratch: BTreeMap<String, serde_json::Value>,
+    /// Probe measurements before and after the apply, shared by the probe checks.
+    pub probe_runs: probes::ProbeRuns,
 }
 
 impl<'a> GateContext<'a> {
@@ -139,6 +141,7 @@ impl<'a> GateContext<'a> {
             size_before: None,
             table_bytes_before: BTreeMap::new(),
             scratch: BTreeMap::new(),
+            probe_runs: probes::ProbeRuns::default(),
         }
     }
 

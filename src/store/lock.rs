@@ -47,13 +47,17 @@ pub struct LockRow {
     pub prev_active: Option<String>,
     /// The promotion created production's database (lazy provisioning).
     pub created_database: bool,
+    /// `promote`, `restore` or `rollback`: which operation holds the lock.
+    pub operation: String,
+    /// Production's fingerprint when the operation started (restore recovery compares it).
+    pub fingerprint_before: Option<String>,
 }
 
 impl Store {
     pub fn lock(&self) -> Result<Option<LockRow>> {
         optional(self.conn.query_row(
             "SELECT release_id, holder, pid, host, since, step, snapshot_id, prev_active, \
-             created_database FROM promotion_lock WHERE id = 1",
+             created_database, operation, fingerprint_before FROM promotion_lock WHERE id = 1",
             [],
             |r| {
                 let step: String = r.get(5)?;
@@ -67,6 +71,8 @@ impl Store {
                     snapshot_id: r.get(6)?,
                     prev_active: r.get(7)?,
                     created_database: r.get(8)?,
+                    operation: r.get(9)?,
+                    fingerprint_before: r.get(10)?,
                 })
             },
         ))
@@ -79,6 +85,8 @@ impl Store {
         release_id: &str,
         holder: &str,
         prev_active: Option<&str>,
+        operation: &str,
+        fingerprint_before: Option<&str>,
     ) -> Result<LockRow> {
         let row = LockRow {
             release_id: release_id.to_string(),
@@ -90,10 +98,12 @@ impl Store {
             snapshot_id: None,
             prev_active: prev_active.map(str::to_string),
             created_database: false,
+            operation: operation.to_string(),
+            fingerprint_before: fingerprint_before.map(str::to_string),
         };
         self.conn.execute(
-            "INSERT INTO promotion_lock(id, release_id, holder, pid, host, since, step, prev_active) \
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO promotion_lock(id, release_id, holder, pid, host, since, step, \
+             prev_active, operation, fingerprint_before) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 row.release_id,
                 row.holder,
@@ -101,7 +111,9 @@ impl Store {
                 row.host,
                 row.since,
                 row.step.as_str(),
-                row.prev_active
+                row.prev_active,
+                row.operation,
+                row.fingerprint_before
             ],
         )?;
         Ok(row)

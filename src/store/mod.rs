@@ -12,10 +12,12 @@ mod envs;
 mod lock;
 mod records;
 mod releases;
+mod restores;
 
 pub use audit::ChainStatus;
 pub use lock::{LockRow, LockStep, holder_alive_row};
 pub use records::AppliedChecksum;
+pub use restores::RestoreRecord;
 
 /// File name of the state database inside `.d1ops/`.
 pub const STATE_FILE: &str = "state.sqlite";
@@ -177,6 +179,28 @@ const UPGRADES: &[&str] = &[
     // v2: a release carries its probes (the live release's probes check the candidate).
     r#"
     ALTER TABLE releases ADD COLUMN probes TEXT;
+    "#,
+    // v3: recovery: snapshot kinds and the release live before them, restores (undoable),
+    // and the lock row records which operation holds it.
+    r#"
+    ALTER TABLE snapshots ADD COLUMN kind TEXT NOT NULL DEFAULT 'pre-promote';
+    ALTER TABLE snapshots ADD COLUMN previous_release TEXT;
+    ALTER TABLE promotion_lock ADD COLUMN operation TEXT NOT NULL DEFAULT 'promote';
+    ALTER TABLE promotion_lock ADD COLUMN fingerprint_before TEXT;
+    CREATE TABLE restores(
+        id INTEGER PRIMARY KEY,
+        to_release TEXT,
+        snapshot_id INTEGER NOT NULL,
+        pre_snapshot_id INTEGER,
+        status TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        previous_states TEXT NOT NULL,
+        previous_active TEXT,
+        previous_applied TEXT NOT NULL,
+        undo_of INTEGER
+    );
     "#,
 ];
 

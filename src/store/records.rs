@@ -5,7 +5,7 @@ use super::{Result, Store};
 use crate::model::{Snapshot, now};
 
 /// What d1ops recorded when it applied a migration to an environment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppliedChecksum {
     pub name: String,
     pub sha256: String,
@@ -15,17 +15,28 @@ pub struct AppliedChecksum {
 }
 
 impl Store {
+    /// Records a recovery point of `env`.
     pub fn insert_snapshot(
         &self,
         release_id: Option<&str>,
         env: &str,
         location: Option<&str>,
         size_bytes: u64,
+        kind: &str,
+        previous_release: Option<&str>,
     ) -> Result<i64> {
         self.conn.execute(
-            "INSERT INTO snapshots(release_id, env, location, size_bytes, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![release_id, env, location, size_bytes, now()],
+            "INSERT INTO snapshots(release_id, env, location, size_bytes, created_at, kind, \
+             previous_release) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                release_id,
+                env,
+                location,
+                size_bytes,
+                now(),
+                kind,
+                previous_release
+            ],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -37,8 +48,8 @@ impl Store {
     /// Recovery points, newest first.
     pub fn snapshots(&self, include_deleted: bool) -> Result<Vec<Snapshot>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, release_id, env, location, size_bytes, created_at, deleted_at \
-             FROM snapshots WHERE ?1 OR deleted_at IS NULL ORDER BY id DESC",
+            "SELECT id, release_id, env, location, size_bytes, created_at, deleted_at, kind, \
+             previous_release FROM snapshots WHERE ?1 OR deleted_at IS NULL ORDER BY id DESC",
         )?;
         let rows = stmt
             .query_map([include_deleted], |r| {
@@ -50,6 +61,8 @@ impl Store {
                     size_bytes: r.get(4)?,
                     created_at: r.get(5)?,
                     deleted_at: r.get(6)?,
+                    kind: r.get(7)?,
+                    previous_release: r.get(8)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -77,6 +90,27 @@ impl Store {
              release_id, applied_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![env, name, sha256, sha256_normalized, release_id, now()],
         )?;
+        Ok(())
+    }
+
+    /// Replaces what d1ops recorded for `env` (a restore puts the ledger back in time).
+    pub fn replace_applied(&self, env: &str, rows: &[AppliedChecksum]) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM applied_migrations WHERE env = ?1", [env])?;
+        for a in rows {
+            self.conn.execute(
+                "INSERT INTO applied_migrations(env, name, sha256, sha256_normalized, release_id, \
+                 applied_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    env,
+                    a.name,
+                    a.sha256,
+                    a.sha256_normalized,
+                    a.release_id,
+                    a.applied_at
+                ],
+            )?;
+        }
         Ok(())
     }
 

@@ -62,6 +62,7 @@ pub struct Config {
     pub database: Option<DatabaseBinding>,
     pub policy: Policy,
     pub gate: GateConfig,
+    pub snapshots: SnapshotRetention,
     #[serde(rename = "probe", skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeConfig>,
     /// Custom capacity plans, by name (see `plan`).
@@ -81,6 +82,7 @@ impl Default for Config {
             database: None,
             policy: Policy::default(),
             gate: GateConfig::default(),
+            snapshots: SnapshotRetention::default(),
             probes: Vec::new(),
             plans: Default::default(),
         }
@@ -116,6 +118,25 @@ impl Default for Policy {
             required_approvals: 1,
             allow_self_approval: false,
             preview_ttl: "7d".into(),
+        }
+    }
+}
+
+/// Which recovery points `cleanup` keeps: the newest `keep_last`, and every one younger than
+/// `keep_days`. The live release's recovery point and the last restore's undo point are
+/// always kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotRetention {
+    pub keep_last: u32,
+    pub keep_days: u32,
+}
+
+impl Default for SnapshotRetention {
+    fn default() -> Self {
+        SnapshotRetention {
+            keep_last: 10,
+            keep_days: 30,
         }
     }
 }
@@ -167,6 +188,129 @@ pub struct ProbeConfig {
 
 fn default_probe_kind() -> String {
     "read".into()
+}
+
+/// Runs per probe when `runs` is not set.
+pub const DEFAULT_PROBE_RUNS: u32 = 20;
+
+/// The rows a probe expects: `expect_rows = 3`, or an inclusive range `"1..50"` / `"1.."`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowRange {
+    pub min: u64,
+    pub max: Option<u64>,
+}
+
+impl RowRange {
+    pub fn contains(&self, n: u64) -> bool {
+        n >= self.min && self.max.is_none_or(|m| n <= m)
+    }
+}
+
+impl std::fmt::Display for RowRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.max {
+            Some(m) if m == self.min => write!(f, "{m} row(s)"),
+            Some(m) => write!(f, "{}..{m} rows", self.min),
+            None => write!(f, "at least {} row(s)", self.min),
+        }
+    }
+}
+
+impl ProbeConfig {
+    pub fn is_write(&self) -> bool {
+        self.kind == "write"
+    }
+
+    pub fn runs(&self) -> u32 {
+        self.runs.unwrap_or(DEFAULT_PROBE_RUNS)
+    }
+
+    /// `expect_rows` parsed; `Err` says what is wrong with it.
+    pub fn expected_rows(&self) -> Result<Option<RowRange>, String> {
+        let bad = |shown: String| {
+            format!(
+                "expect_rows = {shown} must be a row count (3) or an inclusive range (\"1..50\", \"1..\")"
+            )
+        };
+        let count = |s: &str| s.trim().parse::<u64>().ok();
+        match &self.expect_rows {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) => u64::try_from(*n)
+                .map(|n| {
+                    Some(RowRange {
+                        min: n,
+                        max: Some(n),
+                    })
+                })
+                .map_err(|_| bad(n.to_string())),
+            Some(toml::Value::String(s)) => {
+                let range = match s.split_once("..") {
+                    None => count(s).map(|n| RowRange {
+                        min: n,
+                        max: Some(n),
+                    }),
+                    Some((lo, hi)) => {
+                        let min = if lo.trim().is_empty() {
+                            Some(0)
+                        } else {
+                            count(lo)
+                        };
+                        let max = if hi.trim().is_empty() {
+                            Some(None)
+                        } else {
+                            count(hi).map(Some)
+                        };
+                        min.zip(max).map(|(min, max)| RowRange { min, max })
+                    }
+                };
+                match range {
+                    Some(r) if r.max.is_some_and(|m| m < r.min) => Err(format!(
+                        "expect_rows = {s:?}: the range is empty (its minimum is above its maximum)"
+                    )),
+                    Some(r) => Ok(Some(r)),
+                    None => Err(bad(format!("{s:?}"))),
+                }
+            }
+            Some(other) => Err(bad(other.to_string())),
+        }
+    }
+
+    /// Everything wrong with this probe's declaration, as one sentence (`None`: fine).
+    fn problem(&self) -> Option<String> {
+        if self.name.trim().is_empty() {
+            return Some("a probe needs a name".into());
+        }
+        if self.sql.trim().is_empty() {
+            return Some("sql is empty".into());
+        }
+        if let Err(e) = self.expected_rows() {
+            return Some(e);
+        }
+        if self.expect_changes.is_some() && !self.is_write() {
+            return Some(
+                "expect_changes applies to write probes only (add kind = \"write\")".into(),
+            );
+        }
+        if self.expect_changes.is_some_and(|c| c < 0) {
+            return Some("expect_changes must be 0 or more".into());
+        }
+        if self.runs.is_some_and(|r| r == 0 || r > 10_000) {
+            return Some("runs must be between 1 and 10000".into());
+        }
+        if self.p95_ms.is_some_and(|b| !(b.is_finite() && b > 0.0)) {
+            return Some("p95_ms must be a positive number of milliseconds".into());
+        }
+        if let Some(p) = self
+            .params
+            .iter()
+            .find(|p| matches!(p, toml::Value::Array(_) | toml::Value::Table(_)))
+        {
+            return Some(format!(
+                "params may hold strings, numbers and booleans, not {p}"
+            ));
+        }
+        None
+    }
 }
 
 impl Config {
@@ -260,6 +404,9 @@ impl Config {
                     "probe {:?}: kind {:?} must be \"read\" or \"write\"",
                     p.name, p.kind
                 )));
+            }
+            if let Some(problem) = p.problem() {
+                return Err(invalid(format!("probe {:?}: {problem}", p.name)));
             }
         }
         Ok(())

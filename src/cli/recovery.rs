@@ -1,0 +1,186 @@
+//! CLI handlers for recovery: `restore` (with its loss report and typed confirmation) and
+//! `snapshots`.
+use anyhow::bail;
+
+use super::lifecycle::ask;
+use super::output::{self, BOLD, CYAN, GREEN, RED, YELLOW, age, opt, paint};
+use super::{Cli, Command, exit, print_json};
+use crate::engine::{Engine, RestorePlan};
+
+pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Restore {
+            to_release,
+            undo,
+            yes,
+        } => {
+            let plan = match (to_release, undo) {
+                (_, true) => engine.undo_plan()?,
+                (Some(id), false) => engine.restore_plan(id)?,
+                (None, false) => bail!("give --to-release ID or --undo"),
+            };
+            if !cli.json || !*yes {
+                print_plan(&plan);
+            }
+            if !*yes {
+                let token = match &plan.to_release {
+                    Some(id) => id
+                        .chars()
+                        .rev()
+                        .take(4)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect(),
+                    None => "undo".to_string(),
+                };
+                let prompt = match &plan.to_release {
+                    Some(_) => {
+                        "type the last 4 characters of the release id to restore: ".to_string()
+                    }
+                    None => "type undo to put back what the last restore replaced: ".to_string(),
+                };
+                match ask(&prompt) {
+                    Some(a) if a.eq_ignore_ascii_case(&token) => {}
+                    Some(_) => bail!("confirmation did not match; nothing was restored"),
+                    None => bail!(
+                        "restore needs --yes when not run from a terminal; nothing was restored"
+                    ),
+                }
+            }
+            let out = engine.restore(&plan)?;
+            if cli.json {
+                print_json(&serde_json::json!({"plan": plan, "outcome": out}))?;
+            } else {
+                println!(
+                    "production restored to snapshot {} in {:.0} ms; live release: {}",
+                    plan.snapshot.id,
+                    out.duration_ms,
+                    opt(&out.live)
+                );
+                if let Some(pre) = out.pre_restore_snapshot {
+                    println!(
+                        "the state before the restore is snapshot {pre}: `d1ops restore --undo` puts it back"
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Snapshots => {
+            let views = engine.snapshots()?;
+            if cli.json {
+                print_json(&views)?;
+                return Ok(exit::OK);
+            }
+            if views.is_empty() {
+                println!(
+                    "no recovery points yet: one is taken before every promotion that applies migrations"
+                );
+                return Ok(exit::OK);
+            }
+            let total: u64 = views.iter().map(|v| v.snapshot.size_bytes).sum();
+            let rows: Vec<Vec<String>> = views
+                .iter()
+                .map(|v| {
+                    let keep = match (&v.protected, v.expired) {
+                        (Some(p), _) => p.clone(),
+                        (None, true) => paint("expired: cleanup deletes it", YELLOW),
+                        (None, false) => "kept by retention".into(),
+                    };
+                    vec![
+                        v.snapshot.id.to_string(),
+                        v.snapshot.kind.clone(),
+                        opt(&v.snapshot.release_id),
+                        v.snapshot.created_at.clone(),
+                        age(&v.snapshot.created_at),
+                        v.snapshot
+                            .location
+                            .as_ref()
+                            .map_or("no database then".into(), |_| {
+                                output::bytes(v.snapshot.size_bytes)
+                            }),
+                        keep,
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(
+                    &["ID", "KIND", "RELEASE", "TAKEN", "AGE", "SIZE", "RETENTION"],
+                    &rows
+                )
+            );
+            println!(
+                "{} recovery point(s), {} in total",
+                views.len(),
+                output::bytes(total)
+            );
+            Ok(exit::OK)
+        }
+        _ => Ok(exit::ERROR),
+    }
+}
+
+fn print_plan(plan: &RestorePlan) {
+    match &plan.to_release {
+        Some(id) => println!(
+            "{} production to the recovery point taken before release {} was promoted (snapshot {}, {})",
+            paint("restore", BOLD),
+            paint(id, CYAN),
+            plan.snapshot.id,
+            plan.snapshot.created_at
+        ),
+        None => println!(
+            "{} the last restore: production back to snapshot {} ({})",
+            paint("undo", BOLD),
+            plan.snapshot.id,
+            plan.snapshot.created_at
+        ),
+    }
+    println!("{}", paint("what would be lost", BOLD));
+    if plan.losses.is_empty() {
+        println!("  nothing: no row changed since the recovery point");
+    }
+    let rows: Vec<Vec<String>> = plan
+        .losses
+        .tables
+        .iter()
+        .filter(|t| {
+            t.inserted > 0 || t.deleted > 0 || t.updated.unwrap_or(0) > 0 || t.note.is_some()
+        })
+        .map(|t| {
+            vec![
+                t.table.clone(),
+                paint(
+                    &t.inserted.to_string(),
+                    if t.inserted > 0 { RED } else { GREEN },
+                ),
+                t.updated.map_or("?".into(), |u| u.to_string()),
+                t.deleted.to_string(),
+                t.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        print!(
+            "{}",
+            output::table(
+                &[
+                    "TABLE",
+                    "INSERTED (lost)",
+                    "UPDATED (reverted)",
+                    "DELETED (back)",
+                    ""
+                ],
+                &rows
+            )
+        );
+    }
+    if !plan.migrations_undone.is_empty() {
+        println!("migrations undone: {}", plan.migrations_undone.join(", "));
+    }
+    for (id, state) in &plan.state_changes {
+        println!("release {id} becomes {state}");
+    }
+    println!("production will point at: {}", opt(&plan.becomes_live));
+}

@@ -1,0 +1,375 @@
+//! `restore`: production's database back to the recovery point taken just before a release
+//! was promoted, with an explicit loss report first, a snapshot of the current state so the
+//! restore can be undone (`restore --undo`), and crash recovery like promote.
+//!
+//! Steps (each recorded in the lock row before it runs): lock (operation `restore`, with
+//! production's fingerprint) → pre-restore snapshot → restore record + `applying` → put the
+//! recovery point back (one SQLite write transaction) → one state transaction that sets the
+//! release states, the active release and the applied-migration records, and drops the lock.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Engine, EngineError, PRODUCTION, Result};
+use crate::backend::{DatabaseRef, LossReport, SnapshotRef};
+use crate::fault;
+use crate::model::{ReleaseState, Snapshot};
+use crate::store::{AppliedChecksum, LockStep};
+
+/// What a restore would do, shown before it is confirmed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestorePlan {
+    /// The release whose pre-promotion recovery point is restored (`None` for an undo).
+    pub to_release: Option<String>,
+    pub snapshot: Snapshot,
+    /// Rows inserted / updated / deleted since the recovery point, per table.
+    pub losses: LossReport,
+    /// Migrations production has now that the recovery point predates.
+    pub migrations_undone: Vec<String>,
+    /// Release id → the state it gets.
+    pub state_changes: BTreeMap<String, String>,
+    /// The release production points at afterwards.
+    pub becomes_live: Option<String>,
+    /// For an undo: the restore being undone.
+    pub undo_of: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreOutcome {
+    pub restore_id: i64,
+    pub pre_restore_snapshot: Option<i64>,
+    pub live: Option<String>,
+    pub duration_ms: f64,
+}
+
+fn snapshot_ref(s: &Snapshot) -> SnapshotRef {
+    SnapshotRef {
+        location: s.location.clone(),
+        size_bytes: s.size_bytes,
+    }
+}
+
+impl Engine {
+    /// The plan for restoring production to just before `id` was promoted.
+    pub fn restore_plan(&self, id: &str) -> Result<RestorePlan> {
+        let rel = self.resolve(id)?;
+        let Some(snapshot_id) = rel.recovery_snapshot else {
+            return Err(EngineError::Refused(format!(
+                "release {} has no recovery point (never promoted, or code only); `d1ops rollback` switches code without touching the database",
+                rel.id
+            )));
+        };
+        let snapshot = self.live_snapshot(snapshot_id, &rel.id)?;
+        let promoted_after: Vec<crate::model::Release> = self
+            .store
+            .releases()?
+            .into_iter()
+            .filter(|r| {
+                r.promoted_at
+                    .as_deref()
+                    .is_some_and(|t| t >= snapshot.created_at.as_str())
+                    && matches!(
+                        r.state,
+                        ReleaseState::Live | ReleaseState::Superseded | ReleaseState::RolledBack
+                    )
+            })
+            .collect();
+        let mut state_changes: BTreeMap<String, String> = promoted_after
+            .iter()
+            .map(|r| (r.id.clone(), ReleaseState::Reverted.as_str().to_string()))
+            .collect();
+        if let Some(prev) = &snapshot.previous_release {
+            state_changes.insert(prev.clone(), ReleaseState::Live.as_str().to_string());
+        }
+        let applied = self.store.applied_checksums(PRODUCTION)?;
+        let migrations_undone = applied
+            .values()
+            .filter(|a| {
+                a.release_id
+                    .as_ref()
+                    .is_some_and(|r| state_changes.get(r).is_some_and(|s| s == "reverted"))
+            })
+            .map(|a| a.name.clone())
+            .collect();
+        Ok(RestorePlan {
+            losses: self.losses_since(&snapshot)?,
+            to_release: Some(rel.id),
+            becomes_live: snapshot.previous_release.clone(),
+            snapshot,
+            migrations_undone,
+            state_changes,
+            undo_of: None,
+        })
+    }
+
+    /// The plan for undoing the last restore.
+    pub fn undo_plan(&self) -> Result<RestorePlan> {
+        let Some(rec) = self.store.last_undoable_restore()? else {
+            return Err(EngineError::Refused("there is no restore to undo".into()));
+        };
+        let Some(pre) = rec.pre_snapshot_id else {
+            return Err(EngineError::Refused(format!(
+                "restore {} kept no snapshot to undo to",
+                rec.id
+            )));
+        };
+        let snapshot = self.live_snapshot(pre, "the last restore")?;
+        let state_changes = crate::store::Store::restore_previous_states(&rec)?;
+        let undone_applied: Vec<AppliedChecksum> =
+            serde_json::from_str(&rec.previous_applied).unwrap_or_default();
+        let now: Vec<String> = self
+            .store
+            .applied_checksums(PRODUCTION)?
+            .into_keys()
+            .collect();
+        let migrations_undone = now
+            .into_iter()
+            .filter(|n| !undone_applied.iter().any(|a| &a.name == n))
+            .collect();
+        Ok(RestorePlan {
+            losses: self.losses_since(&snapshot)?,
+            to_release: None,
+            becomes_live: rec.previous_active.clone(),
+            snapshot,
+            migrations_undone,
+            state_changes,
+            undo_of: Some(rec.id),
+        })
+    }
+
+    fn live_snapshot(&self, id: i64, what: &str) -> Result<Snapshot> {
+        match self.store.snapshot(id)? {
+            Some(s) if s.deleted_at.is_none() => Ok(s),
+            Some(s) => Err(EngineError::Refused(format!(
+                "the recovery point of {what} (snapshot {id}) was deleted at {} by snapshot retention",
+                s.deleted_at.unwrap_or_default()
+            ))),
+            None => Err(EngineError::Refused(format!(
+                "snapshot {id} of {what} is not recorded"
+            ))),
+        }
+    }
+
+    fn losses_since(&self, snapshot: &Snapshot) -> Result<LossReport> {
+        match self.production_db()? {
+            Some(db) if self.backend.exists(&db)? => Ok(self.backend.loss_since(
+                &db,
+                &snapshot_ref(snapshot),
+                &self.ws.config.migrations_table,
+            )?),
+            _ => Ok(LossReport::default()),
+        }
+    }
+
+    /// Carries out a plan from [`Engine::restore_plan`] or [`Engine::undo_plan`].
+    pub fn restore(&mut self, plan: &RestorePlan) -> Result<RestoreOutcome> {
+        self.ensure_writable("restore")?;
+        let started = std::time::Instant::now();
+        let production = self.store.production()?;
+        let db = DatabaseRef::new(PRODUCTION);
+        let fingerprint = self.production_fingerprint()?;
+        let label = plan.to_release.clone().unwrap_or_else(|| "undo".into());
+        self.acquire_lock(
+            &label,
+            production.active_release.as_deref(),
+            "restore",
+            Some(&fingerprint),
+        )?;
+        fault::point("restore.after_lock");
+        // A snapshot of now, so this restore can itself be undone.
+        let pre = if self.backend.exists(&db)? {
+            match self.backend.snapshot(&db, "pre-restore") {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.store.delete_lock()?;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            Some(SnapshotRef {
+                location: None,
+                size_bytes: 0,
+            })
+        };
+        let previous_states: BTreeMap<String, String> = plan
+            .state_changes
+            .keys()
+            .filter_map(|id| self.store.release(id).ok().flatten())
+            .map(|r| (r.id, r.state.as_str().to_string()))
+            .collect();
+        let previous_applied: Vec<AppliedChecksum> = self
+            .store
+            .applied_checksums(PRODUCTION)?
+            .into_values()
+            .collect();
+        let actor = self.actor.clone();
+        let restore_id = self.store.atomically(|s| -> Result<i64> {
+            let pre_id = match &pre {
+                Some(p) => Some(s.insert_snapshot(
+                    production.active_release.as_deref(),
+                    PRODUCTION,
+                    p.location.as_deref(),
+                    p.size_bytes,
+                    "pre-restore",
+                    production.active_release.as_deref(),
+                )?),
+                None => None,
+            };
+            let id = s.insert_restore(
+                plan.to_release.as_deref(),
+                plan.snapshot.id,
+                pre_id,
+                &actor,
+                &serde_json::to_string(&previous_states).unwrap_or_else(|_| "{}".into()),
+                production.active_release.as_deref(),
+                &serde_json::to_string(&previous_applied).unwrap_or_else(|_| "[]".into()),
+                plan.undo_of,
+            )?;
+            s.set_lock_step(LockStep::Applying, Some(plan.snapshot.id), false)?;
+            s.audit(
+                &actor,
+                "restore.started",
+                plan.to_release.as_deref(),
+                Some(PRODUCTION),
+                &json!({"restore": id, "snapshot": plan.snapshot.id, "undo_of": plan.undo_of}),
+            )?;
+            Ok(id)
+        })?;
+        fault::point("restore.before_apply");
+        if let Err(e) = self.backend.restore(&db, &snapshot_ref(&plan.snapshot)) {
+            // The restore is one SQLite write transaction: it failed as a whole.
+            let actor = self.actor.clone();
+            self.store.atomically(|s| -> Result<()> {
+                s.set_restore_status(restore_id, "aborted")?;
+                s.delete_lock()?;
+                s.audit(
+                    &actor,
+                    "restore.failed",
+                    plan.to_release.as_deref(),
+                    Some(PRODUCTION),
+                    &json!({"error": e.to_string()}),
+                )?;
+                Ok(())
+            })?;
+            return Err(e.into());
+        }
+        fault::point("restore.after_apply");
+        self.finish_restore(restore_id)?;
+        let rec = self.store.restore_record(restore_id)?;
+        Ok(RestoreOutcome {
+            restore_id,
+            pre_restore_snapshot: rec.and_then(|r| r.pre_snapshot_id),
+            live: self.store.production()?.active_release,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// The state half of a restore (also run by crash recovery once the data is back).
+    pub(super) fn finish_restore(&mut self, restore_id: i64) -> Result<()> {
+        let Some(rec) = self.store.restore_record(restore_id)? else {
+            return Err(EngineError::Input(format!(
+                "restore {restore_id} is not recorded"
+            )));
+        };
+        let snapshot = self.store.snapshot(rec.snapshot_id)?;
+        let (new_states, live, applied) = match rec.undo_of {
+            // Undo: everything back as it was before the undone restore.
+            Some(undone) => {
+                let orig = self.store.restore_record(undone)?.ok_or_else(|| {
+                    EngineError::Input(format!("restore {undone} is not recorded"))
+                })?;
+                let states = crate::store::Store::restore_previous_states(&orig)?;
+                let applied: Vec<AppliedChecksum> =
+                    serde_json::from_str(&orig.previous_applied).unwrap_or_default();
+                (states, orig.previous_active.clone(), applied)
+            }
+            None => {
+                let mut states = BTreeMap::new();
+                let prev = snapshot.as_ref().and_then(|s| s.previous_release.clone());
+                for id in crate::store::Store::restore_previous_states(&rec)?.keys() {
+                    let state = if Some(id) == prev.as_ref() {
+                        ReleaseState::Live
+                    } else {
+                        ReleaseState::Reverted
+                    };
+                    states.insert(id.clone(), state.as_str().to_string());
+                }
+                let ledger = self.backend_ledger_now()?;
+                let before: Vec<AppliedChecksum> =
+                    serde_json::from_str(&rec.previous_applied).unwrap_or_default();
+                let applied = before
+                    .into_iter()
+                    .filter(|a| ledger.contains(&a.name))
+                    .collect();
+                (states, prev, applied)
+            }
+        };
+        let exists = self.backend.exists(&DatabaseRef::new(PRODUCTION))?;
+        let actor = self.actor.clone();
+        self.store.atomically(|s| -> Result<()> {
+            for (id, state) in &new_states {
+                if let Some(st) = ReleaseState::parse(state) {
+                    s.set_release_state(id, st)?;
+                }
+            }
+            s.set_env_active(PRODUCTION, live.as_deref())?;
+            s.set_env_database(PRODUCTION, exists.then_some(PRODUCTION))?;
+            s.replace_applied(PRODUCTION, &applied)?;
+            s.set_restore_status(restore_id, "done")?;
+            if let Some(undone) = rec.undo_of {
+                s.set_restore_status(undone, "undone")?;
+            }
+            s.delete_lock()?;
+            s.audit(&actor, if rec.undo_of.is_some() { "restore.undone" } else { "restore.completed" },
+                rec.to_release.as_deref(), Some(PRODUCTION),
+                &json!({"restore": restore_id, "snapshot": rec.snapshot_id, "states": new_states, "live": live}))?;
+            Ok(())
+        })
+    }
+
+    /// Names in production's ledger right now (empty without a database).
+    fn backend_ledger_now(&self) -> Result<std::collections::BTreeSet<String>> {
+        let db = DatabaseRef::new(PRODUCTION);
+        if !self.backend.exists(&db)? {
+            return Ok(Default::default());
+        }
+        Ok(self
+            .backend
+            .ledger(&db, &self.ws.config.migrations_table)?
+            .into_iter()
+            .map(|r| r.name)
+            .collect())
+    }
+
+    /// Crash recovery for a restore whose process died.
+    pub(super) fn recover_restore(&mut self, lock: &crate::store::LockRow) -> Result<&'static str> {
+        let record = self.store.restores_applying()?.into_iter().next_back();
+        let changed = lock.step == LockStep::Applying
+            && lock.fingerprint_before.as_deref() != Some(self.production_fingerprint()?.as_str());
+        match (record, changed) {
+            (Some(rec), true) => {
+                self.finish_restore(rec.id)?;
+                Ok("rolled_forward")
+            }
+            (rec, _) => {
+                let actor = self.actor.clone();
+                self.store.atomically(|s| -> Result<()> {
+                    if let Some(rec) = &rec {
+                        s.set_restore_status(rec.id, "aborted")?;
+                    }
+                    s.delete_lock()?;
+                    s.audit(
+                        &actor,
+                        "restore.recovered",
+                        None,
+                        Some(PRODUCTION),
+                        &json!({"outcome": "rolled_back"}),
+                    )?;
+                    Ok(())
+                })?;
+                Ok("rolled_back")
+            }
+        }
+    }
+}
