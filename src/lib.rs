@@ -19,3 +19,4 @@ pub mod console;
 pub fn console_entry(root: std::path::PathBuf, opts: engine::EngineOptions) -> anyhow::Result<()> {
     console::run(root, opts)
 }
+pub mod metrics;

@@ -281,7 +281,9 @@ fn cascade_from_parent_rebuild_is_data_loss() {
     ws.migration(
         "0003_drop_bio.sql",
         "-- d1ops:allow-data-loss posts\nCREATE TABLE users_new (id INTEGER PRIMARY KEY, username TEXT);\n\
-         INSERT INTO users_new SELECT id, username FROM users;\nDROP TABLE users;\nALTER TABLE users_new RENAME TO users;\n",
+         INSERT INTO users_new SELECT id, username FROM users;\n\
+         -- d1ops:allow destructive.drop-column bio was never read by any released code\n\
+         DROP TABLE users;\nALTER TABLE users_new RENAME TO users;\n",
     );
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(0), "{deploy}");

@@ -598,9 +598,19 @@ fn probe_on(conn: &Connection, clock: &StatementClock, probe: &ProbeSpec) -> Pro
         );
         return out;
     }
+    // One outer transaction for all runs: each run's savepoint is nested in it, so no run
+    // commits (or syncs a journal), and the final ROLLBACK drops anything left.
+    if probe.write
+        && let Err(e) = conn.execute_batch("BEGIN")
+    {
+        out.error = Some(sqlite_message(&e));
+        return out;
+    }
     let started = Instant::now();
-    for i in 0..probe.runs.max(1) {
-        if i > 0 && started.elapsed().as_secs_f64() * 1000.0 > probe.time_budget_ms {
+    // Run 0 warms the connection's page cache and is not timed (a new connection's first
+    // run measures page faults, not the query); its rows and changes are the ones reported.
+    for i in 0..=probe.runs.max(1) {
+        if i > 1 && started.elapsed().as_secs_f64() * 1000.0 > probe.time_budget_ms {
             break;
         }
         if probe.write
@@ -621,13 +631,11 @@ fn probe_on(conn: &Connection, clock: &StatementClock, probe: &ProbeSpec) -> Pro
             break;
         }
         match result {
-            Ok(rows) => {
-                if i == 0 {
-                    out.rows = Some(rows);
-                    out.changes = probe.write.then_some(changes);
-                }
-                out.timings_ms.push(ms);
+            Ok(rows) if i == 0 => {
+                out.rows = Some(rows);
+                out.changes = probe.write.then_some(changes);
             }
+            Ok(_) => out.timings_ms.push(ms),
             Err(e) => {
                 out.error = Some(clock.explain(&e));
                 break;
@@ -949,7 +957,7 @@ impl Backend for LocalBackend {
             .map_err(|e| map_sql_error(&self.describe(db), e))?;
         let run = probe_on(&conn, &clock, probe);
         if !conn.is_autocommit() {
-            // Only a failed rollback leaves a transaction open; never keep a probe's writes.
+            // A write probe's outer transaction: nothing a probe did is ever committed.
             let _ = conn.execute_batch("ROLLBACK");
         }
         Ok(run)

@@ -162,7 +162,8 @@ pub struct ProbeSpec {
     /// Timed executions (at least one runs).
     pub runs: u32,
     /// Stop repeating once the runs so far took this long in total (a probe that regressed
-    /// to seconds must not hold the gate for minutes); the first run always happens.
+    /// to seconds must not hold the gate for minutes); the warm-up and one timed run always
+    /// happen.
     pub time_budget_ms: f64,
 }
 
@@ -179,11 +180,11 @@ pub struct PlanStep {
 pub struct ProbeRun {
     /// The query plan; empty when the statement did not prepare.
     pub plan: Vec<PlanStep>,
-    /// One wall-clock time per completed run, in order.
+    /// One wall-clock time per completed timed run, in order.
     pub timings_ms: Vec<f64>,
-    /// Rows the first run returned (every row stepped).
+    /// Rows the first (warm-up) execution returned (every row stepped).
     pub rows: Option<u64>,
-    /// Rows the first run changed (write probes).
+    /// Rows the first execution changed (write probes).
     pub changes: Option<u64>,
     pub error: Option<String>,
 }
@@ -260,9 +261,9 @@ pub trait Backend: Send + Sync {
     fn table_sizes(&self, _db: &DatabaseRef) -> Result<BTreeMap<String, u64>> {
         Ok(BTreeMap::new())
     }
-    /// Runs a probe on `db` over one connection: `EXPLAIN QUERY PLAN`, then up to
-    /// `probe.runs` timed executions, each write probe run inside `SAVEPOINT d1ops_probe`
-    /// rolled back afterwards. `Err` only when the database cannot be reached. (Over D1's
+    /// Runs a probe on `db` over one connection: `EXPLAIN QUERY PLAN`, one untimed warm-up
+    /// execution (whose rows and changes are reported), then up to `probe.runs` timed ones;
+    /// a write probe runs inside `SAVEPOINT d1ops_probe`, rolled back after every execution. `Err` only when the database cannot be reached. (Over D1's
     /// `/query` this is the same EXPLAIN plus N executions timed by `meta.duration`.)
     fn run_probe(&self, db: &DatabaseRef, probe: &ProbeSpec) -> Result<ProbeRun>;
     /// Runs one statement with positional parameters.

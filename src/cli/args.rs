@@ -118,6 +118,21 @@ pub enum Command {
         #[arg(long)]
         include_pending: bool,
     },
+    /// Switch production's active release (its code) back to a known-good release; the
+    /// schema stays. The target's probes are checked on a copy of production first.
+    Rollback {
+        /// The release to go back to (default: the one live before the current one).
+        id: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Roll back even though the target's probes fail on the current schema.
+        #[arg(long, requires = "reason")]
+        force: bool,
+        /// Why (recorded in the audit log; required with --force).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Restore production's database to the recovery point taken just before a release was
     /// promoted (shows what would be lost first), or undo the last restore.
     Restore {

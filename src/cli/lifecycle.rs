@@ -131,7 +131,7 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             *yes,
             *include_pending,
         ),
-        _ => Ok(exit::ERROR),
+        other => anyhow::bail!("internal error: {other:?} reached the wrong handler"),
     }
 }
 

@@ -14,7 +14,7 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &Engine) -> anyhow::Result<i
         Command::Envs => envs(cli, engine),
         Command::Diff { id } => diff(cli, engine, id),
         Command::Audit { verify, limit } => audit(cli, engine, *verify, *limit),
-        _ => Ok(exit::ERROR),
+        other => anyhow::bail!("internal error: {other:?} reached the wrong handler"),
     }
 }
 
@@ -131,6 +131,7 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
                 g.total_ms
             );
             print_checklist(&g.checks);
+            print_probes(g);
         }
         None => println!("{} not run yet", paint("gate", BOLD)),
     }
@@ -181,6 +182,106 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
         println!("  {}  {:<20} {}", e.at, e.action, e.actor);
     }
     Ok(exit::OK)
+}
+
+/// The probe report under the checklist: one row per probe (p50/p95/max before → after
+/// migrations, ratio, rows), the problems, then the plan trees that changed or were flagged.
+fn print_probes(gate: &crate::model::GateReport) {
+    use crate::gate::probes::report::{pair, ratio};
+    let report = crate::gate::probes::ProbeReport::from_gate(gate);
+    if report.results.is_empty() && report.compat.is_empty() {
+        return;
+    }
+    let mark = |s: crate::model::CheckStatus| paint(s.mark(), output::status_colour(s.mark()));
+    if !report.results.is_empty() {
+        println!(
+            "{} (ms; before = the preview as cloned from production, after = migrated)",
+            paint("probes", BOLD)
+        );
+        let rows: Vec<Vec<String>> = (report.results.iter())
+            .map(|r| {
+                let l = report.latency.iter().find(|l| l.name == r.name);
+                let (b, a) = (
+                    l.and_then(|l| l.before.as_ref()),
+                    l.and_then(|l| l.after.as_ref()),
+                );
+                let count = |before: Option<u64>, after: Option<u64>| match (before, after) {
+                    (_, None) => "error".to_string(),
+                    (Some(b), Some(a)) if b != a => format!("{b} → {a}"),
+                    (_, Some(a)) => a.to_string(),
+                };
+                let rows = if r.kind == "write" {
+                    format!("{} changed", count(None, r.changes_after))
+                } else {
+                    count(r.rows_before, r.rows_after)
+                };
+                vec![
+                    mark(report.status(&r.name)),
+                    r.name.clone(),
+                    rows,
+                    pair(b, a, |l| l.p50_ms),
+                    pair(b, a, |l| l.p95_ms),
+                    pair(b, a, |l| l.max_ms),
+                    ratio(l.and_then(|l| l.ratio)),
+                    l.and_then(|l| l.budget_ms)
+                        .map_or("-".into(), crate::gate::probes::report::ms),
+                ]
+            })
+            .collect();
+        let table = output::table(
+            &["", "PROBE", "ROWS", "P50", "P95", "MAX", "RATIO", "BUDGET"],
+            &rows,
+        );
+        for line in table.lines() {
+            println!("  {line}");
+        }
+        let problems = (report.results.iter().map(|r| (&r.name, &r.problem)))
+            .chain(report.latency.iter().map(|l| (&l.name, &l.problem)));
+        for (name, problem) in problems {
+            if let Some(p) = problem {
+                println!("  {} {name}: {p}", mark(crate::model::CheckStatus::Fail));
+            }
+        }
+    }
+    let notable: Vec<_> = report.notable_plans().collect();
+    if !notable.is_empty() {
+        println!(
+            "{} (changed by the migrations or flagged)",
+            paint("plans", BOLD)
+        );
+    }
+    for p in notable {
+        println!("  {}", paint(&p.name, BOLD));
+        for f in &p.findings {
+            println!("    {} {}", mark(f.status), f.message);
+        }
+        for (label, lines) in [("before", &p.before), ("after", &p.after)] {
+            let mut lines = lines.iter();
+            let first = lines.next().map_or("(did not run)", String::as_str);
+            println!("    {label:<7}{first}");
+            for l in lines {
+                println!("    {:7}{l}", "");
+            }
+        }
+    }
+    let broken: Vec<_> = (report.compat.iter())
+        .filter(|c| c.problem.is_some() && !c.failing_before)
+        .collect();
+    if !broken.is_empty() {
+        println!(
+            "{} (live release {}'s probes on the new schema)",
+            paint("compatibility", BOLD),
+            report.live_release.as_deref().unwrap_or("?")
+        );
+        for c in broken {
+            println!(
+                "  {} {}: {}",
+                mark(crate::model::CheckStatus::Fail),
+                c.name,
+                c.problem.as_deref().unwrap_or("")
+            );
+        }
+    }
 }
 
 fn envs(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {

@@ -173,7 +173,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 | Command::Annotate { .. }
                 | Command::Promote { .. }
                 | Command::Cleanup { .. } => lifecycle::run(&cli, cmd, &mut engine),
-                Command::Restore { .. } | Command::Snapshots => {
+                Command::Restore { .. } | Command::Snapshots | Command::Rollback { .. } => {
                     recovery::run(&cli, cmd, &mut engine)
                 }
                 _ => listings::run(&cli, cmd, &engine),

@@ -66,6 +66,64 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             }
             Ok(exit::OK)
         }
+        Command::Rollback {
+            id,
+            yes,
+            force,
+            reason,
+        } => {
+            let target = match id {
+                Some(id) => engine.resolve(id)?,
+                None => engine.rollback_target()?,
+            };
+            let from = engine.production()?.active_release.unwrap_or_default();
+            if !*yes {
+                println!(
+                    "{} production's code from {} to {} — the schema stays as it is",
+                    paint("roll back", BOLD),
+                    paint(&from, CYAN),
+                    paint(&target.id, CYAN)
+                );
+                let token: String = target
+                    .id
+                    .chars()
+                    .rev()
+                    .take(4)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                match ask("type the last 4 characters of the target release id to confirm: ") {
+                    Some(a) if a.eq_ignore_ascii_case(&token) => {}
+                    Some(_) => bail!("confirmation did not match; nothing was rolled back"),
+                    None => bail!(
+                        "rollback needs --yes when not run from a terminal; nothing was rolled back"
+                    ),
+                }
+            }
+            let out = engine.rollback(Some(&target.id), *force, reason.as_deref())?;
+            if cli.json {
+                print_json(&out)?;
+            } else {
+                println!(
+                    "release {} is {} again; {} is rolled back ({} probe(s) of {} passed on a copy of production{})",
+                    out.to,
+                    paint("live", GREEN),
+                    out.from,
+                    out.probes_run - out.probe_failures.len(),
+                    out.to,
+                    if out.forced {
+                        "; FORCED past failing probes"
+                    } else {
+                        ""
+                    }
+                );
+                for f in &out.probe_failures {
+                    println!("  {} {}: {}", paint("✗", RED), f.probe, f.problem);
+                }
+            }
+            Ok(exit::OK)
+        }
         Command::Snapshots => {
             let views = engine.snapshots()?;
             if cli.json {
@@ -117,7 +175,7 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             );
             Ok(exit::OK)
         }
-        _ => Ok(exit::ERROR),
+        other => anyhow::bail!("internal error: {other:?} reached the wrong handler"),
     }
 }
 

@@ -19,6 +19,12 @@ const MARKER: &str = ".d1ops/demo.json";
 
 const CONFIG: &str = include_str!("../../assets/demo/d1ops.toml");
 
+/// The launch shipped before the team wrote probes: the config without its probe section
+/// (probes on tables that do not exist yet, or that hold no data yet, would block it).
+fn launch_config() -> &'static str {
+    CONFIG.find("\n# Probes:").map_or(CONFIG, |i| &CONFIG[..=i])
+}
+
 /// The demo's migration files, by name.
 fn migration(name: &str) -> &'static str {
     match name {
@@ -277,7 +283,7 @@ impl Story<'_> {
 
 fn build(dir: &Path, scale: Scale) -> anyhow::Result<DemoWorkspace> {
     std::fs::create_dir_all(dir.join(".d1ops"))?;
-    std::fs::write(dir.join("d1ops.toml"), CONFIG)?;
+    std::fs::write(dir.join("d1ops.toml"), launch_config())?;
     let s = Story {
         root: dir,
         started: std::time::Instant::now(),
@@ -295,8 +301,9 @@ fn build(dir: &Path, scale: Scale) -> anyhow::Result<DemoWorkspace> {
     s.at(29.0);
     seed::production(dir, scale, 1)?;
 
-    // Day -20: likes.
+    // Day -20: likes, and the team's probes (every later release carries them).
     s.at(20.0);
+    std::fs::write(dir.join("d1ops.toml"), CONFIG)?;
     s.write("0004_likes.sql")?;
     let r2 = s.deploy("alice", "likes and the popular feed", 2, None)?;
     s.engine("carol")?.approve(&r2, None)?;

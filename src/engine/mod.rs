@@ -17,6 +17,7 @@ mod deploy;
 mod promote;
 mod recovery;
 mod restore;
+mod rollback;
 mod views;
 
 pub use cleanup::{CleanupItem, CleanupReport, SnapshotView};
@@ -25,6 +26,7 @@ pub use deploy::{DeployOutcome, DeployRequest};
 pub use promote::PromoteOutcome;
 pub use recovery::RecoveryReport;
 pub use restore::{RestoreOutcome, RestorePlan};
+pub use rollback::{ProbeFailure, RollbackOutcome};
 pub use views::{EnvView, ReleaseDetail, ReleaseDiff};
 
 /// The production environment's name (and, locally, its database id).

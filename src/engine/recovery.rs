@@ -33,12 +33,16 @@ impl Engine {
         if holder_alive_row(&lock) {
             return Ok(None);
         }
-        if lock.operation == "restore" {
-            let outcome = self.recover_restore(&lock)?;
-            tracing::warn!(outcome, "recovered an interrupted restore");
+        if lock.operation == "restore" || lock.operation == "rollback" {
+            let outcome = if lock.operation == "restore" {
+                self.recover_restore(&lock)?
+            } else {
+                self.recover_rollback(&lock)?
+            };
+            tracing::warn!(outcome, operation = %lock.operation, "recovered an interrupted operation");
             return Ok(Some(RecoveryReport {
                 release: lock.release_id.clone(),
-                operation: "restore".into(),
+                operation: lock.operation.clone(),
                 outcome: outcome.into(),
                 step: lock.step.as_str().into(),
                 holder: lock.holder.clone(),

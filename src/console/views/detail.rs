@@ -14,7 +14,7 @@ use crate::console::format;
 use crate::console::state::{Detail, DetailTab, State};
 use crate::model::{CheckStatus, Release, Verdict};
 
-type Lines = Vec<Line<'static>>;
+pub(super) type Lines = Vec<Line<'static>>;
 
 /// Draws the open release detail into the body.
 pub fn draw(frame: &mut Frame, state: &State, d: &Detail, theme: &Theme, body: Rect) {
@@ -84,7 +84,7 @@ fn content(state: &State, d: &Detail, theme: &Theme) -> Lines {
         DetailTab::Migrations => migrations(det, theme),
         DetailTab::Schema => schema(data, theme),
         DetailTab::Gate => gate(det, theme, width),
-        DetailTab::Probes => probes(det, theme, width),
+        DetailTab::Probes => super::probes::lines(det, theme, width),
         DetailTab::History => history(state, det, theme, width),
         DetailTab::Failure => failure(&det.release, theme, width),
     }
@@ -156,7 +156,7 @@ fn schema(data: &crate::console::action::DetailData, theme: &Theme) -> Lines {
     }
 }
 
-fn check_line(c: &crate::model::CheckResult, theme: &Theme, width: usize) -> Lines {
+pub(super) fn check_line(c: &crate::model::CheckResult, theme: &Theme, width: usize) -> Lines {
     // Reasons wrap under their own column: ` ✓ ` (3) + id (17) + status (6).
     let mut chunks = wrap(&c.reason, width.saturating_sub(21)).into_iter();
     let mut out = vec![Line::from(vec![
@@ -198,35 +198,6 @@ fn gate(det: &crate::engine::ReleaseDetail, theme: &Theme, width: usize) -> Line
     out.push(Line::from(""));
     for c in &report.checks {
         out.extend(check_line(c, theme, width));
-    }
-    out
-}
-
-fn probes(det: &crate::engine::ReleaseDetail, theme: &Theme, width: usize) -> Lines {
-    let checks: Vec<_> = (det.gate.iter())
-        .flat_map(|g| g.checks.iter())
-        .filter(|c| c.id.starts_with("probe.") || c.id.starts_with("plan."))
-        .collect();
-    if checks.is_empty() {
-        return vec![
-            dim("No probe results for this release.", theme),
-            dim(
-                "Probe latency (preview vs production p95) and query plans appear here once the",
-                theme,
-            ),
-            dim(
-                "gate runs probe checks (probe.result, probe.latency, plan.scan).",
-                theme,
-            ),
-        ];
-    }
-    let mut out = Vec::new();
-    for c in checks {
-        out.extend(check_line(c, theme, width));
-        if !c.details.is_null() {
-            let text = serde_json::to_string_pretty(&c.details).unwrap_or_default();
-            out.extend(text.lines().map(|l| dim(format!("     {l}"), theme)));
-        }
     }
     out
 }

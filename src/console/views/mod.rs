@@ -9,6 +9,7 @@ pub mod help;
 pub mod layout;
 pub mod lists;
 pub mod panels;
+mod probes;
 pub mod sql;
 pub mod theme;
 

@@ -192,7 +192,7 @@ fn column_rules(kinds: &[Kind], table: &str, columns: &[ColumnChange], out: &mut
                 out.push(
                     "destructive.rename-column",
                     at,
-                    format!("renames column {table}.{from} to {to}: {LIVE_CODE}"),
+                    format!("renames column {table}.{from} to {table}.{to}: {LIVE_CODE}"),
                 );
             }
             ColumnChange::Changed { before, after } => {

@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::{Finding, LintInput, LintReport, Severity, lint_migrations, replay};
 use crate::gate::{Check, CheckOutcome, GateContext, Phase};
-use crate::schema::Schema;
 
 const SCRATCH_KEY: &str = "lint.report";
 /// How many findings a check's reason names.
@@ -58,7 +57,7 @@ fn report(ctx: &mut GateContext<'_>) -> Result<LintReport, super::LintError> {
                 .filter(|m| !ctx.pending.iter().any(|p| p.name == m.name))
                 .cloned()
                 .collect();
-            replay::schema_of(&applied, ledger).unwrap_or_else(Schema::default)
+            replay::schema_of(&applied, ledger).unwrap_or_default()
         }
     };
     let timings = match &ctx.apply {
@@ -110,12 +109,12 @@ fn outcome(id: &str, report: &LintReport) -> CheckOutcome {
         // Fail findings first, so the reason names what blocks.
         let mut ordered = active.clone();
         ordered.sort_by_key(|f| f.severity);
-        format!(
-            "{} fail, {} warn: {}",
-            fails,
-            active.len() - fails,
-            named(&ordered)
-        )
+        let counts: Vec<String> = [(fails, "fail"), (active.len() - fails, "warn")]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, word)| format!("{n} {word}"))
+            .collect();
+        format!("{}: {}", counts.join(", "), named(&ordered))
     };
     if !suppressed.is_empty() {
         reason.push_str(&format!(

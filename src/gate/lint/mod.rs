@@ -147,7 +147,6 @@ struct Draft {
     migration: usize,
     statement: Option<usize>,
     message: String,
-    hint: Option<String>,
 }
 
 /// Where the rules put their findings.
@@ -164,7 +163,6 @@ impl Drafts<'_> {
                 migration: self.migration,
                 statement,
                 message,
-                hint: None,
             });
         }
     }
@@ -180,19 +178,7 @@ impl Drafts<'_> {
                 migration: self.migration,
                 statement,
                 message,
-                hint: None,
             });
-        }
-    }
-
-    /// Like `push`, with a hint specific to this finding.
-    fn push_hint(&mut self, id: &str, statement: Option<usize>, message: String, hint: String) {
-        let before = self.out.len();
-        self.push(id, statement, message);
-        if self.out.len() > before
-            && let Some(last) = self.out.last_mut()
-        {
-            last.hint = Some(hint);
         }
     }
 }
@@ -229,46 +215,55 @@ pub fn lint_migrations(input: &LintInput<'_>) -> Result<LintReport, LintError> {
         if !replaying {
             continue;
         }
-        let before = replay.schema()?;
-        for (si, st) in m.statements.iter().enumerate() {
-            if let sql::Kind::DropTable(table) = &kinds[si] {
-                rules::cascade(
-                    table,
-                    si,
-                    &replay.dependent_children(table),
-                    &rows,
-                    &mut out,
-                );
-            }
-            if matches!(kinds[si], sql::Kind::Transaction(_)) {
-                continue;
-            }
-            if let Err(e) = replay.execute(&st.sql) {
-                replaying = false;
-                if input.report_apply_failures {
-                    out.push(
-                        "lint.apply-failed",
-                        Some(si),
-                        format!(
-                            "does not apply after the migrations before it: {}; schema rules skipped from here on",
-                            e.message
-                        ),
-                    );
-                } else {
-                    notes.push(format!(
-                        "schema rules stopped at {}:{}: the replay refused it: {}",
-                        m.path, st.line, e.message
-                    ));
-                }
-                break;
-            }
-        }
-        if replaying {
-            let after = replay.schema()?;
-            destructive::schema_rules(&kinds, &before, &after, &rows, &mut out);
-        }
+        replaying = replay_migration(&replay, m, &kinds, &rows, input, &mut out, &mut notes)?;
     }
     Ok(finish(input, drafts, &directives, notes))
+}
+
+/// Replays one migration statement by statement and applies the rules that need the replay
+/// (cascades at each DROP TABLE, the schema diff at the end). Returns whether the replay
+/// could apply all of it, i.e. whether later migrations can still be diffed.
+fn replay_migration(
+    replay: &replay::Replay,
+    m: &Migration,
+    kinds: &[sql::Kind],
+    rows: &rules::Rows<'_>,
+    input: &LintInput<'_>,
+    out: &mut Drafts<'_>,
+    notes: &mut Vec<String>,
+) -> Result<bool, LintError> {
+    let before = replay.schema()?;
+    for (si, st) in m.statements.iter().enumerate() {
+        if let sql::Kind::DropTable(table) = &kinds[si] {
+            let children = replay.dependent_children(table);
+            rules::cascade(table, si, &children, rows, out);
+        }
+        if matches!(kinds[si], sql::Kind::Transaction(_)) {
+            continue;
+        }
+        let Err(e) = replay.execute(&st.sql) else {
+            continue;
+        };
+        if input.report_apply_failures {
+            out.push(
+                "lint.apply-failed",
+                Some(si),
+                format!(
+                    "does not apply after the migrations before it: {}; schema rules skipped from here on",
+                    e.message
+                ),
+            );
+        } else {
+            notes.push(format!(
+                "schema rules stopped at {}:{}: the replay refused it: {}",
+                m.path, st.line, e.message
+            ));
+        }
+        return Ok(false);
+    }
+    let after = replay.schema()?;
+    destructive::schema_rules(kinds, &before, &after, rows, out);
+    Ok(true)
 }
 
 /// Applies severity overrides and suppressions, orders and counts.
@@ -299,13 +294,13 @@ fn finish(
             line: st.map_or(1, |s| s.line),
             statement: st.map_or_else(String::new, |s| sql::one_line(&s.sql, 120)),
             message: d.message,
-            hint: d.hint.unwrap_or_else(|| d.rule.hint.to_string()),
+            hint: d.rule.hint.to_string(),
             suppressed: allowed.is_some(),
             suppression_reason: allowed,
         };
         keyed.push(((d.migration, finding.line, order), finding));
     }
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.sort_by_key(|a| a.0);
     let findings: Vec<Finding> = keyed.into_iter().map(|(_, f)| f).collect();
     let count = |sev: Severity| {
         findings

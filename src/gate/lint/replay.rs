@@ -2,15 +2,27 @@
 //! starting [`Schema`] (no rows), on which migrations are executed statement by statement so
 //! each migration's schema before and after can be read and diffed.
 //!
-//! Writes only to its own in-memory database; never opens a file. Foreign keys are off: the
-//! replay is about schema, and the data it holds is only what migrations insert themselves.
+//! Writes only to its own in-memory database and never opens a file: ATTACH (and so `VACUUM
+//! INTO`) is refused, and a statement running longer than [`STATEMENT_LIMIT`] is stopped.
+//! Foreign keys are off: the replay is about schema, and the data it holds is only what
+//! migrations insert themselves.
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use rusqlite::Connection;
+use rusqlite::limits::Limit;
 
 use crate::schema::{Schema, SchemaError, read_schema};
+
+/// A replayed statement running longer than this is stopped (the replay holds no production
+/// data, so only a runaway statement, e.g. an unbounded recursive CTE, gets near it).
+pub(super) const STATEMENT_LIMIT: Duration = Duration::from_secs(10);
 
 pub(super) struct Replay {
     conn: Connection,
     ledger_table: String,
+    /// When the current statement started, for the progress handler.
+    started: Arc<Mutex<Instant>>,
 }
 
 /// A statement SQLite refused during the replay.
@@ -24,8 +36,15 @@ impl Replay {
     /// that cannot be recreated (a virtual table of a missing module, say) are left out and
     /// named in the second value.
     pub fn new(start: &Schema, ledger_table: &str) -> Result<(Replay, Vec<String>), SchemaError> {
-        let conn = Connection::open_in_memory()?;
+        let mut conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "OFF")?;
+        conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+        let started = Arc::new(Mutex::new(Instant::now()));
+        let clock = Arc::clone(&started);
+        conn.progress_handler(
+            10_000,
+            Some(move || clock.lock().is_ok_and(|t| t.elapsed() > STATEMENT_LIMIT)),
+        )?;
         let mut pending: Vec<(String, &str)> = Vec::new();
         for t in start.tables.values() {
             pending.push((format!("table {}", t.name), &t.sql));
@@ -55,6 +74,7 @@ impl Replay {
             Replay {
                 conn,
                 ledger_table: ledger_table.to_string(),
+                started,
             },
             missing,
         ))
@@ -67,8 +87,17 @@ impl Replay {
 
     /// Executes one migration statement.
     pub fn execute(&self, sql: &str) -> Result<(), ReplayError> {
+        if let Ok(mut t) = self.started.lock() {
+            *t = Instant::now();
+        }
         self.conn.execute_batch(sql).map_err(|e| ReplayError {
             message: match &e {
+                _ if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
+                    format!(
+                        "ran longer than {} s in the replay and was stopped",
+                        STATEMENT_LIMIT.as_secs()
+                    )
+                }
                 rusqlite::Error::SqliteFailure(_, Some(m)) => m.clone(),
                 other => other.to_string(),
             },
@@ -143,5 +172,18 @@ mod tests {
             ]
         );
         assert!(replay.execute("DROP TABLE nope").is_err());
+    }
+
+    #[test]
+    fn never_touches_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (replay, _) = Replay::new(&Schema::default(), "d1_migrations").unwrap();
+        for sql in [
+            format!("ATTACH '{}' AS other", dir.path().join("a.db").display()),
+            format!("VACUUM INTO '{}'", dir.path().join("b.db").display()),
+        ] {
+            assert!(replay.execute(&sql).is_err(), "{sql}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

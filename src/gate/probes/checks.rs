@@ -2,10 +2,10 @@
 //! what is still missing, and reports typed [`report`](super::report) entries in `details`.
 use serde_json::json;
 
-use super::report::{CompatEntry, LatencyEntry, PlanEntry, ResultEntry};
+use super::report::{CompatEntry, Latency, LatencyEntry, PlanEntry, ResultEntry};
 use super::stats::{latency, ms};
 use super::{
-    Measured, When, baseline_ms, expectation, listed, measure, miss, plan, started_empty,
+    Measured, When, baseline_ms, expectation, listed, measure, miss, plan, spec, started_empty,
     unavailable,
 };
 use crate::backend::ProbeRun;
@@ -13,7 +13,7 @@ use crate::gate::{Check, CheckOutcome, GateContext, Phase};
 use crate::model::CheckStatus;
 use crate::workspace::config::ProbeConfig;
 
-const NO_PROBES: &str = "this release declares no probes (add [[probe]] tables to d1ops.toml to check reads and writes)";
+const NO_PROBES: &str = "this release declares no probes ([[probe]] in d1ops.toml)";
 
 /// The release's probes measured before and after, or why the check cannot look at them.
 fn measured(
@@ -140,28 +140,44 @@ impl Check for ProbeLatency {
         let mut errored = 0;
         for (p, before, after) in &probes {
             let before = clean(before.as_ref()).and_then(|r| latency(&r.timings_ms));
-            let after = clean(Some(after)).and_then(|r| latency(&r.timings_ms));
+            let mut after = clean(Some(after)).and_then(|r| latency(&r.timings_ms));
             let limit = before.map(|b| ratio * b.p95_ms + floor);
-            let mut problem = None;
-            if let Some(a) = &after {
-                if let Some(budget) = p.p95_ms.filter(|b| a.p95_ms > *b) {
-                    problem = Some(format!(
-                        "p95 {} ms over its {} ms budget",
-                        ms(a.p95_ms),
-                        ms(budget)
-                    ));
-                } else if let (Some(b), Some(l)) = (&before, limit.filter(|l| a.p95_ms > *l)) {
-                    problem = Some(format!(
+            let judge = |a: &Latency| -> Option<String> {
+                let over_budget = p.p95_ms.filter(|b| a.p95_ms > *b).map(|budget| {
+                    format!("p95 {} ms over its {} ms budget", ms(a.p95_ms), ms(budget))
+                });
+                let regressed = before.zip(limit.filter(|l| a.p95_ms > *l)).map(|(b, l)| {
+                    format!(
                         "p95 {} → {} ms, over {ratio}× production's p95 + {floor} ms ({} ms)",
                         ms(b.p95_ms),
                         ms(a.p95_ms),
                         ms(l)
-                    ));
+                    )
+                });
+                match (over_budget, regressed) {
+                    (Some(o), Some(r)) => Some(format!("{o}; {r}")),
+                    (o, r) => o.or(r),
                 }
-            } else {
+            };
+            let mut problem = after.as_ref().and_then(judge);
+            let mut remeasured = false;
+            if problem.is_some() {
+                // A slow result must reproduce before it blocks: noise rarely strikes twice,
+                // a lost index always does. The faster measurement counts.
+                remeasured = true;
+                if let Some(again) = remeasure(ctx, p)
+                    && after.is_none_or(|a| again.p95_ms < a.p95_ms)
+                {
+                    after = Some(again);
+                    problem = judge(&again);
+                }
+                problem = problem.map(|p| format!("{p} (measured twice)"));
+            }
+            if after.is_none() {
                 errored += 1;
             }
             entries.push(LatencyEntry {
+                remeasured,
                 name: p.name.clone(),
                 ratio: before
                     .zip(after)
@@ -206,6 +222,13 @@ impl Check for ProbeLatency {
         };
         outcome.with_details(details)
     }
+}
+
+/// Measures a probe again on the migrated preview (not cached).
+fn remeasure(ctx: &GateContext<'_>, p: &ProbeConfig) -> Option<Latency> {
+    let preview = ctx.preview.as_ref()?;
+    let run = ctx.backend.run_probe(preview, &spec(p, p.runs())).ok()?;
+    run.error.is_none().then(|| latency(&run.timings_ms))?
 }
 
 /// `plan.scan`: query plans before vs after migrations.

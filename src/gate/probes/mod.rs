@@ -204,3 +204,22 @@ fn listed(items: &[String], shown: usize) -> String {
     }
     text
 }
+
+/// Runs each probe once on `db` and returns `(probe, problem)` for every one that errors or
+/// misses its expectations. Rollback uses it on a throwaway copy of production, to prove the
+/// old code still works on the current schema and data.
+pub fn failing_probes(
+    backend: &dyn crate::backend::Backend,
+    db: &crate::backend::DatabaseRef,
+    probes: &[ProbeConfig],
+) -> Vec<(String, String)> {
+    probes
+        .iter()
+        .filter_map(|p| {
+            let measured = backend
+                .run_probe(db, &spec(p, 1))
+                .map_err(|e| e.to_string());
+            miss(p, &measured, true).map(|problem| (p.name.clone(), problem))
+        })
+        .collect()
+}

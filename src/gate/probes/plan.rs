@@ -202,9 +202,13 @@ pub fn findings(input: &PlanInput<'_>) -> Vec<PlanFinding> {
             let was = before.iter().find(|a| a.shown == name && a.indexed());
             let now = after.iter().find(|a| a.shown == name && a.full());
             if let (Some(was), Some(now)) = (was, now) {
+                let table = match names.get(&name.to_lowercase()) {
+                    Some(t) if !t.eq_ignore_ascii_case(name) => format!(" ({name} is {t})"),
+                    _ => String::new(),
+                };
                 out.push(PlanFinding {
                     status: CheckStatus::Fail,
-                    message: format!("{} → {}", was.detail, now.detail),
+                    message: format!("{} → {}{table}", was.detail, now.detail),
                 });
                 regressed.insert(name.to_string());
             }

@@ -2,6 +2,7 @@
 //! and the console from a stored [`GateReport`], so both faces show the same numbers.
 use serde::{Deserialize, Serialize};
 
+pub use super::stats::ms;
 use crate::model::{CheckResult, CheckStatus, GateReport};
 
 /// p50 / p95 / max of a probe's timed runs in one phase.
@@ -55,6 +56,10 @@ pub struct LatencyEntry {
     pub limit_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Whether `after` was measured a second time (a first measurement was too slow; the
+    /// faster one is kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remeasured: bool,
 }
 
 /// One probe in `plan.scan`: both plan trees (indented lines) and what was flagged.

@@ -1,0 +1,412 @@
+//! The latency histogram behind every rollup: log-linear buckets (HDR-style, 64 linear
+//! sub-buckets per power of two of microseconds) from 1 µs to 2^32 µs (≈ 71 min), so any
+//! quantile is within [`RELATIVE_ERROR`] (1/128 ≈ 0.78 %) of the exact sample quantile.
+//! Merging is plain bucket addition (associative, commutative, lossless), which is what lets
+//! minute rollups fold into hours and days. Owns the sparse byte format stored in SQLite BLOBs;
+//! it must not know about rollups, tables or time.
+
+/// log2 of the linear sub-buckets per power of two.
+const SUB_BITS: u32 = 6;
+const SUB_BUCKETS: usize = 1 << SUB_BITS;
+/// Powers of two covered: 2^0 µs … 2^32 µs.
+const OCTAVES: usize = 32;
+/// Number of buckets.
+pub const BUCKETS: usize = OCTAVES * SUB_BUCKETS;
+/// Stated bound on the relative error of [`Histogram::quantile`] for values in 1 µs … 1 h:
+/// half a bucket's width over its lower edge, 1/128 ≈ 0.78 %.
+pub const RELATIVE_ERROR: f64 = 1.0 / (2 * SUB_BUCKETS) as f64;
+/// Smallest value told apart, in milliseconds (1 µs); smaller values share the first bucket.
+pub const MIN_MS: f64 = 0.001;
+/// Largest value told apart, in milliseconds (just under 2^32 µs); larger ones are clamped.
+pub const MAX_MS: f64 = 4_294_967.295;
+/// Version byte of the serialised form.
+const FORMAT: u8 = 1;
+
+/// Why a stored histogram could not be read.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum HistogramError {
+    #[error("histogram blob is truncated")]
+    Truncated,
+    #[error("histogram blob has unknown format version {0}")]
+    Version(u8),
+    #[error("histogram blob names bucket {0}, beyond the last ({max})", max = BUCKETS - 1)]
+    Bucket(u64),
+    #[error("histogram blob has {0} bytes after its last bucket")]
+    Trailing(usize),
+    #[error("histogram blob counts overflow")]
+    Overflow,
+}
+
+/// A latency histogram in milliseconds. Stores counts for the range of buckets between the
+/// lowest and highest recorded value (never a zero at either end), plus the exact min and max.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    offset: usize,
+    counts: Vec<u64>,
+    total: u64,
+    min_ms: f64,
+    max_ms: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            offset: 0,
+            counts: Vec::new(),
+            total: 0,
+            min_ms: f64::INFINITY,
+            max_ms: f64::NEG_INFINITY,
+        }
+    }
+}
+
+/// The bucket of a duration in milliseconds (NaN and negatives count as 0).
+pub fn bucket_of(ms: f64) -> usize {
+    let us = (ms * 1000.0).clamp(1.0, MAX_MS * 1000.0);
+    let us = if us.is_nan() { 1.0 } else { us };
+    // The f64 exponent is the power of two; its top mantissa bits are the linear sub-bucket.
+    let bits = us.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as usize - 1023;
+    let sub = ((bits >> (52 - SUB_BITS)) as usize) & (SUB_BUCKETS - 1);
+    exp * SUB_BUCKETS + sub
+}
+
+/// The `[lower, upper)` edges of a bucket in milliseconds.
+pub fn bucket_bounds(index: usize) -> (f64, f64) {
+    let exp = (index / SUB_BUCKETS) as i32;
+    let sub = (index % SUB_BUCKETS) as f64;
+    let base = 2f64.powi(exp) / 1000.0;
+    let width = base / SUB_BUCKETS as f64;
+    (base + sub * width, base + (sub + 1.0) * width)
+}
+
+fn representative(index: usize) -> f64 {
+    let (lo, hi) = bucket_bounds(index);
+    (lo + hi) / 2.0
+}
+
+impl Histogram {
+    pub fn new() -> Histogram {
+        Histogram::default()
+    }
+
+    /// Records one duration in milliseconds.
+    pub fn record(&mut self, ms: f64) {
+        self.record_n(ms, 1);
+    }
+
+    /// Records `n` occurrences of a duration in milliseconds.
+    pub fn record_n(&mut self, ms: f64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let ms = if ms.is_nan() || ms < 0.0 {
+            0.0
+        } else {
+            ms.min(MAX_MS)
+        };
+        let i = bucket_of(ms);
+        self.cover(i, i);
+        self.counts[i - self.offset] += n;
+        self.total += n;
+        self.min_ms = self.min_ms.min(ms);
+        self.max_ms = self.max_ms.max(ms);
+    }
+
+    /// Grows the stored range to include buckets `lo..=hi`.
+    fn cover(&mut self, lo: usize, hi: usize) {
+        if self.counts.is_empty() {
+            self.offset = lo;
+            self.counts = vec![0; hi - lo + 1];
+            return;
+        }
+        if lo < self.offset {
+            let extra = self.offset - lo;
+            self.counts.splice(0..0, std::iter::repeat_n(0, extra));
+            self.offset = lo;
+        }
+        let end = self.offset + self.counts.len();
+        if hi >= end {
+            self.counts.resize(hi + 1 - self.offset, 0);
+        }
+    }
+
+    /// Adds every count of `other` to this histogram.
+    pub fn merge(&mut self, other: &Histogram) {
+        if other.total == 0 {
+            return;
+        }
+        self.cover(other.offset, other.offset + other.counts.len() - 1);
+        let start = other.offset - self.offset;
+        for (dst, src) in self.counts[start..].iter_mut().zip(&other.counts) {
+            *dst += src;
+        }
+        self.total += other.total;
+        self.min_ms = self.min_ms.min(other.min_ms);
+        self.max_ms = self.max_ms.max(other.max_ms);
+    }
+
+    /// Number of recorded durations.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Exact smallest recorded duration.
+    pub fn min(&self) -> Option<f64> {
+        (self.total > 0).then_some(self.min_ms)
+    }
+
+    /// Exact largest recorded duration.
+    pub fn max(&self) -> Option<f64> {
+        (self.total > 0).then_some(self.max_ms)
+    }
+
+    /// The `q` quantile (0 ≤ q ≤ 1) by nearest rank: the value at rank ⌈q·n⌉, within
+    /// [`RELATIVE_ERROR`] for values in range. `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.total == 0 {
+            return None;
+        }
+        let q = if q.is_nan() { 0.5 } else { q.clamp(0.0, 1.0) };
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0u64;
+        for (k, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                let v = representative(self.offset + k);
+                return Some(v.clamp(self.min_ms, self.max_ms));
+            }
+        }
+        Some(self.max_ms)
+    }
+
+    /// Non-empty buckets as `(lower_ms, upper_ms, count)`.
+    pub fn buckets(&self) -> impl Iterator<Item = (f64, f64, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(k, &c)| {
+                let (lo, hi) = bucket_bounds(self.offset + k);
+                (lo, hi, c)
+            })
+    }
+
+    /// Sparse serialisation: version, min, max, then (bucket delta, count) varint pairs.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(20 + self.counts.len() * 2);
+        out.push(FORMAT);
+        let (min, max) = if self.total == 0 {
+            (0.0, 0.0)
+        } else {
+            (self.min_ms, self.max_ms)
+        };
+        out.extend_from_slice(&min.to_le_bytes());
+        out.extend_from_slice(&max.to_le_bytes());
+        let nonzero = self.counts.iter().filter(|c| **c > 0).count();
+        put_varint(&mut out, nonzero as u64);
+        let mut prev = 0usize;
+        for (k, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                let i = self.offset + k;
+                put_varint(&mut out, (i - prev) as u64);
+                put_varint(&mut out, c);
+                prev = i;
+            }
+        }
+        out
+    }
+
+    /// Reads the form written by [`Histogram::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Histogram, HistogramError> {
+        let mut h = Histogram::new();
+        h.merge_bytes(bytes)?;
+        Ok(h)
+    }
+
+    /// Adds a serialised histogram to this one without building it first.
+    pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<(), HistogramError> {
+        let (&version, rest) = bytes.split_first().ok_or(HistogramError::Truncated)?;
+        if version != FORMAT {
+            return Err(HistogramError::Version(version));
+        }
+        let mut r = Reader { bytes: rest };
+        let min = f64::from_le_bytes(r.array()?);
+        let max = f64::from_le_bytes(r.array()?);
+        let n = r.varint()?;
+        // Two passes: validate and find the range, then add (no allocation per blob).
+        let body = r.bytes;
+        let (mut lo, mut hi, mut sum) = (usize::MAX, 0usize, 0u64);
+        let mut index = 0u64;
+        for _ in 0..n {
+            index = index.checked_add(r.varint()?).ok_or(HistogramError::Overflow)?;
+            if index >= BUCKETS as u64 {
+                return Err(HistogramError::Bucket(index));
+            }
+            let c = r.varint()?;
+            sum = sum.checked_add(c).ok_or(HistogramError::Overflow)?;
+            if c > 0 {
+                lo = lo.min(index as usize);
+                hi = hi.max(index as usize);
+            }
+        }
+        if !r.bytes.is_empty() {
+            return Err(HistogramError::Trailing(r.bytes.len()));
+        }
+        if sum == 0 {
+            return Ok(());
+        }
+        self.total = self.total.checked_add(sum).ok_or(HistogramError::Overflow)?;
+        self.cover(lo, hi);
+        let mut r = Reader { bytes: body };
+        let mut index = 0usize;
+        for _ in 0..n {
+            index += r.varint()? as usize;
+            let c = r.varint()?;
+            self.counts[index - self.offset] += c;
+        }
+        self.min_ms = self.min_ms.min(min);
+        self.max_ms = self.max_ms.max(max);
+        Ok(())
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn array(&mut self) -> Result<[u8; 8], HistogramError> {
+        let (head, rest) = self
+            .bytes
+            .split_first_chunk::<8>()
+            .ok_or(HistogramError::Truncated)?;
+        self.bytes = rest;
+        Ok(*head)
+    }
+
+    fn varint(&mut self) -> Result<u64, HistogramError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = self
+                .bytes
+                .split_first()
+                .ok_or(HistogramError::Truncated)?;
+            self.bytes = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(HistogramError::Overflow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bucket_is_within_the_stated_error_of_its_values() {
+        for i in 0..BUCKETS {
+            let (lo, hi) = bucket_bounds(i);
+            let mid = representative(i);
+            assert!(lo < hi);
+            assert!((mid - lo) / lo <= RELATIVE_ERROR + 1e-12, "bucket {i}");
+            assert_eq!(bucket_of(lo), i, "lower edge of {i}");
+            assert_eq!(bucket_of(mid), i, "middle of {i}");
+            if i + 1 < BUCKETS {
+                assert_eq!(bucket_bounds(i + 1).0, hi, "buckets {i} and next touch");
+            }
+        }
+        assert!(bucket_bounds(BUCKETS - 1).1 >= 3_600_000.0, "covers one hour");
+    }
+
+    #[test]
+    fn out_of_range_values_are_clamped_not_lost() {
+        let mut h = Histogram::new();
+        for v in [f64::NAN, -1.0, 0.0, 0.0001, 1e12, f64::INFINITY] {
+            h.record(v);
+        }
+        assert_eq!(h.count(), 6);
+        assert_eq!(h.min(), Some(0.0));
+        assert_eq!(h.max(), Some(MAX_MS));
+    }
+
+    #[test]
+    fn quantiles_of_a_small_sample() {
+        let mut h = Histogram::new();
+        assert_eq!(h.quantile(0.5), None);
+        for v in 1..=100 {
+            h.record(v as f64);
+        }
+        for (q, exact) in [(0.0, 1.0), (0.5, 50.0), (0.95, 95.0), (0.99, 99.0), (1.0, 100.0)] {
+            let got = h.quantile(q).unwrap();
+            assert!((got - exact).abs() / exact <= RELATIVE_ERROR, "q{q}: {got}");
+        }
+    }
+
+    #[test]
+    fn bytes_round_trip_and_stay_small() {
+        let mut h = Histogram::new();
+        assert_eq!(Histogram::from_bytes(&h.to_bytes()).unwrap(), h);
+        for v in [0.2, 0.25, 3.0, 3.0, 250.0, 90_000.0] {
+            h.record(v);
+        }
+        let bytes = h.to_bytes();
+        assert!(bytes.len() < 40, "{} bytes", bytes.len());
+        assert_eq!(Histogram::from_bytes(&bytes).unwrap(), h);
+    }
+
+    #[test]
+    fn corrupt_blobs_are_errors() {
+        let mut h = Histogram::new();
+        h.record(1.0);
+        let bytes = h.to_bytes();
+        assert_eq!(
+            Histogram::from_bytes(&bytes[..bytes.len() - 1]),
+            Err(HistogramError::Truncated)
+        );
+        assert_eq!(Histogram::from_bytes(&[9]), Err(HistogramError::Version(9)));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            Histogram::from_bytes(&long),
+            Err(HistogramError::Trailing(1))
+        );
+        let mut far = bytes[..17].to_vec();
+        far.extend_from_slice(&[1, 0xff, 0x7f, 1]);
+        assert_eq!(
+            Histogram::from_bytes(&far),
+            Err(HistogramError::Bucket(16383))
+        );
+    }
+
+    #[test]
+    fn merge_grows_the_range_both_ways() {
+        let (mut a, mut b) = (Histogram::new(), Histogram::new());
+        a.record(10.0);
+        b.record(0.01);
+        b.record(5_000.0);
+        a.merge(&b);
+        assert_eq!(a.count(), 3);
+        assert_eq!(a.min(), Some(0.01));
+        assert_eq!(a.max(), Some(5_000.0));
+        let mut c = Histogram::new();
+        c.merge_bytes(&b.to_bytes()).unwrap();
+        c.merge_bytes(&Histogram::new().to_bytes()).unwrap();
+        assert_eq!(c, b);
+    }
+}

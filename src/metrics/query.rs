@@ -1,0 +1,372 @@
+//! Reading rollups for the Monitor, the watch window and capacity: latency/QPS/error series,
+//! top queries, window statistics, daily traffic and the recent-error ring. Every reader
+//! covers its window with the coarsest rows that fit (`rollup::cover`), so cost follows the
+//! window's shape, not the event count. Must not write, and must not read raw events (there
+//! are none: only rollups and the bounded error ring are stored).
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::rollup::{Resolution, Span, Sums, cover};
+use super::store::MetricsStore;
+use super::{MetricsError, Result, day_of, day_start, time_of};
+
+/// Most points one series call returns.
+pub const MAX_POINTS: i64 = 10_000;
+
+/// One bucket of a series. Percentiles are `None` for a bucket without queries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    /// Bucket start.
+    pub t: DateTime<Utc>,
+    pub count: u64,
+    pub errors: u64,
+    /// Queries per second over the bucket (the part of it before `to`).
+    pub qps: f64,
+    /// errors / count (0 when empty).
+    pub error_rate: f64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// The order of [`MetricsStore::top_queries`] (descending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopBy {
+    TotalTime,
+    P95,
+    RowsRead,
+    /// Failing queries only, most errors first.
+    Errors,
+}
+
+/// One fingerprint over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryStat {
+    pub fingerprint_id: String,
+    pub text: String,
+    pub count: u64,
+    pub errors: u64,
+    pub total_ms: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub rows_read: u64,
+    pub rows_written: u64,
+}
+
+/// Totals of one environment (or all) over a window: what the watch window compares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowStats {
+    pub count: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub p95: Option<f64>,
+}
+
+/// One UTC day of traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DailyTraffic {
+    pub day: NaiveDate,
+    pub queries: u64,
+    pub rows_read: u64,
+    pub rows_written: u64,
+}
+
+/// One raw error from the ring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentError {
+    pub at: DateTime<Utc>,
+    pub env: String,
+    pub release: Option<String>,
+    pub fingerprint_id: String,
+    /// Fingerprint text (empty if the fingerprint has aged out).
+    pub text: String,
+    pub code: String,
+    pub message: String,
+    pub duration_ms: f64,
+}
+
+fn rate(errors: u64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        errors as f64 / count as f64
+    }
+}
+
+/// Reads the sums columns starting at `first` (count, errors, sum_ms, rows_read,
+/// rows_written, rows_returned, hist) and adds them to `into`.
+fn add_row(row: &rusqlite::Row, first: usize, into: &mut Sums) -> Result<()> {
+    let u = |i: usize| -> Result<u64> { Ok(row.get::<_, i64>(first + i)?.max(0) as u64) };
+    into.count += u(0)?;
+    into.errors += u(1)?;
+    into.sum_ms += row.get::<_, f64>(first + 2)?;
+    into.rows_read += u(3)?;
+    into.rows_written += u(4)?;
+    into.rows_returned += u(5)?;
+    match row.get_ref(first + 6)? {
+        rusqlite::types::ValueRef::Blob(b) => into.hist.merge_bytes(b)?,
+        other => {
+            return Err(MetricsError::Corrupt {
+                what: "rollup histogram",
+                value: format!("{:?}", other.data_type()),
+            });
+        }
+    }
+    Ok(())
+}
+
+const SUMS: &str = "count, errors, sum_ms, rows_read, rows_written, rows_returned, hist";
+
+impl MetricsStore {
+    /// Environment-wide rows of `res` with `from <= t < to`, each passed to `f(t, row)`;
+    /// the sums start at column 1.
+    fn scan_env(
+        &self,
+        res: Resolution,
+        env: Option<&str>,
+        from: i64,
+        to: i64,
+        f: &mut dyn FnMut(i64, &rusqlite::Row) -> Result<()>,
+    ) -> Result<()> {
+        let sql = format!(
+            "SELECT t, {SUMS} FROM {} WHERE t >= ?1 AND t < ?2 AND (?3 IS NULL OR env = ?3)",
+            res.env_table()
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query((from, to, env))?;
+        while let Some(row) = rows.next()? {
+            f(row.get(0)?, row)?;
+        }
+        Ok(())
+    }
+
+    /// Latency, QPS and error-rate series for one environment (or all), buckets of `step`
+    /// aligned to multiples of it. `step` is rounded up to whole minutes, and to whole hours
+    /// when the window reaches back past minute retention. At most [`MAX_POINTS`] buckets.
+    pub fn series(
+        &self,
+        env: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step: chrono::Duration,
+    ) -> Result<Vec<SeriesPoint>> {
+        let (from, to) = (from.timestamp(), to.timestamp());
+        if to <= from {
+            return Ok(Vec::new());
+        }
+        let mut step = (step.num_seconds().max(60) + 59) / 60 * 60;
+        let tier = |step: i64| {
+            [Resolution::Day, Resolution::Hour]
+                .into_iter()
+                .find(|r| step % r.secs() == 0)
+                .unwrap_or(Resolution::Minute)
+        };
+        let mut t0 = from.div_euclid(step) * step;
+        if tier(step) == Resolution::Minute && t0 < self.watermark("env_minutes_from")? {
+            step = (step + 3_599) / 3_600 * 3_600;
+            t0 = from.div_euclid(step) * step;
+        }
+        let res = tier(step);
+        let n = (to - t0 + step - 1) / step;
+        if n > MAX_POINTS {
+            return Err(MetricsError::Invalid(format!(
+                "a series of {n} points is too long (at most {MAX_POINTS}); use a larger step"
+            )));
+        }
+        let mut buckets = vec![Sums::default(); n as usize];
+        let end = -res.floor(-to);
+        self.scan_env(res, env, t0, end, &mut |t, row| {
+            let i = (((t - t0) / step) as usize).min(buckets.len() - 1);
+            add_row(row, 1, &mut buckets[i])
+        })?;
+        Ok(buckets
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let t = t0 + i as i64 * step;
+                let secs = ((t + step).min(to) - t).max(1);
+                SeriesPoint {
+                    t: time_of(t),
+                    count: s.count,
+                    errors: s.errors,
+                    qps: s.count as f64 / secs as f64,
+                    error_rate: rate(s.errors, s.count),
+                    p50: s.hist.quantile(0.50),
+                    p95: s.hist.quantile(0.95),
+                    p99: s.hist.quantile(0.99),
+                }
+            })
+            .collect())
+    }
+
+    /// Totals over `[from, to)` (whole minutes; whole hours where minutes have been dropped).
+    pub fn window_stats(
+        &self,
+        env: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<WindowStats> {
+        let mut total = Sums::default();
+        let spans = cover(
+            from.timestamp(),
+            to.timestamp(),
+            self.watermark("env_minutes_from")?,
+        );
+        for Span { res, from, to } in spans {
+            self.scan_env(res, env, from, to, &mut |_, row| add_row(row, 1, &mut total))?;
+        }
+        Ok(WindowStats {
+            count: total.count,
+            errors: total.errors,
+            error_rate: rate(total.errors, total.count),
+            p95: total.hist.quantile(0.95),
+        })
+    }
+
+    /// The `limit` heaviest fingerprints over `[from, to)` by `order`.
+    pub fn top_queries(
+        &self,
+        env: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        order: TopBy,
+        limit: usize,
+    ) -> Result<Vec<QueryStat>> {
+        let mut by_fp: HashMap<String, Sums> = HashMap::new();
+        let spans = cover(
+            from.timestamp(),
+            to.timestamp(),
+            self.watermark("fp_minutes_from")?,
+        );
+        for Span { res, from, to } in spans {
+            let sql = format!(
+                "SELECT fp, {SUMS} FROM {} WHERE t >= ?1 AND t < ?2 AND (?3 IS NULL OR env = ?3)",
+                res.fp_table()
+            );
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query((from, to, env))?;
+            while let Some(row) = rows.next()? {
+                let fp = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                match by_fp.get_mut(fp) {
+                    Some(s) => add_row(row, 1, s)?,
+                    None => {
+                        let mut s = Sums::default();
+                        add_row(row, 1, &mut s)?;
+                        by_fp.insert(fp.to_string(), s);
+                    }
+                }
+            }
+        }
+        let mut stats: Vec<QueryStat> = by_fp
+            .into_iter()
+            .filter(|(_, s)| s.count > 0 && (order != TopBy::Errors || s.errors > 0))
+            .map(|(id, s)| QueryStat {
+                fingerprint_id: id,
+                text: String::new(),
+                count: s.count,
+                errors: s.errors,
+                total_ms: s.sum_ms,
+                p50: s.hist.quantile(0.50).unwrap_or(0.0),
+                p95: s.hist.quantile(0.95).unwrap_or(0.0),
+                p99: s.hist.quantile(0.99).unwrap_or(0.0),
+                rows_read: s.rows_read,
+                rows_written: s.rows_written,
+            })
+            .collect();
+        let key = |q: &QueryStat| match order {
+            TopBy::TotalTime => q.total_ms,
+            TopBy::P95 => q.p95,
+            TopBy::RowsRead => q.rows_read as f64,
+            TopBy::Errors => q.errors as f64,
+        };
+        stats.sort_by(|a, b| {
+            key(b)
+                .total_cmp(&key(a))
+                .then(b.count.cmp(&a.count))
+                .then_with(|| a.fingerprint_id.cmp(&b.fingerprint_id))
+        });
+        stats.truncate(limit);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT text FROM fingerprints WHERE id = ?1")?;
+        for q in &mut stats {
+            let mut rows = stmt.query([&q.fingerprint_id])?;
+            if let Some(row) = rows.next()? {
+                q.text = row.get(0)?;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Daily traffic for one environment (or all) for the UTC days `from..=to`; days without
+    /// traffic are absent.
+    pub fn daily(
+        &self,
+        env: Option<&str>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DailyTraffic>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t, sum(count), sum(rows_read), sum(rows_written) FROM env_day
+             WHERE t >= ?1 AND t < ?2 AND (?3 IS NULL OR env = ?3) GROUP BY t ORDER BY t",
+        )?;
+        let rows = stmt.query_map((day_start(from), day_start(to) + 86_400, env), |r| {
+            Ok(DailyTraffic {
+                day: day_of(r.get(0)?),
+                queries: r.get::<_, i64>(1)?.max(0) as u64,
+                rows_read: r.get::<_, i64>(2)?.max(0) as u64,
+                rows_written: r.get::<_, i64>(3)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The newest `limit` raw errors, newest first.
+    pub fn recent_errors(&self, env: Option<&str>, limit: usize) -> Result<Vec<RecentError>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.at_ms, e.env, e.release, e.fp, coalesce(f.text, ''), e.code, e.message,
+                    e.duration_ms
+             FROM error_ring e LEFT JOIN fingerprints f ON f.id = e.fp
+             WHERE (?1 IS NULL OR e.env = ?1) ORDER BY e.seq DESC LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map((env, limit), |r| {
+            Ok(RecentError {
+                at: DateTime::from_timestamp_millis(r.get(0)?).unwrap_or_default(),
+                env: r.get(1)?,
+                release: r.get(2)?,
+                fingerprint_id: r.get(3)?,
+                text: r.get(4)?,
+                code: r.get(5)?,
+                message: r.get(6)?,
+                duration_ms: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Environments with traffic in the last `hour_retention`, by name.
+    pub fn environments(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT env FROM env_day ORDER BY env")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The text of a fingerprint id, if known.
+    pub fn fingerprint_text(&self, id: &str) -> Result<Option<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT text FROM fingerprints WHERE id = ?1")?;
+        let mut rows = stmt.query([id])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        })
+    }
+}

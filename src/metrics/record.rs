@@ -1,0 +1,232 @@
+//! Writing: a batch of events (or pre-aggregated rollups) is summed in memory per
+//! (environment, fingerprint, minute), folded into its hour and day and into the
+//! environment-wide rows, then upserted — counts added, histograms merged by
+//! `d1ops_hist_merge` — in one IMMEDIATE transaction with the fingerprints and the error
+//! ring. Must not read rollups back or apply retention (that is `maintain`).
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::params;
+
+use super::event::QueryEvent;
+use super::fingerprint::fingerprint_id;
+use super::rollup::{Resolution, Rollup, Sums};
+use super::store::MetricsStore;
+use super::Result;
+
+/// Longest error message kept in the ring, in bytes.
+const MAX_MESSAGE: usize = 2_000;
+
+/// One batch, summed: per-fingerprint and per-environment rows at every resolution.
+#[derive(Default)]
+struct Batch<'a> {
+    fp: BTreeMap<(Resolution, i64, &'a str, &'a str), Sums>,
+    env: BTreeMap<(Resolution, i64, &'a str), Sums>,
+    /// Fingerprint text → (first, last) seen, unix seconds.
+    seen: HashMap<&'a str, (i64, i64)>,
+}
+
+impl<'a> Batch<'a> {
+    /// Adds `sums` for a row at `res` and to every coarser row and environment row holding it.
+    fn add(&mut self, res: Resolution, t: i64, env: &'a str, fp: &'a str, sums: Sums) {
+        for coarser in Resolution::ALL.into_iter().filter(|r| *r >= res) {
+            let start = coarser.floor(t);
+            self.env
+                .entry((coarser, start, env))
+                .or_default()
+                .merge(&sums);
+            if coarser != res {
+                self.fp
+                    .entry((coarser, start, env, fp))
+                    .or_default()
+                    .merge(&sums);
+            }
+        }
+        match self.fp.entry((res, res.floor(t), env, fp)) {
+            Entry::Vacant(v) => {
+                v.insert(sums);
+            }
+            Entry::Occupied(mut o) => o.get_mut().merge(&sums),
+        }
+    }
+
+    fn see(&mut self, fp: &'a str, first: i64, last: i64) {
+        let e = self.seen.entry(fp).or_insert((first, last));
+        e.0 = e.0.min(first);
+        e.1 = e.1.max(last);
+    }
+}
+
+fn upsert_sql(table: &str, with_fp: bool) -> String {
+    let (fp_col, fp_val, key) = if with_fp {
+        (", fp", ", ?3", "t, env, fp")
+    } else {
+        ("", "", "t, env")
+    };
+    format!(
+        "INSERT INTO {table}(t, env{fp_col}, count, errors, sum_ms, rows_read, rows_written, \
+         rows_returned, hist) VALUES (?1, ?2{fp_val}, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT({key}) DO UPDATE SET count = count + excluded.count, \
+         errors = errors + excluded.errors, sum_ms = sum_ms + excluded.sum_ms, \
+         rows_read = rows_read + excluded.rows_read, \
+         rows_written = rows_written + excluded.rows_written, \
+         rows_returned = rows_returned + excluded.rows_returned, \
+         hist = d1ops_hist_merge(hist, excluded.hist)"
+    )
+}
+
+/// A u64 count as SQLite's i64 (saturating; no real count gets near).
+pub(crate) fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl MetricsStore {
+    /// Records a batch of events: one transaction, rows upserted with merge. Any order of
+    /// events and batches gives the same rollups.
+    pub fn record(&mut self, events: &[QueryEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut minutes: HashMap<(i64, &str, &str), Sums> = HashMap::new();
+        for e in events {
+            let t = Resolution::Minute.floor(e.at.timestamp());
+            minutes
+                .entry((t, e.env.as_str(), e.fingerprint.as_str()))
+                .or_default()
+                .add_event(e);
+        }
+        let mut batch = Batch::default();
+        for ((t, env, fp), sums) in minutes {
+            batch.add(Resolution::Minute, t, env, fp, sums);
+        }
+        for e in events {
+            let t = e.at.timestamp();
+            batch.see(&e.fingerprint, t, t);
+        }
+        let mut errors: Vec<&QueryEvent> = events.iter().filter(|e| e.is_error()).collect();
+        errors.sort_by_key(|e| e.at);
+        let keep = errors.len().saturating_sub(self.settings.error_capacity);
+        self.write(&batch, &errors[keep..])
+    }
+
+    /// Records pre-aggregated rollups (minute or hour), merged like events.
+    pub fn record_rollups(&mut self, rollups: &[Rollup]) -> Result<()> {
+        let mut batch = Batch::default();
+        for r in rollups.iter().filter(|r| r.count > 0) {
+            let res = r.resolution.min(Resolution::Hour);
+            let t = res.floor(r.start.timestamp());
+            batch.add(res, t, &r.env, &r.fingerprint, r.sums());
+            batch.see(&r.fingerprint, t, t + res.secs() - 1);
+        }
+        if batch.fp.is_empty() {
+            return Ok(());
+        }
+        self.write(&batch, &[])
+    }
+
+    fn write(&mut self, batch: &Batch, errors: &[&QueryEvent]) -> Result<()> {
+        let ids: HashMap<&str, String> = batch
+            .seen
+            .keys()
+            .map(|fp| (*fp, fingerprint_id(fp)))
+            .collect();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO fingerprints(id, text, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
+                     last_seen = max(last_seen, excluded.last_seen)",
+            )?;
+            for (fp, (first, last)) in &batch.seen {
+                stmt.execute(params![id(&ids, fp), fp, first, last])?;
+            }
+            let mut fp_stmts = Vec::new();
+            let mut env_stmts = Vec::new();
+            for res in Resolution::ALL {
+                fp_stmts.push(tx.prepare(&upsert_sql(res.fp_table(), true))?);
+                env_stmts.push(tx.prepare(&upsert_sql(res.env_table(), false))?);
+            }
+            for ((res, t, env, fp), s) in &batch.fp {
+                fp_stmts[*res as usize].execute(params![
+                    t,
+                    env,
+                    id(&ids, fp),
+                    int(s.count),
+                    int(s.errors),
+                    s.sum_ms,
+                    int(s.rows_read),
+                    int(s.rows_written),
+                    int(s.rows_returned),
+                    s.hist.to_bytes()
+                ])?;
+            }
+            for ((res, t, env), s) in &batch.env {
+                env_stmts[*res as usize].execute(params![
+                    t,
+                    env,
+                    rusqlite::types::Null,
+                    int(s.count),
+                    int(s.errors),
+                    s.sum_ms,
+                    int(s.rows_read),
+                    int(s.rows_written),
+                    int(s.rows_returned),
+                    s.hist.to_bytes()
+                ])?;
+            }
+            if !errors.is_empty() {
+                push_errors(&tx, errors, &ids, self.settings.error_capacity)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+}
+
+fn id<'m>(ids: &'m HashMap<&str, String>, fp: &str) -> &'m str {
+    ids.get(fp).map_or("", String::as_str)
+}
+
+/// Appends errors to the ring and drops the oldest beyond `capacity`.
+fn push_errors(
+    tx: &rusqlite::Transaction,
+    errors: &[&QueryEvent],
+    ids: &HashMap<&str, String>,
+    capacity: usize,
+) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO error_ring(at_ms, env, release, fp, code, message, duration_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for e in errors {
+        let Some(err) = &e.error else { continue };
+        stmt.execute(params![
+            e.at.timestamp_millis(),
+            e.env,
+            e.release,
+            id(ids, &e.fingerprint),
+            err.code,
+            truncate(&err.message, MAX_MESSAGE),
+            e.duration_ms
+        ])?;
+    }
+    tx.execute(
+        "DELETE FROM error_ring WHERE seq <= (SELECT max(seq) FROM error_ring) - ?1",
+        [int(capacity as u64)],
+    )?;
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
