@@ -308,3 +308,72 @@ fn quit_and_back() {
     c.typed("q");
     assert!(c.state.quit);
 }
+
+#[test]
+fn rollback_then_restore_from_the_console() {
+    let f = populated();
+    let (r1, r2) = (&f.ids[0], &f.ids[1]);
+    let mut c = Console::open(&f, "carol");
+
+    // R on the superseded release: the check runs on a copy, then the typed code confirms.
+    c.select_release(r1);
+    c.press(KeyCode::Char('R'));
+    let Some(Dialog::Confirm(confirm)) = &c.state.dialog else {
+        panic!("R opens the confirmation");
+    };
+    let preview = confirm.recovery.clone().expect("loaded").expect("ok");
+    assert_eq!(preview.blocker, None, "{:?}", preview.lines);
+    assert!(
+        preview
+            .lines
+            .iter()
+            .any(|l| l.contains("schema and data stay")),
+        "{:?}",
+        preview.lines
+    );
+    c.typed(&r1[22..]);
+    c.press(KeyCode::Tab);
+    c.press(KeyCode::Enter);
+    let (kind, text) = c.last_toast();
+    assert_eq!(kind, ToastKind::Success, "{text}");
+    assert_eq!(state_of(&f, r1), ReleaseState::Live);
+    assert_eq!(state_of(&f, r2), ReleaseState::RolledBack);
+
+    // S on R2: the loss report, then production goes back to before R2's migrations.
+    c.press(KeyCode::Esc); // clear the filter
+    c.select_release(r2);
+    c.press(KeyCode::Char('S'));
+    let Some(Dialog::Confirm(confirm)) = &c.state.dialog else {
+        panic!("S opens the confirmation");
+    };
+    let preview = confirm.recovery.clone().expect("loaded").expect("ok");
+    assert!(
+        preview
+            .lines
+            .iter()
+            .any(|l| l.contains("What would be lost")),
+        "{:?}",
+        preview.lines
+    );
+    assert!(
+        preview.lines.iter().any(|l| l.contains("0002_posts.sql")),
+        "{:?}",
+        preview.lines
+    );
+    c.typed(&r2[22..]);
+    c.press(KeyCode::Tab);
+    c.press(KeyCode::Enter);
+    let (kind, text) = c.last_toast();
+    assert_eq!(kind, ToastKind::Success, "{text}");
+    assert_eq!(state_of(&f, r2), ReleaseState::Reverted);
+    let ledger: Vec<String> =
+        rusqlite::Connection::open(f.root().join(".d1ops/db/production.sqlite"))
+            .expect("production")
+            .prepare("SELECT name FROM d1_migrations ORDER BY id")
+            .expect("ledger")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("names");
+    assert_eq!(ledger, vec!["0001_users.sql".to_string()]);
+}

@@ -155,3 +155,24 @@ fn filter_narrows_the_list() {
     update(&mut state, Action::Reply(reply));
     assert_eq!(state.releases.visible.len(), 1);
 }
+
+#[test]
+fn rollback_and_restore_confirmations() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    keys(&mut state, &mut engine, &f.ids, "2jjjR");
+    check("rollback_confirm", &mut state, &f.ids);
+    key(&mut state, &mut engine, &f.ids, KeyCode::Esc);
+    keys(&mut state, &mut engine, &f.ids, "kS");
+    check("restore_confirm", &mut state, &f.ids);
+}
+
+#[test]
+fn readonly_has_no_rollback_or_restore() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, true);
+    keys(&mut state, &mut engine, &f.ids, "2jjjR");
+    assert!(state.dialog.is_none());
+    keys(&mut state, &mut engine, &f.ids, "S");
+    assert!(state.dialog.is_none());
+}

@@ -5,7 +5,7 @@
 //! Plain data only: nothing here performs I/O or touches the engine.
 use chrono::{DateTime, Utc};
 
-use crate::engine::{CleanupItem, EnvView, ReleaseDetail, ReleaseDiff};
+use crate::engine::{CleanupItem, EnvView, ReleaseDetail, ReleaseDiff, SnapshotView};
 use crate::model::{AuditEvent, Environment, GateReport, Release};
 use crate::schema::DiffLine;
 use crate::store::ChainStatus;
@@ -40,6 +40,10 @@ pub enum Action {
     Promote,
     Abandon,
     Cleanup,
+    /// `R`: switch production's code back to the selected release.
+    Rollback,
+    /// `S`: restore production's database to before the selected release.
+    Restore,
     /// Dialog: move focus between Cancel and Confirm.
     FocusNext,
     FocusPrev,
@@ -75,11 +79,23 @@ pub enum Request {
     Refresh,
     Detail(String),
     PromotePreview(String),
-    Approve { id: String, note: Option<String> },
+    Approve {
+        id: String,
+        note: Option<String>,
+    },
     Promote(String),
-    Abandon { id: String, note: Option<String> },
+    Abandon {
+        id: String,
+        note: Option<String>,
+    },
     CleanupPlan,
     Cleanup(Vec<CleanupItem>),
+    /// What a rollback to / restore before this release would do (probes on a copy, or the
+    /// loss report).
+    RollbackPreview(String),
+    RestorePreview(String),
+    Rollback(String),
+    Restore(String),
 }
 
 impl Request {
@@ -94,6 +110,10 @@ impl Request {
             Request::Abandon { .. } => "abandoning".into(),
             Request::CleanupPlan => "finding stale previews".into(),
             Request::Cleanup(items) => format!("deleting {} preview(s)", items.len()),
+            Request::RollbackPreview(_) => "probing a copy of production".into(),
+            Request::RestorePreview(_) => "comparing with the recovery point".into(),
+            Request::Rollback(_) => "rolling back".into(),
+            Request::Restore(_) => "restoring".into(),
         }
     }
 }
@@ -106,6 +126,8 @@ pub struct Snapshot {
     pub production: Option<Environment>,
     pub audit: Vec<AuditEvent>,
     pub chain: Option<ChainStatus>,
+    /// Recovery points with their retention.
+    pub snapshots: Vec<SnapshotView>,
 }
 
 /// A release detail and what promoting it would change.
@@ -126,6 +148,14 @@ pub struct PromotePreview {
     pub diff: Vec<DiffLine>,
 }
 
+/// What the rollback / restore confirmation shows, already in words.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryPreview {
+    /// Why it cannot go ahead from the console, if so.
+    pub blocker: Option<String>,
+    pub lines: Vec<String>,
+}
+
 /// The worker's answer to one [`Request`].
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -139,6 +169,10 @@ pub enum Reply {
         result: Result<Box<PromotePreview>, String>,
     },
     CleanupPlan(Result<Vec<CleanupItem>, String>),
+    RecoveryPreview {
+        id: String,
+        result: Result<Box<RecoveryPreview>, String>,
+    },
     /// The outcome of an action (approve, promote, abandon, cleanup), as one sentence.
     Outcome {
         ok: bool,

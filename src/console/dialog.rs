@@ -3,7 +3,7 @@
 //!
 //! Cancel is always focused first; nothing here talks to the engine — pressing Confirm
 //! only yields the [`Request`] for `update` to send.
-use super::action::{PromotePreview, Request};
+use super::action::{PromotePreview, RecoveryPreview, Request};
 use crate::engine::CleanupItem;
 
 /// The dangerous actions that share the confirmation dialog.
@@ -12,6 +12,8 @@ pub enum ConfirmAction {
     Approve,
     Promote,
     Abandon,
+    Rollback,
+    Restore,
 }
 
 impl ConfirmAction {
@@ -20,6 +22,8 @@ impl ConfirmAction {
             ConfirmAction::Approve => "Approve",
             ConfirmAction::Promote => "Promote",
             ConfirmAction::Abandon => "Abandon",
+            ConfirmAction::Rollback => "Roll back to",
+            ConfirmAction::Restore => "Restore before",
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct Confirm {
     pub focus: Focus,
     /// Promote only: what the gate says and what will change (`None` while loading).
     pub preview: Option<Result<Box<PromotePreview>, String>>,
+    /// Rollback / restore only: the probe check or the loss report (`None` while loading).
+    pub recovery: Option<Result<Box<RecoveryPreview>, String>>,
 }
 
 impl Confirm {
@@ -63,17 +69,39 @@ impl Confirm {
 
     /// Whether pressing Confirm would act now, else why not.
     pub fn blocked_by(&self) -> Option<String> {
-        if self.action != ConfirmAction::Promote {
-            return None;
+        let blocker = match self.action {
+            ConfirmAction::Approve | ConfirmAction::Abandon => return None,
+            ConfirmAction::Promote => match &self.preview {
+                None => Some("checking the gate…".into()),
+                Some(Err(e)) => Some(e.clone()),
+                Some(Ok(p)) => p.blocker.clone(),
+            },
+            ConfirmAction::Rollback | ConfirmAction::Restore => match &self.recovery {
+                None => Some("checking…".into()),
+                Some(Err(e)) => Some(e.clone()),
+                Some(Ok(p)) => p.blocker.clone(),
+            },
+        };
+        if blocker.is_some() {
+            return blocker;
         }
-        match &self.preview {
-            None => Some("checking the gate…".into()),
-            Some(Err(e)) => Some(e.clone()),
-            Some(Ok(p)) if p.blocker.is_some() => p.blocker.clone(),
-            Some(Ok(_)) if !self.input.trim().eq_ignore_ascii_case(self.code()) => {
-                Some(format!("type {} to enable Promote", self.code()))
+        if !self.input.trim().eq_ignore_ascii_case(self.code()) {
+            return Some(format!(
+                "type the id's last 4 characters to enable {}",
+                self.action.verb()
+            ));
+        }
+        None
+    }
+
+    /// Whether the dialog is ready for the typed id (loaded, nothing in the way).
+    pub fn awaiting_code(&self) -> bool {
+        match self.action {
+            ConfirmAction::Promote => matches!(&self.preview, Some(Ok(p)) if p.blocker.is_none()),
+            ConfirmAction::Rollback | ConfirmAction::Restore => {
+                matches!(&self.recovery, Some(Ok(p)) if p.blocker.is_none())
             }
-            Some(Ok(_)) => None,
+            _ => false,
         }
     }
 
@@ -85,6 +113,8 @@ impl Confirm {
             ConfirmAction::Approve => Request::Approve { id, note },
             ConfirmAction::Promote => Request::Promote(id),
             ConfirmAction::Abandon => Request::Abandon { id, note },
+            ConfirmAction::Rollback => Request::Rollback(id),
+            ConfirmAction::Restore => Request::Restore(id),
         }
     }
 }

@@ -24,7 +24,7 @@ pub fn toast(state: &mut State, kind: ToastKind, text: impl Into<String>) {
     }
 }
 
-/// `a`, `p`, `x` and `c`: opens the matching dialog.
+/// `a`, `p`, `x`, `R`, `S` and `c`: opens the matching dialog.
 pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
     if state.info.readonly {
         return Vec::new();
@@ -54,6 +54,19 @@ pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
             matches!(rel.state, ReleaseState::Ready | ReleaseState::Approved),
             "only an approved release can be promoted",
         ),
+        Action::Rollback => (
+            ConfirmAction::Rollback,
+            matches!(
+                rel.state,
+                ReleaseState::Superseded | ReleaseState::RolledBack
+            ),
+            "rollback goes back to a release that was live before (superseded or rolled back)",
+        ),
+        Action::Restore => (
+            ConfirmAction::Restore,
+            rel.recovery_snapshot.is_some(),
+            "only a release that applied migrations to production has a recovery point",
+        ),
         _ => (
             ConfirmAction::Abandon,
             rel.state.is_candidate() || rel.state == ReleaseState::Blocked,
@@ -73,13 +86,15 @@ pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
         input: String::new(),
         focus: Focus::Cancel,
         preview: None,
+        recovery: None,
     };
     let id = rel.id.clone();
     state.dialog = Some(Dialog::Confirm(confirm));
-    if kind == ConfirmAction::Promote {
-        vec![send(state, Request::PromotePreview(id))]
-    } else {
-        Vec::new()
+    match kind {
+        ConfirmAction::Promote => vec![send(state, Request::PromotePreview(id))],
+        ConfirmAction::Rollback => vec![send(state, Request::RollbackPreview(id))],
+        ConfirmAction::Restore => vec![send(state, Request::RestorePreview(id))],
+        _ => Vec::new(),
     }
 }
 
@@ -194,6 +209,14 @@ pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
                 && c.action == ConfirmAction::Promote
             {
                 c.preview = Some(result);
+            }
+        }
+        Reply::RecoveryPreview { id, result } => {
+            if let Some(Dialog::Confirm(c)) = state.dialog.as_mut()
+                && c.release == id
+                && matches!(c.action, ConfirmAction::Rollback | ConfirmAction::Restore)
+            {
+                c.recovery = Some(result);
             }
         }
         Reply::CleanupPlan(result) => {

@@ -150,6 +150,8 @@ pub static KEYMAP: &[Binding] = &[
     danger(&[k('a')], Action::Approve, Ctx::Release, "approve"),
     danger(&[k('p')], Action::Promote, Ctx::Release, "promote"),
     danger(&[k('x')], Action::Abandon, Ctx::Release, "abandon"),
+    danger(&[k('R')], Action::Rollback, Ctx::Release, "roll back to"),
+    danger(&[k('S')], Action::Restore, Ctx::Release, "restore before"),
     danger(&[k('c')], Action::Cleanup, Ctx::Environments, "clean up previews"),
     f(&[code(KeyCode::Enter)], Action::Open, Ctx::List, "open"),
     f(&[k('/')], Action::Filter, Ctx::List, "filter"),

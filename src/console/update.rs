@@ -148,7 +148,12 @@ fn main(state: &mut State, action: Action) -> Vec<Effect> {
         Action::GoTab(tab) => go_tab(state, tab.index()),
         Action::NextSub => sub(state, 1),
         Action::PrevSub => sub(state, DetailTab::ALL.len() - 1),
-        Action::Approve | Action::Promote | Action::Abandon | Action::Cleanup => {
+        Action::Approve
+        | Action::Promote
+        | Action::Abandon
+        | Action::Cleanup
+        | Action::Rollback
+        | Action::Restore => {
             return flows::start(state, action);
         }
         Action::Click { col, row } => return click(state, col, row),

@@ -7,7 +7,7 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
-use super::action::{DetailData, PromotePreview, Reply, Request, Snapshot};
+use super::action::{DetailData, PromotePreview, RecoveryPreview, Reply, Request, Snapshot};
 use crate::engine::{Engine, EngineError};
 
 /// How many audit events the Audit tab holds.
@@ -124,6 +124,41 @@ pub fn handle(engine: &mut Engine, req: Request) -> Reply {
             }
             Err(e) => failed("Promote", e),
         },
+        Request::RollbackPreview(id) => Reply::RecoveryPreview {
+            result: rollback_preview(engine, &id)
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
+            id,
+        },
+        Request::RestorePreview(id) => Reply::RecoveryPreview {
+            result: restore_preview(engine, &id)
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
+            id,
+        },
+        Request::Rollback(id) => match engine.rollback(Some(&id), false, None) {
+            Ok(o) => Reply::Outcome {
+                ok: true,
+                text: format!(
+                    "{} is live again ({} probe(s) passed on a copy of production); {} rolled back. The schema is unchanged.",
+                    o.to, o.probes_run, o.from
+                ),
+            },
+            Err(e) => failed("Rollback", e),
+        },
+        Request::Restore(id) => match engine
+            .restore_plan(&id)
+            .and_then(|plan| engine.restore(&plan))
+        {
+            Ok(o) => Reply::Outcome {
+                ok: true,
+                text: format!(
+                    "Production restored to before {id}; live: {}. `d1ops restore --undo` puts it back.",
+                    o.live.as_deref().unwrap_or("none")
+                ),
+            },
+            Err(e) => failed("Restore", e),
+        },
         Request::CleanupPlan => {
             Reply::CleanupPlan(engine.cleanup_plan(None, false).map_err(|e| e.to_string()))
         }
@@ -165,6 +200,73 @@ pub fn snapshot(engine: &Engine) -> Result<Snapshot, EngineError> {
         production: Some(engine.production()?),
         audit: engine.audit_events(AUDIT_LIMIT)?,
         chain: Some(engine.verify_audit()?),
+        snapshots: engine.snapshots()?,
+    })
+}
+
+fn rollback_preview(engine: &Engine, id: &str) -> Result<RecoveryPreview, EngineError> {
+    let target = engine.resolve(id)?;
+    let live = engine.production()?.active_release.unwrap_or_default();
+    let (n, failures) = engine.rollback_check(&target)?;
+    let mut lines = vec![format!(
+        "From {live} to {}; production's schema and data stay as they are.",
+        target.id
+    )];
+    if n == 0 {
+        lines.push(
+            "This release carries no probes: nothing to check on a copy of production.".into(),
+        );
+    } else if failures.is_empty() {
+        lines.push(format!(
+            "✓ all {n} of its probe(s) pass on a fresh copy of production."
+        ));
+    }
+    for f in &failures {
+        lines.push(format!("✗ {}: {}", f.probe, f.problem));
+    }
+    let blocker = (!failures.is_empty()).then(|| {
+        "Its code would break on the current schema; only the CLI can force it: d1ops rollback ID --force --reason T".to_string()
+    });
+    Ok(RecoveryPreview { blocker, lines })
+}
+
+fn restore_preview(engine: &Engine, id: &str) -> Result<RecoveryPreview, EngineError> {
+    let plan = engine.restore_plan(id)?;
+    let mut lines = vec![format!(
+        "Recovery point: snapshot {}, taken just before this release was promoted.",
+        plan.snapshot.id
+    )];
+    lines.push("What would be lost:".into());
+    if plan.losses.is_empty() {
+        lines.push("  nothing: no row changed since the recovery point".into());
+    }
+    for t in plan
+        .losses
+        .tables
+        .iter()
+        .filter(|t| t.inserted > 0 || t.deleted > 0 || t.updated.unwrap_or(0) > 0)
+    {
+        lines.push(format!(
+            "  {}: {} inserted (lost), {} updated (reverted), {} deleted (back)",
+            t.table,
+            t.inserted,
+            t.updated.map_or("?".into(), |u| u.to_string()),
+            t.deleted
+        ));
+    }
+    if !plan.migrations_undone.is_empty() {
+        lines.push(format!(
+            "Migrations undone: {}",
+            plan.migrations_undone.join(", ")
+        ));
+    }
+    for (rel, state) in &plan.state_changes {
+        lines.push(format!("Release {rel} becomes {state}."));
+    }
+    lines.push("The current state is snapshotted first: d1ops restore --undo puts it back.".into());
+    Ok(RecoveryPreview {
+        blocker: None,
+        lines,
     })
 }
 

@@ -146,7 +146,9 @@ pub fn parse_line(line: &str) -> Result<QueryEvent, String> {
     };
     Ok(QueryEvent {
         at,
-        env: raw.env.map_or_else(|| DEFAULT_ENV.to_string(), Cow::into_owned),
+        env: raw
+            .env
+            .map_or_else(|| DEFAULT_ENV.to_string(), Cow::into_owned),
         release: raw.release.map(Cow::into_owned),
         fingerprint: fingerprint(text),
         duration_ms,
@@ -269,8 +271,8 @@ mod tests {
 
     #[test]
     fn defaults_epoch_ms_and_error_shapes() {
-        let e = parse_line(r#"{"at":1740830400250,"fingerprint":"SELECT ?","duration":2}"#)
-            .unwrap();
+        let e =
+            parse_line(r#"{"at":1740830400250,"fingerprint":"SELECT ?","duration":2}"#).unwrap();
         assert_eq!(e.env, DEFAULT_ENV);
         assert_eq!(e.at.timestamp_millis(), 1_740_830_400_250);
         assert_eq!(e.duration_ms, 2.0);
@@ -294,12 +296,21 @@ mod tests {
             ("", "empty"),
             ("{not json", "not a valid event"),
             (r#"{"sql":"x","duration_ms":1}"#, "missing `at`"),
-            (r#"{"at":"yesterday","sql":"x","duration_ms":1}"#, "RFC 3339"),
+            (
+                r#"{"at":"yesterday","sql":"x","duration_ms":1}"#,
+                "RFC 3339",
+            ),
             (r#"{"at":0,"duration_ms":1}"#, "`sql` or `fingerprint`"),
             (r#"{"at":0,"sql":"x"}"#, "missing `duration_ms`"),
             (r#"{"at":0,"sql":"x","duration_ms":-1}"#, "≥ 0"),
-            (r#"{"at":0,"sql":"x","duration_ms":1,"ok":true,"error":"e"}"#, "`ok` is true"),
-            (r#"{"at":0,"sql":"x","duration_ms":1,"rows_read":-3}"#, "not a valid event"),
+            (
+                r#"{"at":0,"sql":"x","duration_ms":1,"ok":true,"error":"e"}"#,
+                "`ok` is true",
+            ),
+            (
+                r#"{"at":0,"sql":"x","duration_ms":1,"rows_read":-3}"#,
+                "not a valid event",
+            ),
         ] {
             let err = parse_line(line).unwrap_err();
             assert!(err.contains(needle), "{line}: {err}");

@@ -1,11 +1,19 @@
 //! "Days until limit": fits a daily series with least squares (a straight line) and with a
 //! damped-trend Holt model, keeps the one with the smaller error on a holdout of the last
 //! ~20 % of days (the line wins unless Holt is clearly better), and reports the day the
-//! projection reaches the limit as a range from the fit's residual spread. A trend that is
-//! flat, falling or not significant (slope under 3 standard errors) is "not within horizon":
-//! a capacity alarm must be earned. Pure arithmetic; must not read stores or know plans.
+//! projection reaches the limit as a range from the fit's residual spread. A clear weekly
+//! pattern (three weeks of data or more) is removed before fitting and added back to the
+//! projection, so a weekday peak crosses first. A trend that is flat, falling or not
+//! significant (slope under 3 standard errors) is "not within horizon": a capacity alarm
+//! must be earned. Pure arithmetic; must not read stores or know plans.
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+
+#[cfg(test)]
+mod tests;
+mod trend;
+
+use trend::{choose, damped_sum, linear, weekly_season};
 
 /// How to forecast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,9 +42,6 @@ impl Default for ForecastOptions {
     }
 }
 
-/// Holt is chosen only when its holdout error is below this share of the line's.
-const HOLT_MARGIN: f64 = 0.9;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Model {
@@ -58,15 +63,20 @@ pub struct Fitted {
     pub holdout_rmse: f64,
     pub other_holdout_rmse: f64,
     pub n: usize,
+    /// Weekly offsets added to the trend (index: day number since the first day, mod 7);
+    /// empty when the series shows no weekly pattern.
+    pub season: Vec<f64>,
 }
 
 impl Fitted {
     /// Expected value `h` days after the last observed day.
     pub fn expected(&self, h: f64) -> f64 {
-        match self.model {
+        let trend = match self.model {
             Model::Linear => self.a + self.b * (self.n as f64 - 1.0 + h),
             Model::DampedTrend => self.a + self.b * damped_sum(self.phi, h),
-        }
+        };
+        let day = (self.n as i64 - 1 + h.round() as i64).rem_euclid(7) as usize;
+        trend + self.season.get(day).copied().unwrap_or(0.0)
     }
 
     /// Spread of the value `h` days ahead (the line's prediction-interval shape).
@@ -105,10 +115,17 @@ pub struct Crossing {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
     /// The latest value is at or over the limit, continuously since `since`.
-    Reached { since: NaiveDate },
+    Reached {
+        since: NaiveDate,
+    },
     Within(Crossing),
-    NotWithinHorizon { horizon_days: i64 },
-    TooFewPoints { points: usize, needed: usize },
+    NotWithinHorizon {
+        horizon_days: i64,
+    },
+    TooFewPoints {
+        points: usize,
+        needed: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,7 +155,10 @@ impl Forecast {
             Outcome::Reached { since } => format!("limit reached (since {since})"),
             Outcome::Within(c) => match c.days_until_max {
                 Some(max) => format!("in {} days ({}–{max})", c.days_until, c.days_until_min),
-                None => format!("in {} days ({}–beyond horizon)", c.days_until, c.days_until_min),
+                None => format!(
+                    "in {} days ({}–beyond horizon)",
+                    c.days_until, c.days_until_min
+                ),
             },
             Outcome::NotWithinHorizon { horizon_days } => {
                 format!("not within horizon ({horizon_days} days)")
@@ -157,7 +177,12 @@ impl Forecast {
         (1..=days)
             .filter_map(|h| {
                 let (e, s) = (fit.expected(h as f64), fit.spread(h as f64));
-                Some((last.checked_add_days(chrono::Days::new(h as u64))?, e, e - z * s, e + z * s))
+                Some((
+                    last.checked_add_days(chrono::Days::new(h as u64))?,
+                    e,
+                    e - z * s,
+                    e + z * s,
+                ))
             })
             .collect()
     }
@@ -167,7 +192,8 @@ impl Forecast {
 /// reaches `limit`.
 pub fn forecast(series: &[(NaiveDate, f64)], limit: f64, opts: &ForecastOptions) -> Forecast {
     let (first_day, y) = regularise(series, opts.lookback_days);
-    let last_day = first_day.and_then(|d| d.checked_add_days(chrono::Days::new(y.len().saturating_sub(1) as u64)));
+    let last_day = first_day
+        .and_then(|d| d.checked_add_days(chrono::Days::new(y.len().saturating_sub(1) as u64)));
     let mut out = Forecast {
         limit,
         last_day,
@@ -193,8 +219,20 @@ pub fn forecast(series: &[(NaiveDate, f64)], limit: f64, opts: &ForecastOptions)
     if y.len() < opts.min_points.max(4) {
         return out;
     }
-    let fit = choose(&y);
-    let line = linear(&y);
+    let season = weekly_season(&y);
+    let adjusted: Vec<f64> = if season.is_empty() {
+        y.clone()
+    } else {
+        y.iter()
+            .enumerate()
+            .map(|(x, v)| v - season[x % 7])
+            .collect()
+    };
+    let fit = Fitted {
+        season,
+        ..choose(&adjusted)
+    };
+    let line = linear(&adjusted);
     let significant = line.b > 0.0 && (line.se_b == 0.0 || line.b / line.se_b >= opts.min_trend_t);
     let horizon = opts.horizon_days.max(1);
     let first_at = |f: &dyn Fn(f64) -> f64| (1..=horizon).find(|h| f(*h as f64) >= limit);
@@ -255,156 +293,4 @@ fn regularise(series: &[(NaiveDate, f64)], lookback: i64) -> (Option<NaiveDate>,
     }
     y.push(points[points.len() - 1].1);
     (Some(first), y)
-}
-
-struct Line {
-    a: f64,
-    b: f64,
-    sigma: f64,
-    se_b: f64,
-}
-
-fn linear(y: &[f64]) -> Line {
-    let n = y.len() as f64;
-    let x_mean = (n - 1.0) / 2.0;
-    let y_mean = y.iter().sum::<f64>() / n;
-    let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (x, v) in y.iter().enumerate() {
-        let dx = x as f64 - x_mean;
-        sxy += dx * (v - y_mean);
-        sxx += dx * dx;
-    }
-    let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    let a = y_mean - b * x_mean;
-    let sse: f64 = y
-        .iter()
-        .enumerate()
-        .map(|(x, v)| (v - a - b * x as f64).powi(2))
-        .sum();
-    let sigma = if n > 2.0 { (sse / (n - 2.0)).sqrt() } else { 0.0 };
-    // Relative to the data's scale, a residual this small is rounding: treat as exact.
-    let sigma = if sigma <= 1e-9 * y_mean.abs().max(1.0) { 0.0 } else { sigma };
-    let se_b = if sxx > 0.0 { sigma / sxx.sqrt() } else { 0.0 };
-    Line { a, b, sigma, se_b }
-}
-
-/// Σ φ^k for k = 1..=h (h for φ = 1).
-fn damped_sum(phi: f64, h: f64) -> f64 {
-    if (phi - 1.0).abs() < 1e-12 {
-        h
-    } else {
-        phi * (1.0 - phi.powf(h)) / (1.0 - phi)
-    }
-}
-
-/// Holt's damped trend with given smoothing: final (level, trend) and one-step errors.
-fn holt_run(y: &[f64], alpha: f64, beta: f64, phi: f64) -> (f64, f64, f64, usize) {
-    let k = (y.len() - 1).min(3);
-    let (mut level, mut trend) = (y[0], (y[k] - y[0]) / k.max(1) as f64);
-    let (mut sse, mut m) = (0.0, 0usize);
-    for (t, &v) in y.iter().enumerate().skip(1) {
-        let predicted = level + phi * trend;
-        if t > k {
-            sse += (v - predicted).powi(2);
-            m += 1;
-        }
-        let next = alpha * v + (1.0 - alpha) * predicted;
-        trend = beta * (next - level) + (1.0 - beta) * phi * trend;
-        level = next;
-    }
-    (level, trend, sse, m)
-}
-
-/// The best Holt parameters on `y` by one-step error (grid search).
-fn holt(y: &[f64]) -> Fitted {
-    let mut best = (f64::INFINITY, 0.5, 0.1, 0.9);
-    for alpha in [0.1, 0.2, 0.3, 0.5, 0.7, 0.9] {
-        for beta in [0.02, 0.05, 0.1, 0.2, 0.3] {
-            for phi in [0.8, 0.9, 0.95, 0.98, 1.0] {
-                let (_, _, sse, _) = holt_run(y, alpha, beta, phi);
-                if sse < best.0 {
-                    best = (sse, alpha, beta, phi);
-                }
-            }
-        }
-    }
-    let (_, alpha, beta, phi) = best;
-    let (level, trend, sse, m) = holt_run(y, alpha, beta, phi);
-    Fitted {
-        model: Model::DampedTrend,
-        a: level,
-        b: trend,
-        phi,
-        sigma: if m > 0 { (sse / m as f64).sqrt() } else { 0.0 },
-        holdout_rmse: 0.0,
-        other_holdout_rmse: 0.0,
-        n: y.len(),
-    }
-}
-
-fn line_fit(y: &[f64]) -> Fitted {
-    let l = linear(y);
-    Fitted {
-        model: Model::Linear,
-        a: l.a,
-        b: l.b,
-        phi: 1.0,
-        sigma: l.sigma,
-        holdout_rmse: 0.0,
-        other_holdout_rmse: 0.0,
-        n: y.len(),
-    }
-}
-
-fn rmse(fit: &Fitted, test: &[f64]) -> f64 {
-    let sse: f64 = test
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v - fit.expected(i as f64 + 1.0)).powi(2))
-        .sum();
-    (sse / test.len().max(1) as f64).sqrt()
-}
-
-/// Fits both models on all but the last ~20 %, scores them there, refits the winner on all.
-fn choose(y: &[f64]) -> Fitted {
-    let k = ((y.len() as f64 * 0.2).round() as usize).clamp(2, y.len() - 2);
-    let (train, test) = y.split_at(y.len() - k);
-    let line_err = rmse(&line_fit(train), test);
-    let holt_err = rmse(&holt(train), test);
-    if holt_err < HOLT_MARGIN * line_err {
-        Fitted {
-            holdout_rmse: holt_err,
-            other_holdout_rmse: line_err,
-            ..holt(y)
-        }
-    } else {
-        Fitted {
-            holdout_rmse: line_err,
-            other_holdout_rmse: holt_err,
-            ..line_fit(y)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gaps_are_interpolated_and_duplicates_take_the_last() {
-        let d = |n: u32| NaiveDate::from_ymd_opt(2025, 1, n).unwrap();
-        let (first, y) = regularise(&[(d(5), 50.0), (d(1), 10.0), (d(3), 0.0), (d(3), 30.0)], 90);
-        assert_eq!(first, Some(d(1)));
-        assert_eq!(y, vec![10.0, 20.0, 30.0, 40.0, 50.0]);
-        let (first, y) = regularise(&[(d(1), 1.0), (d(9), 9.0)], 3);
-        assert_eq!((first, y), (Some(d(9)), vec![9.0]));
-    }
-
-    #[test]
-    fn holt_with_no_damping_follows_a_line_exactly() {
-        let y: Vec<f64> = (0..30).map(|x| 5.0 + 2.0 * x as f64).collect();
-        let (level, trend, sse, _) = holt_run(&y, 0.5, 0.1, 1.0);
-        assert!((level - 63.0).abs() < 1e-9 && (trend - 2.0).abs() < 1e-9 && sse < 1e-12);
-        assert!((damped_sum(0.5, 2.0) - 0.75).abs() < 1e-12);
-    }
 }

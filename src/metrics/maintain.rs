@@ -46,7 +46,8 @@ impl MetricsStore {
             Ok(tx.execute(&format!("DELETE FROM {table} WHERE t < ?1"), [cut])?)
         };
         let mut report = MaintainReport {
-            minute_rows: delete("fp_minute", fp_minutes_cut)? + delete("env_minute", env_minutes_cut)?,
+            minute_rows: delete("fp_minute", fp_minutes_cut)?
+                + delete("env_minute", env_minutes_cut)?,
             hour_rows: delete("fp_hour", hours_cut)? + delete("env_hour", hours_cut)?,
             day_rows: delete("fp_day", days_cut)? + delete("env_day", days_cut)?,
             ..MaintainReport::default()

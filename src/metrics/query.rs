@@ -217,7 +217,9 @@ impl MetricsStore {
             self.watermark("env_minutes_from")?,
         );
         for Span { res, from, to } in spans {
-            self.scan_env(res, env, from, to, &mut |_, row| add_row(row, 1, &mut total))?;
+            self.scan_env(res, env, from, to, &mut |_, row| {
+                add_row(row, 1, &mut total)
+            })?;
         }
         Ok(WindowStats {
             count: total.count,

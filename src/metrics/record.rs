@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::params;
 
+use super::Result;
 use super::event::QueryEvent;
 use super::fingerprint::fingerprint_id;
 use super::rollup::{Resolution, Rollup, Sums};
 use super::store::MetricsStore;
-use super::Result;
 
 /// Longest error message kept in the ring, in bytes.
 const MAX_MESSAGE: usize = 2_000;
@@ -183,7 +183,6 @@ impl MetricsStore {
         tx.commit()?;
         Ok(())
     }
-
 }
 
 fn id<'m>(ids: &'m HashMap<&str, String>, fp: &str) -> &'m str {

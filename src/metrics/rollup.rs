@@ -150,7 +150,14 @@ pub(crate) fn cover(from: i64, to: i64, minutes_from: i64) -> Vec<Span> {
         } else {
             t + res.secs()
         };
-        push(&mut spans, Span { res, from: t, to: end });
+        push(
+            &mut spans,
+            Span {
+                res,
+                from: t,
+                to: end,
+            },
+        );
         t = end;
     }
     for s in &mut spans {

@@ -236,7 +236,10 @@ mod tests {
         raw.pragma_update(None, "user_version", 42).unwrap();
         drop(raw);
         let err = MetricsStore::open(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("schema version 42") && err.contains("upgrade d1ops"), "{err}");
+        assert!(
+            err.contains("schema version 42") && err.contains("upgrade d1ops"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -256,11 +259,11 @@ mod tests {
             .unwrap();
         a.merge(&b);
         assert_eq!(Histogram::from_bytes(&merged).unwrap(), a);
-        let bad = store.conn.query_row(
-            "SELECT d1ops_hist_merge(x'07', NULL)",
-            [],
-            |r| r.get::<_, Vec<u8>>(0),
-        );
+        let bad = store
+            .conn
+            .query_row("SELECT d1ops_hist_merge(x'07', NULL)", [], |r| {
+                r.get::<_, Vec<u8>>(0)
+            });
         assert!(bad.is_err());
     }
 }

@@ -116,10 +116,12 @@ impl MetricsStore {
         let mut samples: BTreeMap<String, Vec<(NaiveDate, u64, u64)>> = BTreeMap::new();
         while let Some(r) = rows.next()? {
             let day: String = r.get(0)?;
-            let day = day.parse::<NaiveDate>().map_err(|_| MetricsError::Corrupt {
-                what: "usage_daily.day",
-                value: day.clone(),
-            })?;
+            let day = day
+                .parse::<NaiveDate>()
+                .map_err(|_| MetricsError::Corrupt {
+                    what: "usage_daily.day",
+                    value: day.clone(),
+                })?;
             let (storage, dbs): (i64, i64) = (r.get(2)?, r.get(3)?);
             samples.entry(r.get(1)?).or_default().push((
                 day,
@@ -143,7 +145,9 @@ impl MetricsStore {
             }
         }
         for ((day, env), row) in out.iter_mut() {
-            let Some(list) = samples.get(env) else { continue };
+            let Some(list) = samples.get(env) else {
+                continue;
+            };
             if list.iter().any(|s| s.0 == *day) {
                 continue;
             }
@@ -304,8 +308,14 @@ pub fn projected_monthly_cost(plan: &Plan, usage: &[UsageDay]) -> Option<f64> {
             .map_or(0.0, |p| p.1 / elapsed * days_in_month)
     };
     let over = |used: f64, included: Option<u64>| (used - included.unwrap_or(0) as f64).max(0.0);
-    let reads = over(project(LimitMetric::RowsReadPerMonth), plan.rows_read_per_month);
-    let writes = over(project(LimitMetric::RowsWrittenPerMonth), plan.rows_written_per_month);
+    let reads = over(
+        project(LimitMetric::RowsReadPerMonth),
+        plan.rows_read_per_month,
+    );
+    let writes = over(
+        project(LimitMetric::RowsWrittenPerMonth),
+        plan.rows_written_per_month,
+    );
     let storage = metric_series(LimitMetric::TotalStorage, usage)
         .last()
         .map_or(0.0, |p| p.1);

@@ -103,6 +103,42 @@ fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h:
             ));
             tail.push(input_line(" Note (optional): ", &c.input, theme));
         }
+        ConfirmAction::Rollback | ConfirmAction::Restore => {
+            head.push(Line::from(if c.action == ConfirmAction::Rollback {
+                " Production's code (app, bot, api) goes back to this release; the schema stays."
+            } else {
+                " Production's database goes back to the recovery point taken before this release."
+            }));
+            match &c.recovery {
+                None => middle.push(Line::from(Span::styled(" checking…", theme.dim()))),
+                Some(Err(e)) => middle.push(Line::from(Span::styled(
+                    format!(" {}", format::clip(e, width.saturating_sub(4))),
+                    theme.warn(),
+                ))),
+                Some(Ok(p)) => {
+                    for l in &p.lines {
+                        middle.push(Line::from(format!(
+                            " {}",
+                            format::clip(l, width.saturating_sub(4))
+                        )));
+                    }
+                    if let Some(b) = &p.blocker {
+                        middle.push(Line::from(Span::styled(
+                            format!(" {}", format::clip(b, width.saturating_sub(4))),
+                            theme.warn(),
+                        )));
+                    }
+                }
+            }
+            tail.push(input_line(
+                &format!(
+                    " Type {} (the id's last 4 characters) to confirm: ",
+                    c.code()
+                ),
+                &c.input,
+                theme,
+            ));
+        }
         ConfirmAction::Promote => {
             head.push(Line::from(
                 " to production: its pending migrations are applied all or nothing.",
@@ -119,7 +155,7 @@ fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h:
         }
     }
     let enabled = c.blocked_by().is_none();
-    let typing_hint = matches!(&c.preview, Some(Ok(p)) if p.blocker.is_none());
+    let typing_hint = c.awaiting_code();
     if let (Some(why), true) = (c.blocked_by(), typing_hint) {
         tail.push(Line::from(Span::styled(
             format!(" {}", format::clip(&why, width.saturating_sub(4))),

@@ -36,6 +36,18 @@ pub fn monitor(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
 }
 
+/// Recovery points: how many, their size, and how many retention would delete.
+fn recovery_points(state: &State) -> String {
+    let snaps = &state.data.snapshots;
+    let bytes: u64 = snaps.iter().map(|s| s.snapshot.size_bytes).sum();
+    let expired = snaps.iter().filter(|s| s.expired).count();
+    format!(
+        " Recovery points  {} taking {} ({expired} past retention)",
+        snaps.len(),
+        format::bytes(bytes)
+    )
+}
+
 /// Storage per environment, database count and what cleanup frees; usage history later.
 pub fn capacity(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
     let envs = &state.data.envs;
@@ -73,6 +85,7 @@ pub fn capacity(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
                 theme.warn()
             },
         )),
+        Line::from(recovery_points(state)),
         Line::from(""),
         Line::from(Span::styled(
             " No usage history yet — daily rows read/written, plan limits and",
