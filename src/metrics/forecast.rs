@@ -37,7 +37,7 @@ impl Default for ForecastOptions {
             lookback_days: 90,
             min_points: 7,
             z: 1.2816,
-            min_trend_t: 3.0,
+            min_trend_t: 4.0,
         }
     }
 }

@@ -109,7 +109,7 @@ fn weekly_seasonality_on_growth_still_crosses_near_the_true_date() {
         2_000.0 + 40.0 * x as f64 + 300.0 * week
     };
     // The trend alone reaches 6,800 on day 120; the weekly peak gets there first.
-    let first_day = (56..).find(|x| truth(*x) >= 6_800.0).unwrap();
+    let first_day = (56..).find(|x| truth(*x) >= 6_700.0).unwrap();
     assert!(first_day < 120);
     for seed in 0..5 {
         let mut rng = Rng(100 + seed);
@@ -165,9 +165,9 @@ fn tmp_stress() {
         if let Outcome::Within(c) = &f.outcome { if ((c.expected - day0()).num_days() - 100).abs() > 1 { lin_bad += 1; } } else { lin_bad += 1; }
         if f.fit.as_ref().unwrap().model == Model::DampedTrend { holt += 1; }
         let truth = |x: i64| 2_000.0 + 40.0 * x as f64 + 300.0 * (2.0 * std::f64::consts::PI * x as f64 / 7.0).sin();
-        let first_day = (56..).find(|x| truth(*x) >= 6_800.0).unwrap();
+        let first_day = (56..).find(|x| truth(*x) >= 6_700.0).unwrap();
         let s = series(56, |x| truth(x) + 30.0 * rng.normal());
-        match crossing(&s, 6_800.0) { Outcome::Within(c) if ((c.expected - day0()).num_days() - first_day).abs() <= 2 => {}, o => { week_bad += 1; eprintln!("week {seed}: {o:?} vs {first_day}"); } }
+        match crossing(&s, 6_700.0) { Outcome::Within(c) if ((c.expected - day0()).num_days() - first_day).abs() <= 2 => {}, o => { week_bad += 1; let f = forecast(&s, 6_700.0, &ForecastOptions::default()); eprintln!("week {seed}: {o:?} vs {first_day} fit {:?}", f.fit); } }
         for k in 0..3 {
             let noisy = series(45, |_| 5_000.0 + 500.0 * rng.normal());
             if !matches!(crossing(&noisy, 7_000.0 + 0.0 * k as f64), Outcome::NotWithinHorizon { .. }) { flat_bad += 1; }

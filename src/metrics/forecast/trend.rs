@@ -4,7 +4,7 @@
 use super::{Fitted, Model};
 
 /// Holt is chosen only when its holdout error is below this share of the line's.
-const HOLT_MARGIN: f64 = 0.6;
+const HOLT_MARGIN: f64 = 0.75;
 
 pub(super) struct Line {
     pub a: f64,
