@@ -545,3 +545,62 @@ fn foreign_key_violations_block_with_the_rows() {
     );
     assert_eq!(fk["details"]["violations"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn size_limit_of_the_plan_warns_then_fails() {
+    let ws = Ws::new();
+    let path = ws.path().join("d1ops.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("plan = \"d1-free\"", "plan = \"tiny\"");
+    std::fs::write(
+        &path,
+        format!("{cfg}\n[plans.tiny]\ndatabase_size_bytes = 60000\n"),
+    )
+    .unwrap();
+    ws.migration("0001_users.sql", USERS);
+    ws.ship();
+    // ~40 KB of rows: past 80 % of 60 KB after the next migration → warn.
+    let c = ws.production();
+    for i in 0..40 {
+        c.execute(
+            "INSERT INTO users(username, bio) VALUES (?1, ?2)",
+            (format!("u{i}"), "x".repeat(800)),
+        )
+        .unwrap();
+    }
+    ws.migration(
+        "0002_idx.sql",
+        "CREATE INDEX idx_users_username ON users(username);\n",
+    );
+    let (code, d) = ws.deploy();
+    let size = d["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "limit.size")
+        .unwrap()
+        .clone();
+    assert_eq!(code, Some(0), "{d}");
+    assert_eq!(size["status"], "warn", "{size}");
+    assert!(
+        size["reason"].as_str().unwrap().contains("of tiny's"),
+        "{size}"
+    );
+    // A migration that more than doubles the data does not fit: fail.
+    ws.migration("0003_copy.sql", "CREATE TABLE users_archive AS SELECT * FROM users;\nINSERT INTO users_archive SELECT * FROM users;\n");
+    let (code, d) = ws.deploy();
+    let size = d["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "limit.size")
+        .unwrap()
+        .clone();
+    assert_eq!(code, Some(3), "{d}");
+    assert_eq!(size["status"], "fail", "{size}");
+    assert!(
+        size["reason"].as_str().unwrap().contains("would not fit"),
+        "{size}"
+    );
+}

@@ -162,16 +162,52 @@ fn tmp_stress() {
         let mut rng = Rng(1000 + seed);
         let noisy = series(60, |x| 1_000.0 + 50.0 * x as f64 + 40.0 * rng.normal());
         let f = forecast(&noisy, 6_000.0, &ForecastOptions::default());
-        if let Outcome::Within(c) = &f.outcome { if ((c.expected - day0()).num_days() - 100).abs() > 1 { lin_bad += 1; } } else { lin_bad += 1; }
-        if f.fit.as_ref().unwrap().model == Model::DampedTrend { holt += 1; }
-        let truth = |x: i64| 2_000.0 + 40.0 * x as f64 + 300.0 * (2.0 * std::f64::consts::PI * x as f64 / 7.0).sin();
+        if let Outcome::Within(c) = &f.outcome {
+            if ((c.expected - day0()).num_days() - 100).abs() > 1 {
+                lin_bad += 1;
+            }
+        } else {
+            lin_bad += 1;
+        }
+        if f.fit.as_ref().unwrap().model == Model::DampedTrend {
+            holt += 1;
+        }
+        let truth = |x: i64| {
+            2_000.0 + 40.0 * x as f64 + 300.0 * (2.0 * std::f64::consts::PI * x as f64 / 7.0).sin()
+        };
         let first_day = (56..).find(|x| truth(*x) >= 6_700.0).unwrap();
         let s = series(56, |x| truth(x) + 30.0 * rng.normal());
-        match crossing(&s, 6_700.0) { Outcome::Within(c) if ((c.expected - day0()).num_days() - first_day).abs() <= 2 => {}, o => { week_bad += 1; let f = forecast(&s, 6_700.0, &ForecastOptions::default()); eprintln!("week {seed}: {o:?} vs {first_day} fit {:?}", f.fit); } }
+        match crossing(&s, 6_700.0) {
+            Outcome::Within(c) if ((c.expected - day0()).num_days() - first_day).abs() <= 2 => {}
+            o => {
+                week_bad += 1;
+                let f = forecast(&s, 6_700.0, &ForecastOptions::default());
+                eprintln!("week {seed}: {o:?} vs {first_day} fit {:?}", f.fit);
+            }
+        }
         for k in 0..3 {
             let noisy = series(45, |_| 5_000.0 + 500.0 * rng.normal());
-            if !matches!(crossing(&noisy, 7_000.0 + 0.0 * k as f64), Outcome::NotWithinHorizon { .. }) { flat_bad += 1; }
+            if !matches!(
+                crossing(&noisy, 7_000.0 + 0.0 * k as f64),
+                Outcome::NotWithinHorizon { .. }
+            ) {
+                flat_bad += 1;
+            }
         }
     }
     eprintln!("lin_bad {lin_bad} week_bad {week_bad} flat_bad {flat_bad}/900 holt {holt}");
+}
+
+#[test]
+#[ignore]
+fn tmp_hockey() {
+    let mut holt = 0;
+    for seed in 0..50 {
+        let mut rng = Rng(seed);
+        let s = series(60, |x| 1_000.0 + if x > 40 { 100.0 * (x - 40) as f64 } else { 0.0 } + 20.0 * rng.normal());
+        let f = forecast(&s, 6_000.0, &ForecastOptions::default());
+        if seed < 3 { eprintln!("{:?} {:?}", f.outcome, f.fit); }
+        if f.fit.unwrap().model == Model::DampedTrend { holt += 1; }
+    }
+    eprintln!("holt {holt}/50");
 }

@@ -115,21 +115,27 @@ fn line_fit(y: &[f64]) -> Fitted {
     }
 }
 
-fn rmse(fit: &Fitted, test: &[f64]) -> f64 {
-    let sse: f64 = test
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v - fit.expected(i as f64 + 1.0)).powi(2))
-        .sum();
-    (sse / test.len().max(1) as f64).sqrt()
+/// Holdout error of `fit_with` on the last `k` points, from rolling origins: each of the
+/// last `k` days is forecast from every origin before it (fits on the days up to the origin),
+/// which steadies the comparison on short series.
+fn holdout(y: &[f64], k: usize, fit_with: fn(&[f64]) -> Fitted) -> f64 {
+    let (mut sse, mut m) = (0.0, 0usize);
+    for origin in y.len() - k..y.len() {
+        let fit = fit_with(&y[..origin]);
+        for (i, v) in y[origin..].iter().enumerate() {
+            sse += (v - fit.expected(i as f64 + 1.0)).powi(2);
+            m += 1;
+        }
+    }
+    (sse / m.max(1) as f64).sqrt()
 }
 
-/// Fits both models on all but the last ~20 %, scores them there, refits the winner on all.
+/// Scores both models on the last ~20 % of days (fitted before them), then refits the
+/// winner on all days. The line wins unless Holt is clearly better.
 pub(super) fn choose(y: &[f64]) -> Fitted {
     let k = ((y.len() as f64 * 0.2).round() as usize).clamp(2, y.len() - 2);
-    let (train, test) = y.split_at(y.len() - k);
-    let line_err = rmse(&line_fit(train), test);
-    let holt_err = rmse(&holt(train), test);
+    let line_err = holdout(y, k, line_fit);
+    let holt_err = holdout(y, k, holt);
     if holt_err < HOLT_MARGIN * line_err {
         Fitted {
             holdout_rmse: holt_err,
