@@ -108,17 +108,19 @@ fn weekly_seasonality_on_growth_still_crosses_near_the_true_date() {
         let week = (2.0 * std::f64::consts::PI * x as f64 / 7.0).sin();
         2_000.0 + 40.0 * x as f64 + 300.0 * week
     };
-    // The trend alone reaches 6,800 on day 120; the weekly peak gets there first.
-    let first_day = (56..).find(|x| truth(*x) >= 6_700.0).unwrap();
-    assert!(first_day < 120);
+    // The trend alone reaches 6,700 on day 117.5; the weekly peak gets there first, on day
+    // 113 (by 54), while the peak before (day 107) stays 128 under: a clear first day.
+    const LIMIT: f64 = 6_700.0;
+    let first_day = (56..).find(|x| truth(*x) >= LIMIT).unwrap();
+    assert_eq!(first_day, 113);
     for seed in 0..5 {
         let mut rng = Rng(100 + seed);
         let s = series(56, |x| truth(x) + 30.0 * rng.normal());
-        assert_crosses_near(&crossing(&s, 6_800.0), first_day, 2);
+        assert_crosses_near(&crossing(&s, LIMIT), first_day, 2);
     }
     // Without noise the pattern is found exactly and the day is exact.
     let exact = series(56, truth);
-    let f = forecast(&exact, 6_800.0, &ForecastOptions::default());
+    let f = forecast(&exact, LIMIT, &ForecastOptions::default());
     assert_eq!(f.fit.as_ref().map(|f| f.season.len()), Some(7));
     assert_crosses_near(&f.outcome, first_day, 0);
 }
@@ -155,59 +157,16 @@ fn reached_too_short_and_gappy_series() {
 }
 
 #[test]
-#[ignore]
-fn tmp_stress() {
-    let (mut lin_bad, mut week_bad, mut flat_bad, mut holt) = (0, 0, 0, 0);
-    for seed in 0..300 {
-        let mut rng = Rng(1000 + seed);
-        let noisy = series(60, |x| 1_000.0 + 50.0 * x as f64 + 40.0 * rng.normal());
-        let f = forecast(&noisy, 6_000.0, &ForecastOptions::default());
-        if let Outcome::Within(c) = &f.outcome {
-            if ((c.expected - day0()).num_days() - 100).abs() > 1 {
-                lin_bad += 1;
-            }
-        } else {
-            lin_bad += 1;
-        }
-        if f.fit.as_ref().unwrap().model == Model::DampedTrend {
-            holt += 1;
-        }
-        let truth = |x: i64| {
-            2_000.0 + 40.0 * x as f64 + 300.0 * (2.0 * std::f64::consts::PI * x as f64 / 7.0).sin()
-        };
-        let first_day = (56..).find(|x| truth(*x) >= 6_700.0).unwrap();
-        let s = series(56, |x| truth(x) + 30.0 * rng.normal());
-        match crossing(&s, 6_700.0) {
-            Outcome::Within(c) if ((c.expected - day0()).num_days() - first_day).abs() <= 2 => {}
-            o => {
-                week_bad += 1;
-                let f = forecast(&s, 6_700.0, &ForecastOptions::default());
-                eprintln!("week {seed}: {o:?} vs {first_day} fit {:?}", f.fit);
-            }
-        }
-        for k in 0..3 {
-            let noisy = series(45, |_| 5_000.0 + 500.0 * rng.normal());
-            if !matches!(
-                crossing(&noisy, 7_000.0 + 0.0 * k as f64),
-                Outcome::NotWithinHorizon { .. }
-            ) {
-                flat_bad += 1;
-            }
-        }
-    }
-    eprintln!("lin_bad {lin_bad} week_bad {week_bad} flat_bad {flat_bad}/900 holt {holt}");
-}
-
-#[test]
-#[ignore]
-fn tmp_hockey() {
-    let mut holt = 0;
-    for seed in 0..50 {
+fn a_recent_change_of_trend_is_followed_by_the_damped_trend_model() {
+    for seed in 0..5 {
         let mut rng = Rng(seed);
-        let s = series(60, |x| 1_000.0 + if x > 40 { 100.0 * (x - 40) as f64 } else { 0.0 } + 20.0 * rng.normal());
+        // Flat for 40 days, then +100/day: reaches 6,000 on day 90. A line through all 60
+        // days would say ~day 120.
+        let s = series(60, |x| {
+            1_000.0 + 100.0 * (x - 40).max(0) as f64 + 20.0 * rng.normal()
+        });
         let f = forecast(&s, 6_000.0, &ForecastOptions::default());
-        if seed < 3 { eprintln!("{:?} {:?}", f.outcome, f.fit); }
-        if f.fit.unwrap().model == Model::DampedTrend { holt += 1; }
+        assert_eq!(f.fit.as_ref().map(|f| f.model), Some(Model::DampedTrend));
+        assert_crosses_near(&f.outcome, 90, 5);
     }
-    eprintln!("holt {holt}/50");
 }
