@@ -153,6 +153,50 @@ pub enum Command {
     },
     /// Recovery points (snapshots) with their release, time, size and retention.
     Snapshots,
+    /// Run SQL on an environment (production or a preview); the query is recorded in the
+    /// monitor. Writes to production need --yes.
+    Query {
+        env: String,
+        sql: String,
+        /// A positional parameter (repeatable); numbers are bound as numbers.
+        #[arg(long = "param", value_name = "V")]
+        params: Vec<String>,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// A local D1-compatible HTTP API (/accounts/{account}/d1/database/{env}/query and /raw).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: String,
+    },
+    /// Replay the probes (or a workload file) as concurrent load on an environment.
+    Traffic {
+        env: String,
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        /// Queries per second across all workers.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        #[arg(long, value_name = "FILE")]
+        workload: Option<std::path::PathBuf>,
+    },
+    /// Import query events from an app's logs (JSON lines; `-` reads stdin).
+    Ingest { file: String },
+    /// Daily usage per environment and in total, against the plan's limits.
+    Usage {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// When each plan limit is reached at the current trend (optimistic / expected / pessimistic).
+    Forecast {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Lint the migrations folder alone (D1 compatibility, destructive and risky changes);
     /// exits 1 when any finding is at fail severity.
     Lint,
@@ -164,6 +208,15 @@ pub enum Command {
         /// How many events to show.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The weekly capacity and reliability report.
+    Weekly {
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
     },
 }
 

@@ -8,9 +8,11 @@ use clap::Parser;
 use crate::engine::{Engine, EngineError, EngineOptions};
 
 pub mod args;
+mod capacity;
 mod lifecycle;
 mod lint;
 mod listings;
+mod observe;
 pub mod output;
 mod recovery;
 
@@ -175,6 +177,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 | Command::Cleanup { .. } => lifecycle::run(&cli, cmd, &mut engine),
                 Command::Restore { .. } | Command::Snapshots | Command::Rollback { .. } => {
                     recovery::run(&cli, cmd, &mut engine)
+                }
+                Command::Query { .. }
+                | Command::Serve { .. }
+                | Command::Traffic { .. }
+                | Command::Ingest { .. } => observe::run(&cli, cmd, &mut engine),
+                Command::Usage { .. } | Command::Forecast { .. } | Command::Report { .. } => {
+                    capacity::run(&cli, cmd, &mut engine)
                 }
                 _ => listings::run(&cli, cmd, &engine),
             }

@@ -11,9 +11,11 @@ use crate::model::{Failure, Release};
 use crate::store::{Store, StoreError};
 use crate::workspace::{ConfigError, DiscoveryError, Workspace};
 
+mod capacity;
 mod cleanup;
 mod decisions;
 mod deploy;
+mod observe;
 mod promote;
 mod recovery;
 mod restore;

@@ -1,0 +1,1 @@
+//! Query execution with metrics recording, and the traffic sources built on it. (Being built.)
