@@ -16,7 +16,7 @@ mod introspect;
 mod introspect_tests;
 mod rebuild;
 mod render;
-mod sqltext;
+pub(crate) mod sqltext;
 
 use std::collections::BTreeMap;
 

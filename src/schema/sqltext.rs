@@ -18,13 +18,17 @@ pub(crate) enum TokKind {
     Punct,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Token<'a> {
     pub kind: TokKind,
     /// The token exactly as written.
     pub raw: &'a str,
+    /// Byte offset in the text.
+    pub offset: usize,
     /// Whether whitespace or a comment preceded it.
     pub space_before: bool,
+    /// Parenthesis depth the token sits at (a `(` and its `)` are at the outer depth).
+    pub depth: usize,
 }
 
 impl Token<'_> {
@@ -48,6 +52,16 @@ impl Token<'_> {
 
     pub fn is_word(&self, w: &str) -> bool {
         self.kind == TokKind::Word && self.raw.eq_ignore_ascii_case(w)
+    }
+
+    /// The identifier this token names, unquoted (case kept); `None` for literals and
+    /// punctuation.
+    pub fn name(&self) -> Option<String> {
+        match self.kind {
+            TokKind::Word => Some(self.raw.to_string()),
+            TokKind::Quoted => Some(unquote(self.raw)),
+            TokKind::Str | TokKind::Punct => None,
+        }
     }
 }
 
@@ -76,6 +90,7 @@ fn quoted_len(s: &str, close: char) -> usize {
 pub(crate) fn tokenize(sql: &str) -> Vec<Token<'_>> {
     let mut out = Vec::new();
     let mut pos = 0;
+    let mut depth = 0usize;
     let mut space = false;
     while pos < sql.len() {
         let rest = &sql[pos..];
@@ -117,11 +132,19 @@ pub(crate) fn tokenize(sql: &str) -> Vec<Token<'_>> {
                 (TokKind::Punct, len)
             }
         };
+        if c == ')' {
+            depth = depth.saturating_sub(1);
+        }
         out.push(Token {
             kind,
             raw: &rest[..len],
+            offset: pos,
             space_before: space,
+            depth,
         });
+        if c == '(' {
+            depth += 1;
+        }
         space = false;
         pos += len;
     }

@@ -5,131 +5,8 @@
 //! It must not try to validate SQL: anything it does not recognise is [`Kind::Other`], and
 //! SQLite itself (the in-memory replay) is the judge of what applies.
 
-/// What a token is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TokKind {
-    /// A bare word: keyword, identifier or number.
-    Word,
-    /// A quoted identifier: `"x"`, `` `x` `` or `[x]`.
-    Quoted,
-    /// A string or blob literal.
-    Str,
-    Punct,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Tok<'a> {
-    pub kind: TokKind,
-    pub raw: &'a str,
-    /// Byte offset in the statement.
-    pub offset: usize,
-    /// Whether whitespace or a comment preceded it.
-    pub space_before: bool,
-    /// Parenthesis depth the token sits at (a `(` is at the outer depth).
-    pub depth: usize,
-}
-
-impl Tok<'_> {
-    pub fn is_kw(&self, w: &str) -> bool {
-        self.kind == TokKind::Word && self.raw.eq_ignore_ascii_case(w)
-    }
-
-    pub fn is_punct(&self, p: &str) -> bool {
-        self.kind == TokKind::Punct && self.raw == p
-    }
-
-    /// The identifier this token names, unquoted; `None` for literals and punctuation.
-    pub fn name(&self) -> Option<String> {
-        match self.kind {
-            TokKind::Word => Some(self.raw.to_string()),
-            TokKind::Quoted => {
-                let open = self.raw.chars().next()?;
-                let close = if open == '[' { ']' } else { open };
-                let inner = self.raw.strip_prefix(open).unwrap_or(self.raw);
-                let inner = inner.strip_suffix(close).unwrap_or(inner);
-                Some(if open == '[' {
-                    inner.to_string()
-                } else {
-                    inner.replace(&format!("{close}{close}"), &close.to_string())
-                })
-            }
-            TokKind::Str | TokKind::Punct => None,
-        }
-    }
-}
-
-fn quoted_len(s: &str, close: char) -> usize {
-    let mut iter = s.char_indices().skip(1).peekable();
-    while let Some((i, c)) = iter.next() {
-        if c == close {
-            if close != ']' && iter.peek().map(|&(_, n)| n) == Some(close) {
-                iter.next();
-                continue;
-            }
-            return i + c.len_utf8();
-        }
-    }
-    s.len()
-}
-
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
-}
-
-/// Tokens of `sql`, comments and whitespace dropped. Unterminated quotes run to the end.
-pub(super) fn tokenize(sql: &str) -> Vec<Tok<'_>> {
-    let mut out = Vec::new();
-    let (mut pos, mut depth, mut space) = (0usize, 0usize, false);
-    while let Some(c) = sql[pos..].chars().next() {
-        let rest = &sql[pos..];
-        if c.is_whitespace() {
-            space = true;
-            pos += c.len_utf8();
-            continue;
-        }
-        if rest.starts_with("--") {
-            space = true;
-            pos += rest.find('\n').unwrap_or(rest.len());
-            continue;
-        }
-        if let Some(body) = rest.strip_prefix("/*") {
-            space = true;
-            pos += body.find("*/").map_or(rest.len(), |i| i + 4);
-            continue;
-        }
-        let (kind, len) = match c {
-            '\'' => (TokKind::Str, quoted_len(rest, '\'')),
-            '"' => (TokKind::Quoted, quoted_len(rest, '"')),
-            '`' => (TokKind::Quoted, quoted_len(rest, '`')),
-            '[' => (TokKind::Quoted, quoted_len(rest, ']')),
-            'x' | 'X' if rest[1..].starts_with('\'') => {
-                (TokKind::Str, 1 + quoted_len(&rest[1..], '\''))
-            }
-            c if is_word_char(c) => (
-                TokKind::Word,
-                rest.find(|ch: char| !is_word_char(ch))
-                    .unwrap_or(rest.len()),
-            ),
-            c => (TokKind::Punct, c.len_utf8()),
-        };
-        if c == ')' {
-            depth = depth.saturating_sub(1);
-        }
-        out.push(Tok {
-            kind,
-            raw: &rest[..len],
-            offset: pos,
-            space_before: space,
-            depth,
-        });
-        if c == '(' {
-            depth += 1;
-        }
-        space = false;
-        pos += len;
-    }
-    out
-}
+// The tokenizer is the schema module's: one set of SQLite lexing rules in the crate.
+pub(super) use crate::schema::sqltext::{Token as Tok, tokenize};
 
 /// The statement on one line: comments dropped, whitespace runs folded to one space,
 /// shortened to about `max` characters.
@@ -210,12 +87,12 @@ fn qualified(toks: &[Tok], i: usize) -> Option<(String, usize)> {
 
 /// Skips `IF EXISTS` / `IF NOT EXISTS` at `i`.
 fn skip_if(toks: &[Tok], mut i: usize) -> usize {
-    if toks.get(i).is_some_and(|t| t.is_kw("if")) {
+    if toks.get(i).is_some_and(|t| t.is_word("if")) {
         i += 1;
-        if toks.get(i).is_some_and(|t| t.is_kw("not")) {
+        if toks.get(i).is_some_and(|t| t.is_word("not")) {
             i += 1;
         }
-        if toks.get(i).is_some_and(|t| t.is_kw("exists")) {
+        if toks.get(i).is_some_and(|t| t.is_word("exists")) {
             i += 1;
         }
     }
@@ -237,17 +114,17 @@ fn classify_tokens(toks: &[Tok]) -> Option<Kind> {
         }
         "PRAGMA" => qualified(toks, 1).map(|(name, _)| Kind::Pragma(name)),
         "CREATE" => classify_create(toks),
-        "DROP" if toks.get(1)?.is_kw("table") => {
+        "DROP" if toks.get(1)?.is_word("table") => {
             qualified(toks, skip_if(toks, 2)).map(|(n, _)| Kind::DropTable(n))
         }
-        "ALTER" if toks.get(1)?.is_kw("table") => classify_alter(toks),
+        "ALTER" if toks.get(1)?.is_word("table") => classify_alter(toks),
         "UPDATE" | "DELETE" => classify_dml(toks, 0),
         "WITH" => {
             let verb = toks.iter().position(|t| {
                 t.depth == 0
                     && ["update", "delete", "insert", "replace", "select"]
                         .iter()
-                        .any(|w| t.is_kw(w))
+                        .any(|w| t.is_word(w))
             })?;
             classify_dml(toks, verb)
         }
@@ -257,21 +134,21 @@ fn classify_tokens(toks: &[Tok]) -> Option<Kind> {
 
 fn classify_create(toks: &[Tok]) -> Option<Kind> {
     let mut i = 1;
-    let unique = toks.get(i)?.is_kw("unique");
+    let unique = toks.get(i)?.is_word("unique");
     if unique {
         i += 1;
     }
-    if toks.get(i)?.is_kw("temp") || toks.get(i)?.is_kw("temporary") {
+    if toks.get(i)?.is_word("temp") || toks.get(i)?.is_word("temporary") {
         i += 1;
     }
     let what = toks.get(i)?;
-    if what.is_kw("table") {
+    if what.is_word("table") {
         let (name, _) = qualified(toks, skip_if(toks, i + 1))?;
         return Some(Kind::CreateTable(name));
     }
-    if what.is_kw("index") {
+    if what.is_word("index") {
         let (name, next) = qualified(toks, skip_if(toks, i + 1))?;
-        if !toks.get(next)?.is_kw("on") {
+        if !toks.get(next)?.is_word("on") {
             return None;
         }
         let (table, _) = qualified(toks, next + 1)?;
@@ -281,11 +158,11 @@ fn classify_create(toks: &[Tok]) -> Option<Kind> {
             unique,
         });
     }
-    if what.is_kw("trigger") {
+    if what.is_word("trigger") {
         let (name, _) = qualified(toks, skip_if(toks, i + 1))?;
         let body_offset = toks
             .iter()
-            .find(|t| t.depth == 0 && t.is_kw("begin"))
+            .find(|t| t.depth == 0 && t.is_word("begin"))
             .map(|t| t.offset);
         return Some(Kind::CreateTrigger { name, body_offset });
     }
@@ -296,38 +173,38 @@ fn classify_alter(toks: &[Tok]) -> Option<Kind> {
     let (table, mut i) = qualified(toks, 2)?;
     let action = toks.get(i)?;
     i += 1;
-    if action.is_kw("rename") {
-        if toks.get(i)?.is_kw("to") {
+    if action.is_word("rename") {
+        if toks.get(i)?.is_word("to") {
             let (to, _) = qualified(toks, i + 1)?;
             return Some(Kind::RenameTable { table, to });
         }
-        if toks.get(i)?.is_kw("column") {
+        if toks.get(i)?.is_word("column") {
             i += 1;
         }
         let from = toks.get(i)?.name()?;
-        if !toks.get(i + 1)?.is_kw("to") {
+        if !toks.get(i + 1)?.is_word("to") {
             return None;
         }
         let to = toks.get(i + 2)?.name()?;
         return Some(Kind::RenameColumn { table, from, to });
     }
-    if toks.get(i).is_some_and(|t| t.is_kw("column")) {
+    if toks.get(i).is_some_and(|t| t.is_word("column")) {
         i += 1;
     }
     let column = toks.get(i)?.name()?;
-    if action.is_kw("drop") {
+    if action.is_word("drop") {
         return Some(Kind::DropColumn { table, column });
     }
-    if !action.is_kw("add") {
+    if !action.is_word("add") {
         return None;
     }
     // The column definition's own constraints sit at depth 0; `CHECK (x IS NOT NULL)` and
     // the like sit inside parentheses.
     let def = &toks[i + 1..];
-    let top = |w: &str| def.iter().any(|t| t.depth == 0 && t.is_kw(w));
+    let top = |w: &str| def.iter().any(|t| t.depth == 0 && t.is_word(w));
     let not_null = def
         .windows(2)
-        .any(|w| w[0].depth == 0 && w[0].is_kw("not") && w[1].is_kw("null"));
+        .any(|w| w[0].depth == 0 && w[0].is_word("not") && w[1].is_word("null"));
     let generated = top("generated") || top("as");
     Some(Kind::AddColumn {
         table,
@@ -340,13 +217,13 @@ fn classify_alter(toks: &[Tok]) -> Option<Kind> {
 fn classify_dml(toks: &[Tok], verb: usize) -> Option<Kind> {
     let v = toks.get(verb)?;
     let mut i = verb + 1;
-    let update = v.is_kw("update");
+    let update = v.is_word("update");
     if update {
-        if toks.get(i)?.is_kw("or") {
+        if toks.get(i)?.is_word("or") {
             i += 2;
         }
-    } else if v.is_kw("delete") {
-        if !toks.get(i)?.is_kw("from") {
+    } else if v.is_word("delete") {
+        if !toks.get(i)?.is_word("from") {
             return None;
         }
         i += 1;
@@ -356,7 +233,7 @@ fn classify_dml(toks: &[Tok], verb: usize) -> Option<Kind> {
     let (table, next) = qualified(toks, i)?;
     let has_where = toks[next..]
         .iter()
-        .any(|t| t.depth == 0 && t.is_kw("where"));
+        .any(|t| t.depth == 0 && t.is_word("where"));
     Some(if update {
         Kind::Update { table, has_where }
     } else {
