@@ -241,7 +241,7 @@ pub(crate) fn table_parts(sql: &str) -> Option<TableParts<'_>> {
             continue;
         }
         if let Some(last) = segments.last_mut() {
-            last.push(tok.clone());
+            last.push(*tok);
         }
     }
     None
