@@ -28,6 +28,13 @@ fn key(state: &mut State, engine: &mut Engine, ids: &[String], code: KeyCode) {
     normalize(state, ids);
 }
 
+/// Shows a tab and runs the requests it makes (the Monitor and Capacity read their data).
+fn go(state: &mut State, engine: &mut Engine, ids: &[String], tab: Tab) {
+    let effects = update(state, Action::GoTab(tab));
+    run_effects(state, engine, effects);
+    normalize(state, ids);
+}
+
 fn keys(state: &mut State, engine: &mut Engine, ids: &[String], text: &str) {
     for c in text.chars() {
         key(state, engine, ids, KeyCode::Char(c));
@@ -37,20 +44,22 @@ fn keys(state: &mut State, engine: &mut Engine, ids: &[String], text: &str) {
 #[test]
 fn empty_workspace() {
     let f = empty();
-    let (mut state, _engine) = loaded(&f, false);
+    let (mut state, mut engine) = loaded(&f, false);
     check("empty_releases", &mut state, &f.ids);
     update(&mut state, Action::GoTab(Tab::Environments));
     check("empty_environments", &mut state, &f.ids);
-    update(&mut state, Action::GoTab(Tab::Capacity));
+    go(&mut state, &mut engine, &f.ids, Tab::Capacity);
     check("empty_capacity", &mut state, &f.ids);
+    go(&mut state, &mut engine, &f.ids, Tab::Monitor);
+    check("empty_monitor", &mut state, &f.ids);
 }
 
 #[test]
 fn populated_tabs() {
     let f = populated();
-    let (mut state, _engine) = loaded(&f, false);
+    let (mut state, mut engine) = loaded(&f, false);
     for tab in Tab::ALL {
-        update(&mut state, Action::GoTab(tab));
+        go(&mut state, &mut engine, &f.ids, tab);
         check(
             &format!("populated_{}", tab.title().to_lowercase()),
             &mut state,
@@ -175,4 +184,23 @@ fn readonly_has_no_rollback_or_restore() {
     assert!(state.dialog.is_none());
     keys(&mut state, &mut engine, &f.ids, "S");
     assert!(state.dialog.is_none());
+}
+
+#[test]
+fn monitor_and_capacity_with_traffic_and_history() {
+    let f = populated();
+    with_metrics(&f);
+    let (mut state, mut engine) = loaded(&f, false);
+    go(&mut state, &mut engine, &f.ids, Tab::Monitor);
+    assert_eq!(state.alerts(), 1, "the live release's watch regressed");
+    check("monitor_with_traffic", &mut state, &f.ids);
+    // `o` orders by errors, `j` selects the second query; `w` widens to 24h.
+    keys(&mut state, &mut engine, &f.ids, "oooj");
+    check("monitor_by_errors", &mut state, &f.ids);
+    keys(&mut state, &mut engine, &f.ids, "w");
+    assert_eq!(state.monitor.window.label(), "24h");
+    go(&mut state, &mut engine, &f.ids, Tab::Capacity);
+    // Select rows written / day: its history, projection and limit are charted.
+    keys(&mut state, &mut engine, &f.ids, "jjj");
+    check("capacity_with_history", &mut state, &f.ids);
 }

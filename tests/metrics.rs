@@ -1,15 +1,15 @@
-//! Query metrics and capacity (issue 5, items 1, 3, 6): histogram accuracy against exact
-//! percentiles of 1M latencies, merge associativity, the rollup store on a real SQLite file
-//! (batches, top queries, error ring, retention, daily traffic), usage vs plans. Forecasts
-//! on synthetic series are unit tests in `src/metrics/forecast/tests.rs`.
+//! Query metrics and capacity (issue 5, items 1, 3, 6) on a real SQLite file: percentiles
+//! from rollups against exact ones, batch-order independence, top queries, the error ring,
+//! retention, daily traffic, ingest lines, usage vs plans. Pure parts are unit tests:
+//! histogram accuracy on 1M latencies and merge associativity in
+//! `src/metrics/histogram/accuracy_tests.rs`, forecasts on synthetic series in
+//! `src/metrics/forecast/tests.rs`.
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use d1ops::metrics::histogram::RELATIVE_ERROR;
 use d1ops::metrics::usage::{
     LimitMetric, UsageSample, daily_totals, plan_status, projected_monthly_cost,
 };
-use d1ops::metrics::{
-    Histogram, MetricsSettings, MetricsStore, QueryError, QueryEvent, TopBy, parse_line,
-};
+use d1ops::metrics::{MetricsSettings, MetricsStore, QueryError, QueryEvent, TopBy, parse_line};
 
 /// splitmix64: deterministic, dependency-free.
 struct Rng(u64);
@@ -52,68 +52,6 @@ fn assert_close(got: f64, want: f64, what: &str) {
         err * 100.0,
         RELATIVE_ERROR * 100.0
     );
-}
-
-const QS: [f64; 7] = [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0];
-
-#[test]
-fn percentiles_of_a_million_latencies_are_within_the_stated_error() {
-    let mut rng = Rng(7);
-    let mut values: Vec<f64> = (0..1_000_000).map(|_| rng.latency()).collect();
-    let mut whole = Histogram::new();
-    // The same sample as 1,000 "minute rollups" merged through their stored bytes.
-    let mut merged = Histogram::new();
-    for chunk in values.chunks(1_000) {
-        let mut part = Histogram::new();
-        for &v in chunk {
-            whole.record(v);
-            part.record(v);
-        }
-        merged.merge_bytes(&part.to_bytes()).unwrap();
-    }
-    assert_eq!(merged, whole);
-    values.sort_by(f64::total_cmp);
-    for q in QS {
-        assert_close(
-            whole.quantile(q).unwrap(),
-            exact(&values, q),
-            &format!("q{q}"),
-        );
-    }
-    assert_eq!(whole.count(), 1_000_000);
-    assert!(
-        whole.to_bytes().len() < 4_096,
-        "sparse: {} bytes",
-        whole.to_bytes().len()
-    );
-}
-
-#[test]
-fn merging_is_associative_and_commutative_bucket_for_bucket() {
-    let mut rng = Rng(11);
-    let mut make = |n: usize, scale: f64| {
-        let mut h = Histogram::new();
-        for _ in 0..n {
-            h.record(rng.latency() * scale);
-        }
-        h
-    };
-    let (a, b, c) = (make(5_000, 1.0), make(3_000, 50.0), make(10, 0.001));
-    let sum = |x: &Histogram, y: &Histogram| {
-        let mut s = x.clone();
-        s.merge(y);
-        s
-    };
-    let left = sum(&a, &sum(&b, &c));
-    let right = sum(&sum(&a, &b), &c);
-    assert_eq!(left, right);
-    assert_eq!(
-        left.buckets().collect::<Vec<_>>(),
-        right.buckets().collect::<Vec<_>>()
-    );
-    assert_eq!(sum(&a, &b), sum(&b, &a));
-    assert_eq!(sum(&a, &Histogram::new()), a);
-    assert_eq!(left.count(), 8_010);
 }
 
 fn at(min: i64) -> DateTime<Utc> {
@@ -374,10 +312,19 @@ fn maintain_downsamples_and_applies_retention_without_losing_totals() {
         .series(None, now - Duration::hours(1), now, Duration::minutes(5))
         .unwrap();
     assert_eq!(recent[1].t - recent[0].t, Duration::minutes(5));
-    // Hour and day retention.
+    // Hour, day and week retention: 400 days after 2025-03-13, days before it are gone; the
+    // week of Monday 03-10 stays until all of its days have gone.
     let later = now + Duration::days(400) + Duration::days(2);
     let report = store.maintain(later).unwrap();
-    assert!(report.hour_rows > 0 && report.day_rows > 0 && report.fingerprints == 2);
+    assert!(report.hour_rows > 0 && report.day_rows > 0 && report.week_rows > 0);
+    assert_eq!(window(&store, 0, 9 * 1_440).count, 0);
+    assert_eq!(report.fingerprints, 0, "still named by the week of 03-10");
+    let report = store.maintain(later + Duration::days(7)).unwrap();
+    assert_eq!(
+        (report.week_rows, report.fingerprints),
+        (3, 2),
+        "2 fingerprints + 1 env"
+    );
     assert_eq!(window(&store, 0, 14_400).count, 0);
 }
 

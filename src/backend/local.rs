@@ -44,6 +44,11 @@ impl LocalBackend {
         self
     }
 
+    /// The per-statement time limit.
+    pub fn statement_timeout(&self) -> Duration {
+        self.statement_timeout
+    }
+
     /// The file behind a database id.
     pub fn path(&self, db: &DatabaseRef) -> Result<PathBuf> {
         valid_name(&db.id)?;
@@ -949,6 +954,17 @@ impl Backend for LocalBackend {
         params: &[serde_json::Value],
     ) -> Result<QueryResult> {
         run_query(&self.open(db)?, sql, params)
+    }
+
+    fn execute(
+        &self,
+        db: &DatabaseRef,
+        batch: &[super::ExecStatement],
+        opts: super::ExecOptions,
+    ) -> Result<super::BatchOutcome> {
+        let mut session = super::LocalSession::new(self.open(db)?, self.statement_timeout)
+            .map_err(|e| map_sql_error(&self.describe(db), e))?;
+        Ok(session.execute(batch, opts))
     }
 
     fn run_probe(&self, db: &DatabaseRef, probe: &ProbeSpec) -> Result<ProbeRun> {

@@ -10,10 +10,17 @@ use serde::{Deserialize, Serialize};
 use crate::schema::Schema;
 use crate::workspace::Migration;
 
+mod exec;
 pub mod local;
+mod local_exec;
 mod local_loss;
 
+pub use exec::{
+    BatchOutcome, ExecMeta, ExecOptions, ExecStatement, FailureKind, StatementFailure,
+    StatementResult,
+};
 pub use local::LocalBackend;
+pub use local_exec::{LocalSession, split_statements};
 
 /// An opaque handle to one database (local: a file name under `.d1ops/db`; D1: a uuid).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -266,6 +273,19 @@ pub trait Backend: Send + Sync {
     /// a write probe runs inside `SAVEPOINT d1ops_probe`, rolled back after every execution. `Err` only when the database cannot be reached. (Over D1's
     /// `/query` this is the same EXPLAIN plus N executions timed by `meta.duration`.)
     fn run_probe(&self, db: &DatabaseRef, probe: &ProbeSpec) -> Result<ProbeRun>;
+    /// Runs a batch as D1's `/query` does (items split on `;`, one transaction when more than
+    /// one statement, a failure rolls it all back) and reports D1's `meta` per statement. An
+    /// SQL error is part of the outcome; `Err` only when the database cannot be reached.
+    fn execute(
+        &self,
+        _db: &DatabaseRef,
+        _batch: &[ExecStatement],
+        _opts: ExecOptions,
+    ) -> Result<BatchOutcome> {
+        Err(BackendError::Other(
+            "this backend cannot run measured statements yet".into(),
+        ))
+    }
     /// Runs one statement with positional parameters.
     fn query(
         &self,

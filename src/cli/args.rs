@@ -168,6 +168,9 @@ pub enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: String,
+        /// Let clients change production (by default writes there are refused with 403).
+        #[arg(long)]
+        allow_production_writes: bool,
     },
     /// Replay the probes (or a workload file) as concurrent load on an environment.
     Traffic {

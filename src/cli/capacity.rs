@@ -1,7 +1,218 @@
-//! CLI handlers for capacity: `usage`, `forecast`, `report weekly`. (Being built.)
-use super::{Cli, Command};
-use crate::engine::Engine;
+//! CLI handlers for capacity: `usage`, `forecast`, `report weekly`. Each samples today's
+//! usage (unless `--readonly`), asks the engine, and prints a table, Markdown or JSON.
+use super::args::ReportCommand;
+use super::output::{self, BOLD, DIM, GREEN, RED, YELLOW, paint};
+use super::{Cli, Command, exit, print_json};
+use crate::engine::capacity::SNAPSHOTS_ENV;
+use crate::engine::{Engine, ForecastItem, UsageReport};
+use crate::gate::thousands;
+use crate::metrics::forecast::Outcome;
+use crate::metrics::usage::{LimitMetric, LimitUse};
 
-pub(super) fn run(_cli: &Cli, cmd: &Command, _engine: &mut Engine) -> anyhow::Result<i32> {
-    anyhow::bail!("{cmd:?} is not built yet")
+mod weekly;
+
+pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Usage { days } => usage(cli, engine, *days),
+        Command::Forecast { days } => forecast(cli, engine, *days),
+        Command::Report {
+            command: ReportCommand::Weekly { format },
+        } => {
+            let report = engine.weekly_report()?;
+            if cli.json || format == "json" {
+                print_json(&report)?;
+            } else {
+                print!("{}", weekly::markdown(&report));
+            }
+            Ok(exit::OK)
+        }
+        other => anyhow::bail!("internal error: {other:?} reached the wrong handler"),
+    }
+}
+
+/// A limit's value in its unit: bytes for storage, a count otherwise.
+pub(crate) fn amount(metric: LimitMetric, v: f64) -> String {
+    match metric {
+        LimitMetric::DatabaseSize | LimitMetric::TotalStorage => output::bytes(v.max(0.0) as u64),
+        _ => thousands(v.max(0.0).round() as u64),
+    }
+}
+
+/// "84%" coloured by how close to the limit it is.
+fn share_cell(u: &LimitUse) -> String {
+    let pct = if u.share.is_finite() {
+        format!("{:.0}%", u.share * 100.0)
+    } else {
+        "over".into()
+    };
+    let colour = match u.share {
+        s if s >= 1.0 => RED,
+        s if s >= 0.8 => YELLOW,
+        _ => GREEN,
+    };
+    paint(&pct, colour)
+}
+
+fn usage(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
+    let report = engine.usage_report(days)?;
+    if cli.json {
+        print_json(&report)?;
+        return Ok(exit::OK);
+    }
+    println!(
+        "{} plan {}, {} … {}",
+        paint("usage", BOLD),
+        report.plan,
+        report.from,
+        report.to
+    );
+    print_days(&report);
+    println!();
+    print_status(&report.status);
+    if let Some(c) = &report.cost {
+        let note = if c.hypothetical {
+            " if this workspace were on it"
+        } else {
+            ""
+        };
+        println!(
+            "projected monthly cost on {}: ${:.2} in overage{note} (the base subscription is not included)",
+            c.plan, c.usd
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// One row per (day, environment), each day closed by its total.
+fn print_days(report: &UsageReport) {
+    if report.totals.is_empty() {
+        println!(
+            "no usage recorded yet: it is sampled by `usage`, `forecast`, `report` and every console session; traffic comes from `query`, `serve`, `traffic` and `ingest`"
+        );
+        return;
+    }
+    let mut rows = Vec::new();
+    for total in &report.totals {
+        for u in report.days.iter().filter(|u| u.day == total.day) {
+            let env = if u.env == SNAPSHOTS_ENV {
+                paint(&u.env, DIM)
+            } else {
+                u.env.clone()
+            };
+            rows.push(vec![
+                u.day.to_string(),
+                env,
+                output::bytes(u.storage_bytes),
+                thousands(u.rows_read),
+                thousands(u.rows_written),
+                thousands(u.queries),
+                u.databases.to_string(),
+            ]);
+        }
+        rows.push(
+            [
+                total.day.to_string(),
+                "total".into(),
+                output::bytes(total.storage_bytes),
+                thousands(total.rows_read),
+                thousands(total.rows_written),
+                thousands(total.queries),
+                total.databases.to_string(),
+            ]
+            .into_iter()
+            .map(|c| paint(&c, BOLD))
+            .collect(),
+        );
+    }
+    print!(
+        "{}",
+        output::table(
+            &[
+                "DAY",
+                "ENV",
+                "STORAGE",
+                "ROWS READ",
+                "ROWS WRITTEN",
+                "QUERIES",
+                "DATABASES"
+            ],
+            &rows
+        )
+    );
+}
+
+fn print_status(status: &[LimitUse]) {
+    let rows: Vec<Vec<String>> = status
+        .iter()
+        .map(|u| {
+            vec![
+                u.metric.label().to_string(),
+                amount(u.metric, u.used as f64),
+                amount(u.metric, u.limit as f64),
+                share_cell(u),
+            ]
+        })
+        .collect();
+    print!("{}", output::table(&["LIMIT", "USED", "OF", "USE"], &rows));
+}
+
+fn forecast(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
+    let report = engine.forecast_report(days)?;
+    if cli.json {
+        print_json(&report)?;
+        return Ok(exit::OK);
+    }
+    println!(
+        "{} plan {}, trend fitted on the last {} days, horizon {} days",
+        paint("forecast", BOLD),
+        report.plan,
+        report.lookback_days,
+        report.horizon_days
+    );
+    let rows: Vec<Vec<String>> = report.items.iter().map(forecast_row).collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "LIMIT",
+                "NOW",
+                "LIMIT AT",
+                "DAYS UNTIL LIMIT",
+                "PESSIMISTIC",
+                "EXPECTED",
+                "OPTIMISTIC"
+            ],
+            &rows
+        )
+    );
+    println!(
+        "{}",
+        paint(
+            "monthly inclusions are forecast as the daily rate that would use them up; per-day traffic trends read complete days",
+            DIM
+        )
+    );
+    Ok(exit::OK)
+}
+
+fn forecast_row(i: &ForecastItem) -> Vec<String> {
+    let colour = match (&i.outcome, i.days_until) {
+        (Outcome::Reached { .. }, _) => RED,
+        (_, Some(d)) if d <= 30 => YELLOW,
+        (_, Some(_)) => GREEN,
+        _ => DIM,
+    };
+    let day = |d: Option<chrono::NaiveDate>| d.map_or("-".into(), |d| d.to_string());
+    vec![
+        i.label.to_string(),
+        i.current.map_or("-".into(), |v| amount(i.metric, v)),
+        amount(i.metric, i.limit),
+        paint(&i.summary, colour),
+        day(i.pessimistic),
+        day(i.expected),
+        match (&i.outcome, i.optimistic) {
+            (Outcome::Within(_), None) => "beyond horizon".into(),
+            (_, d) => day(d),
+        },
+    ]
 }

@@ -97,6 +97,14 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
     if let Some(s) = r.recovery_snapshot {
         println!("  recovery   snapshot {s} (taken before the production apply)");
     }
+    if let Some(w) = &d.watch {
+        let colour = match w.status {
+            crate::engine::WatchStatus::Regressed => RED,
+            crate::engine::WatchStatus::Ok => GREEN,
+            _ => DIM,
+        };
+        println!("  watch      {}", paint(&w.summary(), colour));
+    }
     if let Some(f) = &r.failure {
         println!("{}", paint("failure", RED));
         println!(

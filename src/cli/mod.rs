@@ -144,7 +144,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("{}", built.describe());
             }
             if !*no_console {
-                crate::console_entry(built.root.clone(), engine_options(&cli))?;
+                crate::demo::open_console(&built.root, engine_options(&cli))?;
             }
             Ok(exit::OK)
         }

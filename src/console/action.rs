@@ -5,7 +5,11 @@
 //! Plain data only: nothing here performs I/O or touches the engine.
 use chrono::{DateTime, Utc};
 
-use crate::engine::{CleanupItem, EnvView, ReleaseDetail, ReleaseDiff, SnapshotView};
+use crate::engine::{
+    CleanupItem, EnvView, ForecastReport, IndexSuggestion, MonitorData, MonitorWindow, QueryPlan,
+    ReleaseDetail, ReleaseDiff, SnapshotView, UsageReport, WatchReport,
+};
+use crate::metrics::TopBy;
 use crate::model::{AuditEvent, Environment, GateReport, Release};
 use crate::schema::DiffLine;
 use crate::store::ChainStatus;
@@ -44,6 +48,14 @@ pub enum Action {
     Rollback,
     /// `S`: restore production's database to before the selected release.
     Restore,
+    /// Monitor: the next environment.
+    NextEnv,
+    /// Monitor: the next time window (5m, 1h, 24h, 7d).
+    NextWindow,
+    /// Monitor: the next order of the top queries.
+    NextOrder,
+    /// Monitor: write the selected query's suggested index as the next migration.
+    WriteIndex,
     /// Dialog: move focus between Cancel and Confirm.
     FocusNext,
     FocusPrev,
@@ -96,6 +108,21 @@ pub enum Request {
     RestorePreview(String),
     Rollback(String),
     Restore(String),
+    /// The Monitor's data for an environment (`None`: production), window and order.
+    Monitor {
+        env: Option<String>,
+        window: MonitorWindow,
+        order: TopBy,
+    },
+    /// The plan of one query on an environment, with a suggested index.
+    QueryPlan {
+        env: String,
+        text: String,
+    },
+    /// Usage, limits, forecasts and stale previews (samples today's usage first).
+    Capacity,
+    /// Write a suggested index as the workspace's next migration file.
+    WriteIndex(IndexSuggestion),
 }
 
 impl Request {
@@ -114,6 +141,10 @@ impl Request {
             Request::RestorePreview(_) => "comparing with the recovery point".into(),
             Request::Rollback(_) => "rolling back".into(),
             Request::Restore(_) => "restoring".into(),
+            Request::Monitor { .. } => "reading metrics".into(),
+            Request::QueryPlan { .. } => "reading the query plan".into(),
+            Request::Capacity => "reading usage".into(),
+            Request::WriteIndex(_) => "writing the migration".into(),
         }
     }
 }
@@ -128,6 +159,17 @@ pub struct Snapshot {
     pub chain: Option<ChainStatus>,
     /// Recovery points with their retention.
     pub snapshots: Vec<SnapshotView>,
+    /// The live release's post-promotion watch.
+    pub watch: Option<WatchReport>,
+}
+
+/// What the Capacity tab shows, read in one go.
+#[derive(Debug, Clone)]
+pub struct CapacityData {
+    pub usage: UsageReport,
+    pub forecast: ForecastReport,
+    /// Stale previews cleanup would delete, with their sizes.
+    pub stale: Vec<CleanupItem>,
 }
 
 /// A release detail and what promoting it would change.
@@ -173,6 +215,13 @@ pub enum Reply {
         id: String,
         result: Result<Box<RecoveryPreview>, String>,
     },
+    Monitor(Result<Box<MonitorData>, String>),
+    QueryPlan {
+        env: String,
+        text: String,
+        result: Result<Box<QueryPlan>, String>,
+    },
+    Capacity(Result<Box<CapacityData>, String>),
     /// The outcome of an action (approve, promote, abandon, cleanup), as one sentence.
     Outcome {
         ok: bool,

@@ -4,7 +4,7 @@
 //! Cancel is always focused first; nothing here talks to the engine — pressing Confirm
 //! only yields the [`Request`] for `update` to send.
 use super::action::{PromotePreview, RecoveryPreview, Request};
-use crate::engine::CleanupItem;
+use crate::engine::{CleanupItem, IndexSuggestion};
 
 /// The dangerous actions that share the confirmation dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,11 +145,25 @@ impl CleanupDialog {
     }
 }
 
+/// The confirmation before a suggested index is written as the next migration file.
+#[derive(Debug, Clone)]
+pub struct IndexDialog {
+    pub suggestion: IndexSuggestion,
+    pub focus: Focus,
+}
+
+impl IndexDialog {
+    pub fn request(&self) -> Request {
+        Request::WriteIndex(self.suggestion.clone())
+    }
+}
+
 /// The open dialog, if any.
 #[derive(Debug, Clone)]
 pub enum Dialog {
     Confirm(Confirm),
     Cleanup(CleanupDialog),
+    Index(IndexDialog),
 }
 
 impl Dialog {

@@ -6,7 +6,7 @@
 use chrono::Duration;
 
 use super::action::{Action, Effect, Reply, Request};
-use super::dialog::{CleanupDialog, Confirm, ConfirmAction, Dialog, Focus};
+use super::dialog::{CleanupDialog, Confirm, ConfirmAction, Dialog, Focus, IndexDialog};
 use super::state::{State, Tab, Toast, ToastKind};
 use super::update::{refresh, send};
 use crate::model::ReleaseState;
@@ -30,7 +30,8 @@ pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
         return Vec::new();
     }
     if matches!(action, Action::Cleanup) {
-        if state.tab != Tab::Environments || state.detail.is_some() {
+        let from_tab = matches!(state.tab, Tab::Environments | Tab::Capacity);
+        if !from_tab || state.detail.is_some() {
             return Vec::new();
         }
         state.dialog = Some(Dialog::Cleanup(CleanupDialog {
@@ -126,6 +127,10 @@ pub fn dialog(state: &mut State, action: Action) -> Vec<Effect> {
             c.focus = c.focus.toggle();
             false
         }
+        (Dialog::Index(c), Action::FocusNext | Action::FocusPrev) => {
+            c.focus = c.focus.toggle();
+            false
+        }
         (Dialog::Cleanup(c), Action::Down | Action::WheelDown | Action::PageDown) => {
             let n = match &c.items {
                 Some(Ok(items)) => items.len(),
@@ -168,8 +173,46 @@ fn press_focused(state: &mut State) -> Vec<Effect> {
                 Vec::new()
             }
         },
+        Dialog::Index(c) if c.focus == Focus::Confirm => vec![send(state, c.request())],
         _ => Vec::new(),
     }
+}
+
+/// `i` on the Monitor: confirm writing the selected query's suggested index.
+pub fn start_write_index(state: &mut State) -> Vec<Effect> {
+    if state.info.readonly || state.tab != Tab::Monitor {
+        return Vec::new();
+    }
+    let Some(query) = state.monitor.selected_query() else {
+        toast(state, ToastKind::Error, "Select a query first (j/k).");
+        return Vec::new();
+    };
+    let text = crate::backend::one_line(&query.text, 60);
+    let suggestion = match state.monitor.selected_plan() {
+        None => Err(format!("The plan of `{text}` is still being read.")),
+        Some(Err(e)) => Err(format!("No plan for `{text}`: {e}")),
+        Some(Ok(p)) => match (&p.suggestion, &p.error) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(e)) => Err(format!("No plan for `{text}`: {e}")),
+            (None, None) if p.scans.is_empty() => Err(format!(
+                "`{text}` does not scan a table: no index to suggest."
+            )),
+            (None, None) => Err(format!(
+                "`{text}` scans {}, but no simple index on its compared columns would help.",
+                p.scans.join(", ")
+            )),
+        },
+    };
+    match suggestion {
+        Ok(suggestion) => {
+            state.dialog = Some(Dialog::Index(IndexDialog {
+                suggestion,
+                focus: Focus::Cancel,
+            }));
+        }
+        Err(why) => toast(state, ToastKind::Info, why),
+    }
+    Vec::new()
 }
 
 /// A worker reply.
@@ -224,6 +267,15 @@ pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
                 c.items = Some(result);
             }
         }
+        Reply::Monitor(result) => return super::tabs::on_monitor(state, result),
+        Reply::QueryPlan { env, text, result } => {
+            state
+                .monitor
+                .plans_pending
+                .remove(&(env.clone(), text.clone()));
+            state.monitor.plans.insert((env, text), result);
+        }
+        Reply::Capacity(result) => super::tabs::on_capacity(state, result),
         Reply::Outcome { ok, text } => {
             let kind = if ok {
                 ToastKind::Success

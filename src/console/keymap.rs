@@ -62,6 +62,8 @@ pub enum Ctx {
     List,
     Release,
     Environments,
+    Monitor,
+    Capacity,
     Detail,
     Dialog,
     Filter,
@@ -76,6 +78,8 @@ impl Ctx {
             Ctx::List => "Lists",
             Ctx::Release => "Releases and release detail",
             Ctx::Environments => "Environments",
+            Ctx::Monitor => "Monitor",
+            Ctx::Capacity => "Capacity",
             Ctx::Detail => "Release detail",
             Ctx::Dialog => "Dialogs",
             Ctx::Filter => "Filter",
@@ -153,6 +157,11 @@ pub static KEYMAP: &[Binding] = &[
     danger(&[k('R')], Action::Rollback, Ctx::Release, "roll back to"),
     danger(&[k('S')], Action::Restore, Ctx::Release, "restore before"),
     danger(&[k('c')], Action::Cleanup, Ctx::Environments, "clean up previews"),
+    f(&[k('e')], Action::NextEnv, Ctx::Monitor, "environment"),
+    f(&[k('w')], Action::NextWindow, Ctx::Monitor, "window"),
+    f(&[k('o')], Action::NextOrder, Ctx::Monitor, "order"),
+    danger(&[k('i')], Action::WriteIndex, Ctx::Monitor, "write suggested index"),
+    danger(&[k('c')], Action::Cleanup, Ctx::Capacity, "clean up previews"),
     f(&[code(KeyCode::Enter)], Action::Open, Ctx::List, "open"),
     f(&[k('/')], Action::Filter, Ctx::List, "filter"),
     b(&[code(KeyCode::Esc)], Action::Back, Ctx::List, "clear filter"),
@@ -183,6 +192,7 @@ pub fn active_contexts(state: &State) -> Vec<Ctx> {
     match &state.dialog {
         Some(Dialog::Confirm(_)) => return vec![Ctx::Dialog],
         Some(Dialog::Cleanup(_)) => return vec![Ctx::Dialog, Ctx::Move],
+        Some(Dialog::Index(_)) => return vec![Ctx::Dialog],
         None => {}
     }
     if state.list(state.tab).is_some_and(|l| l.editing) && state.detail.is_none() {
@@ -195,7 +205,8 @@ pub fn active_contexts(state: &State) -> Vec<Ctx> {
         Tab::Releases => vec![Ctx::Release, Ctx::List, Ctx::Move, Ctx::Global],
         Tab::Environments => vec![Ctx::Environments, Ctx::List, Ctx::Move, Ctx::Global],
         Tab::Audit => vec![Ctx::List, Ctx::Move, Ctx::Global],
-        Tab::Monitor | Tab::Capacity => vec![Ctx::Global],
+        Tab::Monitor => vec![Ctx::Monitor, Ctx::Move, Ctx::Global],
+        Tab::Capacity => vec![Ctx::Capacity, Ctx::Move, Ctx::Global],
     }
 }
 
@@ -268,6 +279,8 @@ pub fn help_sections(readonly: bool) -> Vec<(Ctx, Vec<(String, &'static str)>)> 
         Ctx::List,
         Ctx::Release,
         Ctx::Environments,
+        Ctx::Monitor,
+        Ctx::Capacity,
         Ctx::Detail,
         Ctx::Dialog,
         Ctx::Filter,

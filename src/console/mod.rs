@@ -12,6 +12,7 @@ pub mod flows;
 pub mod format;
 pub mod keymap;
 pub mod state;
+pub mod tabs;
 pub mod update;
 pub mod views;
 pub mod worker;

@@ -4,12 +4,14 @@
 //!
 //! Views read it and never write it; only `update` changes it. It holds no engine handle,
 //! so a state can be built directly from model structs (tests, benchmarks).
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 
-use super::action::{DetailData, Snapshot};
+use super::action::{CapacityData, DetailData, Snapshot};
 use super::dialog::Dialog;
+use crate::engine::{MonitorData, MonitorWindow, QueryPlan, WatchStatus};
+use crate::metrics::{QueryStat, TopBy};
 use crate::model::{EnvKind, ReleaseState};
 
 /// The five top-level tabs, in key order `1`–`5`.
@@ -126,6 +128,85 @@ pub struct Toast {
     pub until: DateTime<Utc>,
 }
 
+/// The orders the Monitor's top queries cycle through (`o`).
+pub const TOP_ORDERS: [TopBy; 4] = [TopBy::TotalTime, TopBy::P95, TopBy::RowsRead, TopBy::Errors];
+
+/// How the Monitor names an order.
+pub fn order_label(order: TopBy) -> &'static str {
+    match order {
+        TopBy::TotalTime => "total time",
+        TopBy::P95 => "p95",
+        TopBy::RowsRead => "rows read",
+        TopBy::Errors => "errors",
+    }
+}
+
+/// The Monitor tab: what is chosen and what the worker last read.
+#[derive(Debug, Clone)]
+pub struct MonitorState {
+    /// `None`: production.
+    pub env: Option<String>,
+    pub window: MonitorWindow,
+    pub order: TopBy,
+    /// The selected row of the top queries.
+    pub selected: usize,
+    pub data: Option<Result<Box<MonitorData>, String>>,
+    /// Query plans by (environment, query text), as read.
+    pub plans: HashMap<(String, String), Result<Box<QueryPlan>, String>>,
+    /// Plans asked for and not answered yet.
+    pub plans_pending: HashSet<(String, String)>,
+    /// A Monitor request is in flight.
+    pub pending: bool,
+    pub last: Option<DateTime<Utc>>,
+}
+
+impl Default for MonitorState {
+    fn default() -> Self {
+        MonitorState {
+            env: None,
+            window: MonitorWindow::Hour,
+            order: TopBy::TotalTime,
+            selected: 0,
+            data: None,
+            plans: HashMap::new(),
+            plans_pending: HashSet::new(),
+            pending: false,
+            last: None,
+        }
+    }
+}
+
+impl MonitorState {
+    /// The environment shown.
+    pub fn env_name(&self) -> &str {
+        self.env.as_deref().unwrap_or(crate::engine::PRODUCTION)
+    }
+
+    /// The selected top query, if the data has one.
+    pub fn selected_query(&self) -> Option<&QueryStat> {
+        match &self.data {
+            Some(Ok(d)) => d.top.get(self.selected),
+            _ => None,
+        }
+    }
+
+    /// The selected query's plan, if read.
+    pub fn selected_plan(&self) -> Option<&Result<Box<QueryPlan>, String>> {
+        let q = self.selected_query()?;
+        self.plans
+            .get(&(self.env_name().to_string(), q.text.clone()))
+    }
+}
+
+/// The Capacity tab: the selected limit (whose history is charted) and the data.
+#[derive(Debug, Clone, Default)]
+pub struct CapacityState {
+    pub selected: usize,
+    pub data: Option<Result<Box<CapacityData>, String>>,
+    pub pending: bool,
+    pub last: Option<DateTime<Utc>>,
+}
+
 /// Facts about the opened workspace that do not change while the console runs.
 #[derive(Debug, Clone, Default)]
 pub struct Info {
@@ -152,6 +233,8 @@ pub struct State {
     pub releases: ListState,
     pub audit: ListState,
     pub detail: Option<Detail>,
+    pub monitor: MonitorState,
+    pub capacity: CapacityState,
     pub dialog: Option<Dialog>,
     /// The help overlay's scroll position when it is open.
     pub help: Option<usize>,
@@ -182,6 +265,8 @@ impl State {
             releases: ListState::default(),
             audit: ListState::default(),
             detail: None,
+            monitor: MonitorState::default(),
+            capacity: CapacityState::default(),
             dialog: None,
             help: None,
             toasts: Vec::new(),
@@ -206,6 +291,15 @@ impl State {
             .current()
             .and_then(|i| self.data.envs.get(i))
             .map(|e| e.env.name.clone());
+        if self.live_release()
+            != snap
+                .production
+                .as_ref()
+                .and_then(|p| p.active_release.as_deref())
+        {
+            // Production's schema may have changed: plans read before are stale.
+            self.monitor.plans.clear();
+        }
         self.data = snap;
         self.loaded = true;
         self.refilter_all();
@@ -298,8 +392,12 @@ impl State {
     }
 
     /// Things needing attention: a broken audit chain, failed releases without a
-    /// root-cause note, a promotion stuck in `promoting`.
+    /// root-cause note, a promotion stuck in `promoting`, a live release whose watch window
+    /// regressed.
     pub fn alerts(&self) -> usize {
+        let watch = usize::from(
+            (self.data.watch.as_ref()).is_some_and(|w| w.status == WatchStatus::Regressed),
+        );
         let chain = usize::from(self.data.chain.as_ref().is_some_and(|c| !c.ok));
         let releases = (self.data.releases.iter())
             .filter(|r| {
@@ -307,7 +405,7 @@ impl State {
                     || r.state == ReleaseState::Promoting
             })
             .count();
-        chain + releases
+        chain + releases + watch
     }
 
     /// Whether an engine request is running.

@@ -4,9 +4,9 @@
 //!
 //! Navigation lives here; dialogs, actions and worker replies live in `flows`.
 use super::action::{Action, Effect, Request};
-use super::flows;
 use super::state::{Detail, DetailTab, State, Tab};
 use super::views::layout;
+use super::{flows, tabs};
 
 /// How often data is re-read while nothing else is happening.
 pub const REFRESH_EVERY_SECS: i64 = 5;
@@ -76,10 +76,13 @@ fn tick(state: &mut State, now: chrono::DateTime<chrono::Utc>) -> Vec<Effect> {
     let due = state
         .last_refresh
         .is_none_or(|t| (now - t).num_seconds() >= REFRESH_EVERY_SECS);
-    if due && !state.busy() {
+    if state.busy() {
+        return Vec::new();
+    }
+    if due {
         return refresh(state, false);
     }
-    Vec::new()
+    tabs::due(state, now)
 }
 
 fn help(state: &mut State, action: Action) {
@@ -101,14 +104,14 @@ fn help(state: &mut State, action: Action) {
 
 fn main(state: &mut State, action: Action) -> Vec<Effect> {
     match action {
-        Action::Up => step(state, -1),
-        Action::Down => step(state, 1),
-        Action::WheelUp => step(state, -3),
-        Action::WheelDown => step(state, 3),
-        Action::PageUp => step(state, -(page(state) as isize)),
-        Action::PageDown => step(state, page(state) as isize),
-        Action::Top => step(state, isize::MIN / 2),
-        Action::Bottom => step(state, isize::MAX / 2),
+        Action::Up => return step(state, -1),
+        Action::Down => return step(state, 1),
+        Action::WheelUp => return step(state, -3),
+        Action::WheelDown => return step(state, 3),
+        Action::PageUp => return step(state, -(page(state) as isize)),
+        Action::PageDown => return step(state, page(state) as isize),
+        Action::Top => return step(state, isize::MIN / 2),
+        Action::Bottom => return step(state, isize::MAX / 2),
         Action::Open => return open(state),
         Action::Back => back(state),
         Action::Quit => {
@@ -139,13 +142,24 @@ fn main(state: &mut State, action: Action) -> Vec<Effect> {
             state.refilter(tab);
         }
         Action::Help => state.help = Some(0),
-        Action::Refresh => return refresh(state, true),
-        Action::NextTab => go_tab(state, (state.tab.index() + 1) % Tab::ALL.len()),
-        Action::PrevTab => go_tab(
-            state,
-            (state.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len(),
-        ),
-        Action::GoTab(tab) => go_tab(state, tab.index()),
+        Action::Refresh => {
+            state.monitor.plans.clear();
+            let mut out = refresh(state, true);
+            out.extend(tabs::load(state));
+            return out;
+        }
+        Action::NextTab => return go_tab(state, (state.tab.index() + 1) % Tab::ALL.len()),
+        Action::PrevTab => {
+            return go_tab(
+                state,
+                (state.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len(),
+            );
+        }
+        Action::GoTab(tab) => return go_tab(state, tab.index()),
+        Action::NextEnv => return tabs::next_env(state),
+        Action::NextWindow => return tabs::next_window(state),
+        Action::NextOrder => return tabs::next_order(state),
+        Action::WriteIndex => return flows::start_write_index(state),
         Action::NextSub => sub(state, 1),
         Action::PrevSub => sub(state, DetailTab::ALL.len() - 1),
         Action::Approve
@@ -168,7 +182,7 @@ fn page(state: &State) -> usize {
     layout::rows_area(r.body).height.max(1) as usize
 }
 
-fn step(state: &mut State, delta: isize) {
+fn step(state: &mut State, delta: isize) -> Vec<Effect> {
     let rows = page(state);
     if let Some(detail) = state.detail.as_ref() {
         let max = super::views::detail_line_count(state, detail).saturating_sub(rows);
@@ -177,7 +191,10 @@ fn step(state: &mut State, delta: isize) {
                 .saturating_add(delta)
                 .clamp(0, max as isize) as usize;
         }
-        return;
+        return Vec::new();
+    }
+    if matches!(state.tab, Tab::Monitor | Tab::Capacity) {
+        return tabs::step(state, delta);
     }
     if let Some(list) = state.list_mut() {
         let last = list.visible.len().saturating_sub(1) as isize;
@@ -186,11 +203,14 @@ fn step(state: &mut State, delta: isize) {
             .clamp(0, last) as usize;
         list.offset = layout::offset_for(list.selected, list.offset, rows);
     }
+    Vec::new()
 }
 
-fn go_tab(state: &mut State, index: usize) {
+/// Shows a tab; the Monitor and Capacity ask for their data.
+fn go_tab(state: &mut State, index: usize) -> Vec<Effect> {
     state.tab = Tab::ALL[index % Tab::ALL.len()];
     state.detail = None;
+    tabs::load(state)
 }
 
 fn sub(state: &mut State, by: usize) {
@@ -261,7 +281,7 @@ fn click(state: &mut State, col: u16, row: u16) -> Vec<Effect> {
     let r = layout::regions(state.width, state.height);
     if row == r.tabs.y {
         if let Some(tab) = layout::tab_at(r.tabs, col) {
-            go_tab(state, tab.index());
+            return go_tab(state, tab.index());
         }
         return Vec::new();
     }

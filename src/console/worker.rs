@@ -7,7 +7,9 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
-use super::action::{DetailData, PromotePreview, RecoveryPreview, Reply, Request, Snapshot};
+use super::action::{
+    CapacityData, DetailData, PromotePreview, RecoveryPreview, Reply, Request, Snapshot,
+};
 use crate::engine::{Engine, EngineError};
 
 /// How many audit events the Audit tab holds.
@@ -51,7 +53,11 @@ impl Drop for Worker {
     }
 }
 
+/// How often a console session re-samples the day's usage (a session may span days).
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 fn serve(mut engine: Engine, rx: Receiver<Request>, reply: impl Fn(Reply)) {
+    let mut sampled: Option<std::time::Instant> = None;
     while let Ok(req) = rx.recv() {
         let started = std::time::Instant::now();
         let label = req.label();
@@ -61,6 +67,17 @@ fn serve(mut engine: Engine, rx: Receiver<Request>, reply: impl Fn(Reply)) {
             tracing::info!(request = %label, ms, "slow engine request");
         }
         reply(answer);
+        // Every console session samples the day's usage after its first answer (so the first
+        // screen is not kept waiting), then every ten minutes; the Capacity tab samples as it
+        // reads, too.
+        if sampled.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
+            sampled = Some(std::time::Instant::now());
+            if !engine.readonly
+                && let Err(e) = engine.sample_usage()
+            {
+                tracing::warn!(error = %e, "sampling usage failed");
+            }
+        }
     }
 }
 
@@ -159,6 +176,33 @@ pub fn handle(engine: &mut Engine, req: Request) -> Reply {
             },
             Err(e) => failed("Restore", e),
         },
+        Request::Monitor { env, window, order } => Reply::Monitor(
+            engine
+                .monitor(env.as_deref(), window, order, super::tabs::TOP_QUERIES)
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
+        ),
+        Request::QueryPlan { env, text } => Reply::QueryPlan {
+            result: engine
+                .query_plan(&env, &text)
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
+            env,
+            text,
+        },
+        Request::Capacity => {
+            Reply::Capacity(capacity(engine).map(Box::new).map_err(|e| e.to_string()))
+        }
+        Request::WriteIndex(suggestion) => match engine.write_index_migration(&suggestion) {
+            Ok(path) => Reply::Outcome {
+                ok: true,
+                text: format!(
+                    "Wrote {path} ({}). Deploy it to test it on a preview: d1ops deploy.",
+                    suggestion.sql
+                ),
+            },
+            Err(e) => failed("Writing the index migration", e),
+        },
         Request::CleanupPlan => {
             Reply::CleanupPlan(engine.cleanup_plan(None, false).map_err(|e| e.to_string()))
         }
@@ -201,6 +245,16 @@ pub fn snapshot(engine: &Engine) -> Result<Snapshot, EngineError> {
         audit: engine.audit_events(AUDIT_LIMIT)?,
         chain: Some(engine.verify_audit()?),
         snapshots: engine.snapshots()?,
+        watch: engine.live_watch(),
+    })
+}
+
+/// Usage (30 days), forecasts and stale previews; today's usage is sampled first.
+fn capacity(engine: &Engine) -> Result<CapacityData, EngineError> {
+    Ok(CapacityData {
+        usage: engine.usage_report(30)?,
+        forecast: engine.forecast_report(30)?,
+        stale: engine.cleanup_plan(None, false)?,
     })
 }
 

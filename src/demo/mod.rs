@@ -3,7 +3,9 @@
 //!
 //! It drives the real engine (deploy, approve, promote, abandon, annotate, cleanup) with the
 //! process clock shifted into the past, so ages and the audit log read naturally. The data is
-//! written straight into production's SQLite file, standing in for the app's own traffic.
+//! written straight into production's SQLite file, standing in for the app's own traffic; the
+//! month of query metrics and usage samples is written as rollups (`history`), and while the
+//! console is open a thread replays the read probes on production (`traffic`).
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -12,7 +14,11 @@ use serde::Serialize;
 use crate::engine::{DeployRequest, Engine, EngineError, EngineOptions};
 use crate::model::set_clock_offset;
 
+mod history;
 mod seed;
+mod traffic;
+
+pub use traffic::BackgroundTraffic;
 
 /// Marks a directory as built by `d1ops demo` (so `--fresh` may delete it).
 const MARKER: &str = ".d1ops/demo.json";
@@ -177,6 +183,17 @@ pub fn build_or_reuse(dir: &Path, fresh: bool) -> anyhow::Result<DemoWorkspace> 
     })?;
     std::fs::write(&marker, marker_text)?;
     Ok(built)
+}
+
+/// Opens the console on the demo with background traffic on production, so the Monitor
+/// moves; the traffic stops when the console exits.
+pub fn open_console(root: &Path, opts: EngineOptions) -> anyhow::Result<()> {
+    let traffic = BackgroundTraffic::start(root)
+        .map_err(|e| tracing::warn!(error = %e, "demo traffic did not start"))
+        .ok();
+    let result = crate::console_entry(root.to_path_buf(), opts);
+    drop(traffic);
+    result
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -370,6 +387,13 @@ fn build(dir: &Path, scale: Scale) -> anyhow::Result<DemoWorkspace> {
         Some(&r3),
     )?;
     set_clock_offset(chrono::Duration::zero());
+
+    // A month of production's query metrics and usage, aligned with the story's promotions.
+    let started = std::time::Instant::now();
+    history::write(dir, scale, &r1, &r2)?;
+    if std::env::var_os("D1OPS_DEMO_TRACE").is_some() {
+        eprintln!("demo: metrics history in {:?}", started.elapsed());
+    }
 
     let releases = releases_of(&s.engine("demo")?)?;
     Ok(DemoWorkspace {

@@ -11,17 +11,21 @@ use crate::model::{Failure, Release};
 use crate::store::{Store, StoreError};
 use crate::workspace::{ConfigError, DiscoveryError, Workspace};
 
-mod capacity;
+pub mod capacity;
 mod cleanup;
 mod decisions;
 mod deploy;
-mod observe;
+pub mod observe;
 mod promote;
 mod recovery;
 mod restore;
 mod rollback;
 mod views;
 
+pub use capacity::{
+    CostProjection, ForecastItem, ForecastReport, IndexSuggestion, MonitorData, MonitorWindow,
+    QueryPlan, UsageReport, WatchReport, WatchStatus, WeeklyReport,
+};
 pub use cleanup::{CleanupItem, CleanupReport, SnapshotView};
 pub use decisions::ApproveOutcome;
 pub use deploy::{DeployOutcome, DeployRequest};
@@ -44,6 +48,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("no release {0}; `d1ops releases` lists them")]
     UnknownRelease(String),
     #[error("release id {prefix} is ambiguous: it matches {}", matches.join(", "))]

@@ -235,6 +235,8 @@ impl Engine {
         } else {
             Some(PRODUCTION)
         };
+        // The watch window starts now; its verdict is evaluated lazily (engine/capacity).
+        let watch = super::capacity::watch_started(&self.ws.config.watch, id);
         self.store.atomically(|s| -> Result<()> {
             if let Some(db) = db_id {
                 s.set_env_database(PRODUCTION, Some(db))?;
@@ -254,6 +256,7 @@ impl Engine {
                 s.set_release_state(prev, ReleaseState::Superseded)?;
             }
             s.set_release_promoted(id, &actor, snapshot)?;
+            s.set_release_watch(id, &watch)?;
             s.set_env_active(PRODUCTION, Some(id))?;
             s.delete_lock()?;
             s.audit(&actor, "promotion.succeeded", Some(id), Some(PRODUCTION),

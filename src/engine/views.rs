@@ -1,4 +1,6 @@
-//! Read-only views for listings, `release show`, `envs`, `diff` and the console. Never writes.
+//! Read-only views for listings, `release show`, `envs`, `diff` and the console. Never writes,
+//! with one deliberate exception: reading a promoted release settles its watch window, whose
+//! verdict is stored once the window has closed (`capacity/watch.rs`; no daemon needed).
 use serde::Serialize;
 
 use super::cleanup::stale_reason;
@@ -21,6 +23,8 @@ pub struct ReleaseDetail {
     pub approvals: Vec<Approval>,
     pub required_approvals: u32,
     pub history: Vec<AuditEvent>,
+    /// The post-promotion watch window (promoted releases only).
+    pub watch: Option<super::WatchReport>,
 }
 
 /// An environment with what its database looks like right now.
@@ -64,7 +68,13 @@ impl Engine {
 
     pub fn release_detail(&self, id: &str) -> Result<ReleaseDetail> {
         let release = self.resolve(id)?;
+        // A watch that cannot be read (metrics store busy) must not hide the release.
+        let watch = self.watch(&release).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, release = %release.id, "watch window not evaluated");
+            None
+        });
         Ok(ReleaseDetail {
+            watch,
             gate: self.store.gate_report(&release.id)?,
             migrations: self.store.release_migrations(&release.id)?,
             artifacts: self.store.artifacts(&release.id)?,

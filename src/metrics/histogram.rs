@@ -12,6 +12,9 @@ const SUB_BUCKETS: usize = 1 << SUB_BITS;
 const OCTAVES: usize = 32;
 mod codec;
 
+#[cfg(test)]
+mod accuracy_tests;
+
 /// Number of buckets.
 pub const BUCKETS: usize = OCTAVES * SUB_BUCKETS;
 /// Stated bound on the relative error of [`Histogram::quantile`] for values in 1 µs … 1 h:
@@ -73,9 +76,10 @@ pub fn bucket_of(ms: f64) -> usize {
 
 /// The `[lower, upper)` edges of a bucket in milliseconds.
 pub fn bucket_bounds(index: usize) -> (f64, f64) {
-    let exp = (index / SUB_BUCKETS) as i32;
+    let exp = (index / SUB_BUCKETS) as u64;
     let sub = (index % SUB_BUCKETS) as f64;
-    let base = 2f64.powi(exp) / 1000.0;
+    // 2^exp, built from its bits (exp < 32).
+    let base = f64::from_bits((exp + 1023) << 52) / 1000.0;
     let width = base / SUB_BUCKETS as f64;
     (base + sub * width, base + (sub + 1.0) * width)
 }
@@ -113,11 +117,21 @@ impl Histogram {
         self.max_ms = self.max_ms.max(ms);
     }
 
+    /// Back to empty, keeping the allocation.
+    pub fn clear(&mut self) {
+        let mut counts = std::mem::take(&mut self.counts);
+        counts.clear();
+        *self = Histogram {
+            counts,
+            ..Histogram::default()
+        };
+    }
+
     /// Grows the stored range to include buckets `lo..=hi`.
     fn cover(&mut self, lo: usize, hi: usize) {
         if self.counts.is_empty() {
             self.offset = lo;
-            self.counts = vec![0; hi - lo + 1];
+            self.counts.resize(hi - lo + 1, 0);
             return;
         }
         if lo < self.offset {
@@ -184,6 +198,34 @@ impl Histogram {
         Some(self.max_ms)
     }
 
+    /// Several quantiles in one pass (same answers as [`Histogram::quantile`] for each).
+    pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [Option<f64>; N] {
+        let mut out = [None; N];
+        if self.total == 0 {
+            return out;
+        }
+        let rank = |q: f64| {
+            let q = if q.is_nan() { 0.5 } else { q.clamp(0.0, 1.0) };
+            ((q * self.total as f64).ceil() as u64).clamp(1, self.total)
+        };
+        let ranks: [u64; N] = std::array::from_fn(|i| rank(qs[i]));
+        let mut order: [usize; N] = std::array::from_fn(|i| i);
+        order.sort_by_key(|&i| ranks[i]);
+        let (mut seen, mut next) = (0u64, 0usize);
+        for (k, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            while next < N && seen >= ranks[order[next]] {
+                let v = representative(self.offset + k);
+                out[order[next]] = Some(v.clamp(self.min_ms, self.max_ms));
+                next += 1;
+            }
+            if next == N {
+                break;
+            }
+        }
+        out
+    }
+
     /// Non-empty buckets as `(lower_ms, upper_ms, count)`.
     pub fn buckets(&self) -> impl Iterator<Item = (f64, f64, u64)> + '_ {
         self.counts
@@ -248,6 +290,20 @@ mod tests {
             let got = h.quantile(q).unwrap();
             assert!((got - exact).abs() / exact <= RELATIVE_ERROR, "q{q}: {got}");
         }
+    }
+
+    #[test]
+    fn quantiles_in_one_pass_agree_with_one_at_a_time() {
+        let mut h = Histogram::new();
+        for v in 1..=1000 {
+            h.record(v as f64 * 0.37);
+        }
+        let qs = [0.99, 0.5, 0.0, 1.0, 0.95];
+        let all = h.quantiles(qs);
+        for (q, got) in qs.iter().zip(all) {
+            assert_eq!(got, h.quantile(*q));
+        }
+        assert_eq!(Histogram::new().quantiles([0.5]), [None]);
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! beyond an event's release id.
 //!
 //! Flow: a traffic source builds [`QueryEvent`]s → [`MetricsStore::record`] aggregates a batch
-//! in memory and upserts minute, hour and day rollups (merging histograms) in one transaction →
-//! readers ([`MetricsStore::series`], [`MetricsStore::top_queries`], …) read rollups only, so
-//! their cost depends on the window, not on how many events arrived.
+//! in memory and upserts minute, hour, day and week rollups (merging histograms) in one
+//! transaction → readers ([`MetricsStore::series`], [`MetricsStore::top_queries`], …) read
+//! rollups only, so their cost depends on the window, not on how many events arrived.
+//! [`MetricsStore::maintain`] applies retention. Rows read/written are whatever the source
+//! reports (D1's `meta.rows_read` / `rows_written` for app logs); measuring them for
+//! statements d1ops runs itself belongs to the executor, not here.
 use chrono::{DateTime, NaiveDate, Utc};
 
 pub mod event;
@@ -19,13 +22,17 @@ mod query;
 mod record;
 mod rollup;
 mod store;
+#[cfg(test)]
+mod testing;
 pub mod usage;
 
 pub use event::{QueryError, QueryEvent, parse_line};
 pub use fingerprint::{fingerprint, fingerprint_id};
 pub use histogram::Histogram;
 pub use maintain::MaintainReport;
-pub use query::{DailyTraffic, QueryStat, RecentError, SeriesPoint, TopBy, WindowStats};
+pub use query::{
+    DailyTraffic, MAX_POINTS, QueryStat, RecentError, SeriesPoint, TopBy, WindowStats,
+};
 pub use rollup::{Resolution, Rollup};
 pub use store::{METRICS_FILE, MetricsSettings, MetricsStore};
 

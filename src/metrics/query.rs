@@ -133,7 +133,8 @@ impl MetricsStore {
         f: &mut dyn FnMut(i64, &rusqlite::Row) -> Result<()>,
     ) -> Result<()> {
         let sql = format!(
-            "SELECT t, {SUMS} FROM {} WHERE t >= ?1 AND t < ?2 AND (?3 IS NULL OR env = ?3)",
+            "SELECT t, {SUMS} FROM {} WHERE t >= ?1 AND t < ?2 AND (?3 IS NULL OR env = ?3) \
+             ORDER BY t",
             res.env_table()
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -177,30 +178,40 @@ impl MetricsStore {
                 "a series of {n} points is too long (at most {MAX_POINTS}); use a larger step"
             )));
         }
-        let mut buckets = vec![Sums::default(); n as usize];
+        let point = |i: usize, s: &Sums| {
+            let t = t0 + i as i64 * step;
+            let [p50, p95, p99] = s.hist.quantiles([0.50, 0.95, 0.99]);
+            let secs = ((t + step).min(to) - t).max(1);
+            SeriesPoint {
+                t: time_of(t),
+                count: s.count,
+                errors: s.errors,
+                qps: s.count as f64 / secs as f64,
+                error_rate: rate(s.errors, s.count),
+                p50,
+                p95,
+                p99,
+            }
+        };
+        let empty = Sums::default();
+        let mut points: Vec<SeriesPoint> = (0..n as usize).map(|i| point(i, &empty)).collect();
+        // Rows arrive in time order, so buckets fill one after another: one accumulator,
+        // reused, instead of a histogram per bucket.
+        let (mut current, mut at) = (Sums::default(), None::<usize>);
         let end = -res.floor(-to);
         self.scan_env(res, env, t0, end, &mut |t, row| {
-            let i = (((t - t0) / step) as usize).min(buckets.len() - 1);
-            add_row(row, 1, &mut buckets[i])
+            let i = (((t - t0) / step) as usize).min(points.len() - 1);
+            if let Some(prev) = at.filter(|p| *p != i) {
+                points[prev] = point(prev, &current);
+                current.clear();
+            }
+            at = Some(i);
+            add_row(row, 1, &mut current)
         })?;
-        Ok(buckets
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let t = t0 + i as i64 * step;
-                let secs = ((t + step).min(to) - t).max(1);
-                SeriesPoint {
-                    t: time_of(t),
-                    count: s.count,
-                    errors: s.errors,
-                    qps: s.count as f64 / secs as f64,
-                    error_rate: rate(s.errors, s.count),
-                    p50: s.hist.quantile(0.50),
-                    p95: s.hist.quantile(0.95),
-                    p99: s.hist.quantile(0.99),
-                }
-            })
-            .collect())
+        if let Some(last) = at {
+            points[last] = point(last, &current);
+        }
+        Ok(points)
     }
 
     /// Totals over `[from, to)` (whole minutes; whole hours where minutes have been dropped).
@@ -215,6 +226,7 @@ impl MetricsStore {
             from.timestamp(),
             to.timestamp(),
             self.watermark("env_minutes_from")?,
+            self.watermark("data_end")?,
         );
         for Span { res, from, to } in spans {
             self.scan_env(res, env, from, to, &mut |_, row| {
@@ -243,6 +255,7 @@ impl MetricsStore {
             from.timestamp(),
             to.timestamp(),
             self.watermark("fp_minutes_from")?,
+            self.watermark("data_end")?,
         );
         for Span { res, from, to } in spans {
             let sql = format!(
@@ -266,17 +279,20 @@ impl MetricsStore {
         let mut stats: Vec<QueryStat> = by_fp
             .into_iter()
             .filter(|(_, s)| s.count > 0 && (order != TopBy::Errors || s.errors > 0))
-            .map(|(id, s)| QueryStat {
-                fingerprint_id: id,
-                text: String::new(),
-                count: s.count,
-                errors: s.errors,
-                total_ms: s.sum_ms,
-                p50: s.hist.quantile(0.50).unwrap_or(0.0),
-                p95: s.hist.quantile(0.95).unwrap_or(0.0),
-                p99: s.hist.quantile(0.99).unwrap_or(0.0),
-                rows_read: s.rows_read,
-                rows_written: s.rows_written,
+            .map(|(id, s)| {
+                let [p50, p95, p99] = s.hist.quantiles([0.50, 0.95, 0.99]);
+                QueryStat {
+                    fingerprint_id: id,
+                    text: String::new(),
+                    count: s.count,
+                    errors: s.errors,
+                    total_ms: s.sum_ms,
+                    p50: p50.unwrap_or(0.0),
+                    p95: p95.unwrap_or(0.0),
+                    p99: p99.unwrap_or(0.0),
+                    rows_read: s.rows_read,
+                    rows_written: s.rows_written,
+                }
             })
             .collect();
         let key = |q: &QueryStat| match order {
@@ -351,7 +367,7 @@ impl MetricsStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Environments with traffic in the last `hour_retention`, by name.
+    /// Environments with traffic in the retained day rollups, by name.
     pub fn environments(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .conn

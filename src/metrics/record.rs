@@ -24,11 +24,15 @@ struct Batch<'a> {
     env: BTreeMap<(Resolution, i64, &'a str), Sums>,
     /// Fingerprint text → (first, last) seen, unix seconds.
     seen: HashMap<&'a str, (i64, i64)>,
+    /// End of the newest span added (at the resolution it was added with).
+    data_end: Option<i64>,
 }
 
 impl<'a> Batch<'a> {
     /// Adds `sums` for a row at `res` and to every coarser row and environment row holding it.
     fn add(&mut self, res: Resolution, t: i64, env: &'a str, fp: &'a str, sums: Sums) {
+        let end = res.floor(t) + res.secs();
+        self.data_end = Some(self.data_end.map_or(end, |e| e.max(end)));
         for coarser in Resolution::ALL.into_iter().filter(|r| *r >= res) {
             let start = coarser.floor(t);
             self.env
@@ -145,44 +149,90 @@ impl MetricsStore {
             let mut fp_stmts = Vec::new();
             let mut env_stmts = Vec::new();
             for res in Resolution::ALL {
-                fp_stmts.push(tx.prepare(&upsert_sql(res.fp_table(), true))?);
-                env_stmts.push(tx.prepare(&upsert_sql(res.env_table(), false))?);
+                fp_stmts.push(tx.prepare_cached(&upsert_sql(res.fp_table(), true))?);
+                env_stmts.push(tx.prepare_cached(&upsert_sql(res.env_table(), false))?);
             }
             for ((res, t, env, fp), s) in &batch.fp {
-                fp_stmts[*res as usize].execute(params![
-                    t,
-                    env,
-                    id(&ids, fp),
-                    int(s.count),
-                    int(s.errors),
-                    s.sum_ms,
-                    int(s.rows_read),
-                    int(s.rows_written),
-                    int(s.rows_returned),
-                    s.hist.to_bytes()
-                ])?;
+                upsert(&mut fp_stmts[*res as usize], *t, env, Some(id(&ids, fp)), s)?;
             }
             for ((res, t, env), s) in &batch.env {
-                env_stmts[*res as usize].execute(params![
-                    t,
-                    env,
-                    rusqlite::types::Null,
-                    int(s.count),
-                    int(s.errors),
-                    s.sum_ms,
-                    int(s.rows_read),
-                    int(s.rows_written),
-                    int(s.rows_returned),
-                    s.hist.to_bytes()
-                ])?;
+                upsert(&mut env_stmts[*res as usize], *t, env, None, s)?;
             }
             if !errors.is_empty() {
                 push_errors(&tx, errors, &ids, self.settings.error_capacity)?;
+            }
+            // The end of the newest span recorded: readers may treat everything after it as
+            // empty (see `rollup::cover`).
+            if let Some(end) = batch.data_end {
+                tx.prepare_cached(
+                    "INSERT INTO meta(key, value) VALUES ('data_end', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                )?
+                .execute([end])?;
             }
         }
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Runs an upsert prepared from [`upsert_sql`] for one row.
+fn upsert(
+    stmt: &mut rusqlite::Statement<'_>,
+    t: i64,
+    env: &str,
+    fp: Option<&str>,
+    s: &Sums,
+) -> Result<()> {
+    stmt.execute(params![
+        t,
+        env,
+        fp,
+        int(s.count),
+        int(s.errors),
+        s.sum_ms,
+        int(s.rows_read),
+        int(s.rows_written),
+        int(s.rows_returned),
+        s.hist.to_bytes()
+    ])?;
+    Ok(())
+}
+
+/// Schema v2: fills the week tier from the day rows (inside the upgrade's transaction).
+pub(crate) fn backfill_weeks(tx: &rusqlite::Transaction) -> Result<()> {
+    for with_fp in [true, false] {
+        let (day, week) = if with_fp {
+            (Resolution::Day.fp_table(), Resolution::Week.fp_table())
+        } else {
+            (Resolution::Day.env_table(), Resolution::Week.env_table())
+        };
+        let fp_col = if with_fp { "fp" } else { "NULL" };
+        let mut weeks: BTreeMap<(i64, String, Option<String>), Sums> = BTreeMap::new();
+        let mut read = tx.prepare(&format!(
+            "SELECT t, env, {fp_col}, count, errors, sum_ms, rows_read, rows_written, \
+             rows_returned, hist FROM {day}"
+        ))?;
+        let mut rows = read.query([])?;
+        while let Some(r) = rows.next()? {
+            let key = (Resolution::Week.floor(r.get(0)?), r.get(1)?, r.get(2)?);
+            let s = weeks.entry(key).or_default();
+            let u = |i: usize| -> Result<u64> { Ok(r.get::<_, i64>(i)?.max(0) as u64) };
+            s.count += u(3)?;
+            s.errors += u(4)?;
+            s.sum_ms += r.get::<_, f64>(5)?;
+            s.rows_read += u(6)?;
+            s.rows_written += u(7)?;
+            s.rows_returned += u(8)?;
+            s.hist
+                .merge_bytes(r.get_ref(9)?.as_blob().map_err(rusqlite::Error::from)?)?;
+        }
+        let mut stmt = tx.prepare(&upsert_sql(week, with_fp))?;
+        for ((t, env, fp), s) in &weeks {
+            upsert(&mut stmt, *t, env, fp.as_deref(), s)?;
+        }
+    }
+    Ok(())
 }
 
 fn id<'m>(ids: &'m HashMap<&str, String>, fp: &str) -> &'m str {

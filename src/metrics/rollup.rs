@@ -1,5 +1,5 @@
-//! Rollup shapes shared by writing and reading: the three resolutions (minute, hour, day)
-//! and their tables, the sums one rollup row holds, a pre-aggregated [`Rollup`] input (for
+//! Rollup shapes shared by writing and reading: the four resolutions (minute, hour, day,
+//! Monday-based week) and their tables, the sums one rollup row holds, a pre-aggregated [`Rollup`] input (for
 //! sources that already aggregate, such as D1's analytics or the demo's history), and the
 //! plan that covers a time window with the fewest rows. Pure; no SQL is run here.
 use chrono::{DateTime, Utc};
@@ -15,10 +15,20 @@ pub enum Resolution {
     Minute,
     Hour,
     Day,
+    /// Monday 00:00 UTC to the next Monday.
+    Week,
 }
 
+/// Unix seconds of a Monday 00:00 UTC (1970-01-05): weeks are aligned to it.
+const MONDAY: i64 = 4 * 86_400;
+
 impl Resolution {
-    pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+    pub const ALL: [Resolution; 4] = [
+        Resolution::Minute,
+        Resolution::Hour,
+        Resolution::Day,
+        Resolution::Week,
+    ];
 
     /// Length in seconds.
     pub const fn secs(self) -> i64 {
@@ -26,12 +36,24 @@ impl Resolution {
             Resolution::Minute => 60,
             Resolution::Hour => 3_600,
             Resolution::Day => 86_400,
+            Resolution::Week => 7 * 86_400,
         }
     }
 
     /// Start of the row holding time `t` (unix seconds).
     pub const fn floor(self, t: i64) -> i64 {
-        t.div_euclid(self.secs()) * self.secs()
+        let shift = if matches!(self, Resolution::Week) {
+            MONDAY
+        } else {
+            0
+        };
+        (t - shift).div_euclid(self.secs()) * self.secs() + shift
+    }
+
+    /// Start of the first row at or after `t`.
+    pub const fn ceil(self, t: i64) -> i64 {
+        let f = self.floor(t);
+        if f == t { t } else { f + self.secs() }
     }
 
     /// Per-fingerprint table.
@@ -40,6 +62,7 @@ impl Resolution {
             Resolution::Minute => "fp_minute",
             Resolution::Hour => "fp_hour",
             Resolution::Day => "fp_day",
+            Resolution::Week => "fp_week",
         }
     }
 
@@ -49,6 +72,7 @@ impl Resolution {
             Resolution::Minute => "env_minute",
             Resolution::Hour => "env_hour",
             Resolution::Day => "env_day",
+            Resolution::Week => "env_week",
         }
     }
 }
@@ -76,6 +100,16 @@ impl Sums {
         self.hist.record(e.duration_ms);
     }
 
+    /// Back to empty, keeping the histogram's allocation.
+    pub fn clear(&mut self) {
+        let mut hist = std::mem::take(&mut self.hist);
+        hist.clear();
+        *self = Sums {
+            hist,
+            ..Sums::default()
+        };
+    }
+
     pub fn merge(&mut self, o: &Sums) {
         self.count += o.count;
         self.errors += o.errors;
@@ -93,8 +127,8 @@ impl Sums {
 pub struct Rollup {
     /// Start of the span; floored to `resolution`.
     pub start: DateTime<Utc>,
-    /// `Minute` or `Hour` (an hour rollup fills the hour and day tiers only). `Day` is
-    /// treated as `Hour` at the day's start.
+    /// `Minute` or `Hour` (an hour rollup fills the hour, day and week tiers only). `Day`
+    /// and `Week` are treated as `Hour` at the span's start.
     pub resolution: Resolution,
     pub env: String,
     /// Normalised SQL text.
@@ -131,18 +165,23 @@ pub(crate) struct Span {
 }
 
 /// Covers `[from, to)` (unix seconds, rounded outward to whole minutes) with the fewest rows:
-/// whole days from the day tier, whole hours from the hour tier, minutes for the ragged
-/// edges. Minute edges before `minutes_from` (minute rows already dropped) are read from the
-/// hour that contains them instead, so they count that whole hour.
-pub(crate) fn cover(from: i64, to: i64, minutes_from: i64) -> Vec<Span> {
+/// whole weeks, days and hours from their tiers, minutes for the ragged edges. When nothing
+/// was recorded at or after `to` (`data_end <= to`), the window is extended to the end of its
+/// week — exact, and it lets "up to now" read this week's row instead of its days, hours and
+/// minutes. Minute edges before `minutes_from` (minute rows already dropped) are read from
+/// the hour that contains them instead, so they count that whole hour.
+pub(crate) fn cover(from: i64, to: i64, minutes_from: i64, data_end: i64) -> Vec<Span> {
     let from = Resolution::Minute.floor(from);
-    let to = -Resolution::Minute.floor(-to);
+    let mut to = Resolution::Minute.ceil(to);
+    if from < to && data_end <= to {
+        to = Resolution::Week.ceil(to);
+    }
     let mut spans: Vec<Span> = Vec::new();
     let mut t = from;
     while t < to {
-        let res = [Resolution::Day, Resolution::Hour]
+        let res = [Resolution::Week, Resolution::Day, Resolution::Hour]
             .into_iter()
-            .find(|r| t % r.secs() == 0 && t + r.secs() <= to)
+            .find(|r| r.floor(t) == t && t + r.secs() <= to)
             .unwrap_or(Resolution::Minute);
         let end = if res == Resolution::Minute {
             // Minutes run to the next hour boundary or the end, whichever is first.
@@ -193,7 +232,7 @@ mod tests {
     const D: i64 = 86_400;
 
     fn check(from: i64, to: i64, minutes_from: i64, expected: &[(Resolution, i64, i64)]) {
-        let got: Vec<_> = cover(from, to, minutes_from)
+        let got: Vec<_> = cover(from, to, minutes_from, i64::MAX)
             .into_iter()
             .map(|s| (s.res, s.from, s.to))
             .collect();
@@ -217,6 +256,70 @@ mod tests {
                 (Hour, 3 * D, 3 * D + H),
                 (Minute, 3 * D + H, 3 * D + H + 120),
             ],
+        );
+    }
+
+    #[test]
+    fn a_window_past_the_last_data_reads_whole_days() {
+        let got: Vec<_> = cover(D - H - 60, 3 * D + H + 120, i64::MIN, 3 * D + H + 60)
+            .into_iter()
+            .map(|s| (s.res, s.from, s.to))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Minute, D - H - 60, D - H),
+                (Hour, D - H, D),
+                (Day, D, 4 * D)
+            ]
+        );
+        // Data after the window's end: the edges stay exact.
+        assert_eq!(
+            cover(0, 90, i64::MIN, 180),
+            vec![Span {
+                res: Minute,
+                from: 0,
+                to: 120
+            }]
+        );
+        // The first Monday is 1970-01-05 (day 4): up to it, whole days.
+        assert_eq!(
+            cover(0, 90, i64::MIN, 120),
+            vec![Span {
+                res: Day,
+                from: 0,
+                to: 4 * D
+            }]
+        );
+        assert!(cover(60, 60, i64::MIN, 0).is_empty());
+    }
+
+    #[test]
+    fn whole_monday_weeks_come_from_the_week_tier() {
+        const M: i64 = 4 * D; // Monday 1970-01-05
+        assert_eq!(Week.floor(M + 3 * D), M);
+        assert_eq!(Week.floor(M - 1), M - 7 * D);
+        assert_eq!((Week.ceil(M + 1), Week.ceil(M)), (M + 7 * D, M));
+        check(
+            M - H - 60,
+            M + 14 * D + D + 30,
+            i64::MIN,
+            &[
+                (Minute, M - H - 60, M - H),
+                (Hour, M - H, M),
+                (Week, M, M + 14 * D),
+                (Day, M + 14 * D, M + 15 * D),
+                (Minute, M + 15 * D, M + 15 * D + 60),
+            ],
+        );
+        // Up to "now" (no later data): the current week is one row.
+        let got: Vec<_> = cover(M + 2 * D, M + 9 * D + 7, i64::MIN, M + 9 * D + 60)
+            .into_iter()
+            .map(|s| (s.res, s.from, s.to))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(Day, M + 2 * D, M + 7 * D), (Week, M + 7 * D, M + 14 * D)]
         );
     }
 

@@ -6,15 +6,20 @@
 //!
 //! Layout. Times are unix seconds (rollup starts are aligned to their resolution), rollup rows
 //! are keyed `(t, env[, fp])` so every reader is a range scan on time:
-//! - `fp_minute` / `fp_hour` / `fp_day`: per (environment, fingerprint id) sums and a
-//!   histogram BLOB; `env_minute` / `env_hour` / `env_day`: the same per environment over all
-//!   fingerprints. All six are written together by every batch (write-time downsampling), so
-//!   a 30-day window reads ~30 day rows per fingerprint, never 43,200 minutes.
+//! - `fp_minute` / `fp_hour` / `fp_day` / `fp_week`: per (environment, fingerprint id) sums
+//!   and a histogram BLOB; `env_minute` … `env_week`: the same per environment over all
+//!   fingerprints. All eight are written together by every batch (write-time downsampling),
+//!   so a 30-day window reads ~20 rows per fingerprint (hours, days, weeks), never 43,200
+//!   minutes.
 //! - `fingerprints`: id → normalised text, first and last seen.
 //! - `error_ring`: the most recent raw errors, bounded (oldest dropped).
 //! - `usage_daily`: sampled storage and database count per (day, environment).
 //! - `meta`: watermarks (`fp_minutes_from`, `env_minutes_from`: minute rows before these were
-//!   dropped by retention, so readers use hours there).
+//!   dropped by retention, so readers use hours there; `data_end`: the end of the newest span
+//!   recorded, after which a reader may assume nothing exists).
+//!
+//! 16 KiB pages, incremental auto-vacuum, a memory-mapped file and a 16 MiB page cache: the
+//! readers scan thousands of 0.3–2 KB rows per call.
 use std::path::Path;
 use std::time::Duration;
 
@@ -58,11 +63,19 @@ fn upgrades() -> Vec<String> {
             sampled_at INTEGER NOT NULL, PRIMARY KEY (day, env)) WITHOUT ROWID;
          CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
     );
-    vec![v1]
+    // v2: a week tier (Monday-based), filled from the day rows by `backfill_weeks`.
+    let mut v2 = String::new();
+    v2.push_str(&format!(
+        "CREATE TABLE fp_week(t INTEGER NOT NULL, env TEXT NOT NULL, fp TEXT NOT NULL, \
+         {ROLLUP_COLUMNS}, PRIMARY KEY (t, env, fp)) WITHOUT ROWID;\n\
+         CREATE TABLE env_week(t INTEGER NOT NULL, env TEXT NOT NULL, {ROLLUP_COLUMNS}, \
+         PRIMARY KEY (t, env)) WITHOUT ROWID;\n"
+    ));
+    vec![v1, v2]
 }
 
 /// Retention and ring sizes. Defaults: per-fingerprint minutes 48 h, environment minutes
-/// 7 days, hours and days 400 days, 1,000 recent errors.
+/// 7 days, hours, days and weeks 400 days, 1,000 recent errors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsSettings {
     /// Age after which per-fingerprint detail is hourly: `maintain` drops per-fingerprint
@@ -73,7 +86,8 @@ pub struct MetricsSettings {
     pub minute_retention: Duration,
     /// Age after which hour rollups are dropped.
     pub hour_retention: Duration,
-    /// Age after which day rollups (daily traffic for capacity) and usage samples are dropped.
+    /// Age after which day rollups (daily traffic for capacity) and usage samples are
+    /// dropped; a week rollup goes when all of its days have.
     pub day_retention: Duration,
     /// Raw errors kept in the ring.
     pub error_capacity: usize,
@@ -120,9 +134,26 @@ impl MetricsStore {
         let conn = Connection::open(&path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if version == 0 {
+            // Before the first table and before WAL. 16 KiB pages hold day and hour rows
+            // (histograms of ~0.3–2 KB) without overflow pages; incremental auto-vacuum lets
+            // `maintain` hand freed pages back.
+            conn.pragma_update(None, "page_size", 16_384i64)
+                .map_err(open_err)?;
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(open_err)?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        // Readers scan thousands of rollup rows: map the file and keep a larger page cache.
+        conn.pragma_update(None, "mmap_size", 256i64 << 20)
+            .map_err(open_err)?;
+        conn.pragma_update(None, "cache_size", -16_384i64)
             .map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         register_functions(&conn).map_err(open_err)?;
@@ -153,6 +184,9 @@ impl MetricsStore {
                 continue;
             }
             tx.execute_batch(sql)?;
+            if i == 1 {
+                super::record::backfill_weeks(&tx)?;
+            }
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
@@ -222,10 +256,66 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+        let vacuum: i64 = store
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(vacuum, 2, "incremental");
+        let page: i64 = store
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(page, 16_384);
         drop(store);
         let store = MetricsStore::open(dir.path()).unwrap();
         assert_eq!(store.schema_version().unwrap(), upgrades().len() as i64);
         assert_eq!(store.watermark("fp_minutes_from").unwrap(), i64::MIN);
+    }
+
+    #[test]
+    fn upgrading_to_v2_fills_the_week_tier_from_the_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetricsStore::open(dir.path()).unwrap();
+        let start = chrono::DateTime::from_timestamp(1_740_787_200, 0).unwrap();
+        let events: Vec<_> = (0..20 * 24)
+            .map(|h| crate::metrics::QueryEvent {
+                at: start + chrono::Duration::hours(h),
+                env: if h % 3 == 0 { "preview" } else { "production" }.into(),
+                ..crate::metrics::QueryEvent::for_sql("production", "SELECT 1", h as f64)
+            })
+            .collect();
+        store.record(&events).unwrap();
+        type WeekRow = (i64, String, Option<String>, i64, Vec<u8>);
+        let weeks = |s: &MetricsStore| -> Vec<WeekRow> {
+            let mut out = Vec::new();
+            for sql in [
+                "SELECT t, env, fp, count, hist FROM fp_week ORDER BY 1, 2, 3",
+                "SELECT t, env, NULL, count, hist FROM env_week ORDER BY 1, 2",
+            ] {
+                let mut stmt = s.conn.prepare(sql).unwrap();
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .unwrap();
+                out.extend(rows.map(Result::unwrap));
+            }
+            out
+        };
+        let written = weeks(&store);
+        assert_eq!(
+            written.len(),
+            4 * 2 + 4 * 2,
+            "4 weeks × 2 environments, per fp and env"
+        );
+        drop(store);
+        let raw = Connection::open(dir.path().join(METRICS_FILE)).unwrap();
+        raw.execute_batch("DROP TABLE fp_week; DROP TABLE env_week; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(raw);
+        let store = MetricsStore::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(weeks(&store), written);
     }
 
     #[test]

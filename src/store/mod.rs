@@ -13,6 +13,7 @@ mod lock;
 mod records;
 mod releases;
 mod restores;
+mod watch;
 
 pub use audit::ChainStatus;
 pub use lock::{LockRow, LockStep, holder_alive_row};
@@ -201,6 +202,10 @@ const UPGRADES: &[&str] = &[
         previous_applied TEXT NOT NULL,
         undo_of INTEGER
     );
+    "#,
+    // v4: the post-promotion watch window's verdict per release (JSON, see engine/capacity).
+    r#"
+    ALTER TABLE releases ADD COLUMN watch TEXT;
     "#,
 ];
 

@@ -63,6 +63,8 @@ pub struct Config {
     pub policy: Policy,
     pub gate: GateConfig,
     pub snapshots: SnapshotRetention,
+    /// The post-promotion watch window (see [`WatchConfig`]).
+    pub watch: WatchConfig,
     #[serde(rename = "probe", skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeConfig>,
     /// Custom capacity plans, by name (see `plan`).
@@ -83,6 +85,7 @@ impl Default for Config {
             policy: Policy::default(),
             gate: GateConfig::default(),
             snapshots: SnapshotRetention::default(),
+            watch: WatchConfig::default(),
             probes: Vec::new(),
             plans: Default::default(),
         }
@@ -138,6 +141,83 @@ impl Default for SnapshotRetention {
             keep_last: 10,
             keep_days: 30,
         }
+    }
+}
+
+/// The watch window after a promotion: production's error rate and p95 over `window` after
+/// the promotion are compared with the `baseline` before it. A regression is an error rate
+/// up by more than `error_rate_points` percentage points *and* at least `error_rate_ratio` ×
+/// the baseline's, or a p95 above `p95_ratio` × the baseline's + `p95_floor_ms`. Either side
+/// needs `min_queries` queries before anything is judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    pub window: String,
+    pub baseline: String,
+    pub error_rate_points: f64,
+    pub error_rate_ratio: f64,
+    pub p95_ratio: f64,
+    pub p95_floor_ms: f64,
+    pub min_queries: u64,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            window: "30m".into(),
+            baseline: "1h".into(),
+            error_rate_points: 2.0,
+            error_rate_ratio: 2.0,
+            p95_ratio: 1.5,
+            p95_floor_ms: 2.0,
+            min_queries: 20,
+        }
+    }
+}
+
+impl WatchConfig {
+    /// The window after a promotion (validated at load).
+    pub fn window(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.window).unwrap_or(std::time::Duration::from_secs(1800))
+    }
+
+    /// The stretch before a promotion it is compared with (validated at load).
+    pub fn baseline(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.baseline).unwrap_or(std::time::Duration::from_secs(3600))
+    }
+
+    fn problem(&self) -> Option<String> {
+        for (key, value) in [("window", &self.window), ("baseline", &self.baseline)] {
+            match humantime::parse_duration(value) {
+                Err(_) => {
+                    return Some(format!(
+                        "watch.{key} {value:?} is not a duration (try \"30m\" or \"2h\")"
+                    ));
+                }
+                Ok(d) if d.as_secs() < 60 || d.as_secs() > 7 * 86_400 => {
+                    return Some(format!(
+                        "watch.{key} {value:?} must be between 1 minute and 7 days"
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        let positive = |v: f64| v.is_finite() && v >= 0.0;
+        if !positive(self.error_rate_points) || self.error_rate_points > 100.0 {
+            return Some("watch.error_rate_points must be between 0 and 100".into());
+        }
+        for (key, v) in [
+            ("error_rate_ratio", self.error_rate_ratio),
+            ("p95_ratio", self.p95_ratio),
+        ] {
+            if !(v.is_finite() && v >= 1.0) {
+                return Some(format!("watch.{key} must be at least 1.0"));
+            }
+        }
+        if !positive(self.p95_floor_ms) {
+            return Some("watch.p95_floor_ms must be 0 or more milliseconds".into());
+        }
+        None
     }
 }
 
@@ -387,6 +467,9 @@ impl Config {
                 self.plan
             )));
         }
+        if let Some(problem) = self.watch.problem() {
+            return Err(invalid(problem));
+        }
         for (id, sev) in &self.gate.severity {
             if !matches!(sev.as_str(), "fail" | "warn" | "off") {
                 return Err(invalid(format!(
@@ -473,6 +556,23 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("line 1"), "{msg}");
+    }
+
+    #[test]
+    fn watch_section_is_validated() {
+        let c = Config::parse("[watch]\nwindow = \"45m\"\np95_ratio = 2.0\n", "x").unwrap();
+        assert_eq!(c.watch.window().as_secs(), 45 * 60);
+        assert_eq!(c.watch.baseline().as_secs(), 3600);
+        for (text, needle) in [
+            ("[watch]\nwindow = \"soon\"\n", "watch.window"),
+            ("[watch]\nbaseline = \"10s\"\n", "watch.baseline"),
+            ("[watch]\np95_ratio = 0.5\n", "watch.p95_ratio"),
+            ("[watch]\nerror_rate_points = -1\n", "error_rate_points"),
+            ("[watch]\nlimit = 3\n", "limit"),
+        ] {
+            let err = Config::parse(text, "d1ops.toml").unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -285,3 +285,93 @@ pub fn mask(text: &str, ids: &[String]) -> String {
     }
     out
 }
+
+/// Query metrics and 30 days of usage for the populated fixture, relative to the real clock
+/// (the console reads metrics as of now; every label it draws is relative, so snapshots stay
+/// stable): R2's promotion moved to 45 minutes ago, an hour of calm traffic before it, 30
+/// minutes of slow and failing traffic after it (its watch window regresses), calm since;
+/// rows written per day growing toward d1-free's 100,000.
+pub fn with_metrics(f: &Fixture) {
+    use d1ops::metrics::usage::UsageSample;
+    use d1ops::metrics::{Histogram, MetricsStore, QueryError, QueryEvent, Resolution, Rollup};
+    let real_now = Utc::now();
+    let p = DateTime::from_timestamp((real_now - Duration::minutes(45)).timestamp() / 60 * 60, 0)
+        .expect("time");
+    let state = rusqlite::Connection::open(f.root().join(".d1ops/state.sqlite")).expect("state");
+    state
+        .execute(
+            "UPDATE releases SET promoted_at = ?1 WHERE id = ?2",
+            (p.to_rfc3339(), &f.ids[1]),
+        )
+        .expect("move the promotion");
+    let queries: [(&str, f64, u64, u64); 4] = [
+        ("SELECT id, email FROM users WHERE id = ?", 0.4, 6, 1),
+        (
+            "SELECT id, title FROM posts WHERE user_id = ? ORDER BY id DESC LIMIT 20",
+            0.9,
+            3,
+            12,
+        ),
+        ("SELECT id FROM users WHERE email = ?", 6.0, 1, 2_000),
+        (
+            "INSERT INTO posts (user_id, title) VALUES (?, ?)",
+            1.2,
+            2,
+            1,
+        ),
+    ];
+    let mut events = Vec::new();
+    for minute in -60..45 {
+        let bad = (0..30).contains(&minute);
+        for (i, (sql, ms, per_minute, rows)) in queries.iter().enumerate() {
+            for k in 0..*per_minute {
+                let mut e =
+                    QueryEvent::for_sql("production", sql, if bad { ms * 12.0 } else { *ms });
+                e.at = p + Duration::minutes(minute) + Duration::seconds(10 + 7 * k as i64);
+                e.rows_read = *rows;
+                e.rows_returned = 1;
+                if i == 3 {
+                    e.rows_written = 2;
+                    if bad && k == 0 {
+                        e.error = Some(QueryError {
+                            code: "SQLITE_BUSY".into(),
+                            message: "database is locked".into(),
+                        });
+                    }
+                }
+                events.push(e);
+            }
+        }
+    }
+    let mut m = MetricsStore::open(&f.root().join(".d1ops")).expect("metrics");
+    m.record(&events).expect("record");
+    let today = real_now.date_naive();
+    let mut rollups = Vec::new();
+    for i in 0..30u64 {
+        let day = today - chrono::Days::new(30 - i);
+        let noon = day.and_hms_opt(12, 0, 0).expect("noon").and_utc();
+        let mut h = Histogram::new();
+        h.record_n(1.0, 2_000);
+        rollups.push(Rollup {
+            start: noon,
+            resolution: Resolution::Hour,
+            env: "production".into(),
+            fingerprint: d1ops::metrics::fingerprint(queries[3].0),
+            count: 2_000,
+            errors: 0,
+            sum_ms: 2_000.0,
+            rows_read: 2_000,
+            rows_written: 40_000 + 1_500 * i,
+            rows_returned: 0,
+            histogram: h,
+        });
+        m.record_usage(&UsageSample {
+            day,
+            env: "production".into(),
+            storage_bytes: 20_000_000 + 400_000 * i,
+            databases: 1,
+        })
+        .expect("usage");
+    }
+    m.record_rollups(&rollups).expect("rollups");
+}

@@ -259,6 +259,23 @@ fn history(
     for (k, v) in facts.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))) {
         out.push(Line::from(format!(" {k:<15}{v}")));
     }
+    if let Some(w) = &det.watch {
+        let style = match w.status {
+            crate::engine::WatchStatus::Regressed => theme.bad().add_modifier(Modifier::BOLD),
+            crate::engine::WatchStatus::Ok => theme.ok(),
+            _ => theme.dim(),
+        };
+        for (i, chunk) in wrap(&w.summary(), width.saturating_sub(12))
+            .into_iter()
+            .enumerate()
+        {
+            let key = if i == 0 { "Watch" } else { "" };
+            out.push(Line::from(vec![
+                Span::raw(format!(" {key:<15}")),
+                Span::styled(chunk, style),
+            ]));
+        }
+    }
     for a in &det.artifacts {
         out.push(Line::from(format!(
             " Artifact       {} {} ({})",

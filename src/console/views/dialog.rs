@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use super::theme::Theme;
-use crate::console::dialog::{CleanupDialog, Confirm, ConfirmAction, Dialog, Focus};
+use crate::console::dialog::{CleanupDialog, Confirm, ConfirmAction, Dialog, Focus, IndexDialog};
 use crate::console::format;
 use crate::console::state::State;
 use crate::model::{CheckStatus, Verdict};
@@ -29,6 +29,10 @@ pub fn draw(frame: &mut Frame, state: &State, dialog: &Dialog, theme: &Theme, bo
         Dialog::Cleanup(c) => (
             " Clean up stale previews ".to_string(),
             cleanup_lines(state, c, theme, max_h),
+        ),
+        Dialog::Index(c) => (
+            " Write suggested index ".to_string(),
+            index_lines(c, theme, width as usize),
         ),
     };
     let height = (lines.len() as u16 + 2).min(body.height);
@@ -351,5 +355,43 @@ fn cleanup_lines(state: &State, c: &CleanupDialog, theme: &Theme, max_h: usize) 
         true,
         theme,
     ));
+    out
+}
+
+fn index_lines(c: &IndexDialog, theme: &Theme, width: usize) -> Lines {
+    let s = &c.suggestion;
+    let inner = width.saturating_sub(4);
+    let mut out = vec![
+        Line::from(" Write this index as the workspace's next migration file:"),
+        Line::from(Span::styled(
+            format!("   {};", format::clip(&s.sql, inner.saturating_sub(4))),
+            theme.key(),
+        )),
+        Line::from(vec![
+            Span::styled(" File   ", theme.dim()),
+            Span::styled(
+                s.file
+                    .clone()
+                    .unwrap_or_else(|| "(the next migration number)".into()),
+                theme.bold(),
+            ),
+        ]),
+    ];
+    for (i, chunk) in super::detail::wrap(&s.reason, inner.saturating_sub(8))
+        .into_iter()
+        .enumerate()
+    {
+        let key = if i == 0 { " Why    " } else { "        " };
+        out.push(Line::from(vec![
+            Span::styled(key, theme.dim()),
+            Span::raw(chunk),
+        ]));
+    }
+    out.push(Line::from(Span::styled(
+        " Nothing runs now: deploy it to test the index on a preview first.",
+        theme.dim(),
+    )));
+    out.push(Line::from(""));
+    out.push(buttons("Write file", c.focus, true, theme));
     out
 }

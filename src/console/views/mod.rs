@@ -3,12 +3,14 @@
 //! from the state, so a frame can be drawn from model structs alone (tests, benchmarks).
 //!
 //! Lists build rows only for what is visible; every time shown comes from `State::now`.
+pub mod capacity;
+mod charts;
 pub mod detail;
 pub mod dialog;
 pub mod help;
 pub mod layout;
 pub mod lists;
-pub mod panels;
+pub mod monitor;
 mod probes;
 pub mod sql;
 pub mod theme;
@@ -44,8 +46,8 @@ pub fn draw(frame: &mut Frame, state: &State) {
         (None, Tab::Environments) => lists::environments(frame, state, &theme, r.body),
         (None, Tab::Releases) => lists::releases(frame, state, &theme, r.body),
         (None, Tab::Audit) => lists::audit(frame, state, &theme, r.body),
-        (None, Tab::Monitor) => panels::monitor(frame, state, &theme, r.body),
-        (None, Tab::Capacity) => panels::capacity(frame, state, &theme, r.body),
+        (None, Tab::Monitor) => monitor::draw(frame, state, &theme, r.body),
+        (None, Tab::Capacity) => capacity::draw(frame, state, &theme, r.body),
     }
     footer(frame, state, &theme, r.footer);
     if let Some(d) = &state.dialog {

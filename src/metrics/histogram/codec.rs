@@ -1,17 +1,38 @@
-//! The stored form of a [`Histogram`] (SQLite BLOBs): a version byte, exact min and max, then
-//! only the non-empty buckets as (index delta, count) LEB128 varints — a minute rollup with a
-//! handful of distinct latencies is ~25 bytes. Reading validates everything and never panics;
-//! it must not trust a blob's counts to fit or its indexes to be in range.
+//! The stored form of a [`Histogram`] (SQLite BLOBs): a form byte, exact min and max, then the
+//! buckets in whichever of two forms is smaller. *Sparse* (form 1): the non-empty buckets as
+//! (index delta, count) LEB128 varints — a minute rollup with a handful of latencies is ~25
+//! bytes. *Dense* (form 2): first bucket, bucket count, a width (1, 2, 4 or 8 bytes) and
+//! every count in that width, little-endian — wide hour/day/environment histograms are both
+//! smaller and ~10× faster to merge this way, which is what keeps 30-day reads fast. Reading
+//! validates everything and never panics; it must not trust a blob's counts to fit or its
+//! indexes to be in range.
 use super::{BUCKETS, Histogram, HistogramError};
 
-/// Version byte of the serialised form.
-const FORMAT: u8 = 1;
+const SPARSE: u8 = 1;
+const DENSE: u8 = 2;
 
 impl Histogram {
-    /// Sparse serialisation: version, min, max, then (bucket delta, count) varint pairs.
+    /// Serialises in the smaller of the sparse and dense forms.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + self.counts.len() * 2);
-        out.push(FORMAT);
+        let max_count = self.counts.iter().copied().max().unwrap_or(0);
+        let width: usize = match max_count {
+            0..=0xff => 1,
+            0x100..=0xffff => 2,
+            0x1_0000..=0xffff_ffff => 4,
+            _ => 8,
+        };
+        let dense_size = self.counts.len() * width + 4;
+        let mut sparse_size = 2;
+        let mut prev = 0usize;
+        for (k, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                sparse_size += varint_len((self.offset + k - prev) as u64) + varint_len(c);
+                prev = self.offset + k;
+            }
+        }
+        let dense = dense_size < sparse_size;
+        let mut out = Vec::with_capacity(17 + dense_size.min(sparse_size));
+        out.push(if dense { DENSE } else { SPARSE });
         let (min, max) = if self.total == 0 {
             (0.0, 0.0)
         } else {
@@ -19,15 +40,24 @@ impl Histogram {
         };
         out.extend_from_slice(&min.to_le_bytes());
         out.extend_from_slice(&max.to_le_bytes());
-        let nonzero = self.counts.iter().filter(|c| **c > 0).count();
-        put_varint(&mut out, nonzero as u64);
-        let mut prev = 0usize;
-        for (k, &c) in self.counts.iter().enumerate() {
-            if c > 0 {
-                let i = self.offset + k;
-                put_varint(&mut out, (i - prev) as u64);
-                put_varint(&mut out, c);
-                prev = i;
+        if dense {
+            put_varint(&mut out, self.offset as u64);
+            put_varint(&mut out, self.counts.len() as u64);
+            out.push(width as u8);
+            for &c in &self.counts {
+                out.extend_from_slice(&c.to_le_bytes()[..width]);
+            }
+        } else {
+            let nonzero = self.counts.iter().filter(|c| **c > 0).count();
+            put_varint(&mut out, nonzero as u64);
+            let mut prev = 0usize;
+            for (k, &c) in self.counts.iter().enumerate() {
+                if c > 0 {
+                    let i = self.offset + k;
+                    put_varint(&mut out, (i - prev) as u64);
+                    put_varint(&mut out, c);
+                    prev = i;
+                }
             }
         }
         out
@@ -40,56 +70,220 @@ impl Histogram {
         Ok(h)
     }
 
-    /// Adds a serialised histogram to this one without building it first.
+    /// Adds a serialised histogram to this one without building it first. On error nothing
+    /// is added.
     pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<(), HistogramError> {
-        let (&version, rest) = bytes.split_first().ok_or(HistogramError::Truncated)?;
-        if version != FORMAT {
-            return Err(HistogramError::Version(version));
+        let (&form, _) = bytes.split_first().ok_or(HistogramError::Truncated)?;
+        if form != SPARSE && form != DENSE {
+            return Err(HistogramError::Version(form));
         }
-        let mut r = Reader { bytes: rest };
-        let min = f64::from_le_bytes(r.array()?);
-        let max = f64::from_le_bytes(r.array()?);
-        let n = r.varint()?;
-        // Two passes: validate and find the range, then add (no allocation per blob).
-        let body = r.bytes;
-        let (mut lo, mut hi, mut sum) = (usize::MAX, 0usize, 0u64);
-        let mut index = 0u64;
+        let head = bytes.get(1..17).ok_or(HistogramError::Truncated)?;
+        let (min, max) = head.split_at(8);
+        let min = f64::from_le_bytes(min.try_into().map_err(|_| HistogramError::Truncated)?);
+        let max = f64::from_le_bytes(max.try_into().map_err(|_| HistogramError::Truncated)?);
+        let mut pos = 17;
+        let added = if form == DENSE {
+            self.merge_dense(bytes, &mut pos)?
+        } else {
+            self.merge_sparse(bytes, &mut pos)?
+        };
+        if added {
+            self.min_ms = self.min_ms.min(min);
+            self.max_ms = self.max_ms.max(max);
+        }
+        Ok(())
+    }
+
+    fn merge_sparse(&mut self, bytes: &[u8], pos: &mut usize) -> Result<bool, HistogramError> {
+        let n = varint(bytes, pos)?;
+        if n > BUCKETS as u64 {
+            return Err(HistogramError::Overflow);
+        }
+        // Counts go straight into place; a blob found corrupt halfway is taken back out.
+        let start = *pos;
+        let mut added = 0u64;
+        let result = self.add_sparse(bytes, pos, n, &mut added);
+        if let Err(e) = result {
+            let mut undo = start;
+            let _ = self.add_sparse_undo(bytes, &mut undo, added);
+            return Err(e);
+        }
+        let sum = result?;
+        if *pos != bytes.len() {
+            let mut undo = start;
+            let _ = self.add_sparse_undo(bytes, &mut undo, n);
+            return Err(HistogramError::Trailing(bytes.len() - *pos));
+        }
+        if sum == 0 {
+            return Ok(false);
+        }
+        match self.total.checked_add(sum) {
+            Some(total) => self.total = total,
+            None => {
+                let mut undo = start;
+                let _ = self.add_sparse_undo(bytes, &mut undo, n);
+                return Err(HistogramError::Overflow);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Adds `n` (delta, count) pairs; counts pairs fully added in `added`; returns their sum.
+    fn add_sparse(
+        &mut self,
+        bytes: &[u8],
+        pos: &mut usize,
+        n: u64,
+        added: &mut u64,
+    ) -> Result<u64, HistogramError> {
+        let (mut index, mut sum) = (0u64, 0u64);
         for _ in 0..n {
             index = index
-                .checked_add(r.varint()?)
+                .checked_add(varint(bytes, pos)?)
                 .ok_or(HistogramError::Overflow)?;
             if index >= BUCKETS as u64 {
                 return Err(HistogramError::Bucket(index));
             }
-            let c = r.varint()?;
-            sum = sum.checked_add(c).ok_or(HistogramError::Overflow)?;
+            let c = varint(bytes, pos)?;
+            let next = sum.checked_add(c).ok_or(HistogramError::Overflow)?;
             if c > 0 {
-                lo = lo.min(index as usize);
-                hi = hi.max(index as usize);
+                // Indexes ascend: only the first can fall below the range, later ones past it.
+                let i = index as usize;
+                if *added == 0 || self.counts.is_empty() || i < self.offset {
+                    self.cover(i, i);
+                } else if i >= self.offset + self.counts.len() {
+                    self.counts.resize(i + 1 - self.offset, 0);
+                }
+                self.counts[i - self.offset] += c;
+            }
+            sum = next;
+            *added += 1;
+        }
+        Ok(sum)
+    }
+
+    /// Takes back the first `n` pairs that [`Self::add_sparse`] added, and re-trims the ends.
+    fn add_sparse_undo(
+        &mut self,
+        bytes: &[u8],
+        pos: &mut usize,
+        n: u64,
+    ) -> Result<(), HistogramError> {
+        let mut index = 0u64;
+        for _ in 0..n {
+            index += varint(bytes, pos)?;
+            let c = varint(bytes, pos)?;
+            if c > 0 {
+                self.counts[index as usize - self.offset] -= c;
             }
         }
-        if !r.bytes.is_empty() {
-            return Err(HistogramError::Trailing(r.bytes.len()));
+        let first = self.counts.iter().position(|c| *c > 0);
+        let last = self.counts.iter().rposition(|c| *c > 0);
+        match (first, last) {
+            (Some(f), Some(l)) => {
+                self.counts.truncate(l + 1);
+                self.counts.drain(..f);
+                self.offset += f;
+            }
+            _ => {
+                self.counts.clear();
+                self.offset = 0;
+            }
         }
-        if sum == 0 {
-            return Ok(());
-        }
-        self.total = self
-            .total
-            .checked_add(sum)
-            .ok_or(HistogramError::Overflow)?;
-        self.cover(lo, hi);
-        let mut r = Reader { bytes: body };
-        let mut index = 0usize;
-        for _ in 0..n {
-            index += r.varint()? as usize;
-            let c = r.varint()?;
-            self.counts[index - self.offset] += c;
-        }
-        self.min_ms = self.min_ms.min(min);
-        self.max_ms = self.max_ms.max(max);
         Ok(())
     }
+
+    fn merge_dense(&mut self, bytes: &[u8], pos: &mut usize) -> Result<bool, HistogramError> {
+        let lo = varint(bytes, pos)?;
+        let len = varint(bytes, pos)?;
+        let end = lo.checked_add(len).ok_or(HistogramError::Overflow)?;
+        if end > BUCKETS as u64 {
+            return Err(HistogramError::Bucket(end.saturating_sub(1)));
+        }
+        let width = usize::from(*bytes.get(*pos).ok_or(HistogramError::Truncated)?);
+        *pos += 1;
+        if ![1, 2, 4, 8].contains(&width) {
+            return Err(HistogramError::Version(DENSE));
+        }
+        let body = &bytes[*pos..];
+        let want = len as usize * width;
+        if body.len() < want {
+            return Err(HistogramError::Truncated);
+        }
+        if body.len() > want {
+            return Err(HistogramError::Trailing(body.len() - want));
+        }
+        let lo = lo as usize;
+        match width {
+            1 => self.add_dense::<1>(lo, body),
+            2 => self.add_dense::<2>(lo, body),
+            4 => self.add_dense::<4>(lo, body),
+            _ => self.add_dense::<8>(lo, body),
+        }
+    }
+
+    /// Adds dense counts of `W` bytes starting at bucket `lo` (the width is a constant, so
+    /// the loops vectorise). Zero ends are trimmed so the histogram stays canonical; the sum
+    /// is checked before anything is added.
+    fn add_dense<const W: usize>(
+        &mut self,
+        lo: usize,
+        body: &[u8],
+    ) -> Result<bool, HistogramError> {
+        let Some(first) = body.chunks_exact(W).position(|c| read::<W>(c) > 0) else {
+            return Ok(false);
+        };
+        let n = body.len() / W;
+        let last = n
+            - 1
+            - body
+                .chunks_exact(W)
+                .rev()
+                .position(|c| read::<W>(c) > 0)
+                .unwrap_or(0);
+        let src = &body[first * W..(last + 1) * W];
+        // Below 8 bytes a blob's sum has a small bound; only check it when the bound is near
+        // overflowing (or the width is 8), so the common case is one pass.
+        let bound = ((last - first + 1) as u64).checked_mul(u64::MAX >> (64 - 8 * W as u32));
+        if W == 8 || bound.and_then(|b| self.total.checked_add(b)).is_none() {
+            let sum = src
+                .chunks_exact(W)
+                .try_fold(0u64, |acc, c| acc.checked_add(read::<W>(c)))
+                .ok_or(HistogramError::Overflow)?;
+            self.total
+                .checked_add(sum)
+                .ok_or(HistogramError::Overflow)?;
+        }
+        self.cover(lo + first, lo + last);
+        let dst = &mut self.counts[lo + first - self.offset..=lo + last - self.offset];
+        let mut sum = 0u64;
+        for (d, c) in dst.iter_mut().zip(src.chunks_exact(W)) {
+            let v = read::<W>(c);
+            *d += v;
+            sum += v;
+        }
+        self.total += sum;
+        Ok(true)
+    }
+}
+
+/// A little-endian count of `W` bytes.
+#[inline(always)]
+fn read<const W: usize>(c: &[u8]) -> u64 {
+    match W {
+        1 => u64::from(c[0]),
+        2 => u64::from(u16::from_le_bytes([c[0], c[1]])),
+        4 => u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        _ => {
+            let mut b = [0u8; 8];
+            b[..W].copy_from_slice(&c[..W]);
+            u64::from_le_bytes(b)
+        }
+    }
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -100,71 +294,32 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl Reader<'_> {
-    fn array(&mut self) -> Result<[u8; 8], HistogramError> {
-        let (head, rest) = self
-            .bytes
-            .split_first_chunk::<8>()
-            .ok_or(HistogramError::Truncated)?;
-        self.bytes = rest;
-        Ok(*head)
+/// A LEB128 varint at `pos` (advanced past it).
+#[inline]
+fn varint(bytes: &[u8], pos: &mut usize) -> Result<u64, HistogramError> {
+    let first = *bytes.get(*pos).ok_or(HistogramError::Truncated)?;
+    *pos += 1;
+    if first < 0x80 {
+        return Ok(u64::from(first));
     }
-
-    fn varint(&mut self) -> Result<u64, HistogramError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = self.bytes.split_first().ok_or(HistogramError::Truncated)?;
-            self.bytes = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
+    let mut v = u64::from(first & 0x7f);
+    let mut shift = 7u32;
+    loop {
+        let b = *bytes.get(*pos).ok_or(HistogramError::Truncated)?;
+        *pos += 1;
+        let bits = u64::from(b & 0x7f)
+            .checked_shl(shift)
+            .ok_or(HistogramError::Overflow)?;
+        v |= bits;
+        if b < 0x80 {
+            return Ok(v);
         }
-        Err(HistogramError::Overflow)
+        shift += 7;
+        if shift >= 64 {
+            return Err(HistogramError::Overflow);
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_round_trip_and_stay_small() {
-        let mut h = Histogram::new();
-        assert_eq!(Histogram::from_bytes(&h.to_bytes()).unwrap(), h);
-        for v in [0.2, 0.25, 3.0, 3.0, 250.0, 90_000.0] {
-            h.record(v);
-        }
-        let bytes = h.to_bytes();
-        assert!(bytes.len() < 40, "{} bytes", bytes.len());
-        assert_eq!(Histogram::from_bytes(&bytes).unwrap(), h);
-    }
-
-    #[test]
-    fn corrupt_blobs_are_errors() {
-        let mut h = Histogram::new();
-        h.record(1.0);
-        let bytes = h.to_bytes();
-        assert_eq!(
-            Histogram::from_bytes(&bytes[..bytes.len() - 1]),
-            Err(HistogramError::Truncated)
-        );
-        assert_eq!(Histogram::from_bytes(&[9]), Err(HistogramError::Version(9)));
-        let mut long = bytes.clone();
-        long.push(0);
-        assert_eq!(
-            Histogram::from_bytes(&long),
-            Err(HistogramError::Trailing(1))
-        );
-        let mut far = bytes[..17].to_vec();
-        far.extend_from_slice(&[1, 0xff, 0x7f, 1]);
-        assert_eq!(
-            Histogram::from_bytes(&far),
-            Err(HistogramError::Bucket(16383))
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,270 @@
+//! The weekly capacity and reliability report: usage and its growth week over week, limit
+//! use and forecasts, the slowest and the failing queries (with suggested indexes), the
+//! week's deploy outcomes with their causes, and what cleanup would free. Data only; the CLI
+//! renders it as Markdown or JSON.
+use chrono::{Duration, NaiveDate};
+use serde::Serialize;
+
+use super::{
+    CostProjection, ForecastItem, IndexSuggestion, cost_projection, forecast_items, limit_use,
+    open_metrics,
+};
+use crate::engine::{CleanupItem, Engine, PRODUCTION, Result, SnapshotView, WatchStatus};
+use crate::metrics::forecast::ForecastOptions;
+use crate::metrics::usage::{LimitUse, UsageDay, daily_totals};
+use crate::metrics::{QueryStat, TopBy};
+use crate::model::{CheckStatus, now, now_utc, parse_time};
+
+/// Queries listed per section.
+const TOP: usize = 5;
+/// A query needs this many executions in the week to count as "slow" (one odd outlier is
+/// not a pattern).
+const MIN_SLOW_COUNT: u64 = 5;
+
+/// One usage figure this week against last week.
+#[derive(Debug, Clone, Serialize)]
+pub struct Growth {
+    pub metric: &'static str,
+    /// `bytes`, `rows`, `queries` or `databases`.
+    pub unit: &'static str,
+    /// Sum over the week (traffic) or the latest value (storage, databases).
+    pub this_week: f64,
+    pub last_week: Option<f64>,
+    /// Change in percent (`None` without last week's figure or from zero).
+    pub change_pct: Option<f64>,
+}
+
+/// A query worth a look, with its plan's suggestion.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryInsight {
+    #[serde(flatten)]
+    pub stat: QueryStat,
+    pub env: String,
+    /// The newest error message recorded for it, if any.
+    pub last_error: Option<String>,
+    pub scans: Vec<String>,
+    pub suggestion: Option<IndexSuggestion>,
+}
+
+/// What happened to one release this week.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployOutcome {
+    pub release: String,
+    pub label: Option<String>,
+    /// `promoted`, `failed`, `blocked`, `ready` (gate passed) or `abandoned`.
+    pub outcome: &'static str,
+    pub at: String,
+    pub by: String,
+    pub causes: Vec<String>,
+    /// Promoted releases: the watch window's verdict.
+    pub watch: Option<WatchStatus>,
+}
+
+/// The weekly report.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeeklyReport {
+    pub generated_at: String,
+    pub plan: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub growth: Vec<Growth>,
+    pub status: Vec<LimitUse>,
+    pub forecasts: Vec<ForecastItem>,
+    pub cost: Option<CostProjection>,
+    pub slow_queries: Vec<QueryInsight>,
+    pub failing_queries: Vec<QueryInsight>,
+    pub deploys: Vec<DeployOutcome>,
+    pub stale_previews: Vec<CleanupItem>,
+    /// Recovery points outside the retention policy.
+    pub expired_snapshots: Vec<SnapshotView>,
+    /// What `cleanup` would free: stale previews plus expired recovery points.
+    pub cleanup_frees_bytes: u64,
+}
+
+impl Engine {
+    /// The report for the seven days ending today.
+    pub fn weekly_report(&self) -> Result<WeeklyReport> {
+        self.sample_if_writable()?;
+        let to = now_utc().date_naive();
+        let from = to - chrono::Days::new(6);
+        let history_from = to - chrono::Days::new(29);
+        let metrics = open_metrics(&self.ws)?;
+        let usage = metrics.usage_history(history_from.min(super::first_of_month(to)), to)?;
+        let plan = self.plan();
+        let opts = ForecastOptions {
+            lookback_days: 30,
+            ..ForecastOptions::default()
+        };
+        let start = from.and_hms_opt(0, 0, 0).map_or(now_utc(), |t| t.and_utc());
+        let end = now_utc();
+        let pool = metrics.top_queries(Some(PRODUCTION), start, end, TopBy::TotalTime, 50)?;
+        let mut slow: Vec<QueryStat> = (pool.into_iter())
+            .filter(|q| q.count >= MIN_SLOW_COUNT)
+            .collect();
+        slow.sort_by(|a, b| b.p95.total_cmp(&a.p95));
+        slow.truncate(TOP);
+        let failing = metrics.top_queries(Some(PRODUCTION), start, end, TopBy::Errors, TOP)?;
+        let errors = metrics.recent_errors(Some(PRODUCTION), 200)?;
+        let insight = |stat: QueryStat| -> Result<QueryInsight> {
+            let plan = self.query_plan(PRODUCTION, &stat.text)?;
+            Ok(QueryInsight {
+                last_error: (errors.iter())
+                    .find(|e| e.fingerprint_id == stat.fingerprint_id)
+                    .map(|e| format!("{}: {}", e.code, e.message)),
+                env: PRODUCTION.into(),
+                scans: plan.scans,
+                suggestion: plan.suggestion,
+                stat,
+            })
+        };
+        let stale = self.cleanup_plan(None, false)?;
+        let expired: Vec<SnapshotView> = self
+            .snapshots()?
+            .into_iter()
+            .filter(|s| s.expired)
+            .collect();
+        let frees = stale.iter().map(|i| i.size_bytes).sum::<u64>()
+            + expired.iter().map(|s| s.snapshot.size_bytes).sum::<u64>();
+        Ok(WeeklyReport {
+            generated_at: now(),
+            plan: self.ws.config.plan.clone(),
+            from,
+            to,
+            growth: growth(&usage, from, to),
+            status: limit_use(&plan, &usage, to),
+            forecasts: forecast_items(&plan, &usage, to, &opts),
+            cost: cost_projection(&self.ws.config.plan, &plan, &usage),
+            slow_queries: slow.into_iter().map(insight).collect::<Result<_>>()?,
+            failing_queries: failing.into_iter().map(insight).collect::<Result<_>>()?,
+            deploys: self.deploy_outcomes(start)?,
+            stale_previews: stale,
+            expired_snapshots: expired,
+            cleanup_frees_bytes: frees,
+        })
+    }
+
+    /// Promotions, failed promotions, gate verdicts and abandoned candidates since `since`,
+    /// newest first, from the audit log.
+    fn deploy_outcomes(&self, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<DeployOutcome>> {
+        let mut out: Vec<DeployOutcome> = Vec::new();
+        for e in self.store.audit_events(None, 5_000)? {
+            if parse_time(&e.at).is_none_or(|t| t < since) {
+                continue;
+            }
+            let outcome = match e.action.as_str() {
+                "promotion.succeeded" => "promoted",
+                "promotion.failed" => "failed",
+                "gate.completed" if e.detail.contains("\"verdict\":\"blocked\"") => "blocked",
+                "gate.completed" => "ready",
+                "release.abandoned" => "abandoned",
+                _ => continue,
+            };
+            let Some(id) = e.release_id.clone() else {
+                continue;
+            };
+            if out.iter().any(|o| o.release == id && o.outcome == outcome) {
+                continue;
+            }
+            let rel = self.store.release(&id)?;
+            let mut causes = Vec::new();
+            let mut watch = None;
+            match outcome {
+                "failed" => {
+                    if let Some(f) = rel.as_ref().and_then(|r| r.failure.as_ref()) {
+                        let at = f
+                            .migration
+                            .as_deref()
+                            .map_or(String::new(), |m| format!("{m}: "));
+                        causes.push(format!("{at}{}", f.error));
+                    }
+                    if let Some(note) = rel.as_ref().and_then(|r| r.root_cause.clone()) {
+                        causes.push(format!("root cause: {note}"));
+                    }
+                }
+                "abandoned" => {
+                    let note = serde_json::from_str::<serde_json::Value>(&e.detail)
+                        .ok()
+                        .and_then(|d| d.get("note").and_then(|n| n.as_str()).map(str::to_string));
+                    causes.extend(note);
+                }
+                "ready" => {
+                    if let Some(r) = rel.as_ref().filter(|r| r.state.is_candidate()) {
+                        causes.push(format!("awaiting a decision ({})", r.state));
+                    }
+                }
+                "blocked" => {
+                    if let Some(gate) = self.store.gate_report(&id)? {
+                        causes.extend(
+                            (gate.checks.iter())
+                                .filter(|c| c.status == CheckStatus::Fail)
+                                .map(|c| format!("{}: {}", c.id, c.reason)),
+                        );
+                    }
+                }
+                _ => {
+                    if let Some(r) = &rel {
+                        watch = self.watch(r).ok().flatten().map(|w| {
+                            if w.status == WatchStatus::Regressed {
+                                causes.push(format!("watch: {}", w.reasons.join("; ")));
+                            }
+                            w.status
+                        });
+                    }
+                }
+            }
+            out.push(DeployOutcome {
+                label: rel.and_then(|r| r.label),
+                release: id,
+                outcome,
+                at: e.at.clone(),
+                by: e.actor.clone(),
+                causes,
+                watch,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Week-over-week figures: traffic summed per week, storage and databases as the latest
+/// day's value in each week.
+fn growth(usage: &[UsageDay], from: NaiveDate, to: NaiveDate) -> Vec<Growth> {
+    let totals = daily_totals(usage);
+    let prev_from = from - Duration::days(7);
+    let in_week = |a: NaiveDate, b: NaiveDate| -> Vec<&UsageDay> {
+        totals.iter().filter(|u| u.day >= a && u.day <= b).collect()
+    };
+    let this = in_week(from, to);
+    let last = in_week(prev_from, from - Duration::days(1));
+    let sum = |rows: &[&UsageDay], f: fn(&UsageDay) -> u64| -> Option<f64> {
+        (!rows.is_empty()).then(|| rows.iter().map(|u| f(u) as f64).sum())
+    };
+    let latest = |rows: &[&UsageDay], f: fn(&UsageDay) -> u64| -> Option<f64> {
+        rows.last().map(|u| f(u) as f64)
+    };
+    type Pick = fn(&UsageDay) -> u64;
+    let rows: [(&'static str, &'static str, bool, Pick); 5] = [
+        ("storage", "bytes", false, |u| u.storage_bytes),
+        ("rows read", "rows", true, |u| u.rows_read),
+        ("rows written", "rows", true, |u| u.rows_written),
+        ("queries", "queries", true, |u| u.queries),
+        ("databases", "databases", false, |u| u.databases),
+    ];
+    rows.into_iter()
+        .map(|(metric, unit, summed, f)| {
+            let (now, before) = if summed {
+                (sum(&this, f), sum(&last, f))
+            } else {
+                (latest(&this, f), latest(&last, f))
+            };
+            let now = now.unwrap_or(0.0);
+            Growth {
+                metric,
+                unit,
+                this_week: now,
+                change_pct: before.filter(|b| *b > 0.0).map(|b| (now - b) / b * 100.0),
+                last_week: before,
+            }
+        })
+        .collect()
+}
