@@ -10,6 +10,7 @@ pub mod gate;
 pub mod model;
 pub mod plans;
 pub mod schema;
+pub mod schema_upgrade;
 pub mod serve;
 pub mod store;
 pub mod workspace;

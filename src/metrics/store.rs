@@ -164,33 +164,18 @@ impl MetricsStore {
 
     /// Runs the schema upgrades this database has not seen yet, each in its own transaction.
     fn upgrade(&mut self, shown: &str) -> Result<()> {
-        let upgrades = upgrades();
-        let known = upgrades.len() as i64;
-        let version = self.schema_version()?;
-        if version > known {
-            return Err(MetricsError::TooNew {
-                path: shown.to_string(),
-                found: version,
-                known,
-            });
-        }
-        for (i, sql) in upgrades.iter().enumerate().skip(version as usize) {
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // Another process may have upgraded while we waited for the write lock.
-            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if now > i as i64 {
-                continue;
-            }
-            tx.execute_batch(sql)?;
+        let too_new = |found, known| MetricsError::TooNew {
+            path: shown.to_string(),
+            found,
+            known,
+        };
+        // Step 1 (v2) adds the week tier; its rows are backfilled from the day rows.
+        crate::schema_upgrade::upgrade(&mut self.conn, &upgrades(), too_new, |i, tx| {
             if i == 1 {
-                super::record::backfill_weeks(&tx)?;
+                super::record::backfill_weeks(tx)?;
             }
-            tx.pragma_update(None, "user_version", i as i64 + 1)?;
-            tx.commit()?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The schema version of the database.

@@ -243,31 +243,12 @@ impl Store {
 
     /// Runs the schema upgrades this store has not seen yet, each in its own transaction.
     fn upgrade(&mut self, shown: &str) -> Result<()> {
-        let known = UPGRADES.len() as i64;
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > known {
-            return Err(StoreError::TooNew {
-                path: shown.to_string(),
-                found: version,
-                known,
-            });
-        }
-        for (i, sql) in UPGRADES.iter().enumerate().skip(version as usize) {
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // Another process may have upgraded while we waited for the write lock.
-            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if now > i as i64 {
-                continue;
-            }
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)?;
-            tx.commit()?;
-        }
-        Ok(())
+        let too_new = |found, known| StoreError::TooNew {
+            path: shown.to_string(),
+            found,
+            known,
+        };
+        crate::schema_upgrade::upgrade(&mut self.conn, UPGRADES, too_new, |_, _| Ok(()))
     }
 
     /// The schema version of the store.
