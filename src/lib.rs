@@ -3,6 +3,7 @@
 //! The library holds everything; `main.rs` is a thin clap face over [`cli`].
 pub mod backend;
 pub mod cli;
+pub mod cloudflare;
 pub mod demo;
 pub mod engine;
 pub mod fault;

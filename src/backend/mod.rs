@@ -10,11 +10,14 @@ use serde::{Deserialize, Serialize};
 use crate::schema::Schema;
 use crate::workspace::Migration;
 
+pub mod cloudflare;
+mod cloudflare_apply;
 mod exec;
 pub mod local;
 mod local_exec;
 mod local_loss;
 
+pub use cloudflare::CloudflareBackend;
 pub use exec::{
     BatchOutcome, ExecMeta, ExecOptions, ExecStatement, FailureKind, StatementFailure,
     StatementResult,
@@ -142,9 +145,9 @@ pub struct TableLoss {
 impl LossReport {
     /// Whether the restore would lose or change nothing.
     pub fn is_empty(&self) -> bool {
-        self.tables
-            .iter()
-            .all(|t| t.inserted == 0 && t.deleted == 0 && t.updated.unwrap_or(0) == 0)
+        self.tables.iter().all(|t| {
+            t.inserted == 0 && t.deleted == 0 && t.updated.unwrap_or(0) == 0 && t.note.is_none()
+        })
     }
 }
 
@@ -226,6 +229,16 @@ pub trait Backend: Send + Sync {
     fn kind(&self) -> &'static str;
     /// How to show a database to a person (local: its file path; D1: its id).
     fn describe(&self, db: &DatabaseRef) -> String;
+    /// Production's database (local: `production`; D1: the configured database id).
+    fn production_ref(&self) -> DatabaseRef {
+        DatabaseRef::new("production")
+    }
+    /// The database d1ops created as `name`, when it exists (local: the file of that name;
+    /// D1: looked up by its name).
+    fn lookup(&self, name: &str) -> Result<Option<DatabaseRef>> {
+        let db = DatabaseRef::new(name);
+        Ok(self.exists(&db)?.then_some(db))
+    }
     /// Creates an empty database named `name`.
     fn create_database(&self, name: &str) -> Result<DatabaseRef>;
     fn delete_database(&self, db: &DatabaseRef) -> Result<()>;

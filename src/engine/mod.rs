@@ -6,13 +6,14 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::backend::{Backend, BackendError, DatabaseRef, LedgerRow, LocalBackend};
+use crate::backend::{Backend, BackendError, DatabaseRef, LedgerRow};
 use crate::model::{Failure, Release};
 use crate::store::{Store, StoreError};
 use crate::workspace::{ConfigError, DiscoveryError, Workspace};
 
 pub mod capacity;
 mod cleanup;
+pub mod connect;
 mod decisions;
 mod deploy;
 pub mod observe;
@@ -142,17 +143,7 @@ impl Engine {
     pub fn open(root: &Path, opts: EngineOptions) -> Result<Engine> {
         let ws = Workspace::load(root)?;
         let store = Store::open(&ws.state_dir())?;
-        let backend: Box<dyn Backend> = match ws.config.backend {
-            crate::workspace::config::BackendKind::Local => Box::new(
-                LocalBackend::new(&ws.state_dir())
-                    .with_statement_timeout(ws.config.statement_timeout()),
-            ),
-            crate::workspace::config::BackendKind::Cloudflare => {
-                return Err(EngineError::Input(
-                    "backend = \"cloudflare\" is not available in this build yet; use backend = \"local\"".into(),
-                ));
-            }
-        };
+        let backend = connect::backend_for(&ws)?;
         let mut engine = Engine {
             ws,
             store,
@@ -162,14 +153,16 @@ impl Engine {
             recovered: None,
         };
         let production = engine.store.production()?;
-        if production.database_id.is_none()
+        let prod_ref = engine.backend.production_ref();
+        if production.database_id.as_deref() != Some(prod_ref.id.as_str())
             && engine.store.lock()?.is_none()
-            && engine.backend.exists(&DatabaseRef::new(PRODUCTION))?
+            && engine.backend.exists(&prod_ref)?
         {
-            // A production database put in place by hand (or by an older workspace): adopt it.
+            // A production database put in place by hand, by an older workspace, or named in
+            // the configuration (D1): adopt it.
             engine
                 .store
-                .set_env_database(PRODUCTION, Some(PRODUCTION))?;
+                .set_env_database(PRODUCTION, Some(&prod_ref.id))?;
         }
         if !engine.readonly {
             engine.recovered = engine.recover()?;

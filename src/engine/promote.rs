@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Engine, EngineError, PRODUCTION, Result};
-use crate::backend::{BackendError, DatabaseRef};
+use crate::backend::BackendError;
 use crate::fault;
 use crate::model::{Failure, Release, ReleaseState, Verdict, now};
 use crate::store::{LockStep, holder_alive_row};
@@ -108,7 +108,7 @@ impl Engine {
                         Err(BackendError::Exists(_)) => {
                             // Someone else's file: use it, and never delete it on failure.
                             self.store.set_lock_step(LockStep::Locked, None, false)?;
-                            DatabaseRef::new(PRODUCTION)
+                            self.backend.production_ref()
                         }
                         Err(e) => return self.backend_failure(&rel.id, "provision", e, true),
                     }
@@ -224,7 +224,7 @@ impl Engine {
             self.production_ledger()?
         } else {
             self.backend.ledger(
-                &DatabaseRef::new(PRODUCTION),
+                &self.backend.production_ref(),
                 &self.ws.config.migrations_table,
             )?
         };
@@ -275,7 +275,7 @@ impl Engine {
         created_database: bool,
     ) -> Result<T> {
         if created_database {
-            let _ = self.backend.delete_database(&DatabaseRef::new(PRODUCTION));
+            let _ = self.backend.delete_database(&self.backend.production_ref());
         }
         let actor = self.actor.clone();
         let reason = format!("{error}; nothing was changed, promote again when it is free");
@@ -355,7 +355,7 @@ impl Engine {
         created_database: bool,
     ) -> Result<T> {
         if created_database {
-            let _ = self.backend.delete_database(&DatabaseRef::new(PRODUCTION));
+            let _ = self.backend.delete_database(&self.backend.production_ref());
         }
         let actor = self.actor.clone();
         self.store.atomically(|s| -> Result<()> {

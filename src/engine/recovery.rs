@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Engine, EngineError, PRODUCTION, Result};
-use crate::backend::DatabaseRef;
 use crate::model::ReleaseState;
 use crate::store::{LockRow, LockStep, holder_alive_row};
 
@@ -52,7 +51,7 @@ impl Engine {
         let db = match self.production_db()? {
             Some(db) => Some(db),
             None if lock.created_database => {
-                let db = DatabaseRef::new(PRODUCTION);
+                let db = self.backend.production_ref();
                 self.backend.exists(&db)?.then_some(db)
             }
             None => None,
@@ -109,7 +108,7 @@ impl Engine {
     fn roll_back(&mut self, lock: &LockRow) -> Result<()> {
         if lock.created_database {
             self.backend
-                .delete_database(&DatabaseRef::new(PRODUCTION))?;
+                .delete_database(&self.backend.production_ref())?;
         }
         let state = self.store.release(&lock.release_id)?.map(|r| r.state);
         self.store.atomically(|s| -> Result<()> {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Engine, EngineError, PRODUCTION, Result};
-use crate::backend::{DatabaseRef, LossReport, SnapshotRef};
+use crate::backend::{LossReport, SnapshotRef};
 use crate::fault;
 use crate::model::{ReleaseState, Snapshot};
 use crate::store::{AppliedChecksum, LockStep};
@@ -167,7 +167,7 @@ impl Engine {
         self.ensure_writable("restore")?;
         let started = std::time::Instant::now();
         let production = self.store.production()?;
-        let db = DatabaseRef::new(PRODUCTION);
+        let db = self.backend.production_ref();
         let fingerprint = self.production_fingerprint()?;
         let label = plan.to_release.clone().unwrap_or_else(|| "undo".into());
         self.acquire_lock(
@@ -305,7 +305,8 @@ impl Engine {
                 (states, prev, applied)
             }
         };
-        let exists = self.backend.exists(&DatabaseRef::new(PRODUCTION))?;
+        let prod_ref = self.backend.production_ref();
+        let exists = self.backend.exists(&prod_ref)?;
         let actor = self.actor.clone();
         self.store.atomically(|s| -> Result<()> {
             for (id, state) in &new_states {
@@ -314,7 +315,7 @@ impl Engine {
                 }
             }
             s.set_env_active(PRODUCTION, live.as_deref())?;
-            s.set_env_database(PRODUCTION, exists.then_some(PRODUCTION))?;
+            s.set_env_database(PRODUCTION, exists.then_some(prod_ref.id.as_str()))?;
             s.replace_applied(PRODUCTION, &applied)?;
             s.set_restore_status(restore_id, "done")?;
             if let Some(undone) = rec.undo_of {
@@ -330,7 +331,7 @@ impl Engine {
 
     /// Names in production's ledger right now (empty without a database).
     fn backend_ledger_now(&self) -> Result<std::collections::BTreeSet<String>> {
-        let db = DatabaseRef::new(PRODUCTION);
+        let db = self.backend.production_ref();
         if !self.backend.exists(&db)? {
             return Ok(Default::default());
         }

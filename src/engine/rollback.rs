@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Engine, EngineError, PRODUCTION, Result};
-use crate::backend::DatabaseRef;
 use crate::fault;
 use crate::model::{Release, ReleaseState};
 
@@ -71,8 +70,9 @@ impl Engine {
             return Ok((0, Vec::new()));
         }
         let name = check_copy(&target.id);
-        let copy_ref = DatabaseRef::new(name.clone());
-        let _ = self.backend.delete_database(&copy_ref);
+        if let Ok(Some(stale)) = self.backend.lookup(&name) {
+            let _ = self.backend.delete_database(&stale);
+        }
         let copy = self.backend.clone_database(&prod, &name)?;
         fault::point("rollback.after_copy");
         let failures = crate::gate::probes::failing_probes(self.backend.as_ref(), &copy, &probes);
@@ -180,9 +180,9 @@ impl Engine {
         &mut self,
         lock: &crate::store::LockRow,
     ) -> Result<&'static str> {
-        let _ = self
-            .backend
-            .delete_database(&DatabaseRef::new(check_copy(&lock.release_id)));
+        if let Ok(Some(copy)) = self.backend.lookup(&check_copy(&lock.release_id)) {
+            let _ = self.backend.delete_database(&copy);
+        }
         let actor = self.actor.clone();
         self.store.atomically(|s| -> Result<()> {
             s.delete_lock()?;

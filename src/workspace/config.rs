@@ -60,6 +60,10 @@ pub struct Config {
     pub statement_timeout: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseBinding>,
+    /// The Cloudflare account and limits (`backend = "cloudflare"`); the API token is never
+    /// configured here, only in `CLOUDFLARE_API_TOKEN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloudflare: Option<CloudflareConfig>,
     pub policy: Policy,
     pub gate: GateConfig,
     pub snapshots: SnapshotRetention,
@@ -82,6 +86,7 @@ impl Default for Config {
             plan: "d1-free".into(),
             statement_timeout: "30s".into(),
             database: None,
+            cloudflare: None,
             policy: Policy::default(),
             gate: GateConfig::default(),
             snapshots: SnapshotRetention::default(),
@@ -104,6 +109,111 @@ pub struct DatabaseBinding {
     pub database_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preview_database_id: Option<String>,
+}
+
+/// How a preview database on Cloudflare is seeded from production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PreviewSeed {
+    /// Export production (schema and rows) and import it into the preview.
+    #[default]
+    Full,
+    /// Copy the schema and the migrations ledger only (fast; probes see no rows).
+    Schema,
+}
+
+/// `[cloudflare]`: where the D1 databases live and how d1ops talks to the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudflareConfig {
+    /// The account id (else `CLOUDFLARE_ACCOUNT_ID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Production's D1 database id (else `[database].database_id` from wrangler).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_id: Option<String>,
+    pub preview_seed: PreviewSeed,
+    /// Most statements sent in one `/query` batch; a larger release is applied migration by
+    /// migration with a Time Travel bookmark to go back to.
+    pub max_batch_statements: usize,
+    /// Most bytes of SQL sent in one `/query` batch.
+    pub max_batch_bytes: usize,
+    /// How long one API request may take (humantime).
+    pub timeout: String,
+    /// Retries of a request answered 429 or 5xx (reads only for 5xx).
+    pub retries: u32,
+    /// How long analytics read from the GraphQL API are reused before asking again.
+    pub analytics_refresh: String,
+    /// Refused when present: the token belongs in `CLOUDFLARE_API_TOKEN` only. Read so the
+    /// refusal can name the key without echoing the value.
+    #[serde(skip_serializing)]
+    pub api_token: Option<crate::cloudflare::ApiToken>,
+}
+
+impl Default for CloudflareConfig {
+    fn default() -> Self {
+        CloudflareConfig {
+            account_id: None,
+            database_id: None,
+            preview_seed: PreviewSeed::Full,
+            max_batch_statements: 500,
+            max_batch_bytes: 1_000_000,
+            timeout: "60s".into(),
+            retries: 4,
+            analytics_refresh: "5m".into(),
+            api_token: None,
+        }
+    }
+}
+
+impl CloudflareConfig {
+    fn problem(&self) -> Option<String> {
+        if self.api_token.is_some() {
+            return Some(
+                "cloudflare.api_token must not be written in a config file (its value is not shown); \
+                 remove it and set CLOUDFLARE_API_TOKEN in the environment"
+                    .into(),
+            );
+        }
+        if humantime::parse_duration(&self.timeout).is_err() {
+            return Some(format!(
+                "cloudflare.timeout {:?} is not a duration (try \"60s\")",
+                self.timeout
+            ));
+        }
+        if humantime::parse_duration(&self.analytics_refresh).is_err() {
+            return Some(format!(
+                "cloudflare.analytics_refresh {:?} is not a duration (try \"5m\")",
+                self.analytics_refresh
+            ));
+        }
+        if self.max_batch_statements < 2 {
+            return Some("cloudflare.max_batch_statements must be at least 2".into());
+        }
+        if self.max_batch_bytes < 1024 {
+            return Some("cloudflare.max_batch_bytes must be at least 1024".into());
+        }
+        for (key, v) in [
+            ("account_id", &self.account_id),
+            ("database_id", &self.database_id),
+        ] {
+            if let Some(v) = v
+                && (v.trim().is_empty() || v.chars().any(|c| c.is_whitespace() || c == '/'))
+            {
+                return Some(format!("cloudflare.{key} {v:?} is not an id"));
+            }
+        }
+        None
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.timeout).unwrap_or(std::time::Duration::from_secs(60))
+    }
+
+    pub fn analytics_refresh(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.analytics_refresh)
+            .unwrap_or(std::time::Duration::from_secs(300))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -466,6 +576,9 @@ impl Config {
                 crate::plans::BUILTIN.join(", "),
                 self.plan
             )));
+        }
+        if let Some(problem) = self.cloudflare.as_ref().and_then(CloudflareConfig::problem) {
+            return Err(invalid(problem));
         }
         if let Some(problem) = self.watch.problem() {
             return Err(invalid(problem));

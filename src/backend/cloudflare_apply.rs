@@ -1,0 +1,445 @@
+//! Applying migrations on D1, all or nothing, and running probes there.
+//!
+//! A release that fits one request goes as ONE `/query` batch — `PRAGMA defer_foreign_keys`,
+//! the ledger table, every statement, every ledger row, then a foreign-key guard — which D1
+//! runs as one transaction. A larger release is applied migration by migration after a Time
+//! Travel bookmark; any failure restores the bookmark, so production never keeps part of a
+//! release. D1 does not say which statement of a failed batch failed, so it is found by
+//! replaying prefixes that end in a statement that always fails (each one rolled back).
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::cloudflare::{CloudflareBackend, split_d1_message, to_backend};
+use super::{
+    ApplyFailure, ApplyReport, BackendError, DatabaseRef, PlanStep, ProbeRun, ProbeSpec, Result,
+    SLOW_STATEMENT_MS, StatementTiming,
+};
+use crate::cloudflare::CloudflareError;
+use crate::cloudflare::d1::Statement;
+use crate::schema;
+use crate::workspace::Migration;
+
+/// A statement that always fails when it runs (a table that cannot exist), so a batch ending
+/// in it is always rolled back.
+const STOP: &str = "SELECT * FROM \"d1ops rollback marker\"";
+const STOP_MARK: &str = "d1ops rollback marker";
+/// Fails the batch (so D1 rolls it back) when any foreign key is violated at the end.
+const FK_GUARD: &str = "SELECT CASE WHEN EXISTS (SELECT 1 FROM pragma_foreign_key_check) \
+     THEN json('d1ops: foreign_key_check found violations') END";
+
+/// Where one statement of an apply batch came from.
+#[derive(Debug, Clone)]
+enum Origin {
+    Setup,
+    Statement { migration: usize, line: usize },
+    Ledger { migration: usize },
+    FkGuard,
+}
+
+impl CloudflareBackend {
+    pub(super) fn apply(
+        &self,
+        db: &DatabaseRef,
+        migrations: &[Migration],
+        ledger_table: &str,
+    ) -> Result<ApplyReport> {
+        let started = Instant::now();
+        let plan = plan(migrations, ledger_table);
+        let statements: Vec<Statement> = plan.iter().map(|(s, _)| s.clone()).collect();
+        let bytes: usize = statements.iter().map(|s| s.sql.len()).sum();
+        let fits = statements.len() <= self.max_batch_statements && bytes <= self.max_batch_bytes;
+        let timings = if fits {
+            self.apply_batch(db, migrations, &plan)?
+        } else {
+            self.apply_in_parts(db, migrations, ledger_table)?
+        };
+        let slow = timings
+            .into_iter()
+            .filter(|t| t.ms >= SLOW_STATEMENT_MS)
+            .collect();
+        Ok(ApplyReport {
+            migrations: migrations.len(),
+            statements: migrations.iter().map(|m| m.statements.len()).sum(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            slow_statements: slow,
+        })
+    }
+
+    /// One request, one transaction.
+    fn apply_batch(
+        &self,
+        db: &DatabaseRef,
+        migrations: &[Migration],
+        plan: &[(Statement, Origin)],
+    ) -> Result<Vec<StatementTiming>> {
+        let statements: Vec<Statement> = plan.iter().map(|(s, _)| s.clone()).collect();
+        match self.client.query(&db.id, &statements, false) {
+            Ok(results) => Ok(plan
+                .iter()
+                .zip(results)
+                .filter_map(|((_, origin), r)| match origin {
+                    Origin::Statement { migration, line } => Some(StatementTiming {
+                        migration: migrations[*migration].name.clone(),
+                        path: migrations[*migration].path.clone(),
+                        line: *line,
+                        ms: r.meta.sql_ms(),
+                    }),
+                    _ => None,
+                })
+                .collect()),
+            Err(CloudflareError::Sql { message, .. }) => {
+                Err(self.failure(db, migrations, plan, &message))
+            }
+            Err(e) if e.is_ambiguous() => Err(BackendError::Other(format!(
+                "{e}; whether D1 committed the batch is unknown: the next d1ops command checks production's ledger"
+            ))),
+            Err(e) => Err(to_backend(e, db)),
+        }
+    }
+
+    /// Migration by migration (each as one batch, or in chunks when one migration alone is
+    /// too large), after a bookmark that any failure restores.
+    fn apply_in_parts(
+        &self,
+        db: &DatabaseRef,
+        migrations: &[Migration],
+        ledger_table: &str,
+    ) -> Result<Vec<StatementTiming>> {
+        let bookmark = self
+            .client
+            .bookmark(&db.id, None)
+            .map_err(|e| to_backend(e, db))?;
+        tracing::info!(db = %db.id, %bookmark, migrations = migrations.len(), "release too large for one D1 batch; applying in parts");
+        let mut timings = Vec::new();
+        for (i, m) in migrations.iter().enumerate() {
+            let mut one = plan(std::slice::from_ref(m), ledger_table);
+            for (_, origin) in one.iter_mut() {
+                match origin {
+                    Origin::Statement { migration, .. } | Origin::Ledger { migration } => {
+                        *migration = i
+                    }
+                    _ => {}
+                }
+            }
+            for chunk in chunks(&one, self.max_batch_statements, self.max_batch_bytes) {
+                if let Err(e) = self
+                    .apply_batch(db, migrations, &chunk)
+                    .map(|t| timings.extend(t))
+                {
+                    return Err(self.restore_after(db, &bookmark, e));
+                }
+            }
+        }
+        Ok(timings)
+    }
+
+    /// Puts `db` back to `bookmark` after a failed partial apply and says so.
+    fn restore_after(&self, db: &DatabaseRef, bookmark: &str, e: BackendError) -> BackendError {
+        match self.client.restore_bookmark(&db.id, bookmark) {
+            Ok(_) => {
+                tracing::warn!(db = %db.id, %bookmark, "partial apply undone by Time Travel restore");
+                match e {
+                    BackendError::Apply(mut f) => {
+                        f.error = format!(
+                            "{} (the migrations applied before it were undone by restoring Time Travel bookmark {bookmark})",
+                            f.error
+                        );
+                        BackendError::Apply(f)
+                    }
+                    other => BackendError::Other(format!(
+                        "{other} (the migrations applied before it were undone by restoring Time Travel bookmark {bookmark})"
+                    )),
+                }
+            }
+            Err(r) => BackendError::Other(format!(
+                "{e}; restoring Time Travel bookmark {bookmark} also failed ({r}): D1 database {} may hold part of the release — restore it with `wrangler d1 time-travel restore --bookmark={bookmark}`",
+                db.id
+            )),
+        }
+    }
+
+    /// Turns a failed batch into an [`ApplyFailure`] naming the migration, line and statement.
+    fn failure(
+        &self,
+        db: &DatabaseRef,
+        migrations: &[Migration],
+        plan: &[(Statement, Origin)],
+        message: &str,
+    ) -> BackendError {
+        let statements: Vec<Statement> = plan.iter().map(|(s, _)| s.clone()).collect();
+        let (text, _) = split_d1_message(message);
+        let at = self.locate_failure(db, &statements).ok().flatten();
+        let origin = at.and_then(|i| plan.get(i)).map(|(s, o)| (s, o.clone()));
+        let f = match origin {
+            Some((s, Origin::Statement { migration, line })) => {
+                let m = &migrations[migration];
+                ApplyFailure {
+                    migration: Some(m.name.clone()),
+                    path: Some(m.path.clone()),
+                    line: Some(line),
+                    statement: Some(s.sql.clone()),
+                    error: text,
+                    fk_violations: Vec::new(),
+                }
+            }
+            Some((_, Origin::Ledger { migration })) => ApplyFailure {
+                migration: Some(migrations[migration].name.clone()),
+                path: Some(migrations[migration].path.clone()),
+                line: None,
+                statement: None,
+                error: format!(
+                    "recording {} in the ledger: {text}",
+                    migrations[migration].name
+                ),
+                fk_violations: Vec::new(),
+            },
+            Some((_, Origin::FkGuard)) => ApplyFailure {
+                migration: None,
+                path: None,
+                line: None,
+                statement: None,
+                error: "foreign_key_check found violations before commit; nothing was applied"
+                    .into(),
+                fk_violations: Vec::new(),
+            },
+            _ => ApplyFailure {
+                migration: None,
+                path: None,
+                line: None,
+                statement: None,
+                error: text,
+                fk_violations: Vec::new(),
+            },
+        };
+        BackendError::Apply(Box::new(f))
+    }
+
+    /// The index of the statement that makes `statements` fail, found by binary search over
+    /// prefixes that end in [`STOP`] (so every probe is rolled back and nothing changes).
+    /// `None` when every prefix runs: the failure was at commit (deferred foreign keys).
+    pub(super) fn locate_failure(
+        &self,
+        db: &DatabaseRef,
+        statements: &[Statement],
+    ) -> Result<Option<usize>> {
+        // Invariant: prefix `lo` runs clean; prefix `hi` fails on its own.
+        let runs_clean = |n: usize| -> Result<bool> {
+            let mut probe: Vec<Statement> = statements[..n].to_vec();
+            probe.push(Statement::new(STOP));
+            match self.client.query(&db.id, &probe, false) {
+                Ok(_) => Err(BackendError::Other(
+                    "a batch ending in a failing statement succeeded; D1 did not behave as documented".into(),
+                )),
+                Err(CloudflareError::Sql { message, .. }) => Ok(message.contains(STOP_MARK)),
+                Err(e) => Err(to_backend(e, db)),
+            }
+        };
+        let n = statements.len();
+        if runs_clean(n)? {
+            return Ok(None);
+        }
+        let (mut lo, mut hi) = (0usize, n);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if runs_clean(mid)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(Some(hi - 1))
+    }
+
+    /// EXPLAIN QUERY PLAN, a warm-up, then timed runs measured by D1's `meta.duration`. A
+    /// write probe runs after a Time Travel bookmark that is restored after every execution,
+    /// and never on production.
+    pub(super) fn probe(&self, db: &DatabaseRef, probe: &ProbeSpec) -> Result<ProbeRun> {
+        let mut run = ProbeRun::default();
+        if probe.write && self.is_production(db) {
+            run.error = Some("write probes never run on the production database on D1".into());
+            return Ok(run);
+        }
+        let explain = Statement::with(
+            format!("EXPLAIN QUERY PLAN {}", probe.sql),
+            probe.params.clone(),
+        );
+        match self.client.raw(&db.id, &[explain], true) {
+            Ok(rs) => {
+                run.plan = rs
+                    .into_iter()
+                    .next()
+                    .map(|r| {
+                        r.results
+                            .rows
+                            .into_iter()
+                            .map(|row| PlanStep {
+                                id: row.first().and_then(Value::as_i64).unwrap_or(0),
+                                parent: row.get(1).and_then(Value::as_i64).unwrap_or(0),
+                                detail: row
+                                    .get(3)
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_string(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            }
+            Err(CloudflareError::Sql { message, .. }) => {
+                run.error = Some(split_d1_message(&message).0);
+                return Ok(run);
+            }
+            Err(e) => return Err(to_backend(e, db)),
+        }
+        let bookmark = if probe.write {
+            Some(
+                self.client
+                    .bookmark(&db.id, None)
+                    .map_err(|e| to_backend(e, db))?,
+            )
+        } else {
+            None
+        };
+        let stmt = Statement::with(probe.sql.clone(), probe.params.clone());
+        let execute =
+            || -> Result<std::result::Result<crate::cloudflare::d1::RawResult, String>> {
+                let r = match self
+                    .client
+                    .raw(&db.id, std::slice::from_ref(&stmt), !probe.write)
+                {
+                    Ok(rs) => Ok(rs.into_iter().next().unwrap_or_default()),
+                    Err(CloudflareError::Sql { message, .. }) => Err(split_d1_message(&message).0),
+                    Err(e) => return Err(to_backend(e, db)),
+                };
+                if let Some(b) = &bookmark {
+                    self.client
+                        .restore_bookmark(&db.id, b)
+                        .map_err(|e| to_backend(e, db))?;
+                }
+                Ok(r)
+            };
+        match execute()? {
+            Ok(first) => {
+                run.rows = Some(first.results.rows.len() as u64);
+                run.changes = Some(first.meta.changes);
+            }
+            Err(message) => {
+                run.error = Some(message);
+                return Ok(run);
+            }
+        }
+        let mut spent = 0.0;
+        for i in 0..probe.runs.max(1) {
+            if i > 0 && spent >= probe.time_budget_ms {
+                break;
+            }
+            let wall = Instant::now();
+            match execute()? {
+                Ok(r) => {
+                    let ms = if r.meta.duration > 0.0 {
+                        r.meta.sql_ms()
+                    } else {
+                        wall.elapsed().as_secs_f64() * 1000.0
+                    };
+                    spent += ms;
+                    run.timings_ms.push(ms);
+                }
+                Err(message) => {
+                    run.error = Some(message);
+                    break;
+                }
+            }
+        }
+        Ok(run)
+    }
+}
+
+/// The statements of an apply with where each came from.
+fn plan(migrations: &[Migration], ledger_table: &str) -> Vec<(Statement, Origin)> {
+    let mut out = vec![
+        (
+            Statement::new("PRAGMA defer_foreign_keys = on"),
+            Origin::Setup,
+        ),
+        (
+            Statement::new(super::local::ledger_ddl(ledger_table)),
+            Origin::Setup,
+        ),
+    ];
+    let insert = format!(
+        "INSERT INTO {}(name) VALUES (?)",
+        schema::quote_ident(ledger_table)
+    );
+    for (i, m) in migrations.iter().enumerate() {
+        for st in &m.statements {
+            out.push((
+                Statement::new(st.sql.clone()),
+                Origin::Statement {
+                    migration: i,
+                    line: st.line,
+                },
+            ));
+        }
+        out.push((
+            Statement::with(insert.clone(), vec![json!(m.name)]),
+            Origin::Ledger { migration: i },
+        ));
+    }
+    out.push((Statement::new(FK_GUARD), Origin::FkGuard));
+    out
+}
+
+/// Splits one migration's plan into batches within the limits; each batch starts with the
+/// setup statements and ends with the foreign-key guard.
+fn chunks(
+    plan: &[(Statement, Origin)],
+    max_statements: usize,
+    max_bytes: usize,
+) -> Vec<Vec<(Statement, Origin)>> {
+    let setup: Vec<_> = plan
+        .iter()
+        .filter(|(_, o)| matches!(o, Origin::Setup))
+        .cloned()
+        .collect();
+    let guard: Vec<_> = plan
+        .iter()
+        .filter(|(_, o)| matches!(o, Origin::FkGuard))
+        .cloned()
+        .collect();
+    let body: Vec<_> = plan
+        .iter()
+        .filter(|(_, o)| !matches!(o, Origin::Setup | Origin::FkGuard))
+        .cloned()
+        .collect();
+    let room = max_statements
+        .saturating_sub(setup.len() + guard.len())
+        .max(1);
+    let fixed: usize = setup.iter().chain(&guard).map(|(s, _)| s.sql.len()).sum();
+    let mut out = Vec::new();
+    let mut current: Vec<(Statement, Origin)> = Vec::new();
+    let mut bytes = fixed;
+    for item in body {
+        let len = item.0.sql.len();
+        if !current.is_empty() && (current.len() >= room || bytes + len > max_bytes) {
+            out.push(current);
+            current = Vec::new();
+            bytes = fixed;
+        }
+        bytes += len;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out.into_iter()
+        .map(|c| {
+            setup
+                .iter()
+                .cloned()
+                .chain(c)
+                .chain(guard.iter().cloned())
+                .collect()
+        })
+        .collect()
+}

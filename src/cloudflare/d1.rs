@@ -1,0 +1,486 @@
+//! D1's REST calls, typed: databases, `/query`, `/raw`, Time Travel, export and import.
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::client::{Call, Client, Result};
+use super::error::{CloudflareError, Permission};
+
+/// A D1 database as the API describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Database {
+    pub uuid: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub num_tables: Option<u64>,
+    #[serde(default)]
+    pub file_size: Option<u64>,
+}
+
+/// One statement with positional parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    pub sql: String,
+    #[serde(default)]
+    pub params: Vec<Value>,
+}
+
+impl Statement {
+    pub fn new(sql: impl Into<String>) -> Statement {
+        Statement {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
+    }
+
+    pub fn with(sql: impl Into<String>, params: Vec<Value>) -> Statement {
+        Statement {
+            sql: sql.into(),
+            params,
+        }
+    }
+}
+
+/// `meta` of one statement's result.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Meta {
+    pub duration: f64,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub changes: u64,
+    pub last_row_id: i64,
+    pub changed_db: bool,
+    pub size_after: u64,
+    pub timings: Option<Timings>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Timings {
+    pub sql_duration_ms: Option<f64>,
+}
+
+impl Meta {
+    /// Time spent running SQL, in milliseconds (`timings.sql_duration_ms`, else `duration`).
+    pub fn sql_ms(&self) -> f64 {
+        self.timings
+            .as_ref()
+            .and_then(|t| t.sql_duration_ms)
+            .unwrap_or(self.duration)
+    }
+}
+
+/// One result of `/query`: rows as objects.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct QueryResult {
+    pub results: Vec<Map<String, Value>>,
+    pub success: bool,
+    pub meta: Meta,
+}
+
+/// One result of `/raw`: column names and rows as arrays.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RawResult {
+    pub results: RawRows,
+    pub success: bool,
+    pub meta: Meta,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// What a Time Travel restore answered.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RestoreResult {
+    pub bookmark: Option<String>,
+    pub previous_bookmark: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Answer of an export or import step (the two share their polling shape).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct Progress {
+    at_bookmark: Option<String>,
+    status: Option<String>,
+    error: Option<String>,
+    success: Option<bool>,
+    upload_url: Option<String>,
+    filename: Option<String>,
+    result: Option<Value>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportOutcome {
+    pub final_bookmark: Option<String>,
+    pub num_queries: Option<u64>,
+}
+
+/// What to export.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DumpOptions {
+    pub no_data: bool,
+    pub no_schema: bool,
+    pub tables: Vec<String>,
+}
+
+/// Page size of list calls.
+const PER_PAGE: u64 = 100;
+/// How long an export or import may keep answering "active".
+const POLL_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+impl Client {
+    fn db_path(&self, id: &str, rest: &str) -> String {
+        self.account_path(&format!("/d1/database/{id}{rest}"))
+    }
+
+    /// Every database of the account (all pages), or those whose name contains `name`.
+    pub fn list_databases(&self, name: Option<&str>) -> Result<Vec<Database>> {
+        let mut out = Vec::new();
+        let mut page = 1u64;
+        loop {
+            let mut call = Call::new(
+                "list D1 databases",
+                Method::GET,
+                self.account_path("/d1/database"),
+                Permission::D1Read,
+            )
+            .query("page", page)
+            .query("per_page", PER_PAGE);
+            if let Some(n) = name {
+                call = call.query("name", n);
+            }
+            let env = self.send::<Vec<Database>>(&call)?;
+            let got = env.result.unwrap_or_default();
+            let n = got.len() as u64;
+            out.extend(got);
+            let info = env.result_info.unwrap_or_default();
+            let total = info.total_count;
+            let more = match (total, info.total_pages) {
+                (Some(total), _) => (out.len() as u64) < total,
+                (None, Some(pages)) => page < pages,
+                (None, None) => n == PER_PAGE,
+            };
+            if !more || n == 0 {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    /// The database named exactly `name`.
+    pub fn find_database(&self, name: &str) -> Result<Option<Database>> {
+        Ok(self
+            .list_databases(Some(name))?
+            .into_iter()
+            .find(|d| d.name == name))
+    }
+
+    pub fn get_database(&self, id: &str) -> Result<Database> {
+        let call = Call::new(
+            format!("read database {id}"),
+            Method::GET,
+            self.db_path(id, ""),
+            Permission::D1Read,
+        );
+        required(self.send::<Database>(&call)?.result, &call)
+    }
+
+    pub fn create_database(&self, name: &str) -> Result<Database> {
+        let call = Call::new(
+            format!("create database {name}"),
+            Method::POST,
+            self.account_path("/d1/database"),
+            Permission::D1Edit,
+        )
+        .body(json!({ "name": name }));
+        required(self.send::<Database>(&call)?.result, &call)
+    }
+
+    pub fn delete_database(&self, id: &str) -> Result<()> {
+        let call = Call::new(
+            format!("delete database {id}"),
+            Method::DELETE,
+            self.db_path(id, ""),
+            Permission::D1Edit,
+        );
+        self.send::<Value>(&call).map(|_| ())
+    }
+
+    /// Runs statements through `/query`; several go as one `batch` (one transaction).
+    /// `read_only` batches may be retried after a 5xx.
+    pub fn query(
+        &self,
+        id: &str,
+        statements: &[Statement],
+        read_only: bool,
+    ) -> Result<Vec<QueryResult>> {
+        let call = Call::new(
+            format!("run SQL on database {id}"),
+            Method::POST,
+            self.db_path(id, "/query"),
+            Permission::D1Edit,
+        )
+        .body(body_for(statements))
+        .idempotent(read_only);
+        self.send::<Vec<QueryResult>>(&call)
+            .map(|e| e.result.unwrap_or_default())
+            .map_err(|e| with_statement(e, statements))
+    }
+
+    /// Runs statements through `/raw` (rows as arrays, column order kept).
+    pub fn raw(
+        &self,
+        id: &str,
+        statements: &[Statement],
+        read_only: bool,
+    ) -> Result<Vec<RawResult>> {
+        let call = Call::new(
+            format!("run SQL on database {id}"),
+            Method::POST,
+            self.db_path(id, "/raw"),
+            Permission::D1Edit,
+        )
+        .body(body_for(statements))
+        .idempotent(read_only);
+        self.send::<Vec<RawResult>>(&call)
+            .map(|e| e.result.unwrap_or_default())
+            .map_err(|e| with_statement(e, statements))
+    }
+
+    /// A Time Travel bookmark for now (or for `at`, an RFC 3339 time).
+    pub fn bookmark(&self, id: &str, at: Option<&str>) -> Result<String> {
+        let mut call = Call::new(
+            format!("take a Time Travel bookmark of database {id}"),
+            Method::GET,
+            self.db_path(id, "/time_travel/bookmark"),
+            Permission::D1Read,
+        );
+        if let Some(t) = at {
+            call = call.query("timestamp", t);
+        }
+        let v = required(self.send::<Value>(&call)?.result, &call)?;
+        v.get("bookmark")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| unexpected(&call, "no bookmark in the answer"))
+    }
+
+    /// Puts database `id` back to `bookmark`.
+    pub fn restore_bookmark(&self, id: &str, bookmark: &str) -> Result<RestoreResult> {
+        let call = Call::new(
+            format!("restore database {id} to bookmark {bookmark}"),
+            Method::POST,
+            self.db_path(id, "/time_travel/restore"),
+            Permission::D1Edit,
+        )
+        .query("bookmark", bookmark);
+        Ok(self
+            .send::<RestoreResult>(&call)?
+            .result
+            .unwrap_or_default())
+    }
+
+    /// Exports database `id` as SQL (polling until done) and downloads the dump.
+    pub fn export_sql(&self, id: &str, options: &DumpOptions) -> Result<String> {
+        let operation = format!("export database {id}");
+        let mut body = json!({ "output_format": "polling" });
+        if options.no_data || options.no_schema || !options.tables.is_empty() {
+            body["dump_options"] = json!({
+                "no_data": options.no_data,
+                "no_schema": options.no_schema,
+                "tables": options.tables,
+            });
+        }
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let call = Call::new(
+                operation.clone(),
+                Method::POST,
+                self.db_path(id, "/export"),
+                Permission::D1Edit,
+            )
+            .body(body.clone())
+            .idempotent(true);
+            let p = required(self.send::<Progress>(&call)?.result, &call)?;
+            match p.status.as_deref() {
+                Some("complete") => {
+                    let url = p
+                        .result
+                        .as_ref()
+                        .and_then(|r| r.get("signed_url"))
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| {
+                            unexpected(&call, "the finished export has no signed_url")
+                        })?;
+                    let bytes = self.download(&format!("download the export of {id}"), url)?;
+                    return String::from_utf8(bytes).map_err(|_| CloudflareError::Incomplete {
+                        operation,
+                        message: "the export is not UTF-8 text".into(),
+                    });
+                }
+                Some("error") => {
+                    return Err(CloudflareError::Incomplete {
+                        operation,
+                        message: p.error.unwrap_or_else(|| "the export failed".into()),
+                    });
+                }
+                _ => {
+                    if p.success == Some(false) {
+                        return Err(CloudflareError::Incomplete {
+                            operation,
+                            message: p.error.unwrap_or_else(|| "the export failed".into()),
+                        });
+                    }
+                    if let Some(b) = p.at_bookmark {
+                        body["current_bookmark"] = Value::String(b);
+                    }
+                }
+            }
+            if started.elapsed() > POLL_DEADLINE {
+                return Err(CloudflareError::Incomplete {
+                    operation,
+                    message: format!(
+                        "still running after {} minutes",
+                        POLL_DEADLINE.as_secs() / 60
+                    ),
+                });
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Imports `sql` into database `id`: init → upload → ingest → poll until complete.
+    pub fn import_sql(&self, id: &str, sql: &str) -> Result<ImportOutcome> {
+        let operation = format!("import into database {id}");
+        let etag = hex::encode(Md5::digest(sql.as_bytes()));
+        let path = self.db_path(id, "/import");
+        let step = |body: Value| -> Result<Progress> {
+            let call = Call::new(
+                operation.clone(),
+                Method::POST,
+                path.clone(),
+                Permission::D1Edit,
+            )
+            .body(body);
+            required(self.send::<Progress>(&call)?.result, &call)
+        };
+        let init = step(json!({ "action": "init", "etag": etag }))?;
+        let upload_url = init.upload_url.ok_or_else(|| CloudflareError::Incomplete {
+            operation: operation.clone(),
+            message: "the import did not give an upload URL".into(),
+        })?;
+        let filename = init.filename.unwrap_or_default();
+        self.upload(
+            &format!("upload the import for {id}"),
+            &upload_url,
+            sql.as_bytes().to_vec(),
+        )?;
+        let mut p = step(json!({ "action": "ingest", "etag": etag, "filename": filename }))?;
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match p.status.as_deref() {
+                Some("complete") => {
+                    let r = p.result.unwrap_or(Value::Null);
+                    return Ok(ImportOutcome {
+                        final_bookmark: r
+                            .get("final_bookmark")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        num_queries: r.get("num_queries").and_then(Value::as_u64),
+                    });
+                }
+                Some("error") => {
+                    return Err(CloudflareError::Incomplete {
+                        operation,
+                        message: p.error.unwrap_or_else(|| "the import failed".into()),
+                    });
+                }
+                _ if p.success == Some(false) => {
+                    return Err(CloudflareError::Incomplete {
+                        operation,
+                        message: p.error.unwrap_or_else(|| "the import failed".into()),
+                    });
+                }
+                _ => {}
+            }
+            if started.elapsed() > POLL_DEADLINE {
+                return Err(CloudflareError::Incomplete {
+                    operation,
+                    message: format!(
+                        "still running after {} minutes",
+                        POLL_DEADLINE.as_secs() / 60
+                    ),
+                });
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_secs(2));
+            let mut poll = json!({ "action": "poll" });
+            if let Some(b) = &p.at_bookmark {
+                poll["current_bookmark"] = Value::String(b.clone());
+            }
+            let next = step(poll)?;
+            p = Progress {
+                at_bookmark: next.at_bookmark.or(p.at_bookmark),
+                ..next
+            };
+        }
+    }
+}
+
+fn body_for(statements: &[Statement]) -> Value {
+    match statements {
+        [one] => json!({ "sql": one.sql, "params": one.params }),
+        many => json!({ "batch": many }),
+    }
+}
+
+/// A one-statement SQL error names its statement.
+fn with_statement(e: CloudflareError, statements: &[Statement]) -> CloudflareError {
+    match (e, statements) {
+        (
+            CloudflareError::Sql {
+                message,
+                statement: None,
+            },
+            [one],
+        ) => CloudflareError::Sql {
+            message,
+            statement: Some(one.sql.clone()),
+        },
+        (e, _) => e,
+    }
+}
+
+fn required<T>(v: Option<T>, call: &Call) -> Result<T> {
+    v.ok_or_else(|| unexpected(call, "the answer has no result"))
+}
+
+fn unexpected(call: &Call, message: &str) -> CloudflareError {
+    CloudflareError::Api {
+        operation: call.operation.clone(),
+        status: 200,
+        code: None,
+        message: message.into(),
+    }
+}

@@ -1,0 +1,104 @@
+//! Builds the backend a workspace names: local SQLite files, or a Cloudflare account whose
+//! token comes from the environment only.
+use std::time::Duration;
+
+use super::{EngineError, Result};
+use crate::backend::{Backend, CloudflareBackend, LocalBackend};
+use crate::cloudflare::{ACCOUNT_ENV, API_BASE, ApiToken, BASE_ENV, Client, Settings, TOKEN_ENV};
+use crate::workspace::Workspace;
+use crate::workspace::config::{BackendKind, CloudflareConfig};
+
+/// The backend of `ws`.
+pub fn backend_for(ws: &Workspace) -> Result<Box<dyn Backend>> {
+    match ws.config.backend {
+        BackendKind::Local => Ok(Box::new(
+            LocalBackend::new(&ws.state_dir())
+                .with_statement_timeout(ws.config.statement_timeout()),
+        )),
+        BackendKind::Cloudflare => Ok(Box::new(cloudflare_backend(ws)?)),
+    }
+}
+
+/// Where a Cloudflare workspace points, without the token: for headers and messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudflareTarget {
+    pub account_id: String,
+    pub database_id: String,
+    pub base: String,
+}
+
+/// The account, production database and API base a Cloudflare workspace uses.
+pub fn cloudflare_target(ws: &Workspace) -> Result<CloudflareTarget> {
+    let cfg = ws.config.cloudflare.clone().unwrap_or_default();
+    let account_id = cfg
+        .account_id
+        .clone()
+        .or_else(|| std::env::var(ACCOUNT_ENV).ok().filter(|s| !s.trim().is_empty()))
+        .ok_or_else(|| {
+            EngineError::Input(format!(
+                "backend = \"cloudflare\" needs an account: set [cloudflare].account_id in d1ops.toml or {ACCOUNT_ENV}"
+            ))
+        })?;
+    let database_id = cfg
+        .database_id
+        .clone()
+        .or_else(|| ws.config.database.as_ref().and_then(|d| d.database_id.clone()))
+        .ok_or_else(|| {
+            EngineError::Input(
+                "backend = \"cloudflare\" needs production's database id: set [cloudflare].database_id in d1ops.toml (or database_id in wrangler's d1_databases, then `d1ops init`)".into(),
+            )
+        })?;
+    let base = std::env::var(BASE_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| API_BASE.to_string());
+    Ok(CloudflareTarget {
+        account_id: account_id.trim().to_string(),
+        database_id: database_id.trim().to_string(),
+        base: base.trim().trim_end_matches('/').to_string(),
+    })
+}
+
+/// A REST client for the workspace's account (token from `CLOUDFLARE_API_TOKEN`).
+pub fn cloudflare_client(ws: &Workspace) -> Result<(Client, CloudflareTarget, CloudflareConfig)> {
+    let target = cloudflare_target(ws)?;
+    let cfg = ws.config.cloudflare.clone().unwrap_or_default();
+    let token = ApiToken::from_env().ok_or_else(|| {
+        EngineError::Input(format!(
+            "backend = \"cloudflare\" needs an API token in {TOKEN_ENV} (permissions: Account · D1 · Edit, and Account · Account Analytics · Read for the monitor)"
+        ))
+    })?;
+    let backoff = std::env::var("D1OPS_CLOUDFLARE_BACKOFF_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(Duration::from_millis(250), Duration::from_millis);
+    let client = Client::new(Settings {
+        base: target.base.clone(),
+        account_id: target.account_id.clone(),
+        token,
+        timeout: cfg.timeout(),
+        retries: cfg.retries,
+        backoff,
+    })
+    .map_err(|e| EngineError::Input(e.to_string()))?;
+    Ok((client, target, cfg))
+}
+
+fn cloudflare_backend(ws: &Workspace) -> Result<CloudflareBackend> {
+    let (client, target, cfg) = cloudflare_client(ws)?;
+    let prefix = ws
+        .config
+        .database
+        .as_ref()
+        .and_then(|d| d.database_name.clone())
+        .unwrap_or_else(|| "d1ops".into());
+    Ok(CloudflareBackend::new(
+        client,
+        &target.database_id,
+        &prefix,
+        cfg.preview_seed,
+        &ws.config.migrations_table,
+        cfg.max_batch_statements,
+        cfg.max_batch_bytes,
+    ))
+}
