@@ -211,6 +211,13 @@ fn usage_forecast_and_weekly_report_on_generated_history() {
         .find(|d| d["outcome"] == "promoted")
         .expect("a promotion this week");
     assert_eq!(promoted["release"], id.as_str());
+    // One row per release, with its latest outcome (gated ready, then promoted: promoted).
+    let deploys = json["deploys"].as_array().expect("deploys");
+    let mut ids: Vec<&str> = deploys.iter().filter_map(|d| d["release"].as_str()).collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "a release listed twice: {deploys:?}");
     // `--json` alone also gives JSON.
     assert!(ws.json(&["report", "weekly"])["growth"].is_array());
 }

@@ -78,6 +78,31 @@ fn users(ws: &Ws) -> i64 {
 }
 
 #[test]
+fn gate_probe_runs_are_recorded_as_query_events_of_the_preview() {
+    let ws = workspace();
+    let env = preview(&ws);
+    let (from, to) = window();
+    let top = metrics(&ws)
+        .top_queries(Some(&env), from, to, TopBy::TotalTime, 10)
+        .unwrap();
+    let by_id = top
+        .iter()
+        .find(|q| q.text == "SELECT * FROM users WHERE id = ?")
+        .unwrap_or_else(|| panic!("the probe is not among {top:?}"));
+    // After the apply: 3 timed runs of the read probe, each with its row.
+    assert!(by_id.count >= 3, "{by_id:?}");
+    // Before the apply the table did not exist yet: the gate's failed runs are errors.
+    let errors = metrics(&ws).recent_errors(Some(&env), 10).unwrap();
+    assert!(
+        errors.iter().any(|e| e.message.contains("no such table: users")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().all(|e| e.release.is_some()), "{errors:?}");
+    // Production saw none of it.
+    assert_eq!(counts(&ws, "production"), (0, 0));
+}
+
+#[test]
 fn query_reads_writes_with_consent_and_records_each_statement() {
     let ws = workspace();
     let out = ws.ok(&[
@@ -128,6 +153,7 @@ fn query_reads_writes_with_consent_and_records_each_statement() {
 
     // Previews take writes without consent.
     let env = preview(&ws);
+    let (before, before_errors) = counts(&ws, &env);
     ws.ok(&[
         "query",
         &env,
@@ -135,7 +161,7 @@ fn query_reads_writes_with_consent_and_records_each_statement() {
         "--param",
         "2",
     ]);
-    assert_eq!(counts(&ws, &env), (1, 0));
+    assert_eq!(counts(&ws, &env), (before + 1, before_errors));
 
     // An SQL error: exit 1, one sentence, recorded as an error with SQLite's code.
     let (code, _, err) = ws.run_as("alice", &["query", "production", "SELECT nope FROM users"]);

@@ -169,7 +169,7 @@ impl Engine {
                 }
             }
         };
-        let report = self.run_gate(&migrations, &ledger, preview.clone())?;
+        let report = self.run_gate(&id, &migrations, &ledger, preview.clone())?;
         self.finish_gate(&id, &report)?;
         let state = if report.verdict == Verdict::Ready {
             ReleaseState::Ready
@@ -189,6 +189,7 @@ impl Engine {
 
     fn run_gate(
         &self,
+        id: &str,
         migrations: &[crate::workspace::Migration],
         ledger: &[crate::backend::LedgerRow],
         preview: Option<DatabaseRef>,
@@ -210,7 +211,41 @@ impl Engine {
             None => None,
         };
         let checks = gate::default_checks();
-        Ok(gate::run(&checks, &mut ctx))
+        let report = gate::run(&checks, &mut ctx);
+        self.record_probe_events(id, &ctx.probe_runs);
+        Ok(report)
+    }
+
+    /// Records the gate's probe executions as query events of the preview environment, so
+    /// the monitor shows what the gate ran. Best effort: metrics never block a deploy.
+    fn record_probe_events(&self, id: &str, runs: &gate::probes::ProbeRuns) {
+        let env = preview_name(id);
+        let mut events = Vec::new();
+        for (sql, run) in runs.measurements() {
+            let event = |ms: f64| {
+                let mut e = crate::metrics::QueryEvent::for_sql(&env, sql, ms);
+                e.release = Some(id.to_string());
+                e.rows_returned = run.rows.unwrap_or(0);
+                e.rows_written = run.changes.unwrap_or(0);
+                e
+            };
+            events.extend(run.timings_ms.iter().map(|ms| event(*ms)));
+            if let Some(message) = &run.error {
+                let mut e = event(0.0);
+                e.error = Some(crate::metrics::QueryError {
+                    code: "SQLITE_ERROR".into(),
+                    message: message.clone(),
+                });
+                events.push(e);
+            }
+        }
+        if events.is_empty() {
+            return;
+        }
+        let recorded = super::capacity::open_metrics(&self.ws).and_then(|mut m| Ok(m.record(&events)?));
+        if let Err(e) = recorded {
+            tracing::warn!(release = %id, error = %e, "probe runs not recorded as query events");
+        }
     }
 
     fn finish_gate(&mut self, id: &str, report: &GateReport) -> Result<()> {

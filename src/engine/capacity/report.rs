@@ -143,7 +143,8 @@ impl Engine {
         })
     }
 
-    /// Promotions, failed promotions, gate verdicts and abandoned candidates since `since`,
+    /// Each release deployed, promoted, failed, blocked or abandoned since `since`, once, with
+    /// its latest outcome (a release gated ready and then promoted counts as promoted),
     /// newest first, from the audit log.
     fn deploy_outcomes(&self, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<DeployOutcome>> {
         let mut out: Vec<DeployOutcome> = Vec::new();
@@ -162,7 +163,7 @@ impl Engine {
             let Some(id) = e.release_id.clone() else {
                 continue;
             };
-            if out.iter().any(|o| o.release == id && o.outcome == outcome) {
+            if out.iter().any(|o| o.release == id) {
                 continue;
             }
             let rel = self.store.release(&id)?;

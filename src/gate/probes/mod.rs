@@ -58,6 +58,19 @@ enum When {
 }
 
 impl ProbeRuns {
+    /// Every measurement taken, before and after the apply: the probe's SQL and its run
+    /// (runs that could not reach the preview are left out).
+    pub fn measurements(&self) -> Vec<(&str, &ProbeRun)> {
+        self.before
+            .iter()
+            .chain(&self.after)
+            .filter_map(|(k, m)| {
+                let sql = k.split('\u{1f}').nth(1)?;
+                Some((sql, m.as_ref().ok()?))
+            })
+            .collect()
+    }
+
     fn get(&self, when: When, p: &ProbeConfig) -> Option<&Measured> {
         match when {
             When::Before => self.before.get(&key(p)),
