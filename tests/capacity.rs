@@ -213,7 +213,10 @@ fn usage_forecast_and_weekly_report_on_generated_history() {
     assert_eq!(promoted["release"], id.as_str());
     // One row per release, with its latest outcome (gated ready, then promoted: promoted).
     let deploys = json["deploys"].as_array().expect("deploys");
-    let mut ids: Vec<&str> = deploys.iter().filter_map(|d| d["release"].as_str()).collect();
+    let mut ids: Vec<&str> = deploys
+        .iter()
+        .filter_map(|d| d["release"].as_str())
+        .collect();
     let all = ids.len();
     ids.sort_unstable();
     ids.dedup();

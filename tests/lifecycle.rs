@@ -1,13 +1,52 @@
-//! The release lifecycle end to end, through the real binary on real SQLite files.
+//! The release lifecycle end to end, through the real binary — one suite, two backends: every
+//! test runs on the local backend (SQLite files under `.d1ops/db`) and on the Cloudflare
+//! backend against the D1 contract server (`tests/d1_contract`), whose databases are real
+//! SQLite files the tests read and change directly.
+mod cf_support;
 mod common;
+mod d1_contract;
 
 use common::{Ws, db_digest};
 
+/// Generates `local::<test>` and `cloudflare::<test>` for each test function.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $( #[test] fn $name() { super::$name(super::Ws::new()); } )*
+        }
+        mod cloudflare {
+            $( #[test] fn $name() { super::$name(super::cloudflare_ws()); } )*
+        }
+    };
+}
+
+on_both_backends!(
+    happy_path_init_deploy_approve_promote,
+    code_only_release_needs_no_preview,
+    failing_third_migration_on_production_rolls_everything_back,
+    broken_migration_blocks_deploy_and_leaves_production_alone,
+    edited_applied_migration_is_drift,
+    cascade_from_parent_rebuild_is_data_loss,
+    approvals_policy,
+    production_changed_since_preview_refuses,
+    two_promotions_at_once_exactly_one_proceeds,
+    racing_promotions_one_wins,
+    cleanup_deletes_only_stale_previews,
+    audit_chain_detects_tampering,
+    diff_shows_pending_sql_and_schema_changes,
+    foreign_key_violations_block_with_the_rows,
+    size_limit_of_the_plan_warns_then_fails
+);
+
+/// A workspace on the Cloudflare backend, with its own contract server whose account holds
+/// an empty production database.
+fn cloudflare_ws() -> Ws {
+    cf_support::cloudflare_ws().1
+}
+
 const USERS: &str = "CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT, bio TEXT);\n";
 
-#[test]
-fn happy_path_init_deploy_approve_promote() {
-    let ws = Ws::new();
+fn happy_path_init_deploy_approve_promote(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.migration(
         "0002_items.sql",
@@ -37,8 +76,13 @@ fn happy_path_init_deploy_approve_promote() {
         assert!(!c["reason"].as_str().unwrap().is_empty());
     }
     let id = deploy["id"].as_str().unwrap();
-    // Lazy provisioning: no production database before the first promotion.
-    assert!(!ws.production_path().exists());
+    if ws.is_cloudflare() {
+        // D1: production is the configured database, empty until the first promotion.
+        assert!(!db_digest(&ws.production_path()).contains("d1_migrations"));
+    } else {
+        // Lazy provisioning: no production database before the first promotion.
+        assert!(!ws.production_path().exists());
+    }
     ws.ok_as("bob", &["approve", id, "--note", "looks good"]);
     let out = ws.ok_as("bob", &["promote", id, "--yes"]);
     assert!(out.contains("live"), "{out}");
@@ -77,12 +121,11 @@ fn happy_path_init_deploy_approve_promote() {
     assert_eq!(envs[0]["name"], "production");
     assert_eq!(envs[0]["kind"], "production");
     assert_eq!(envs[0]["active_release"], id);
-    assert!(
-        envs[0]["database"]
-            .as_str()
-            .unwrap()
-            .ends_with("production.sqlite")
-    );
+    let database = envs[0]["database"].as_str().unwrap();
+    match &ws.cf {
+        Some(cf) => assert!(database.contains(&cf.production_id), "{database}"),
+        None => assert!(database.ends_with("production.sqlite"), "{database}"),
+    }
     assert!(envs[0]["size_bytes"].as_u64().unwrap() > 0);
 
     let show = ws.json(&["release", "show", id]);
@@ -115,9 +158,7 @@ fn happy_path_init_deploy_approve_promote() {
     assert_eq!(verify["ok"], true);
 }
 
-#[test]
-fn code_only_release_needs_no_preview() {
-    let ws = Ws::new();
+fn code_only_release_needs_no_preview(ws: Ws) {
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(0));
     assert!(deploy["preview"].is_null());
@@ -125,15 +166,18 @@ fn code_only_release_needs_no_preview() {
     ws.ok_as("bob", &["approve", id]);
     ws.ok_as("bob", &["promote", id, "--yes"]);
     assert_eq!(ws.release_state(id), "live");
-    // Still no database: a workspace without migrations has none, and that is normal.
-    assert!(!ws.production_path().exists());
     let envs = ws.json(&["envs"]);
-    assert!(envs[0]["database"].is_null());
+    if ws.is_cloudflare() {
+        // D1: the configured production database, untouched.
+        assert!(!db_digest(&ws.production_path()).contains("d1_migrations"));
+    } else {
+        // Still no database: a workspace without migrations has none, and that is normal.
+        assert!(!ws.production_path().exists());
+        assert!(envs[0]["database"].is_null());
+    }
 }
 
-#[test]
-fn failing_third_migration_on_production_rolls_everything_back() {
-    let ws = Ws::new();
+fn failing_third_migration_on_production_rolls_everything_back(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     let first = ws.ship();
     ws.production()
@@ -182,9 +226,7 @@ fn failing_third_migration_on_production_rolls_everything_back() {
     assert_eq!(ws.release_state(&first), "live");
 }
 
-#[test]
-fn broken_migration_blocks_deploy_and_leaves_production_alone() {
-    let ws = Ws::new();
+fn broken_migration_blocks_deploy_and_leaves_production_alone(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.ship();
     let before = ws.production_state();
@@ -207,16 +249,13 @@ fn broken_migration_blocks_deploy_and_leaves_production_alone() {
     assert!(reason.contains("syntax error"), "{reason}");
     assert_eq!(ws.production_state(), before);
     // The preview rolled back as a unit too: none of 0002..0005 is there.
-    let preview = ws.path().join(format!(
-        ".d1ops/db/{}.sqlite",
-        deploy["preview"].as_str().unwrap()
-    ));
+    let preview = ws
+        .database_file(deploy["preview"].as_str().unwrap())
+        .expect("the preview database");
     assert!(!db_digest(&preview).contains("table a:"));
 }
 
-#[test]
-fn edited_applied_migration_is_drift() {
-    let ws = Ws::new();
+fn edited_applied_migration_is_drift(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.ship();
     ws.migration(
@@ -245,9 +284,7 @@ fn edited_applied_migration_is_drift() {
     assert_eq!(code, Some(0), "{deploy}");
 }
 
-#[test]
-fn cascade_from_parent_rebuild_is_data_loss() {
-    let ws = Ws::new();
+fn cascade_from_parent_rebuild_is_data_loss(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.migration(
         "0002_posts.sql",
@@ -296,9 +333,7 @@ fn cascade_from_parent_rebuild_is_data_loss() {
     assert_eq!(loss["status"], "warn");
 }
 
-#[test]
-fn approvals_policy() {
-    let ws = Ws::new();
+fn approvals_policy(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     let (_, deploy) = ws.deploy();
     let id = deploy["id"].as_str().unwrap();
@@ -316,9 +351,7 @@ fn approvals_policy() {
     ws.ok_as("bob", &["promote", &id[..10], "--yes"]);
 }
 
-#[test]
-fn production_changed_since_preview_refuses() {
-    let ws = Ws::new();
+fn production_changed_since_preview_refuses(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.ship();
     ws.migration("0002_a.sql", "CREATE TABLE a (x INTEGER);\n");
@@ -334,9 +367,7 @@ fn production_changed_since_preview_refuses() {
     assert!(err.contains("production changed"), "{err}");
 }
 
-#[test]
-fn two_promotions_at_once_exactly_one_proceeds() {
-    let ws = Ws::new();
+fn two_promotions_at_once_exactly_one_proceeds(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.ship();
     ws.migration("0002_a.sql", "CREATE TABLE a (x INTEGER);\n");
@@ -344,18 +375,11 @@ fn two_promotions_at_once_exactly_one_proceeds() {
     let id = d["id"].as_str().unwrap().to_string();
     ws.ok_as("bob", &["approve", &id]);
     // The first promoter holds the lock for a while (paused after taking it).
-    let mut slow = std::process::Command::new(assert_cmd::cargo::cargo_bin("d1ops"));
-    slow.args([
-        "--workspace",
-        ws.path().to_str().unwrap(),
-        "promote",
-        &id,
-        "--yes",
-    ])
-    .env("D1OPS_USER", "bob")
-    .env("D1OPS_PAUSE", "promote.after_lock:3000")
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
+    let mut slow = ws.process("bob");
+    slow.args(["promote", &id, "--yes"])
+        .env("D1OPS_PAUSE", "promote.after_lock:3000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     let mut child = slow.spawn().unwrap();
     // Wait for the lock row to appear.
     let state = ws.path().join(".d1ops/state.sqlite");
@@ -379,9 +403,7 @@ fn two_promotions_at_once_exactly_one_proceeds() {
     assert_eq!(ws.release_state(&id), "live");
 }
 
-#[test]
-fn racing_promotions_one_wins() {
-    let ws = Ws::new();
+fn racing_promotions_one_wins(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.ship();
     ws.migration("0002_a.sql", "CREATE TABLE a (x INTEGER);\n");
@@ -389,15 +411,8 @@ fn racing_promotions_one_wins() {
     let id = d["id"].as_str().unwrap().to_string();
     ws.ok_as("bob", &["approve", &id]);
     let spawn = |user: &str| {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("d1ops"))
-            .args([
-                "--workspace",
-                ws.path().to_str().unwrap(),
-                "promote",
-                &id,
-                "--yes",
-            ])
-            .env("D1OPS_USER", user)
+        ws.process(user)
+            .args(["promote", &id, "--yes"])
             .output()
             .unwrap()
     };
@@ -416,9 +431,7 @@ fn racing_promotions_one_wins() {
     assert_eq!(ledger, 2, "applied exactly once");
 }
 
-#[test]
-fn cleanup_deletes_only_stale_previews() {
-    let ws = Ws::new();
+fn cleanup_deletes_only_stale_previews(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     let live = ws.ship();
     ws.migration("0002_a.sql", "CREATE TABLE a (x INTEGER);\n");
@@ -458,18 +471,12 @@ fn cleanup_deletes_only_stale_previews() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(ws.production_path().exists());
     assert!(
-        ws.path()
-            .join(format!(
-                ".d1ops/db/preview-{}.sqlite",
-                candidate.to_lowercase()
-            ))
-            .exists()
+        ws.database_file(&format!("preview-{}", candidate.to_lowercase()))
+            .is_some()
     );
 }
 
-#[test]
-fn audit_chain_detects_tampering() {
-    let ws = Ws::new();
+fn audit_chain_detects_tampering(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.ship();
     assert_eq!(ws.json(&["audit", "--verify"])["ok"], true);
@@ -491,9 +498,7 @@ fn audit_chain_detects_tampering() {
     assert_eq!(v["first_bad_seq"], 2);
 }
 
-#[test]
-fn diff_shows_pending_sql_and_schema_changes() {
-    let ws = Ws::new();
+fn diff_shows_pending_sql_and_schema_changes(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.ship();
     ws.migration(
@@ -514,9 +519,7 @@ fn diff_shows_pending_sql_and_schema_changes() {
     assert_eq!(json["pending"][0]["name"], "0002_email.sql");
 }
 
-#[test]
-fn foreign_key_violations_block_with_the_rows() {
-    let ws = Ws::new();
+fn foreign_key_violations_block_with_the_rows(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.migration(
         "0002_posts.sql",
@@ -546,21 +549,10 @@ fn foreign_key_violations_block_with_the_rows() {
     assert_eq!(fk["details"]["violations"].as_array().unwrap().len(), 2);
 }
 
-#[test]
-fn size_limit_of_the_plan_warns_then_fails() {
-    let ws = Ws::new();
-    let path = ws.path().join("d1ops.toml");
-    let cfg = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("plan = \"d1-free\"", "plan = \"tiny\"");
-    std::fs::write(
-        &path,
-        format!("{cfg}\n[plans.tiny]\ndatabase_size_bytes = 60000\n"),
-    )
-    .unwrap();
+fn size_limit_of_the_plan_warns_then_fails(ws: Ws) {
     ws.migration("0001_users.sql", USERS);
     ws.ship();
-    // ~40 KB of rows: past 80 % of 60 KB after the next migration → warn.
+    // ~40 KB of rows.
     let c = ws.production();
     for i in 0..40 {
         c.execute(
@@ -569,6 +561,22 @@ fn size_limit_of_the_plan_warns_then_fails() {
         )
         .unwrap();
     }
+    drop(c);
+    // A plan a quarter larger than production is now (backends lay files out differently):
+    // the next index lands past 80 % of it → warn.
+    let size = std::fs::metadata(ws.production_path()).unwrap().len();
+    let path = ws.path().join("d1ops.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("plan = \"d1-free\"", "plan = \"tiny\"");
+    std::fs::write(
+        &path,
+        format!(
+            "{cfg}\n[plans.tiny]\ndatabase_size_bytes = {}\n",
+            size * 5 / 4
+        ),
+    )
+    .unwrap();
     ws.migration(
         "0002_idx.sql",
         "CREATE INDEX idx_users_username ON users(username);\n",

@@ -94,7 +94,9 @@ fn gate_probe_runs_are_recorded_as_query_events_of_the_preview() {
     // Before the apply the table did not exist yet: the gate's failed runs are errors.
     let errors = metrics(&ws).recent_errors(Some(&env), 10).unwrap();
     assert!(
-        errors.iter().any(|e| e.message.contains("no such table: users")),
+        errors
+            .iter()
+            .any(|e| e.message.contains("no such table: users")),
         "{errors:?}"
     );
     assert!(errors.iter().all(|e| e.release.is_some()), "{errors:?}");

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::cloudflare::{CloudflareBackend, split_d1_message, to_backend};
 use super::{
-    ApplyFailure, ApplyReport, BackendError, DatabaseRef, PlanStep, ProbeRun, ProbeSpec, Result,
-    SLOW_STATEMENT_MS, StatementTiming,
+    ApplyFailure, ApplyReport, BackendError, DatabaseRef, FkViolation, PlanStep, ProbeRun,
+    ProbeSpec, Result, SLOW_STATEMENT_MS, StatementTiming,
 };
 use crate::cloudflare::CloudflareError;
 use crate::cloudflare::d1::Statement;
@@ -24,9 +24,44 @@ use crate::workspace::Migration;
 /// in it is always rolled back.
 const STOP: &str = "SELECT * FROM \"d1ops rollback marker\"";
 const STOP_MARK: &str = "d1ops rollback marker";
-/// Fails the batch (so D1 rolls it back) when any foreign key is violated at the end.
-const FK_GUARD: &str = "SELECT CASE WHEN EXISTS (SELECT 1 FROM pragma_foreign_key_check) \
-     THEN json('d1ops: foreign_key_check found violations') END";
+/// Marks the violations an [`fk_guard`] reports in its error message.
+const FK_MARK: &str = "d1ops-fk:";
+
+/// A statement that fails the batch (so D1 rolls it back) when the database holds more than
+/// `before` foreign-key violations, and puts up to 50 of them in its error message: an
+/// invalid JSON path built from the rows (`JSON path error near 'd1ops-fk:[[table, rowid,
+/// parent, fkid], …]'`) — the only way rows can leave a transaction that must roll back.
+fn fk_guard(before: u64) -> String {
+    format!(
+        "SELECT CASE WHEN (SELECT count(*) FROM pragma_foreign_key_check) > {before} \
+         THEN json_extract('{{}}', (SELECT '{FK_MARK}' || json_group_array(json_array(\"table\", rowid, parent, fkid)) \
+         FROM (SELECT * FROM pragma_foreign_key_check LIMIT 50))) END"
+    )
+}
+
+/// The violations a tripped [`fk_guard`] put in D1's error message.
+fn guard_violations(message: &str) -> Option<Vec<FkViolation>> {
+    let start = message.find(FK_MARK)? + FK_MARK.len();
+    let mut rows = serde_json::Deserializer::from_str(&message[start..]).into_iter::<Vec<Value>>();
+    let rows = rows.next()?.ok()?;
+    Some(
+        rows.into_iter()
+            .filter_map(|r| {
+                let v: Vec<Value> = serde_json::from_value(r).ok()?;
+                Some(FkViolation {
+                    table: v.first()?.as_str()?.to_string(),
+                    rowid: v.get(1).and_then(Value::as_i64),
+                    parent: v
+                        .get(2)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    fk_index: v.get(3).and_then(Value::as_i64).unwrap_or(0),
+                })
+            })
+            .collect(),
+    )
+}
 
 /// Where one statement of an apply batch came from.
 #[derive(Debug, Clone)]
@@ -45,14 +80,16 @@ impl CloudflareBackend {
         ledger_table: &str,
     ) -> Result<ApplyReport> {
         let started = Instant::now();
-        let plan = plan(migrations, ledger_table);
+        // Violations already there are not this release's; only new ones refuse it.
+        let before = self.violation_count(db)?;
+        let plan = plan(migrations, ledger_table, before);
         let statements: Vec<Statement> = plan.iter().map(|(s, _)| s.clone()).collect();
         let bytes: usize = statements.iter().map(|s| s.sql.len()).sum();
         let fits = statements.len() <= self.max_batch_statements && bytes <= self.max_batch_bytes;
         let timings = if fits {
             self.apply_batch(db, migrations, &plan)?
         } else {
-            self.apply_in_parts(db, migrations, ledger_table)?
+            self.apply_in_parts(db, migrations, ledger_table, before)?
         };
         let slow = timings
             .into_iter()
@@ -105,6 +142,7 @@ impl CloudflareBackend {
         db: &DatabaseRef,
         migrations: &[Migration],
         ledger_table: &str,
+        before: u64,
     ) -> Result<Vec<StatementTiming>> {
         let bookmark = self
             .client
@@ -113,7 +151,7 @@ impl CloudflareBackend {
         tracing::info!(db = %db.id, %bookmark, migrations = migrations.len(), "release too large for one D1 batch; applying in parts");
         let mut timings = Vec::new();
         for (i, m) in migrations.iter().enumerate() {
-            let mut one = plan(std::slice::from_ref(m), ledger_table);
+            let mut one = plan(std::slice::from_ref(m), ledger_table, before);
             for (_, origin) in one.iter_mut() {
                 match origin {
                     Origin::Statement { migration, .. } | Origin::Ledger { migration } => {
@@ -169,6 +207,26 @@ impl CloudflareBackend {
     ) -> BackendError {
         let statements: Vec<Statement> = plan.iter().map(|(s, _)| s.clone()).collect();
         let (text, _) = split_d1_message(message);
+        if let Some(violations) = guard_violations(message) {
+            let first = violations.first();
+            return BackendError::Apply(Box::new(ApplyFailure {
+                migration: None,
+                path: None,
+                line: None,
+                statement: None,
+                error: format!(
+                    "foreign_key_check found {} new violation(s) before commit{}; nothing was applied",
+                    violations.len(),
+                    first.map_or(String::new(), |v| format!(
+                        ", first: {} row {} references missing {}",
+                        v.table,
+                        v.rowid.map_or("?".into(), |r| r.to_string()),
+                        v.parent
+                    ))
+                ),
+                fk_violations: violations,
+            }));
+        }
         let at = self.locate_failure(db, &statements).ok().flatten();
         let origin = at.and_then(|i| plan.get(i)).map(|(s, o)| (s, o.clone()));
         let f = match origin {
@@ -213,6 +271,25 @@ impl CloudflareBackend {
             },
         };
         BackendError::Apply(Box::new(f))
+    }
+
+    /// How many foreign-key violations `db` holds now.
+    fn violation_count(&self, db: &DatabaseRef) -> Result<u64> {
+        let r = self
+            .client
+            .raw(
+                &db.id,
+                &[Statement::new(
+                    "SELECT count(*) FROM pragma_foreign_key_check",
+                )],
+                true,
+            )
+            .map_err(|e| to_backend(e, db))?;
+        Ok(r.first()
+            .and_then(|r| r.results.rows.first())
+            .and_then(|row| row.first())
+            .and_then(Value::as_u64)
+            .unwrap_or(0))
     }
 
     /// The index of the statement that makes `statements` fail, found by binary search over
@@ -356,7 +433,7 @@ impl CloudflareBackend {
 }
 
 /// The statements of an apply with where each came from.
-fn plan(migrations: &[Migration], ledger_table: &str) -> Vec<(Statement, Origin)> {
+fn plan(migrations: &[Migration], ledger_table: &str, fk_before: u64) -> Vec<(Statement, Origin)> {
     let mut out = vec![
         (
             Statement::new("PRAGMA defer_foreign_keys = on"),
@@ -386,7 +463,7 @@ fn plan(migrations: &[Migration], ledger_table: &str) -> Vec<(Statement, Origin)
             Origin::Ledger { migration: i },
         ));
     }
-    out.push((Statement::new(FK_GUARD), Origin::FkGuard));
+    out.push((Statement::new(fk_guard(fk_before)), Origin::FkGuard));
     out
 }
 
@@ -442,4 +519,39 @@ fn chunks(
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_carries_its_violations_out_of_a_rolled_back_batch() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE u(id INTEGER PRIMARY KEY);
+             CREATE TABLE p(id INTEGER PRIMARY KEY, u INTEGER REFERENCES u(id));
+             PRAGMA foreign_keys = OFF;
+             INSERT INTO p VALUES (1, 999), (2, 998);",
+        )
+        .unwrap();
+        assert!(
+            conn.query_row(&fk_guard(2), [], |_| Ok(())).is_ok(),
+            "no new violations"
+        );
+        let err = conn
+            .query_row(&fk_guard(0), [], |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        let found = guard_violations(&format!("{err}: SQLITE_ERROR")).expect(&err);
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            (
+                found[0].table.as_str(),
+                found[0].rowid,
+                found[0].parent.as_str()
+            ),
+            ("p", Some(1), "u")
+        );
+    }
 }

@@ -242,7 +242,8 @@ impl Engine {
         if events.is_empty() {
             return;
         }
-        let recorded = super::capacity::open_metrics(&self.ws).and_then(|mut m| Ok(m.record(&events)?));
+        let recorded =
+            super::capacity::open_metrics(&self.ws).and_then(|mut m| Ok(m.record(&events)?));
         if let Err(e) = recorded {
             tracing::warn!(release = %id, error = %e, "probe runs not recorded as query events");
         }

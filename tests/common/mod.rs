@@ -7,8 +7,35 @@ use assert_cmd::Command;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
+/// Variables a developer's shell may hold that must not reach the binary under test.
+const CLOUDFLARE_ENV: [&str; 5] = [
+    "D1OPS_CLOUDFLARE_API_BASE",
+    "CLOUDFLARE_API_TOKEN",
+    "CLOUDFLARE_ACCOUNT_ID",
+    "D1OPS_CLOUDFLARE_BACKOFF_MS",
+    "D1OPS_WORKSPACE",
+];
+
 pub struct Ws {
     pub dir: tempfile::TempDir,
+    /// Set when the workspace runs on the Cloudflare backend against a contract server.
+    pub cf: Option<CloudflareSide>,
+}
+
+/// What a workspace on the Cloudflare backend needs from the test's contract server (see
+/// `tests/d1_contract`): where it listens, the credentials it accepts, and the SQLite file
+/// behind each D1 database, so tests can read and change "Cloudflare's" databases directly.
+pub struct CloudflareSide {
+    pub base: String,
+    pub token: String,
+    pub account: String,
+    pub production_id: String,
+    /// The file of the D1 database with this exact name, when it exists.
+    pub file_named: Box<dyn Fn(&str) -> Option<PathBuf> + Send + Sync>,
+    /// The file of a D1 database by id.
+    pub file_of: Box<dyn Fn(&str) -> PathBuf + Send + Sync>,
+    /// Keeps the server alive as long as the workspace.
+    pub keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl Ws {
@@ -16,9 +43,76 @@ impl Ws {
     pub fn new() -> Ws {
         let ws = Ws {
             dir: tempfile::tempdir().expect("tempdir"),
+            cf: None,
         };
         ws.ok(&["init"]);
         ws
+    }
+
+    /// A fresh workspace on the Cloudflare backend: `init`, then `backend = "cloudflare"`
+    /// with the account and production database of the contract server.
+    pub fn on_cloudflare(side: CloudflareSide) -> Ws {
+        let ws = Ws {
+            dir: tempfile::tempdir().expect("tempdir"),
+            cf: Some(side),
+        };
+        ws.ok(&["init"]);
+        let side = ws.cf.as_ref().expect("cloudflare side");
+        let path = ws.path().join("d1ops.toml");
+        let text = std::fs::read_to_string(&path)
+            .expect("config")
+            .replace("backend = \"local\"", "backend = \"cloudflare\"");
+        std::fs::write(
+            &path,
+            format!(
+                "{text}\n[cloudflare]\naccount_id = \"{}\"\ndatabase_id = \"{}\"\n",
+                side.account, side.production_id
+            ),
+        )
+        .expect("write config");
+        ws
+    }
+
+    pub fn is_cloudflare(&self) -> bool {
+        self.cf.is_some()
+    }
+
+    /// The environment a d1ops process of this workspace runs with.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match &self.cf {
+            Some(cf) => vec![
+                ("D1OPS_CLOUDFLARE_API_BASE", cf.base.clone()),
+                ("CLOUDFLARE_API_TOKEN", cf.token.clone()),
+                ("D1OPS_CLOUDFLARE_BACKOFF_MS", "20".into()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// A plain process running the binary on this workspace (for spawning several at once).
+    pub fn process(&self, user: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("d1ops"));
+        c.arg("--workspace").arg(self.path());
+        c.env("D1OPS_USER", user);
+        c.env("NO_COLOR", "1");
+        for key in CLOUDFLARE_ENV {
+            c.env_remove(key);
+        }
+        for (k, v) in self.env() {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// The file behind the database d1ops calls `name` (a preview), when it exists.
+    pub fn database_file(&self, name: &str) -> Option<PathBuf> {
+        match &self.cf {
+            Some(cf) => (cf.file_named)(&format!("d1ops-{}", name.to_lowercase())),
+            None => {
+                let p = self.path().join(format!(".d1ops/db/{name}.sqlite"));
+                p.exists().then_some(p)
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -32,6 +126,12 @@ impl Ws {
         c.env("NO_COLOR", "1");
         c.env_remove("D1OPS_FAULT");
         c.env_remove("D1OPS_PAUSE");
+        for key in CLOUDFLARE_ENV {
+            c.env_remove(key);
+        }
+        for (k, v) in self.env() {
+            c.env(k, v);
+        }
         c
     }
 
@@ -86,8 +186,12 @@ impl Ws {
         id
     }
 
+    /// Production's database file (on Cloudflare: the contract server's file for it).
     pub fn production_path(&self) -> PathBuf {
-        self.path().join(".d1ops/db/production.sqlite")
+        match &self.cf {
+            Some(cf) => (cf.file_of)(&cf.production_id),
+            None => self.path().join(".d1ops/db/production.sqlite"),
+        }
     }
 
     pub fn production(&self) -> Connection {
