@@ -22,6 +22,9 @@ pub struct Ws {
     pub cf: Option<CloudflareSide>,
 }
 
+/// A lookup from a database name or id to the contract server's file for it.
+pub type FileLookup<T> = Box<dyn Fn(&str) -> T + Send + Sync>;
+
 /// What a workspace on the Cloudflare backend needs from the test's contract server (see
 /// `tests/d1_contract`): where it listens, the credentials it accepts, and the SQLite file
 /// behind each D1 database, so tests can read and change "Cloudflare's" databases directly.
@@ -31,9 +34,9 @@ pub struct CloudflareSide {
     pub account: String,
     pub production_id: String,
     /// The file of the D1 database with this exact name, when it exists.
-    pub file_named: Box<dyn Fn(&str) -> Option<PathBuf> + Send + Sync>,
+    pub file_named: FileLookup<Option<PathBuf>>,
     /// The file of a D1 database by id.
-    pub file_of: Box<dyn Fn(&str) -> PathBuf + Send + Sync>,
+    pub file_of: FileLookup<PathBuf>,
     /// Keeps the server alive as long as the workspace.
     pub keep: Box<dyn std::any::Any + Send + Sync>,
 }
