@@ -268,6 +268,19 @@ fn a_release_too_large_for_one_batch_is_applied_in_parts_and_undone_by_its_bookm
     three_more(&ws);
     let (code, d) = ws.deploy();
     assert_eq!(code, Some(0), "applied in parts on the preview too: {d}");
+    let apply = d["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "mig.apply")
+        .unwrap();
+    assert!(
+        apply["reason"]
+            .as_str()
+            .unwrap()
+            .contains("D1 batches after a Time Travel bookmark"),
+        "{apply}"
+    );
     let id = d["id"].as_str().unwrap().to_string();
     ws.ok_as("bob", &["approve", &id]);
     let before = db_digest(&ws.production_path());

@@ -86,8 +86,8 @@ impl CloudflareBackend {
         let statements: Vec<Statement> = plan.iter().map(|(s, _)| s.clone()).collect();
         let bytes: usize = statements.iter().map(|s| s.sql.len()).sum();
         let fits = statements.len() <= self.max_batch_statements && bytes <= self.max_batch_bytes;
-        let timings = if fits {
-            self.apply_batch(db, migrations, &plan)?
+        let (timings, transactions) = if fits {
+            (self.apply_batch(db, migrations, &plan)?, 1)
         } else {
             self.apply_in_parts(db, migrations, ledger_table, before)?
         };
@@ -100,6 +100,7 @@ impl CloudflareBackend {
             statements: migrations.iter().map(|m| m.statements.len()).sum(),
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             slow_statements: slow,
+            transactions,
         })
     }
 
@@ -143,13 +144,14 @@ impl CloudflareBackend {
         migrations: &[Migration],
         ledger_table: &str,
         before: u64,
-    ) -> Result<Vec<StatementTiming>> {
+    ) -> Result<(Vec<StatementTiming>, usize)> {
         let bookmark = self
             .client
             .bookmark(&db.id, None)
             .map_err(|e| to_backend(e, db))?;
         tracing::info!(db = %db.id, %bookmark, migrations = migrations.len(), "release too large for one D1 batch; applying in parts");
         let mut timings = Vec::new();
+        let mut batches = 0;
         for (i, m) in migrations.iter().enumerate() {
             let mut one = plan(std::slice::from_ref(m), ledger_table, before);
             for (_, origin) in one.iter_mut() {
@@ -167,9 +169,10 @@ impl CloudflareBackend {
                 {
                     return Err(self.restore_after(db, &bookmark, e));
                 }
+                batches += 1;
             }
         }
-        Ok(timings)
+        Ok((timings, batches))
     }
 
     /// Puts `db` back to `bookmark` after a failed partial apply and says so.

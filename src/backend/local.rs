@@ -769,6 +769,7 @@ impl Backend for LocalBackend {
                 statements,
                 duration_ms: started.elapsed().as_secs_f64() * 1000.0,
                 slow_statements,
+                transactions: 1,
             }),
             Err(failure) => {
                 if !conn.is_autocommit() {

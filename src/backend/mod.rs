@@ -69,6 +69,14 @@ pub struct ApplyReport {
     pub duration_ms: f64,
     /// Statements that took at least [`SLOW_STATEMENT_MS`], in order (index builds, rebuilds).
     pub slow_statements: Vec<StatementTiming>,
+    /// Transactions the apply took: 1, or (D1, a release too large for one batch) one per
+    /// batch after a Time Travel bookmark that any failure restores.
+    #[serde(default = "one")]
+    pub transactions: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Statements at least this slow are listed in an [`ApplyReport`].

@@ -166,8 +166,18 @@ impl Check for MigApply {
             }
             None => CheckOutcome::skip("no preview database to apply on"),
             Some(Ok(report)) => CheckOutcome::pass(format!(
-                "applied {} migration(s), {} statement(s) in one transaction in {:.1} ms",
-                report.migrations, report.statements, report.duration_ms
+                "applied {} migration(s), {} statement(s) {} in {:.1} ms",
+                report.migrations,
+                report.statements,
+                if report.transactions <= 1 {
+                    "in one transaction".to_string()
+                } else {
+                    format!(
+                        "in {} D1 batches after a Time Travel bookmark (restored on any failure)",
+                        report.transactions
+                    )
+                },
+                report.duration_ms
             ))
             .with_details(json!(report)),
             Some(Err(failure)) if !failure.fk_violations.is_empty() => CheckOutcome::warn(
