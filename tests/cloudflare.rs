@@ -551,3 +551,143 @@ fn account_and_production_come_from_the_environment_and_wrangler() {
         "{envs}"
     );
 }
+
+/// Shortens D1's query limit (2 s) and the client's patience (1 s) for the tests of lost
+/// answers.
+fn impatient(ws: &Ws) {
+    let path = ws.path().join("d1ops.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("statement_timeout = \"30s\"", "statement_timeout = \"2s\"")
+        .replace("[cloudflare]\n", "[cloudflare]\ntimeout = \"1s\"\n");
+    std::fs::write(&path, text).unwrap();
+}
+
+fn ledger_names(ws: &Ws) -> Vec<String> {
+    ws.production()
+        .prepare("SELECT name FROM d1_migrations ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn approved_release(ws: &Ws) -> String {
+    three_more(ws);
+    let (code, d) = ws.deploy();
+    assert_eq!(code, Some(0), "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    ws.ok_as("bob", &["approve", &id]);
+    id
+}
+
+#[test]
+fn a_promotion_whose_answer_is_lost_after_commit_is_settled_live_by_the_ledger() {
+    let (server, ws) = shipped();
+    impatient(&ws);
+    let id = approved_release(&ws);
+    server.inject(Fault::DelayAnswer {
+        path_contains: "/query".into(),
+        millis: 2_500,
+        times: 1,
+    });
+    let (code, out, err) = ws.run_as("bob", &["promote", &id, "--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(ws.release_state(&id), "live");
+    assert_eq!(
+        ledger_names(&ws),
+        [
+            "0001_users.sql",
+            "0002_email.sql",
+            "0003_backfill.sql",
+            "0004_posts.sql"
+        ],
+        "applied once, not repeated"
+    );
+}
+
+#[test]
+fn a_promotion_refused_with_a_5xx_is_settled_failed_by_the_ledger() {
+    let (server, ws) = shipped();
+    impatient(&ws);
+    let id = approved_release(&ws);
+    let before = db_digest(&ws.production_path());
+    server.inject(Fault::Status {
+        path_contains: "/query".into(),
+        status: 502,
+        retry_after_secs: None,
+        times: 1,
+    });
+    let (code, _, err) = ws.run_as("bob", &["promote", &id, "--yes"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("did not commit"), "{err}");
+    assert_eq!(db_digest(&ws.production_path()), before);
+    assert_eq!(ws.release_state(&id), "failed");
+    let production = ws.cf.as_ref().unwrap().production_id.clone();
+    assert_eq!(
+        requests_to(&server, &format!("{production}/query"))
+            .iter()
+            .filter(|r| r.body.contains("0002_email.sql"))
+            .count(),
+        1,
+        "the write was not sent twice"
+    );
+}
+
+#[test]
+fn an_unsettled_promotion_keeps_its_lock_and_the_next_command_recovers_it() {
+    let (server, ws) = shipped();
+    impatient(&ws);
+    let id = approved_release(&ws);
+    server.inject(Fault::DelayAnswer {
+        path_contains: "/query".into(),
+        millis: 2_500,
+        times: 1,
+    });
+    let production = ws.cf.as_ref().unwrap().production_id.clone();
+    let mut promote = ws.process("bob");
+    promote.args(["promote", &id, "--yes"]);
+    let child = std::thread::spawn(move || promote.output());
+    // Once the batch has run (its answer held back), production cannot be read either.
+    let applied = |s: &D1Server| {
+        requests_to(s, &format!("{production}/query"))
+            .iter()
+            .any(|r| r.body.contains("0002_email.sql"))
+    };
+    let started = Instant::now();
+    while !applied(&server) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the batch never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.inject(Fault::Status {
+        path_contains: "/raw".into(),
+        status: 503,
+        retry_after_secs: None,
+        times: 1_000,
+    });
+    let out = child.join().unwrap().unwrap();
+    let (code, err) = (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("unknown"), "{err}");
+    server.clear_faults();
+    // Read-only commands do not recover: the lock is still there, the release promoting.
+    let show = ws.json(&["--readonly", "release", "show", &id]);
+    assert_eq!(show["state"], "promoting", "{show}");
+    // The next command finds the lock of a process that is gone and reads the ledger.
+    let (code, out, err) = ws.run_as("alice", &["releases"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        err.contains("rolled_forward")
+            || out.contains("rolled_forward")
+            || err.contains("recovered"),
+        "{out}{err}"
+    );
+    assert_eq!(ws.release_state(&id), "live");
+}

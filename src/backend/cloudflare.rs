@@ -34,6 +34,9 @@ pub struct CloudflareBackend {
     ledger_table: String,
     pub(super) max_batch_statements: usize,
     pub(super) max_batch_bytes: usize,
+    /// The longest D1 runs a query (30 s); after an unanswered write, this long after it was
+    /// sent its outcome is final and production's ledger tells which it was.
+    pub(super) query_limit: std::time::Duration,
 }
 
 impl CloudflareBackend {
@@ -54,7 +57,14 @@ impl CloudflareBackend {
             ledger_table: ledger_table.to_string(),
             max_batch_statements,
             max_batch_bytes,
+            query_limit: std::time::Duration::from_secs(30),
         }
+    }
+
+    /// Sets how long D1 may run one query (`statement_timeout`).
+    pub fn with_query_limit(mut self, limit: std::time::Duration) -> CloudflareBackend {
+        self.query_limit = limit;
+        self
     }
 
     pub fn account_id(&self) -> &str {

@@ -87,7 +87,7 @@ impl CloudflareBackend {
         let bytes: usize = statements.iter().map(|s| s.sql.len()).sum();
         let fits = statements.len() <= self.max_batch_statements && bytes <= self.max_batch_bytes;
         let (timings, transactions) = if fits {
-            (self.apply_batch(db, migrations, &plan)?, 1)
+            (self.apply_batch(db, migrations, &plan, ledger_table)?, 1)
         } else {
             self.apply_in_parts(db, migrations, ledger_table, before)?
         };
@@ -110,8 +110,10 @@ impl CloudflareBackend {
         db: &DatabaseRef,
         migrations: &[Migration],
         plan: &[(Statement, Origin)],
+        ledger_table: &str,
     ) -> Result<Vec<StatementTiming>> {
         let statements: Vec<Statement> = plan.iter().map(|(s, _)| s.clone()).collect();
+        let sent = Instant::now();
         match self.client.query(&db.id, &statements, false) {
             Ok(results) => Ok(plan
                 .iter()
@@ -129,10 +131,66 @@ impl CloudflareBackend {
             Err(CloudflareError::Sql { message, .. }) => {
                 Err(self.failure(db, migrations, plan, &message))
             }
-            Err(e) if e.is_ambiguous() => Err(BackendError::Other(format!(
-                "{e}; whether D1 committed the batch is unknown: the next d1ops command checks production's ledger"
-            ))),
+            Err(e) if e.is_ambiguous() => {
+                self.settle(db, migrations, plan, ledger_table, sent, &e.to_string())
+            }
             Err(e) => Err(to_backend(e, db)),
+        }
+    }
+
+    /// A batch sent without an answer: once D1's query limit has passed since it was sent,
+    /// it either committed or never will, and the ledger rows it carried say which.
+    fn settle(
+        &self,
+        db: &DatabaseRef,
+        migrations: &[Migration],
+        plan: &[(Statement, Origin)],
+        ledger_table: &str,
+        sent: Instant,
+        why: &str,
+    ) -> Result<Vec<StatementTiming>> {
+        let carried: Vec<&str> = plan
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Origin::Ledger { migration } => Some(migrations[*migration].name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(rest) = self.query_limit.checked_sub(sent.elapsed()) {
+            tracing::warn!(db = %db.id, wait_ms = rest.as_millis() as u64, "batch unanswered; waiting out D1's query limit before reading the ledger");
+            std::thread::sleep(rest);
+        }
+        let ledger = match super::Backend::ledger(self, db, ledger_table) {
+            Ok(l) => l,
+            Err(e) => {
+                return Err(BackendError::Ambiguous(format!(
+                    "{why}; D1 did not answer and its ledger cannot be read now ({e}): whether the release landed is unknown until production's ledger is read again"
+                )));
+            }
+        };
+        let landed = carried
+            .iter()
+            .filter(|n| ledger.iter().any(|r| r.name == **n))
+            .count();
+        if landed == carried.len() && !carried.is_empty() {
+            tracing::warn!(db = %db.id, "the batch's answer was lost, but production's ledger shows it committed");
+            Ok(Vec::new())
+        } else if landed == 0 {
+            Err(BackendError::Apply(Box::new(ApplyFailure {
+                migration: None,
+                path: None,
+                line: None,
+                statement: None,
+                error: format!(
+                    "{why}; production's ledger shows the batch did not commit, nothing was applied"
+                ),
+                fk_violations: Vec::new(),
+            })))
+        } else {
+            Err(BackendError::Ambiguous(format!(
+                "{why}; production's ledger holds {landed} of the {} migrations this batch carried, which one D1 transaction cannot do: inspect production",
+                carried.len()
+            )))
         }
     }
 
@@ -164,7 +222,7 @@ impl CloudflareBackend {
             }
             for chunk in chunks(&one, self.max_batch_statements, self.max_batch_bytes) {
                 if let Err(e) = self
-                    .apply_batch(db, migrations, &chunk)
+                    .apply_batch(db, migrations, &chunk, ledger_table)
                     .map(|t| timings.extend(t))
                 {
                     return Err(self.restore_after(db, &bookmark, e));

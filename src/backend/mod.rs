@@ -225,6 +225,10 @@ pub enum BackendError {
     Sql { context: String, message: String },
     #[error("{0}")]
     Apply(Box<ApplyFailure>),
+    /// A write whose outcome is unknown (no answer, and production could not be read to
+    /// tell): the caller must not assume it failed or succeeded.
+    #[error("{0}")]
+    Ambiguous(String),
     #[error("{0}")]
     Other(String),
 }

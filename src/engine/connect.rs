@@ -100,5 +100,6 @@ fn cloudflare_backend(ws: &Workspace) -> Result<CloudflareBackend> {
         &ws.config.migrations_table,
         cfg.max_batch_statements,
         cfg.max_batch_bytes,
-    ))
+    )
+    .with_query_limit(ws.config.statement_timeout()))
 }

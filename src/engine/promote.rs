@@ -312,6 +312,9 @@ impl Engine {
     ) -> Result<T> {
         match e {
             BackendError::Locked { .. } => self.abort_promotion(id, &e, created_database),
+            // Neither failed nor done: the lock stays at `applying`, and the next d1ops
+            // process recovers it from production's ledger (roll forward or back).
+            BackendError::Ambiguous(_) => Err(e.into()),
             BackendError::Apply(f) => {
                 let failure = Failure {
                     stage: stage.into(),

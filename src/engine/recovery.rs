@@ -65,14 +65,37 @@ impl Engine {
                     .filter(|m| ledger.iter().any(|r| r.name == m.name))
                     .count();
                 if present != 0 && present != pending.len() {
-                    return Err(EngineError::Input(format!(
-                        "production's ledger holds {present} of the {} migrations of interrupted release {}; this cannot happen with an atomic apply — inspect production and restore snapshot {:?} if needed",
-                        pending.len(),
-                        lock.release_id,
-                        lock.snapshot_id
-                    )));
+                    // Only a release applied in several D1 batches can stop half-way: put
+                    // production back to the recovery point taken just before the apply.
+                    let snapshot = match lock.snapshot_id {
+                        Some(sid) => self.store.snapshot(sid)?,
+                        None => None,
+                    };
+                    let Some(snap) = snapshot else {
+                        return Err(EngineError::Input(format!(
+                            "production's ledger holds {present} of the {} migrations of interrupted release {} and no recovery point was taken; inspect production",
+                            pending.len(),
+                            lock.release_id
+                        )));
+                    };
+                    self.backend.restore(
+                        db,
+                        &crate::backend::SnapshotRef {
+                            location: snap.location.clone(),
+                            size_bytes: snap.size_bytes,
+                        },
+                    )?;
+                    tracing::warn!(release = %lock.release_id, present, "interrupted partial apply undone from its recovery point");
+                    self.audit(
+                        "promotion.partial_undone",
+                        Some(&lock.release_id),
+                        Some(PRODUCTION),
+                        json!({"present": present, "pending": pending.len(), "snapshot": snap.id}),
+                    )?;
+                    false
+                } else {
+                    present == pending.len()
                 }
-                present == pending.len()
             }
             _ => false,
         };

@@ -186,6 +186,10 @@ async fn serve(core: Arc<Mutex<State>>, req: Request) -> Response {
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+    let answer_delay = take_fault(&mut lock(&core).faults, &req.path, |f| match f {
+        Fault::DelayAnswer { millis, .. } => Some(*millis),
+        _ => None,
+    });
     let work = core.clone();
     let (record, resp) = tokio::task::spawn_blocking(move || {
         let mut st = lock(&work);
@@ -206,6 +210,9 @@ async fn serve(core: Arc<Mutex<State>>, req: Request) -> Response {
         (rec, resp)
     });
     lock(&core).requests.push(record);
+    if let Some(ms) = answer_delay {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let mut builder = Response::builder().status(resp.status);
     for (k, v) in &resp.headers {
         builder = builder.header(k.as_str(), v.as_str());
@@ -243,13 +250,21 @@ fn take_fault<T>(
                 path_contains,
                 times,
                 ..
+            }
+            | Fault::DelayAnswer {
+                path_contains,
+                times,
+                ..
             } => (path_contains, *times),
             Fault::FailStatement { .. } => return false,
         };
         times > 0 && path.contains(needle.as_str()) && pick(f).is_some()
     })?;
     let out = pick(&faults[i]);
-    if let Fault::Status { times, .. } | Fault::Delay { times, .. } = &mut faults[i] {
+    if let Fault::Status { times, .. }
+    | Fault::Delay { times, .. }
+    | Fault::DelayAnswer { times, .. } = &mut faults[i]
+    {
         *times -= 1;
         if *times == 0 {
             faults.remove(i);

@@ -175,6 +175,13 @@ pub enum Fault {
         millis: u64,
         times: u32,
     },
+    /// The next `times` matching requests run to completion, then their answer waits
+    /// `millis` (an answer lost after the work was done, when the client times out first).
+    DelayAnswer {
+        path_contains: String,
+        millis: u64,
+        times: u32,
+    },
 }
 
 /// What the API token may do.
