@@ -11,7 +11,7 @@ mod d1_contract;
 use std::time::{Duration, Instant};
 
 use cf_support::cloudflare_ws;
-use common::{Ws, db_digest};
+use common::{Ws, check, db_digest};
 use d1_contract::{D1Server, Fault, Permission};
 use d1ops::cloudflare::{ApiToken, Client, CloudflareError, Settings};
 
@@ -268,12 +268,7 @@ fn a_release_too_large_for_one_batch_is_applied_in_parts_and_undone_by_its_bookm
     three_more(&ws);
     let (code, d) = ws.deploy();
     assert_eq!(code, Some(0), "applied in parts on the preview too: {d}");
-    let apply = d["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "mig.apply")
-        .unwrap();
+    let apply = check(&d, "mig.apply");
     assert!(
         apply["reason"]
             .as_str()
@@ -435,10 +430,9 @@ fn write_probes_leave_the_preview_as_it_was() {
     );
     let (code, d) = ws.deploy();
     assert_eq!(code, Some(0), "{d}");
-    let checks = d["checks"].as_array().unwrap();
-    let result = checks.iter().find(|c| c["id"] == "probe.result").unwrap();
+    let result = check(&d, "probe.result");
     assert_eq!(result["status"], "pass", "{result}");
-    let plan = checks.iter().find(|c| c["id"] == "plan.scan").unwrap();
+    let plan = check(&d, "plan.scan");
     assert_ne!(plan["status"], "fail", "{plan}");
     let preview = ws.database_file(d["preview"].as_str().unwrap()).unwrap();
     let probes: i64 = rusqlite::Connection::open(&preview)

@@ -6,7 +6,7 @@ mod cf_support;
 mod common;
 mod d1_contract;
 
-use common::{Ws, db_digest};
+use common::{Ws, check, db_digest};
 
 /// Generates `local::<test>` and `cloudflare::<test>` for each test function.
 macro_rules! on_both_backends {
@@ -237,12 +237,7 @@ fn broken_migration_blocks_deploy_and_leaves_production_alone(ws: Ws) {
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(3));
     assert_eq!(deploy["verdict"], "blocked");
-    let apply = deploy["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "mig.apply")
-        .unwrap();
+    let apply = check(&deploy, "mig.apply");
     assert_eq!(apply["status"], "fail");
     let reason = apply["reason"].as_str().unwrap();
     assert!(reason.contains("migrations/0004_c.sql:2"), "{reason}");
@@ -265,12 +260,7 @@ fn edited_applied_migration_is_drift(ws: Ws) {
     ws.migration("0002_x.sql", "CREATE TABLE x (id INTEGER);\n");
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(3));
-    let drift = deploy["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "mig.drift")
-        .unwrap();
+    let drift = check(&deploy, "mig.drift");
     assert_eq!(drift["status"], "fail");
     assert!(
         drift["reason"]
@@ -303,12 +293,7 @@ fn cascade_from_parent_rebuild_is_data_loss(ws: Ws) {
     );
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(3), "{deploy}");
-    let loss = deploy["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "data.loss")
-        .unwrap();
+    let loss = check(&deploy, "data.loss");
     assert_eq!(loss["status"], "fail");
     let reason = loss["reason"].as_str().unwrap();
     assert!(reason.contains("posts lost 3 of 3 rows"), "{reason}");
@@ -324,12 +309,7 @@ fn cascade_from_parent_rebuild_is_data_loss(ws: Ws) {
     );
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(0), "{deploy}");
-    let loss = deploy["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "data.loss")
-        .unwrap();
+    let loss = check(&deploy, "data.loss");
     assert_eq!(loss["status"], "warn");
 }
 
@@ -532,12 +512,7 @@ fn foreign_key_violations_block_with_the_rows(ws: Ws) {
     );
     let (code, deploy) = ws.deploy();
     assert_eq!(code, Some(3), "{deploy}");
-    let fk = deploy["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "fk.check")
-        .unwrap();
+    let fk = check(&deploy, "fk.check");
     assert_eq!(fk["status"], "fail");
     assert!(
         fk["reason"]
@@ -582,13 +557,7 @@ fn size_limit_of_the_plan_warns_then_fails(ws: Ws) {
         "CREATE INDEX idx_users_username ON users(username);\n",
     );
     let (code, d) = ws.deploy();
-    let size = d["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "limit.size")
-        .unwrap()
-        .clone();
+    let size = check(&d, "limit.size");
     assert_eq!(code, Some(0), "{d}");
     assert_eq!(size["status"], "warn", "{size}");
     assert!(
@@ -598,13 +567,7 @@ fn size_limit_of_the_plan_warns_then_fails(ws: Ws) {
     // A migration that more than doubles the data does not fit: fail.
     ws.migration("0003_copy.sql", "CREATE TABLE users_archive AS SELECT * FROM users;\nINSERT INTO users_archive SELECT * FROM users;\n");
     let (code, d) = ws.deploy();
-    let size = d["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "limit.size")
-        .unwrap()
-        .clone();
+    let size = check(&d, "limit.size");
     assert_eq!(code, Some(3), "{d}");
     assert_eq!(size["status"], "fail", "{size}");
     assert!(

@@ -232,17 +232,7 @@ impl Client {
         statements: &[Statement],
         read_only: bool,
     ) -> Result<Vec<QueryResult>> {
-        let call = Call::new(
-            format!("run SQL on database {id}"),
-            Method::POST,
-            self.db_path(id, "/query"),
-            Permission::D1Edit,
-        )
-        .body(body_for(statements))
-        .idempotent(read_only);
-        self.send::<Vec<QueryResult>>(&call)
-            .map(|e| e.result.unwrap_or_default())
-            .map_err(|e| with_statement(e, statements))
+        self.run_sql(id, "/query", statements, read_only)
     }
 
     /// Runs statements through `/raw` (rows as arrays, column order kept).
@@ -252,15 +242,25 @@ impl Client {
         statements: &[Statement],
         read_only: bool,
     ) -> Result<Vec<RawResult>> {
+        self.run_sql(id, "/raw", statements, read_only)
+    }
+
+    fn run_sql<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        endpoint: &str,
+        statements: &[Statement],
+        read_only: bool,
+    ) -> Result<Vec<T>> {
         let call = Call::new(
             format!("run SQL on database {id}"),
             Method::POST,
-            self.db_path(id, "/raw"),
+            self.db_path(id, endpoint),
             Permission::D1Edit,
         )
         .body(body_for(statements))
         .idempotent(read_only);
-        self.send::<Vec<RawResult>>(&call)
+        self.send::<Vec<T>>(&call)
             .map(|e| e.result.unwrap_or_default())
             .map_err(|e| with_statement(e, statements))
     }
@@ -300,7 +300,7 @@ impl Client {
 
     /// Exports database `id` as SQL (polling until done) and downloads the dump.
     pub fn export_sql(&self, id: &str, options: &DumpOptions) -> Result<String> {
-        let operation = format!("export database {id}");
+        let mut poll = Poller::new(format!("export database {id}"));
         let mut body = json!({ "output_format": "polling" });
         if options.no_data || options.no_schema || !options.tables.is_empty() {
             body["dump_options"] = json!({
@@ -309,11 +309,9 @@ impl Client {
                 "tables": options.tables,
             });
         }
-        let started = Instant::now();
-        let mut wait = Duration::from_millis(100);
         loop {
             let call = Call::new(
-                operation.clone(),
+                poll.operation.clone(),
                 Method::POST,
                 self.db_path(id, "/export"),
                 Permission::D1Edit,
@@ -321,57 +319,28 @@ impl Client {
             .body(body.clone())
             .idempotent(true);
             let p = required(self.send::<Progress>(&call)?.result, &call)?;
-            match p.status.as_deref() {
-                Some("complete") => {
-                    let url = p
-                        .result
-                        .as_ref()
-                        .and_then(|r| r.get("signed_url"))
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| {
-                            unexpected(&call, "the finished export has no signed_url")
-                        })?;
-                    let bytes = self.download(&format!("download the export of {id}"), url)?;
-                    return String::from_utf8(bytes).map_err(|_| CloudflareError::Incomplete {
-                        operation,
-                        message: "the export is not UTF-8 text".into(),
-                    });
-                }
-                Some("error") => {
-                    return Err(CloudflareError::Incomplete {
-                        operation,
-                        message: p.error.unwrap_or_else(|| "the export failed".into()),
-                    });
-                }
-                _ => {
-                    if p.success == Some(false) {
-                        return Err(CloudflareError::Incomplete {
-                            operation,
-                            message: p.error.unwrap_or_else(|| "the export failed".into()),
-                        });
-                    }
-                    if let Some(b) = p.at_bookmark {
-                        body["current_bookmark"] = Value::String(b);
-                    }
-                }
+            if poll.complete(&p)? {
+                let url = p
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.get("signed_url"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| unexpected(&call, "the finished export has no signed_url"))?;
+                let bytes = self.download(&format!("download the export of {id}"), url)?;
+                return String::from_utf8(bytes)
+                    .map_err(|_| poll.failed("the export is not UTF-8 text"));
             }
-            if started.elapsed() > POLL_DEADLINE {
-                return Err(CloudflareError::Incomplete {
-                    operation,
-                    message: format!(
-                        "still running after {} minutes",
-                        POLL_DEADLINE.as_secs() / 60
-                    ),
-                });
+            if let Some(b) = p.at_bookmark {
+                body["current_bookmark"] = Value::String(b);
             }
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_secs(2));
+            poll.pause()?;
         }
     }
 
     /// Imports `sql` into database `id`: init → upload → ingest → poll until complete.
     pub fn import_sql(&self, id: &str, sql: &str) -> Result<ImportOutcome> {
         let operation = format!("import into database {id}");
+        let mut poll = Poller::new(operation.clone());
         let etag = hex::encode(Md5::digest(sql.as_bytes()));
         let path = self.db_path(id, "/import");
         let step = |body: Value| -> Result<Progress> {
@@ -385,10 +354,9 @@ impl Client {
             required(self.send::<Progress>(&call)?.result, &call)
         };
         let init = step(json!({ "action": "init", "etag": etag }))?;
-        let upload_url = init.upload_url.ok_or_else(|| CloudflareError::Incomplete {
-            operation: operation.clone(),
-            message: "the import did not give an upload URL".into(),
-        })?;
+        let upload_url = init
+            .upload_url
+            .ok_or_else(|| poll.failed("the import did not give an upload URL"))?;
         let filename = init.filename.unwrap_or_default();
         self.upload(
             &format!("upload the import for {id}"),
@@ -396,54 +364,74 @@ impl Client {
             sql.as_bytes().to_vec(),
         )?;
         let mut p = step(json!({ "action": "ingest", "etag": etag, "filename": filename }))?;
-        let started = Instant::now();
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match p.status.as_deref() {
-                Some("complete") => {
-                    let r = p.result.unwrap_or(Value::Null);
-                    return Ok(ImportOutcome {
-                        final_bookmark: r
-                            .get("final_bookmark")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                        num_queries: r.get("num_queries").and_then(Value::as_u64),
-                    });
-                }
-                Some("error") => {
-                    return Err(CloudflareError::Incomplete {
-                        operation,
-                        message: p.error.unwrap_or_else(|| "the import failed".into()),
-                    });
-                }
-                _ if p.success == Some(false) => {
-                    return Err(CloudflareError::Incomplete {
-                        operation,
-                        message: p.error.unwrap_or_else(|| "the import failed".into()),
-                    });
-                }
-                _ => {}
-            }
-            if started.elapsed() > POLL_DEADLINE {
-                return Err(CloudflareError::Incomplete {
-                    operation,
-                    message: format!(
-                        "still running after {} minutes",
-                        POLL_DEADLINE.as_secs() / 60
-                    ),
-                });
-            }
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_secs(2));
-            let mut poll = json!({ "action": "poll" });
+        while !poll.complete(&p)? {
+            poll.pause()?;
+            let mut body = json!({ "action": "poll" });
             if let Some(b) = &p.at_bookmark {
-                poll["current_bookmark"] = Value::String(b.clone());
+                body["current_bookmark"] = Value::String(b.clone());
             }
-            let next = step(poll)?;
+            let next = step(body)?;
             p = Progress {
                 at_bookmark: next.at_bookmark.or(p.at_bookmark),
                 ..next
             };
+        }
+        let r = p.result.unwrap_or(Value::Null);
+        Ok(ImportOutcome {
+            final_bookmark: r
+                .get("final_bookmark")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            num_queries: r.get("num_queries").and_then(Value::as_u64),
+        })
+    }
+}
+
+/// Paces the polls of an export or import and gives up after [`POLL_DEADLINE`].
+struct Poller {
+    operation: String,
+    started: Instant,
+    wait: Duration,
+}
+
+impl Poller {
+    fn new(operation: String) -> Poller {
+        Poller {
+            operation,
+            started: Instant::now(),
+            wait: Duration::from_millis(100),
+        }
+    }
+
+    /// Whether the step finished; `Err` when it reports a failure.
+    fn complete(&self, p: &Progress) -> Result<bool> {
+        match p.status.as_deref() {
+            Some("complete") => Ok(true),
+            Some("error") => Err(self.failed(p.error.as_deref().unwrap_or("it failed"))),
+            _ if p.success == Some(false) => {
+                Err(self.failed(p.error.as_deref().unwrap_or("it failed")))
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Sleeps before the next poll (100 ms, doubling up to 2 s).
+    fn pause(&mut self) -> Result<()> {
+        if self.started.elapsed() > POLL_DEADLINE {
+            return Err(self.failed(&format!(
+                "still running after {} minutes",
+                POLL_DEADLINE.as_secs() / 60
+            )));
+        }
+        std::thread::sleep(self.wait);
+        self.wait = (self.wait * 2).min(Duration::from_secs(2));
+        Ok(())
+    }
+
+    fn failed(&self, message: &str) -> CloudflareError {
+        CloudflareError::Incomplete {
+            operation: self.operation.clone(),
+            message: message.to_string(),
         }
     }
 }

@@ -274,6 +274,15 @@ fn table_digest(c: &Connection, table: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// The gate check `id` in a deploy outcome (or any JSON with a `checks` array).
+pub fn check(outcome: &serde_json::Value, id: &str) -> serde_json::Value {
+    outcome["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["id"] == id))
+        .cloned()
+        .unwrap_or_else(|| panic!("no check {id} in {outcome}"))
+}
+
 /// Schema SQL, the ledger and a checksum of every table's rows.
 pub fn db_digest(path: &Path) -> String {
     let c = Connection::open(path).expect("open");
