@@ -294,19 +294,20 @@ fn restore_preview(engine: &Engine, id: &str) -> Result<RecoveryPreview, EngineE
     if plan.losses.is_empty() {
         lines.push("  nothing: no row changed since the recovery point".into());
     }
-    for t in plan
-        .losses
-        .tables
-        .iter()
-        .filter(|t| t.inserted > 0 || t.deleted > 0 || t.updated.unwrap_or(0) > 0)
-    {
-        lines.push(format!(
-            "  {}: {} inserted (lost), {} updated (reverted), {} deleted (back)",
-            t.table,
-            t.inserted,
-            t.updated.map_or("?".into(), |u| u.to_string()),
-            t.deleted
-        ));
+    for t in &plan.losses.tables {
+        let counted = t.inserted > 0 || t.deleted > 0 || t.updated.unwrap_or(0) > 0;
+        if counted {
+            lines.push(format!(
+                "  {}: {} inserted (lost), {} updated (reverted), {} deleted (back)",
+                t.table,
+                t.inserted,
+                t.updated.map_or("?".into(), |u| u.to_string()),
+                t.deleted
+            ));
+        }
+        if let Some(note) = &t.note {
+            lines.push(format!("  {}: {note}", t.table));
+        }
     }
     if !plan.migrations_undone.is_empty() {
         lines.push(format!(
