@@ -101,10 +101,15 @@ fn print_monitor(d: &MonitorData) {
             thousands(t.errors),
             t.error_rate * 100.0
         );
+        let qps = t.count as f64 / secs;
         println!(
-            "{} queries · {:.2}/s · {} · p95 {}",
+            "{} queries · {}/s · {} · p95 {}",
             thousands(t.count),
-            t.count as f64 / secs,
+            if qps < 1.0 {
+                format!("{qps:.3}")
+            } else {
+                format!("{qps:.1}")
+            },
             if t.errors > 0 {
                 paint(&errors, RED)
             } else {

@@ -119,7 +119,7 @@ fn header(state: &State, d: &CapacityData, theme: &Theme) -> Lines {
     };
     let mut lines = vec![Line::from(first), cost];
     if let Some(f) = &d.usage.freshness {
-        lines.push(super::monitor::freshness(f, state, theme));
+        lines.extend(super::monitor::freshness(f, state, theme));
     }
     lines.push(Line::from(""));
     lines

@@ -42,7 +42,7 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
     };
     let empty = data.totals.count == 0 && data.top.is_empty();
     let mut lines: Vec<Line<'static>> = (data.freshness.iter())
-        .map(|f| freshness(f, state, theme))
+        .flat_map(|f| freshness(f, state, theme))
         .collect();
     if !empty {
         lines.push(totals(data, theme));
@@ -109,27 +109,28 @@ fn title(m: &MonitorState, theme: &Theme) -> Line<'static> {
     ])
 }
 
-/// "D1 analytics as of 12:04 (3 min ago), newest bucket 12:03", in the warning colour when
-/// the data is older than it should be and why.
-pub(super) fn freshness(f: &Freshness, state: &State, theme: &Theme) -> Line<'static> {
+/// "D1 analytics as of 12:04 (3 min ago), newest bucket 12:03" (at most two lines), in the
+/// warning colour when the data is older than it should be and the reason follows.
+pub(super) fn freshness(f: &Freshness, state: &State, theme: &Theme) -> Vec<Line<'static>> {
     let style = if f.note.is_some() {
         theme.warn()
     } else {
         theme.dim()
     };
-    let text = format!(" {}", f.describe(state.now));
-    let width = state.width.saturating_sub(1) as usize;
-    let text = if text.chars().count() > width {
-        format!(
-            "{}…",
-            text.chars()
-                .take(width.saturating_sub(1))
-                .collect::<String>()
-        )
-    } else {
-        text
-    };
-    Line::from(Span::styled(text, style))
+    let width = (state.width.saturating_sub(4) as usize).max(20);
+    let mut lines = super::detail::wrap(&f.describe(state.now), width);
+    if lines.len() > 2 {
+        lines.truncate(2);
+        lines[1].push('…');
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let indent = if i == 0 { " " } else { "   " };
+            Line::from(Span::styled(format!("{indent}{l}"), style))
+        })
+        .collect()
 }
 
 fn totals(d: &MonitorData, theme: &Theme) -> Line<'static> {
