@@ -129,13 +129,14 @@ fn day_text(raw: String) -> Result<NaiveDate> {
     })
 }
 
-/// Sums rollups per key (minute or hour; coarser counts as hour), keeping those in `[from, to)`.
+/// Sums rollups per key (minute or hour; coarser counts as hour), keeping those starting in
+/// `[from, to)`.
 fn by_key(rollups: &[Rollup], from: i64, to: i64) -> BTreeMap<Key, Rollup> {
     let mut out: BTreeMap<Key, Rollup> = BTreeMap::new();
     for r in rollups.iter().filter(|r| r.count > 0) {
         let res = r.resolution.min(Resolution::Hour);
         let t = res.floor(r.start.timestamp());
-        if r.start.timestamp() < from || r.start.timestamp() >= to {
+        if t < from || t >= to {
             continue;
         }
         let key = (res, t, r.fingerprint.clone());
@@ -365,8 +366,13 @@ impl MetricsStore {
                 .query_row([db], |r| r.get(0))
                 .optional()?;
             let to = pull.to.timestamp();
-            let from = stored.map_or(pull.from.timestamp(), |s| s.max(pull.from.timestamp()));
-            let fresh = by_key(&pull.rollups, from, to);
+            let pulled_from = pull.from.timestamp();
+            let from = stored.map_or(pulled_from, |s| s.max(pulled_from));
+            // A pull's first hour bucket may start before its `from` and hold only the events
+            // after it (they are filtered by exact time): it belongs to the pull. A stale
+            // pull keeps only buckets starting at or after the stored cursor.
+            let keep_from = if from > pulled_from { from } else { i64::MIN };
+            let fresh = by_key(&pull.rollups, keep_from, to);
             let old = ledger(&tx, db, from, to)?;
             for (key, o) in &old {
                 match fresh.get(key) {

@@ -247,3 +247,22 @@ fn d1_daily_totals_win_over_rollup_sums_in_usage() {
         (7, 700, 3, 4096, 1)
     );
 }
+
+#[test]
+fn a_partial_first_hour_is_kept_and_a_stale_pull_adds_nothing_final() {
+    let (_d, mut s) = store();
+    // A sync after a long pause reads from 12:13 by exact times; its first hour bucket is
+    // labelled 12:00 and holds only what ran after 12:13.
+    let mut hour = rollup(0, "SELECT 1", 5, 1.0);
+    hour.resolution = Resolution::Hour;
+    let batch = pull(13, 120, 110, vec![hour.clone(), rollup(115, "SELECT 1", 1, 1.0)]);
+    s.apply_analytics(&batch).unwrap();
+    let day = s.daily(None, t0().date_naive(), t0().date_naive()).unwrap();
+    assert_eq!(day[0].queries, 6);
+    // The same pull again (another process had it too): the cursor moved to 110, so only
+    // the tentative minute is compared, and nothing is added.
+    let again = s.apply_analytics(&batch).unwrap();
+    assert_eq!(again.added, 0);
+    let day = s.daily(None, t0().date_naive(), t0().date_naive()).unwrap();
+    assert_eq!(day[0].queries, 6);
+}
