@@ -293,6 +293,21 @@ impl Engine {
         })
     }
 
+    /// Until when an environment's analytics are final (cloudflare backend: its database's
+    /// sync cursor, the epoch before its first sync); `None` locally, where metrics are final
+    /// as recorded.
+    pub fn analytics_final_until(&self, env: &str) -> Result<Option<DateTime<Utc>>> {
+        if !self.uses_d1_analytics() {
+            return Ok(None);
+        }
+        let db = self.store.env(env)?.and_then(|e| e.database_id);
+        let cursors = open_metrics(&self.ws)?.sync_cursors()?;
+        let settled = (cursors.iter())
+            .find(|c| Some(&c.database_id) == db.as_ref())
+            .map(|c| c.settled_to);
+        Ok(Some(settled.unwrap_or_default()))
+    }
+
     /// `(environment, D1 database id)` of every environment that has a database.
     fn analytics_databases(&self) -> Result<Vec<(String, String)>> {
         Ok(self

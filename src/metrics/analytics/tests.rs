@@ -255,7 +255,12 @@ fn a_partial_first_hour_is_kept_and_a_stale_pull_adds_nothing_final() {
     // labelled 12:00 and holds only what ran after 12:13.
     let mut hour = rollup(0, "SELECT 1", 5, 1.0);
     hour.resolution = Resolution::Hour;
-    let batch = pull(13, 120, 110, vec![hour.clone(), rollup(115, "SELECT 1", 1, 1.0)]);
+    let batch = pull(
+        13,
+        120,
+        110,
+        vec![hour.clone(), rollup(115, "SELECT 1", 1, 1.0)],
+    );
     s.apply_analytics(&batch).unwrap();
     let day = s.daily(None, t0().date_naive(), t0().date_naive()).unwrap();
     assert_eq!(day[0].queries, 6);
