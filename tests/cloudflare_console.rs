@@ -113,7 +113,10 @@ fn approve_and_promote_from_the_console_on_cloudflare() {
     let screen = tmux.wait_for(&format!("live {r1}"));
     let header = screen.lines().next().unwrap_or_default();
     assert!(header.contains("cloudflare"), "{header}");
-    // ACCOUNT_CHECK assert!(header.contains(&server.account_id()[..6]), "the account: {header}");
+    assert!(
+        header.contains(&server.account_id()[..4]),
+        "the account: {header}"
+    );
     assert!(!screen.contains(server.token()));
 
     // Approve (Tab moves from Cancel to Approve), then promote with the typed code.

@@ -204,3 +204,44 @@ fn monitor_and_capacity_with_traffic_and_history() {
     keys(&mut state, &mut engine, &f.ids, "jjj");
     check("capacity_with_history", &mut state, &f.ids);
 }
+
+#[test]
+fn cloudflare_header_and_analytics_freshness() {
+    use d1ops::engine::analytics::{BudgetUse, Freshness, SOURCE, SyncOutcome};
+    // No traffic yet (charts follow the real clock; this is about the header and the line).
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    state.info.backend = "cloudflare".into();
+    state.info.account = Some("0123456789abcdef0123456789abcdef".into());
+    let fresh = Freshness {
+        source: SOURCE,
+        synced_at: Some(now() - chrono::Duration::minutes(3)),
+        age_seconds: Some(180),
+        newest_bucket: Some(now() - chrono::Duration::minutes(4)),
+        last_outcome: Some(SyncOutcome::Synced),
+        note: None,
+        next_sync_at: Some(now() + chrono::Duration::minutes(2)),
+        budget: BudgetUse {
+            used: 3,
+            limit: 250,
+            window_seconds: 300,
+        },
+    };
+    go(&mut state, &mut engine, &f.ids, Tab::Monitor);
+    if let Some(Ok(d)) = state.monitor.data.as_mut() {
+        d.freshness = Some(fresh.clone());
+    }
+    check("cloudflare_monitor", &mut state, &f.ids);
+    go(&mut state, &mut engine, &f.ids, Tab::Capacity);
+    if let Some(Ok(d)) = state.capacity.data.as_mut() {
+        d.usage.freshness = Some(Freshness {
+            last_outcome: Some(SyncOutcome::Budget),
+            note: Some(
+                "showing cached data: d1ops' GraphQL budget is used up (250 of 250 requests per 5 min); the next sync can run at 12:03"
+                    .into(),
+            ),
+            ..fresh
+        });
+    }
+    check("cloudflare_capacity_budget_spent", &mut state, &f.ids);
+}

@@ -185,6 +185,25 @@ pub enum Command {
     },
     /// Import query events from an app's logs (JSON lines; `-` reads stdin).
     Ingest { file: String },
+    /// The Monitor's numbers for an environment: totals, latency, the top queries, recent
+    /// errors (on Cloudflare, synced from D1's analytics first when due).
+    Monitor {
+        /// The environment (default: production).
+        env: Option<String>,
+        #[arg(long, default_value = "1h", value_parser = ["5m", "1h", "24h", "7d"])]
+        window: String,
+        /// The order of the top queries.
+        #[arg(long, default_value = "total-time", value_parser = ["total-time", "p95", "rows-read", "errors"])]
+        by: String,
+        /// How many top queries.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// D1's GraphQL Analytics (backend = "cloudflare").
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
     /// Daily usage per environment and in total, against the plan's limits.
     Usage {
         #[arg(long, default_value_t = 30)]
@@ -211,6 +230,16 @@ pub enum Command {
         /// How many events to show.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnalyticsCommand {
+    /// Pull new buckets into the metrics store now (within the GraphQL budget); without
+    /// --force nothing is asked when the last sync is younger than analytics_refresh.
+    Sync {
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -66,6 +66,9 @@ fn usage(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
         report.from,
         report.to
     );
+    if let Some(f) = &report.freshness {
+        println!("{}", super::monitor::freshness_line(f));
+    }
     print_days(&report);
     println!();
     print_status(&report.status);
@@ -169,6 +172,9 @@ fn forecast(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
         report.lookback_days,
         report.horizon_days
     );
+    if let Some(f) = &report.freshness {
+        println!("{}", super::monitor::freshness_line(f));
+    }
     let rows: Vec<Vec<String>> = report.items.iter().map(forecast_row).collect();
     print!(
         "{}",

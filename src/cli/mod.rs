@@ -12,6 +12,7 @@ mod capacity;
 mod lifecycle;
 mod lint;
 mod listings;
+mod monitor;
 mod observe;
 pub mod output;
 mod recovery;
@@ -184,6 +185,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 | Command::Ingest { .. } => observe::run(&cli, cmd, &mut engine),
                 Command::Usage { .. } | Command::Forecast { .. } | Command::Report { .. } => {
                     capacity::run(&cli, cmd, &mut engine)
+                }
+                Command::Monitor { .. } | Command::Analytics { .. } => {
+                    monitor::run(&cli, cmd, &engine)
                 }
                 _ => listings::run(&cli, cmd, &engine),
             }

@@ -254,6 +254,11 @@ fn print_traffic(s: &TrafficSummary) {
 }
 
 fn ingest_cmd(cli: &Cli, engine: &Engine, file: &str) -> anyhow::Result<i32> {
+    if engine.uses_d1_analytics() {
+        bail!(
+            "on backend = \"cloudflare\" the monitor's traffic comes from D1's analytics, which already count your app's queries; ingesting its logs too would count them twice"
+        );
+    }
     let input: Box<dyn BufRead> = if file == "-" {
         Box::new(std::io::stdin().lock())
     } else {

@@ -43,6 +43,9 @@ pub struct Call {
     pub permission: Permission,
     /// Safe to repeat after a 5xx or a lost answer.
     pub idempotent: bool,
+    /// Most extra attempts for this call (`None`: the client's setting). A call whose every
+    /// request is counted against a budget (GraphQL analytics) sets 0.
+    pub retries: Option<u32>,
 }
 
 impl Call {
@@ -61,6 +64,7 @@ impl Call {
             body: None,
             permission,
             idempotent,
+            retries: None,
         }
     }
 
@@ -77,6 +81,12 @@ impl Call {
     /// Marks a POST as safe to repeat (a read-only query, a poll).
     pub fn idempotent(mut self, yes: bool) -> Call {
         self.idempotent = yes;
+        self
+    }
+
+    /// Caps the extra attempts of this call (0: exactly one request).
+    pub fn retries(mut self, n: u32) -> Call {
+        self.retries = Some(n);
         self
     }
 }
@@ -114,6 +124,12 @@ impl Client {
         &self.settings.base
     }
 
+    /// `text` with the API token blanked out (for text that came from elsewhere: a server's
+    /// message, a library's error).
+    pub fn redact(&self, text: &str) -> String {
+        self.settings.token.redact(text)
+    }
+
     /// `/accounts/{account_id}{rest}`.
     pub fn account_path(&self, rest: &str) -> String {
         format!("/accounts/{}{rest}", self.settings.account_id)
@@ -134,6 +150,7 @@ impl Client {
     /// Like [`Client::send`], for a call whose successful answer is not an envelope (GraphQL).
     pub fn send_raw(&self, call: &Call) -> Result<Value> {
         let url = format!("{}{}", self.settings.base.trim_end_matches('/'), call.path);
+        let retries = call.retries.unwrap_or(self.settings.retries);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -152,7 +169,7 @@ impl Client {
                         operation: call.operation.clone(),
                         message: self.settings.token.redact(&without_url(&e)),
                     };
-                    if call.idempotent && attempt <= self.settings.retries {
+                    if call.idempotent && attempt <= retries {
                         self.backoff(attempt)
                     } else {
                         return Err(err);
@@ -162,7 +179,7 @@ impl Client {
                     Ok(v) => return Ok(v),
                     Err(Retry::No(e)) => return Err(e),
                     Err(Retry::After(wait, e)) => {
-                        if attempt > self.settings.retries {
+                        if attempt > retries {
                             return Err(e);
                         }
                         wait.unwrap_or_else(|| self.backoff(attempt))
@@ -225,7 +242,7 @@ impl Client {
                     wait,
                     CloudflareError::RateLimited {
                         operation: op,
-                        attempts: self.settings.retries + 1,
+                        attempts: call.retries.unwrap_or(self.settings.retries) + 1,
                     },
                 ))
             }

@@ -1,6 +1,8 @@
-//! Cloudflare's APIs for D1: the REST client (databases, SQL, Time Travel, export/import)
-//! and the token that authenticates it. The `cloudflare` backend is built on this; nothing
-//! here knows of releases or the engine.
+//! Cloudflare's APIs for D1: the REST client (databases, SQL, Time Travel, export/import),
+//! D1's datasets in the GraphQL Analytics API (`analytics`) and the token that authenticates
+//! both. The `cloudflare` backend and the analytics sync are built on this; nothing here
+//! knows of releases or the engine.
+pub mod analytics;
 mod client;
 pub mod d1;
 mod envelope;

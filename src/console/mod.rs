@@ -54,6 +54,7 @@ pub fn run(root: PathBuf, opts: EngineOptions) -> anyhow::Result<()> {
         workspace: engine.ws.root.display().to_string(),
         root: engine.ws.root.display().to_string(),
         backend: engine.backend.kind().to_string(),
+        account: engine.cloudflare_account(),
         actor: engine.actor.clone(),
         readonly: engine.readonly,
     };

@@ -215,6 +215,8 @@ pub struct Info {
     /// The workspace root as text, to show database paths relative to it.
     pub root: String,
     pub backend: String,
+    /// The Cloudflare account the workspace talks to (cloudflare backend).
+    pub account: Option<String>,
     pub actor: String,
     pub readonly: bool,
 }

@@ -56,8 +56,13 @@ impl Drop for Worker {
 /// How often a console session re-samples the day's usage (a session may span days).
 const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// How often a console session on Cloudflare checks whether D1's analytics are due for a
+/// sync (the engine asks Cloudflare only once `analytics_refresh` has passed).
+const ANALYTICS_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn serve(mut engine: Engine, rx: Receiver<Request>, reply: impl Fn(Reply)) {
     let mut sampled: Option<std::time::Instant> = None;
+    let mut analytics_checked: Option<std::time::Instant> = None;
     while let Ok(req) = rx.recv() {
         let started = std::time::Instant::now();
         let label = req.label();
@@ -77,6 +82,14 @@ fn serve(mut engine: Engine, rx: Receiver<Request>, reply: impl Fn(Reply)) {
             {
                 tracing::warn!(error = %e, "sampling usage failed");
             }
+        }
+        // On Cloudflare the watch and the header's alert read D1's analytics even when
+        // neither the Monitor nor the Capacity tab (which sync as they read) is open.
+        if engine.uses_d1_analytics()
+            && analytics_checked.is_none_or(|t| t.elapsed() >= ANALYTICS_CHECK_EVERY)
+        {
+            analytics_checked = Some(std::time::Instant::now());
+            engine.refresh_analytics();
         }
     }
 }

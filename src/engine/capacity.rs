@@ -1,5 +1,5 @@
-//! Capacity and post-launch watching: usage sampling, usage against the plan, limit
-//! forecasts, the post-promotion watch window, the Monitor's data, query plans with suggested
+//! Capacity and post-launch watching: usage sampling (and, on Cloudflare, syncing D1's
+//! analytics first), usage against the plan, limit forecasts, the post-promotion watch window, the Monitor's data, query plans with suggested
 //! indexes, and the weekly report.
 //!
 //! Reads the metrics store (rollups only) and the state store. Writes only usage samples,
@@ -8,7 +8,7 @@
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
-use super::{Engine, Result};
+use super::{Engine, Freshness, Result};
 use crate::backend::DatabaseRef;
 use crate::metrics::MetricsStore;
 use crate::metrics::forecast::{Forecast, ForecastOptions, Model, Outcome};
@@ -58,6 +58,8 @@ pub struct UsageReport {
     /// so far and the last complete day; per month: month to date).
     pub status: Vec<LimitUse>,
     pub cost: Option<CostProjection>,
+    /// How current D1's analytics are (cloudflare backend; `null` locally).
+    pub freshness: Option<Freshness>,
 }
 
 /// The projected bill for the current month.
@@ -104,6 +106,8 @@ pub struct ForecastReport {
     pub lookback_days: i64,
     pub horizon_days: i64,
     pub items: Vec<ForecastItem>,
+    /// How current D1's analytics are (cloudflare backend; `null` locally).
+    pub freshness: Option<Freshness>,
 }
 
 /// How many days ahead charts draw the projection.
@@ -178,6 +182,7 @@ impl Engine {
     /// Usage per day per environment and in total for the last `days` days (today
     /// included), with the plan's limits and the projected monthly cost.
     pub fn usage_report(&self, days: u32) -> Result<UsageReport> {
+        let freshness = self.refresh_analytics();
         self.sample_if_writable()?;
         let to = now_utc().date_naive();
         let from = to - chrono::Days::new(u64::from(days.clamp(1, 400)) - 1);
@@ -192,11 +197,13 @@ impl Engine {
             status: limit_use(&plan, &history, to),
             cost: cost_projection(&self.ws.config.plan, &plan, &history),
             days,
+            freshness,
         })
     }
 
     /// Forecasts every limit of the plan from the last `days` days of usage.
     pub fn forecast_report(&self, days: u32) -> Result<ForecastReport> {
+        let freshness = self.refresh_analytics();
         self.sample_if_writable()?;
         let to = now_utc().date_naive();
         let lookback = i64::from(days.clamp(7, 400));
@@ -211,6 +218,7 @@ impl Engine {
             lookback_days: lookback,
             horizon_days: opts.horizon_days,
             items: forecast_items(&self.plan(), &history, to, &opts),
+            freshness,
         })
     }
 }

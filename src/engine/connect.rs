@@ -59,6 +59,17 @@ pub fn cloudflare_target(ws: &Workspace) -> Result<CloudflareTarget> {
     })
 }
 
+impl super::Engine {
+    /// The Cloudflare account this workspace talks to (cloudflare backend only). Not a
+    /// secret, but views show it shortened.
+    pub fn cloudflare_account(&self) -> Option<String> {
+        if self.ws.config.backend != BackendKind::Cloudflare {
+            return None;
+        }
+        cloudflare_target(&self.ws).ok().map(|t| t.account_id)
+    }
+}
+
 /// A REST client for the workspace's account (token from `CLOUDFLARE_API_TOKEN`).
 pub fn cloudflare_client(ws: &Workspace) -> Result<(Client, CloudflareTarget, CloudflareConfig)> {
     let target = cloudflare_target(ws)?;

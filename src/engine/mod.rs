@@ -11,6 +11,7 @@ use crate::model::{Failure, Release};
 use crate::store::{Store, StoreError};
 use crate::workspace::{ConfigError, DiscoveryError, Workspace};
 
+pub mod analytics;
 pub mod capacity;
 mod cleanup;
 pub mod connect;
@@ -23,6 +24,7 @@ mod restore;
 mod rollback;
 mod views;
 
+pub use analytics::{Freshness, SyncOutcome, SyncReport};
 pub use capacity::{
     CostProjection, ForecastItem, ForecastReport, IndexSuggestion, MonitorData, MonitorWindow,
     QueryPlan, UsageReport, WatchReport, WatchStatus, WeeklyReport,

@@ -131,7 +131,8 @@ pub struct ExecOutcome {
     pub release: Option<String>,
     /// One per statement (SQL holding several statements runs them as one batch).
     pub results: Vec<StatementResult>,
-    /// Events written to the metrics store.
+    /// Events counted in the metrics store (0 on Cloudflare, where D1's analytics count the
+    /// statements and the sync brings them in).
     pub recorded: usize,
     /// Why recording failed, when it did (the statements ran regardless).
     pub metrics_error: Option<String>,
@@ -166,7 +167,12 @@ impl Engine {
             },
         )?;
         let events = events_for(&target, &outcome);
-        let (recorded, metrics_error) = match record_now(&self.ws.state_dir(), &events) {
+        // On Cloudflare the statement is counted by D1's analytics (pulled by the sync);
+        // counting it here too would count it twice. Its error, if any, is still kept.
+        let only_errors = self.uses_d1_analytics();
+        let (recorded, metrics_error) = match record_now(&self.ws.state_dir(), &events, only_errors)
+        {
+            Ok(()) if only_errors => (0, None),
             Ok(()) => (events.len(), None),
             Err(e) => {
                 tracing::warn!(error = %e, "recording query events failed");
@@ -249,13 +255,24 @@ pub fn events_for(target: &Target, outcome: &BatchOutcome) -> Vec<QueryEvent> {
     events
 }
 
-/// Writes events to the workspace's metrics store in one transaction.
-fn record_now(state_dir: &Path, events: &[QueryEvent]) -> std::result::Result<(), String> {
-    if events.is_empty() {
+/// Writes events to the workspace's metrics store in one transaction (`only_errors`: just
+/// their errors, to the recent-error ring).
+fn record_now(
+    state_dir: &Path,
+    events: &[QueryEvent],
+    only_errors: bool,
+) -> std::result::Result<(), String> {
+    if events.is_empty() || (only_errors && !events.iter().any(QueryEvent::is_error)) {
         return Ok(());
     }
     MetricsStore::open(state_dir)
-        .and_then(|mut m| m.record(events))
+        .and_then(|mut m| {
+            if only_errors {
+                m.record_errors(events)
+            } else {
+                m.record(events)
+            }
+        })
         .map_err(|e| e.to_string())
 }
 

@@ -11,6 +11,7 @@ const SUB_BUCKETS: usize = 1 << SUB_BITS;
 /// Powers of two covered: 2^0 µs … 2^32 µs.
 const OCTAVES: usize = 32;
 mod codec;
+mod reconstruct;
 
 #[cfg(test)]
 mod accuracy_tests;
@@ -160,6 +161,45 @@ impl Histogram {
         self.max_ms = self.max_ms.max(other.max_ms);
     }
 
+    /// Takes `other`'s counts back out, bucket by bucket and never below zero: the inverse
+    /// of [`Histogram::merge`] for a histogram merged in earlier (D1 analytics replace a
+    /// re-fetched bucket this way). Counts come back exactly; the exact min and max cannot,
+    /// so when the bucket that held one empties it becomes the edge of the nearest bucket
+    /// still holding counts.
+    pub fn subtract(&mut self, other: &Histogram) {
+        if other.total == 0 || self.total == 0 {
+            return;
+        }
+        let end = self.offset + self.counts.len();
+        for (k, &c) in other.counts.iter().enumerate() {
+            let i = other.offset + k;
+            if i < self.offset || i >= end {
+                continue;
+            }
+            let slot = &mut self.counts[i - self.offset];
+            let taken = (*slot).min(c);
+            *slot -= taken;
+            self.total -= taken;
+        }
+        let (Some(first), Some(last)) = (
+            self.counts.iter().position(|c| *c > 0),
+            self.counts.iter().rposition(|c| *c > 0),
+        ) else {
+            self.clear();
+            return;
+        };
+        self.counts.truncate(last + 1);
+        self.counts.drain(..first);
+        self.offset += first;
+        let last = self.offset + self.counts.len() - 1;
+        if bucket_of(self.min_ms) < self.offset {
+            self.min_ms = bucket_bounds(self.offset).0;
+        }
+        if bucket_of(self.max_ms) > last {
+            self.max_ms = representative(last);
+        }
+    }
+
     /// Number of recorded durations.
     pub fn count(&self) -> u64 {
         self.total
@@ -304,6 +344,41 @@ mod tests {
             assert_eq!(got, h.quantile(*q));
         }
         assert_eq!(Histogram::new().quantiles([0.5]), [None]);
+    }
+
+    #[test]
+    fn subtract_undoes_a_merge() {
+        let (mut a, mut b) = (Histogram::new(), Histogram::new());
+        for v in [0.5, 2.0, 3.0] {
+            a.record(v);
+        }
+        b.record(0.01);
+        b.record_n(700.0, 3);
+        let before = a.clone();
+        a.merge(&b);
+        a.subtract(&b);
+        assert_eq!(a.count(), 3);
+        assert_eq!(
+            a.quantiles([0.0, 0.5, 1.0]),
+            before.quantiles([0.0, 0.5, 1.0])
+        );
+        assert_eq!(
+            a.buckets().collect::<Vec<_>>(),
+            before.buckets().collect::<Vec<_>>()
+        );
+        // The exact extremes of what is left are lost, but stay inside their buckets.
+        let (lo, _) = bucket_bounds(bucket_of(0.5));
+        assert_eq!(a.min(), Some(lo));
+        assert!(a.max().unwrap() < bucket_bounds(bucket_of(3.0)).1);
+        a.subtract(&before);
+        assert!(a.is_empty());
+        assert_eq!(a, Histogram::new());
+        // More than is there: nothing goes below zero.
+        let mut c = Histogram::new();
+        c.record(1.0);
+        c.subtract(&b);
+        assert_eq!(c.count(), 1);
+        assert_eq!(Histogram::from_bytes(&c.to_bytes()).unwrap(), c);
     }
 
     #[test]

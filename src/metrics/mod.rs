@@ -13,6 +13,7 @@
 //! statements d1ops runs itself belongs to the executor, not here.
 use chrono::{DateTime, NaiveDate, Utc};
 
+pub mod analytics;
 pub mod event;
 pub mod fingerprint;
 pub mod forecast;

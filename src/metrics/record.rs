@@ -2,7 +2,9 @@
 //! (environment, fingerprint, minute), folded into its hour and day and into the
 //! environment-wide rows, then upserted — counts added, histograms merged by
 //! `d1ops_hist_merge` — in one IMMEDIATE transaction with the fingerprints and the error
-//! ring. Must not read rollups back or apply retention (that is `maintain`).
+//! ring. [`unwrite_batch`] takes a batch back out (subtracting, histograms by
+//! `d1ops_hist_sub`), which is how re-fetched D1 analytics replace what was recorded before.
+//! Must not read rollups back or apply retention (that is `maintain`).
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,7 +21,7 @@ const MAX_MESSAGE: usize = 2_000;
 
 /// One batch, summed: per-fingerprint and per-environment rows at every resolution.
 #[derive(Default)]
-struct Batch<'a> {
+pub(super) struct Batch<'a> {
     fp: BTreeMap<(Resolution, i64, &'a str, &'a str), Sums>,
     env: BTreeMap<(Resolution, i64, &'a str), Sums>,
     /// Fingerprint text → (first, last) seen, unix seconds.
@@ -59,6 +61,22 @@ impl<'a> Batch<'a> {
         e.0 = e.0.min(first);
         e.1 = e.1.max(last);
     }
+
+    /// Pre-aggregated rollups (minute or hour; coarser ones count as hours), summed.
+    pub(super) fn of_rollups(rollups: &'a [Rollup]) -> Batch<'a> {
+        let mut batch = Batch::default();
+        for r in rollups.iter().filter(|r| r.count > 0) {
+            let res = r.resolution.min(Resolution::Hour);
+            let t = res.floor(r.start.timestamp());
+            batch.add(res, t, &r.env, &r.fingerprint, r.sums());
+            batch.see(&r.fingerprint, t, t + res.secs() - 1);
+        }
+        batch
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.fp.is_empty()
+    }
 }
 
 fn upsert_sql(table: &str, with_fp: bool) -> String {
@@ -76,6 +94,22 @@ fn upsert_sql(table: &str, with_fp: bool) -> String {
          rows_written = rows_written + excluded.rows_written, \
          rows_returned = rows_returned + excluded.rows_returned, \
          hist = d1ops_hist_merge(hist, excluded.hist)"
+    )
+}
+
+/// Takes one row's sums back out; `?3` (the fingerprint) is unused for environment rows.
+fn subtract_sql(table: &str, with_fp: bool) -> String {
+    let key = if with_fp {
+        "t = ?1 AND env = ?2 AND fp = ?3"
+    } else {
+        "t = ?1 AND env = ?2 AND ?3 IS NULL"
+    };
+    format!(
+        "UPDATE {table} SET count = max(count - ?4, 0), errors = max(errors - ?5, 0), \
+         sum_ms = max(sum_ms - ?6, 0), rows_read = max(rows_read - ?7, 0), \
+         rows_written = max(rows_written - ?8, 0), \
+         rows_returned = max(rows_returned - ?9, 0), hist = d1ops_hist_sub(hist, ?10) \
+         WHERE {key}"
     )
 }
 
@@ -115,65 +149,122 @@ impl MetricsStore {
 
     /// Records pre-aggregated rollups (minute or hour), merged like events.
     pub fn record_rollups(&mut self, rollups: &[Rollup]) -> Result<()> {
-        let mut batch = Batch::default();
-        for r in rollups.iter().filter(|r| r.count > 0) {
-            let res = r.resolution.min(Resolution::Hour);
-            let t = res.floor(r.start.timestamp());
-            batch.add(res, t, &r.env, &r.fingerprint, r.sums());
-            batch.see(&r.fingerprint, t, t + res.secs() - 1);
-        }
-        if batch.fp.is_empty() {
+        let batch = Batch::of_rollups(rollups);
+        if batch.is_empty() {
             return Ok(());
         }
         self.write(&batch, &[])
     }
 
+    /// Records only the errors of `events` in the recent-error ring, counting nothing in the
+    /// rollups (for statements whose counts arrive from another source, such as D1's
+    /// analytics).
+    pub fn record_errors(&mut self, events: &[QueryEvent]) -> Result<()> {
+        let mut errors: Vec<&QueryEvent> = events.iter().filter(|e| e.is_error()).collect();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        errors.sort_by_key(|e| e.at);
+        let keep = errors.len().saturating_sub(self.settings.error_capacity);
+        let mut batch = Batch::default();
+        for e in &errors[keep..] {
+            let t = e.at.timestamp();
+            batch.see(&e.fingerprint, t, t);
+        }
+        self.write(&batch, &errors[keep..])
+    }
+
     fn write(&mut self, batch: &Batch, errors: &[&QueryEvent]) -> Result<()> {
-        let ids: HashMap<&str, String> = batch
-            .seen
-            .keys()
-            .map(|fp| (*fp, fingerprint_id(fp)))
-            .collect();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO fingerprints(id, text, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
-                     last_seen = max(last_seen, excluded.last_seen)",
-            )?;
-            for (fp, (first, last)) in &batch.seen {
-                stmt.execute(params![id(&ids, fp), fp, first, last])?;
-            }
-            let mut fp_stmts = Vec::new();
-            let mut env_stmts = Vec::new();
-            for res in Resolution::ALL {
-                fp_stmts.push(tx.prepare_cached(&upsert_sql(res.fp_table(), true))?);
-                env_stmts.push(tx.prepare_cached(&upsert_sql(res.env_table(), false))?);
-            }
-            for ((res, t, env, fp), s) in &batch.fp {
-                upsert(&mut fp_stmts[*res as usize], *t, env, Some(id(&ids, fp)), s)?;
-            }
-            for ((res, t, env), s) in &batch.env {
-                upsert(&mut env_stmts[*res as usize], *t, env, None, s)?;
-            }
-            if !errors.is_empty() {
-                push_errors(&tx, errors, &ids, self.settings.error_capacity)?;
-            }
-            // The end of the newest span recorded: readers may treat everything after it as
-            // empty (see `rollup::cover`).
-            if let Some(end) = batch.data_end {
-                tx.prepare_cached(
-                    "INSERT INTO meta(key, value) VALUES ('data_end', ?1)
-                     ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                )?
-                .execute([end])?;
-            }
-        }
+        write_batch(&tx, batch, errors, self.settings.error_capacity)?;
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Writes a batch inside `tx`: fingerprints, rollup rows (added), errors, `data_end`.
+pub(super) fn write_batch(
+    tx: &rusqlite::Transaction,
+    batch: &Batch,
+    errors: &[&QueryEvent],
+    error_capacity: usize,
+) -> Result<()> {
+    let ids: HashMap<&str, String> = batch
+        .seen
+        .keys()
+        .map(|fp| (*fp, fingerprint_id(fp)))
+        .collect();
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO fingerprints(id, text, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
+                     last_seen = max(last_seen, excluded.last_seen)",
+        )?;
+        for (fp, (first, last)) in &batch.seen {
+            stmt.execute(params![id(&ids, fp), fp, first, last])?;
+        }
+        let mut fp_stmts = Vec::new();
+        let mut env_stmts = Vec::new();
+        for res in Resolution::ALL {
+            fp_stmts.push(tx.prepare_cached(&upsert_sql(res.fp_table(), true))?);
+            env_stmts.push(tx.prepare_cached(&upsert_sql(res.env_table(), false))?);
+        }
+        for ((res, t, env, fp), s) in &batch.fp {
+            upsert(&mut fp_stmts[*res as usize], *t, env, Some(id(&ids, fp)), s)?;
+        }
+        for ((res, t, env), s) in &batch.env {
+            upsert(&mut env_stmts[*res as usize], *t, env, None, s)?;
+        }
+        if !errors.is_empty() {
+            push_errors(tx, errors, &ids, error_capacity)?;
+        }
+        // The end of the newest span recorded: readers may treat everything after it as
+        // empty (see `rollup::cover`).
+        if let Some(end) = batch.data_end {
+            tx.prepare_cached(
+                "INSERT INTO meta(key, value) VALUES ('data_end', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+            )?
+            .execute([end])?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes a batch that was written earlier back out of every rollup row it touched, inside
+/// `tx`; rows left with no queries are deleted. Fingerprints, errors and `data_end` stay.
+pub(super) fn unwrite_batch(tx: &rusqlite::Transaction, batch: &Batch) -> Result<()> {
+    for res in Resolution::ALL {
+        for with_fp in [true, false] {
+            let table = if with_fp {
+                res.fp_table()
+            } else {
+                res.env_table()
+            };
+            let mut stmt = tx.prepare_cached(&subtract_sql(table, with_fp))?;
+            let mut empty = tx.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE t = ?1 AND env = ?2 AND count <= 0"
+            ))?;
+            let rows: Vec<(i64, &str, Option<String>, &Sums)> = if with_fp {
+                (batch.fp.iter())
+                    .filter(|((r, ..), _)| *r == res)
+                    .map(|((_, t, env, fp), s)| (*t, *env, Some(fingerprint_id(fp)), s))
+                    .collect()
+            } else {
+                (batch.env.iter())
+                    .filter(|((r, ..), _)| *r == res)
+                    .map(|((_, t, env), s)| (*t, *env, None, s))
+                    .collect()
+            };
+            for (t, env, fp, s) in rows {
+                upsert(&mut stmt, t, env, fp.as_deref(), s)?;
+                empty.execute(params![t, env])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs an upsert prepared from [`upsert_sql`] for one row.

@@ -17,6 +17,8 @@
 //! - `meta`: watermarks (`fp_minutes_from`, `env_minutes_from`: minute rows before these were
 //!   dropped by retention, so readers use hours there; `data_end`: the end of the newest span
 //!   recorded, after which a reader may assume nothing exists).
+//! - `usage_traffic`, `d1_ledger`, `d1_sync`, `analytics_calls`, `analytics_status`: D1
+//!   analytics pulled from Cloudflare (v3; see `analytics.rs`).
 //!
 //! 16 KiB pages, incremental auto-vacuum, a memory-mapped file and a 16 MiB page cache: the
 //! readers scan thousands of 0.3–2 KB rows per call.
@@ -71,7 +73,25 @@ fn upgrades() -> Vec<String> {
          CREATE TABLE env_week(t INTEGER NOT NULL, env TEXT NOT NULL, {ROLLUP_COLUMNS}, \
          PRIMARY KEY (t, env)) WITHOUT ROWID;\n"
     ));
-    vec![v1, v2]
+    // v3: D1 analytics from Cloudflare (see `analytics.rs`): daily traffic as Cloudflare
+    // counts it, the buckets that may still change, per-database sync progress, the
+    // GraphQL call log behind the budget, and the last sync's outcome.
+    let v3 = format!(
+        "CREATE TABLE usage_traffic(day TEXT NOT NULL, env TEXT NOT NULL, \
+            queries INTEGER NOT NULL, rows_read INTEGER NOT NULL, rows_written INTEGER NOT NULL, \
+            synced_at INTEGER NOT NULL, PRIMARY KEY (day, env)) WITHOUT ROWID;
+         CREATE TABLE d1_ledger(db TEXT NOT NULL, res TEXT NOT NULL, t INTEGER NOT NULL, \
+            env TEXT NOT NULL, fp_text TEXT NOT NULL, {ROLLUP_COLUMNS}, \
+            PRIMARY KEY (db, res, t, fp_text)) WITHOUT ROWID;
+         CREATE TABLE d1_sync(db TEXT PRIMARY KEY, env TEXT NOT NULL, \
+            settled_to INTEGER NOT NULL, days_from TEXT NOT NULL, newest_bucket INTEGER, \
+            synced_at INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE analytics_calls(seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL);
+         CREATE TABLE analytics_status(id INTEGER PRIMARY KEY CHECK (id = 1), \
+            attempted_at INTEGER, synced_at INTEGER, blocked_until INTEGER, \
+            outcome TEXT, message TEXT);"
+    );
+    vec![v1, v2, v3]
 }
 
 /// Retention and ring sizes. Defaults: per-fingerprint minutes 48 h, environment minutes
@@ -203,28 +223,46 @@ impl MetricsStore {
 }
 
 /// `d1ops_hist_merge(a, b)`: the merge of two serialised histograms (NULL counts as empty),
-/// so an upsert merges in SQLite without a read round trip.
+/// so an upsert merges in SQLite without a read round trip. `d1ops_hist_sub(a, b)`: `a`
+/// with `b`'s counts taken back out ([`Histogram::subtract`]).
 fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
-    conn.create_scalar_function(
-        "d1ops_hist_merge",
-        2,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-        |ctx| {
-            let mut h = Histogram::new();
-            for i in 0..2 {
-                let raw = ctx.get_raw(i);
-                if raw == rusqlite::types::ValueRef::Null {
-                    continue;
-                }
-                let bytes = raw
-                    .as_blob()
-                    .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
-                h.merge_bytes(bytes)
-                    .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("d1ops_hist_merge", 2, flags, |ctx| {
+        let mut h = Histogram::new();
+        for i in 0..2 {
+            let raw = ctx.get_raw(i);
+            if raw == rusqlite::types::ValueRef::Null {
+                continue;
             }
-            Ok(h.to_bytes())
-        },
-    )
+            let bytes = raw
+                .as_blob()
+                .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+            h.merge_bytes(bytes)
+                .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+        }
+        Ok(h.to_bytes())
+    })?;
+    conn.create_scalar_function("d1ops_hist_sub", 2, flags, |ctx| {
+        let mut h = hist_arg(ctx, 0)?.unwrap_or_default();
+        if let Some(other) = hist_arg(ctx, 1)? {
+            h.subtract(&other);
+        }
+        Ok(h.to_bytes())
+    })
+}
+
+/// Argument `i` of a histogram function as a histogram (`None` for NULL).
+fn hist_arg(ctx: &rusqlite::functions::Context, i: usize) -> rusqlite::Result<Option<Histogram>> {
+    let raw = ctx.get_raw(i);
+    if raw == rusqlite::types::ValueRef::Null {
+        return Ok(None);
+    }
+    let bytes = raw
+        .as_blob()
+        .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+    Histogram::from_bytes(bytes)
+        .map(Some)
+        .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))
 }
 
 #[cfg(test)]
@@ -295,11 +333,15 @@ mod tests {
         );
         drop(store);
         let raw = Connection::open(dir.path().join(METRICS_FILE)).unwrap();
-        raw.execute_batch("DROP TABLE fp_week; DROP TABLE env_week; PRAGMA user_version = 1;")
-            .unwrap();
+        raw.execute_batch(
+            "DROP TABLE fp_week; DROP TABLE env_week; DROP TABLE usage_traffic; \
+             DROP TABLE d1_ledger; DROP TABLE d1_sync; DROP TABLE analytics_calls; \
+             DROP TABLE analytics_status; PRAGMA user_version = 1;",
+        )
+        .unwrap();
         drop(raw);
         let store = MetricsStore::open(dir.path()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), upgrades().len() as i64);
         assert_eq!(weeks(&store), written);
     }
 

@@ -1,5 +1,6 @@
 //! Daily usage against a plan: samples of storage and database count per (day, environment)
-//! in `usage_daily`, joined with daily traffic from the rollups; how much of each plan limit
+//! in `usage_daily`, joined with daily traffic from the rollups (or, where synced, D1's own
+//! daily totals in `usage_traffic`, which win); how much of each plan limit
 //! is used; the projected monthly bill on priced plans; and the daily series the forecast
 //! reads per limit. Storage is sampled by callers (engine, console sessions); this module
 //! must not measure databases itself.
@@ -81,21 +82,7 @@ pub struct LimitUse {
 impl MetricsStore {
     /// Records a usage sample; a later sample for the same day and environment replaces it.
     pub fn record_usage(&self, sample: &UsageSample) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO usage_daily(day, env, storage_bytes, databases, sampled_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(day, env) DO UPDATE SET storage_bytes = excluded.storage_bytes,
-                     databases = excluded.databases, sampled_at = excluded.sampled_at",
-            )?
-            .execute((
-                sample.day.to_string(),
-                &sample.env,
-                int(sample.storage_bytes),
-                int(sample.databases),
-                crate::model::now_utc().timestamp(),
-            ))?;
-        Ok(())
+        upsert_sample(&self.conn, sample)
     }
 
     /// Usage per (day, environment) for `from..=to`, ordered by day then environment. A day
@@ -105,6 +92,23 @@ impl MetricsStore {
         let mut out: BTreeMap<(NaiveDate, String), UsageDay> = BTreeMap::new();
         for t in self.daily_by_env(from, to)? {
             out.insert((t.day, t.env.clone()), t);
+        }
+        // Cloudflare's own daily totals, where synced, win over the rollups' sums.
+        for t in self.usage_traffic(from, to)? {
+            let row = out
+                .entry((t.day, t.env.clone()))
+                .or_insert_with(|| UsageDay {
+                    day: t.day,
+                    env: t.env.clone(),
+                    storage_bytes: 0,
+                    rows_read: 0,
+                    rows_written: 0,
+                    queries: 0,
+                    databases: 0,
+                });
+            row.queries = t.queries;
+            row.rows_read = t.rows_read;
+            row.rows_written = t.rows_written;
         }
         let mut stmt = self.conn.prepare_cached(
             "SELECT day, env, storage_bytes, databases FROM usage_daily
@@ -180,6 +184,24 @@ impl MetricsStore {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// Writes a usage sample through `conn` (a transaction, or the store's connection).
+pub(super) fn upsert_sample(conn: &rusqlite::Connection, sample: &UsageSample) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO usage_daily(day, env, storage_bytes, databases, sampled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(day, env) DO UPDATE SET storage_bytes = excluded.storage_bytes,
+             databases = excluded.databases, sampled_at = excluded.sampled_at",
+    )?
+    .execute((
+        sample.day.to_string(),
+        &sample.env,
+        int(sample.storage_bytes),
+        int(sample.databases),
+        crate::model::now_utc().timestamp(),
+    ))?;
+    Ok(())
 }
 
 /// Account-wide totals per day (environment [`ALL_ENVS`]).

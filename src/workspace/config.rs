@@ -144,6 +144,9 @@ pub struct CloudflareConfig {
     pub retries: u32,
     /// How long analytics read from the GraphQL API are reused before asking again.
     pub analytics_refresh: String,
+    /// Most GraphQL requests d1ops makes in any 5 minutes. Cloudflare allows each user 300;
+    /// the rest is left to other tools using the same token.
+    pub analytics_budget: u32,
     /// Refused when present: the token belongs in `CLOUDFLARE_API_TOKEN` only. Read so the
     /// refusal can name the key without echoing the value.
     #[serde(skip_serializing)]
@@ -161,6 +164,7 @@ impl Default for CloudflareConfig {
             timeout: "60s".into(),
             retries: 4,
             analytics_refresh: "5m".into(),
+            analytics_budget: 250,
             api_token: None,
         }
     }
@@ -185,6 +189,12 @@ impl CloudflareConfig {
             return Some(format!(
                 "cloudflare.analytics_refresh {:?} is not a duration (try \"5m\")",
                 self.analytics_refresh
+            ));
+        }
+        if !(1..=300).contains(&self.analytics_budget) {
+            return Some(format!(
+                "cloudflare.analytics_budget {} must be between 1 and 300 (Cloudflare allows 300 GraphQL requests per 5 minutes)",
+                self.analytics_budget
             ));
         }
         if self.max_batch_statements < 2 {

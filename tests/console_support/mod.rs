@@ -148,6 +148,7 @@ pub fn info(root: &Path, readonly: bool) -> Info {
         workspace: "~/shop".into(),
         root: root.display().to_string(),
         backend: "local".into(),
+        account: None,
         actor: "bob".into(),
         readonly,
     }

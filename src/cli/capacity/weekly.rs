@@ -20,6 +20,12 @@ pub fn markdown(r: &WeeklyReport) -> String {
         "# d1ops weekly report: {} to {}\n\nPlan **{}**. Generated {}.\n\n",
         r.from, r.to, r.plan, r.generated_at
     );
+    if let Some(f) = &r.freshness {
+        out.push_str(&format!(
+            "Traffic and storage from Cloudflare's D1 analytics: {}.\n\n",
+            f.describe(crate::model::now_utc())
+        ));
+    }
     usage(&mut out, r);
     limits(&mut out, r);
     queries(

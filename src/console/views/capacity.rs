@@ -54,7 +54,7 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
         }
         Some(Ok(d)) => d,
     };
-    let mut top = header(data, theme);
+    let mut top = header(state, data, theme);
     top.extend(gauges(state, data, theme, body.width as usize));
     top.push(Line::from(""));
     let bottom = footer_lines(state, data, theme, body.height);
@@ -88,7 +88,7 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
     );
 }
 
-fn header(d: &CapacityData, theme: &Theme) -> Lines {
+fn header(state: &State, d: &CapacityData, theme: &Theme) -> Lines {
     let last = d.usage.totals.last();
     let mut first = vec![
         Span::styled(" Capacity ", theme.title()),
@@ -117,7 +117,12 @@ fn header(d: &CapacityData, theme: &Theme) -> Lines {
             theme.dim(),
         )),
     };
-    vec![Line::from(first), cost, Line::from("")]
+    let mut lines = vec![Line::from(first), cost];
+    if let Some(f) = &d.usage.freshness {
+        lines.extend(super::monitor::freshness(f, state, theme));
+    }
+    lines.push(Line::from(""));
+    lines
 }
 
 fn gauges(state: &State, d: &CapacityData, theme: &Theme, width: usize) -> Lines {

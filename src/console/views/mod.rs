@@ -86,8 +86,8 @@ fn header(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
         bar
     };
     let mut tail = Vec::new();
-    if wide {
-        tail.push(Span::styled(format!("│ {} ", state.info.backend), bar));
+    if let Some(label) = backend_label(&state.info.backend, state.info.account.as_deref(), wide) {
+        tail.push(Span::styled(format!("│ {label} "), bar));
     }
     tail.push(Span::styled(format!("│ live {live} │ "), bar));
     tail.push(Span::styled(format!("alerts {alerts} "), alert_style));
@@ -132,6 +132,29 @@ fn header(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
         Paragraph::new(Line::from(right)).alignment(Alignment::Right),
         right_area,
     );
+}
+
+/// Which backend (and Cloudflare account) the console talks to: `cloudflare · acct
+/// 0123…cdef` when wide, `cf …cdef` when narrow; the local backend is named only when wide.
+pub fn backend_label(backend: &str, account: Option<&str>, wide: bool) -> Option<String> {
+    let chars: Vec<char> = account.unwrap_or("").trim().chars().collect();
+    let end = |n: usize| {
+        chars[chars.len().saturating_sub(n)..]
+            .iter()
+            .collect::<String>()
+    };
+    match (account, wide) {
+        (Some(_), true) if chars.len() > 10 => Some(format!(
+            "{backend} · acct {}…{}",
+            chars[..4].iter().collect::<String>(),
+            end(4)
+        )),
+        (Some(_), true) => Some(format!("{backend} · acct {}", end(10))),
+        (Some(_), false) if chars.len() > 4 => Some(format!("cf …{}", end(4))),
+        (Some(_), false) => Some(format!("cf {}", end(4))),
+        (None, true) => Some(backend.to_string()),
+        (None, false) => None,
+    }
 }
 
 fn tabs(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {

@@ -1,7 +1,8 @@
 //! The Monitor tab: environment, window and order chosen with `e`, `w`, `o`; totals for the
 //! window; the live release's watch when it regressed; charts of p50/p95/p99 latency, QPS and
 //! error rate; the top queries; and the selected query's plan with a suggested index (`i`
-//! writes it). Times on the axes are relative ("-30m", "now"), never the wall clock.
+//! writes it). Times on the axes are relative ("-30m", "now"), never the wall clock. On
+//! Cloudflare a line says how fresh D1's analytics are.
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -15,7 +16,7 @@ use super::charts::{ago, compact, ms, pool, y_labels};
 use super::theme::Theme;
 use crate::console::format;
 use crate::console::state::{MonitorState, State, order_label};
-use crate::engine::{MonitorData, WatchStatus};
+use crate::engine::{Freshness, MonitorData, WatchStatus};
 use crate::gate::thousands;
 
 /// Draws the Monitor into the body.
@@ -40,11 +41,12 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
         Some(Ok(d)) => d,
     };
     let empty = data.totals.count == 0 && data.top.is_empty();
-    let mut lines = if empty {
-        Vec::new()
-    } else {
-        vec![totals(data, theme)]
-    };
+    let mut lines: Vec<Line<'static>> = (data.freshness.iter())
+        .flat_map(|f| freshness(f, state, theme))
+        .collect();
+    if !empty {
+        lines.push(totals(data, theme));
+    }
     lines.extend(watch_lines(state, data, theme));
     let head = lines.len() as u16;
     frame.render_widget(
@@ -60,8 +62,13 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
         ..rest
     };
     if empty {
+        let source = if data.freshness.is_some() {
+            "Metrics come from D1's analytics on Cloudflare (synced as [cloudflare].analytics_refresh allows)"
+        } else {
+            "Metrics come from `d1ops query`, `d1ops serve` (a local D1 API for your app), `d1ops traffic` and `d1ops ingest`"
+        };
         let text = format!(
-            " No queries on {} in the last {}. Metrics come from `d1ops query`, `d1ops serve` (a local D1 API for your app), `d1ops traffic` and `d1ops ingest`; `w` widens the window.",
+            " No queries on {} in the last {}. {source}; `w` widens the window.",
             data.env,
             data.window.label()
         );
@@ -100,6 +107,30 @@ fn title(m: &MonitorState, theme: &Theme) -> Line<'static> {
         Span::styled(" · top by ", theme.dim()),
         Span::styled(order_label(m.order), theme.bold()),
     ])
+}
+
+/// "D1 analytics as of 12:04 (3 min ago), newest bucket 12:03" (at most two lines), in the
+/// warning colour when the data is older than it should be and the reason follows.
+pub(super) fn freshness(f: &Freshness, state: &State, theme: &Theme) -> Vec<Line<'static>> {
+    let style = if f.note.is_some() {
+        theme.warn()
+    } else {
+        theme.dim()
+    };
+    let width = (state.width.saturating_sub(4) as usize).max(20);
+    let mut lines = super::detail::wrap(&f.describe(state.now), width);
+    if lines.len() > 2 {
+        lines.truncate(2);
+        lines[1].push('…');
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let indent = if i == 0 { " " } else { "   " };
+            Line::from(Span::styled(format!("{indent}{l}"), style))
+        })
+        .collect()
 }
 
 fn totals(d: &MonitorData, theme: &Theme) -> Line<'static> {

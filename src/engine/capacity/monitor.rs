@@ -1,6 +1,6 @@
 //! The Monitor's data for one environment and window: latency / QPS / error-rate series,
-//! window totals, the top queries in the chosen order, recent errors and the live release's
-//! watch. Reads rollups only, so its cost follows the window, not the traffic.
+//! window totals, the top queries in the chosen order, recent errors, the live release's
+//! watch and, on Cloudflare, how fresh D1's analytics are (syncing first when due). Reads rollups only, so its cost follows the window, not the traffic.
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
@@ -77,6 +77,9 @@ pub struct MonitorData {
     pub errors: Vec<RecentError>,
     /// Production's live release's watch (production only).
     pub watch: Option<WatchReport>,
+    /// How current D1's analytics are (cloudflare backend; `null` locally, where metrics
+    /// are recorded as statements run).
+    pub freshness: Option<crate::engine::Freshness>,
 }
 
 impl Engine {
@@ -88,6 +91,7 @@ impl Engine {
         order: TopBy,
         limit: usize,
     ) -> Result<MonitorData> {
+        let freshness = self.refresh_analytics();
         let metrics = open_metrics(&self.ws)?;
         let mut envs = vec![PRODUCTION.to_string()];
         envs.extend(
@@ -119,6 +123,7 @@ impl Engine {
             top,
             errors,
             watch,
+            freshness,
         })
     }
 }

@@ -79,11 +79,14 @@ pub struct WeeklyReport {
     pub expired_snapshots: Vec<SnapshotView>,
     /// What `cleanup` would free: stale previews plus expired recovery points.
     pub cleanup_frees_bytes: u64,
+    /// How current D1's analytics are (cloudflare backend; `null` locally).
+    pub freshness: Option<crate::engine::Freshness>,
 }
 
 impl Engine {
     /// The report for the seven days ending today.
     pub fn weekly_report(&self) -> Result<WeeklyReport> {
+        let freshness = self.refresh_analytics();
         self.sample_if_writable()?;
         let to = now_utc().date_naive();
         let from = to - chrono::Days::new(6);
@@ -140,6 +143,7 @@ impl Engine {
             stale_previews: stale,
             expired_snapshots: expired,
             cleanup_frees_bytes: frees,
+            freshness,
         })
     }
 

@@ -182,7 +182,9 @@ fn minute_floor(t: DateTime<Utc>) -> DateTime<Utc> {
 impl Engine {
     /// The watch of a promoted release (`None` if it never was promoted). A final verdict is
     /// read back as stored; otherwise it is evaluated from production's rollups now, and
-    /// stored when the window has closed (unless the engine is read-only).
+    /// stored when the window has closed (unless the engine is read-only). On Cloudflare the
+    /// analytics are synced first when due, and the window counts as closed only once they
+    /// are final past its end: a verdict is never frozen from data still arriving.
     pub fn watch(&self, rel: &Release) -> Result<Option<WatchReport>> {
         let Some(promoted) = rel.promoted_at.as_deref().and_then(parse_time) else {
             return Ok(None);
@@ -201,6 +203,9 @@ impl Engine {
             .map_or(secs(cfg.baseline()), |w| w.baseline_secs);
         let start = minute_floor(promoted);
         let end = start + Duration::seconds(window as i64);
+        if self.uses_d1_analytics() {
+            self.refresh_analytics();
+        }
         let now = now_utc();
         let metrics = open_metrics(&self.ws)?;
         let before = metrics.window_stats(
@@ -209,7 +214,10 @@ impl Engine {
             start,
         )?;
         let after = metrics.window_stats(Some(PRODUCTION), start, now.min(end))?;
-        let complete = now >= end;
+        let complete = now >= end
+            && self
+                .analytics_final_until(PRODUCTION)?
+                .is_none_or(|t| t >= end);
         let (mut status, reasons) = judge(cfg, &before, &after);
         if !complete && status != WatchStatus::Regressed {
             status = WatchStatus::Watching;

@@ -1,0 +1,216 @@
+//! CLI handlers for `monitor` (the Monitor tab's numbers as a table or JSON) and `analytics
+//! sync` (pull D1's analytics now). Printing and exit codes only; syncing and reading are the
+//! engine's (`engine::analytics`, `Engine::monitor`).
+use super::args::AnalyticsCommand;
+use super::output::{self, BOLD, DIM, RED, YELLOW, paint};
+use super::{Cli, Command, exit, print_json};
+use crate::engine::{Engine, Freshness, MonitorData, MonitorWindow, SyncOutcome, SyncReport};
+use crate::gate::thousands;
+use crate::metrics::TopBy;
+use crate::model::now_utc;
+
+pub(super) fn run(cli: &Cli, cmd: &Command, engine: &Engine) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Monitor {
+            env,
+            window,
+            by,
+            limit,
+        } => {
+            let data = engine.monitor(env.as_deref(), window_of(window), order_of(by), *limit)?;
+            if cli.json {
+                print_json(&data)?;
+            } else {
+                print_monitor(&data);
+            }
+            Ok(exit::OK)
+        }
+        Command::Analytics {
+            command: AnalyticsCommand::Sync { force },
+        } => {
+            let report = engine.sync_d1_analytics(*force)?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                print_sync(&report);
+            }
+            Ok(match report.outcome {
+                SyncOutcome::Synced | SyncOutcome::Cached => exit::OK,
+                // A transient obstacle: nothing was asked, nothing changed.
+                SyncOutcome::Budget | SyncOutcome::RateLimited => exit::REFUSED,
+                SyncOutcome::Failed => exit::ERROR,
+            })
+        }
+        other => anyhow::bail!("internal error: {other:?} reached the wrong handler"),
+    }
+}
+
+fn window_of(label: &str) -> MonitorWindow {
+    (MonitorWindow::ALL.into_iter())
+        .find(|w| w.label() == label)
+        .unwrap_or(MonitorWindow::Hour)
+}
+
+fn order_of(by: &str) -> TopBy {
+    match by {
+        "p95" => TopBy::P95,
+        "rows-read" => TopBy::RowsRead,
+        "errors" => TopBy::Errors,
+        _ => TopBy::TotalTime,
+    }
+}
+
+/// The freshness line (dim, or yellow when it carries a warning), for every command that
+/// shows analytics.
+pub(super) fn freshness_line(f: &Freshness) -> String {
+    let colour = if f.note.is_some() { YELLOW } else { DIM };
+    paint(&f.describe(now_utc()), colour)
+}
+
+fn order_label(order: TopBy) -> &'static str {
+    match order {
+        TopBy::TotalTime => "total time",
+        TopBy::P95 => "p95",
+        TopBy::RowsRead => "rows read",
+        TopBy::Errors => "errors",
+    }
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.2} ms")
+}
+
+fn print_monitor(d: &MonitorData) {
+    println!(
+        "{} {} · window {} · top by {}",
+        paint("monitor", BOLD),
+        d.env,
+        d.window.label(),
+        order_label(d.order)
+    );
+    if let Some(f) = &d.freshness {
+        println!("{}", freshness_line(f));
+    }
+    let t = &d.totals;
+    if t.count == 0 {
+        println!("no queries on {} in the last {}", d.env, d.window.label());
+    } else {
+        let secs = d.window.length().num_seconds().max(1) as f64;
+        let errors = format!(
+            "{} error(s) ({:.2}%)",
+            thousands(t.errors),
+            t.error_rate * 100.0
+        );
+        let qps = t.count as f64 / secs;
+        println!(
+            "{} queries · {}/s · {} · p95 {}",
+            thousands(t.count),
+            if qps < 1.0 {
+                format!("{qps:.3}")
+            } else {
+                format!("{qps:.1}")
+            },
+            if t.errors > 0 {
+                paint(&errors, RED)
+            } else {
+                errors
+            },
+            t.p95.map_or("-".into(), ms)
+        );
+    }
+    if !d.top.is_empty() {
+        let rows: Vec<Vec<String>> = (d.top.iter())
+            .map(|q| {
+                vec![
+                    crate::backend::one_line(&q.text, 60),
+                    thousands(q.count),
+                    thousands(q.errors),
+                    format!("{:.1}", q.total_ms),
+                    ms(q.p50),
+                    ms(q.p95),
+                    ms(q.p99),
+                    thousands(q.rows_read),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            output::table(
+                &[
+                    "QUERY",
+                    "COUNT",
+                    "ERRORS",
+                    "TOTAL MS",
+                    "P50",
+                    "P95",
+                    "P99",
+                    "ROWS READ"
+                ],
+                &rows
+            )
+        );
+    }
+    for e in &d.errors {
+        println!(
+            "{}",
+            paint(
+                &format!(
+                    "error {} {}: {} ({})",
+                    e.at.format("%Y-%m-%d %H:%M:%S"),
+                    e.code,
+                    e.message,
+                    crate::backend::one_line(&e.text, 60)
+                ),
+                RED
+            )
+        );
+    }
+    if let Some(w) = &d.watch {
+        println!("watch: the live release is {}", w.summary());
+    }
+}
+
+fn print_sync(r: &SyncReport) {
+    let b = &r.buckets;
+    let head = match r.outcome {
+        SyncOutcome::Synced => format!(
+            "synced D1 analytics of {} database(s) in {} request(s): {} new bucket(s), {} replaced, {} gone, {} unchanged",
+            r.databases, r.requests, b.added, b.replaced, b.removed, b.unchanged
+        ),
+        SyncOutcome::Cached => {
+            "not synced: the last sync is younger than [cloudflare].analytics_refresh (--force asks anyway)".into()
+        }
+        SyncOutcome::Budget => "not synced: d1ops' GraphQL budget is used up for now".into(),
+        SyncOutcome::RateLimited => {
+            "not synced: Cloudflare rate-limited GraphQL requests (HTTP 429); waiting 5 minutes".into()
+        }
+        SyncOutcome::Failed => "not synced: Cloudflare could not be read".into(),
+    };
+    println!("{head}");
+    if r.truncated > 0 {
+        println!(
+            "{}",
+            paint(
+                &format!(
+                    "{} bucket(s) held more than 10,000 query texts; the rest of each is not counted",
+                    r.truncated
+                ),
+                YELLOW
+            )
+        );
+    }
+    println!("{}", freshness_line(&r.freshness));
+    let u = &r.freshness.budget;
+    println!(
+        "{}",
+        paint(
+            &format!(
+                "GraphQL budget: {} of {} request(s) in the last {} min",
+                u.used,
+                u.limit,
+                u.window_seconds / 60
+            ),
+            DIM
+        )
+    );
+}
