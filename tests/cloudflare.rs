@@ -412,6 +412,16 @@ fn restore_puts_production_back_to_the_bookmark_taken_before_the_promotion() {
     assert_eq!(db_digest(&ws.production_path()), before);
     assert!(!requests_to(&server, "/time_travel/restore").is_empty());
     assert_eq!(ws.release_state(&id), "reverted");
+    // Bookmarks take no storage: the recovery points count nothing against the plan.
+    let usage = ws.json(&["usage"]);
+    let points = usage["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["env"] == "recovery-points")
+        .cloned()
+        .unwrap_or_else(|| panic!("no recovery-points row: {usage}"));
+    assert_eq!(points["storage_bytes"], 0, "{points}");
 }
 
 #[test]

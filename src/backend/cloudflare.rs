@@ -389,6 +389,10 @@ impl Backend for CloudflareBackend {
         Ok(())
     }
 
+    fn recovery_points_use_storage(&self) -> bool {
+        false
+    }
+
     fn size_bytes(&self, db: &DatabaseRef) -> Result<u64> {
         self.client
             .get_database(&db.id)

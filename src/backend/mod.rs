@@ -270,6 +270,11 @@ pub trait Backend: Send + Sync {
     /// Puts a recovery point back (a `location: None` snapshot deletes the database).
     fn restore(&self, db: &DatabaseRef, snapshot: &SnapshotRef) -> Result<()>;
     fn delete_snapshot(&self, snapshot: &SnapshotRef) -> Result<()>;
+    /// Whether recovery points hold storage of their own (local: copies of the file; D1:
+    /// Time Travel bookmarks, which do not count against the plan).
+    fn recovery_points_use_storage(&self) -> bool {
+        true
+    }
     fn size_bytes(&self, db: &DatabaseRef) -> Result<u64>;
     fn schema(&self, db: &DatabaseRef, ledger_table: &str) -> Result<Schema>;
     /// The ledger rows in apply order; empty when the ledger table does not exist.

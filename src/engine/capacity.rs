@@ -124,7 +124,8 @@ impl Engine {
     }
 
     /// Records today's usage sample per environment: its database's bytes and count, plus
-    /// the recovery points' bytes under [`SNAPSHOTS_ENV`]. A preview deleted today is sampled
+    /// the recovery points' bytes under [`SNAPSHOTS_ENV`] (none on D1, whose bookmarks take no
+    /// storage). A preview deleted today is sampled
     /// as empty, so today's total drops when cleanup frees space.
     pub fn sample_usage(&self) -> Result<Vec<UsageSample>> {
         self.ensure_writable("sampling usage")?;
@@ -155,9 +156,13 @@ impl Engine {
                 databases,
             });
         }
-        let snapshot_bytes = (self.store.snapshots(false)?.iter())
-            .map(|s| s.size_bytes)
-            .sum();
+        let snapshot_bytes = if self.backend.recovery_points_use_storage() {
+            (self.store.snapshots(false)?.iter())
+                .map(|s| s.size_bytes)
+                .sum()
+        } else {
+            0
+        };
         samples.push(UsageSample {
             day: today,
             env: SNAPSHOTS_ENV.into(),

@@ -219,6 +219,10 @@ impl Engine {
     /// Records the gate's probe executions as query events of the preview environment, so
     /// the monitor shows what the gate ran. Best effort: metrics never block a deploy.
     fn record_probe_events(&self, id: &str, runs: &gate::probes::ProbeRuns) {
+        if self.uses_d1_analytics() {
+            // D1's analytics count these statements; the sync brings them in once.
+            return;
+        }
         let env = preview_name(id);
         let mut events = Vec::new();
         for (sql, run) in runs.measurements() {
