@@ -231,11 +231,7 @@ fn three_more(ws: &Ws) {
 #[test]
 fn a_batch_failing_mid_way_leaves_production_untouched_and_names_the_statement() {
     let (server, ws) = shipped();
-    three_more(&ws);
-    let (code, d) = ws.deploy();
-    assert_eq!(code, Some(0), "{d}");
-    let id = d["id"].as_str().unwrap().to_string();
-    ws.ok_as("bob", &["approve", &id]);
+    let id = approved_release(&ws);
     let before = db_digest(&ws.production_path());
     server.inject(Fault::FailStatement {
         sql_contains: "UPDATE users SET email".into(),
@@ -304,16 +300,8 @@ fn a_release_too_large_for_one_batch_is_applied_in_parts_and_undone_by_its_bookm
     let batches_before = requests_to(&server, "/query").len();
     ws.ok_as("bob", &["promote", &again, "--yes"]);
     assert!(requests_to(&server, "/query").len() - batches_before >= 3);
-    let names: Vec<String> = ws
-        .production()
-        .prepare("SELECT name FROM d1_migrations ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
     assert_eq!(
-        names,
+        ws.production_ledger(),
         [
             "0001_users.sql",
             "0002_email.sql",
@@ -567,16 +555,6 @@ fn impatient(ws: &Ws) {
     std::fs::write(&path, text).unwrap();
 }
 
-fn ledger_names(ws: &Ws) -> Vec<String> {
-    ws.production()
-        .prepare("SELECT name FROM d1_migrations ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
 fn approved_release(ws: &Ws) -> String {
     three_more(ws);
     let (code, d) = ws.deploy();
@@ -600,7 +578,7 @@ fn a_promotion_whose_answer_is_lost_after_commit_is_settled_live_by_the_ledger()
     assert_eq!(code, Some(0), "{out}{err}");
     assert_eq!(ws.release_state(&id), "live");
     assert_eq!(
-        ledger_names(&ws),
+        ws.production_ledger(),
         [
             "0001_users.sql",
             "0002_email.sql",

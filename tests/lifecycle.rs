@@ -87,15 +87,8 @@ fn happy_path_init_deploy_approve_promote(ws: Ws) {
     let out = ws.ok_as("bob", &["promote", id, "--yes"]);
     assert!(out.contains("live"), "{out}");
 
+    assert_eq!(ws.production_ledger(), ["0001_users.sql", "0002_items.sql"]);
     let prod = ws.production();
-    let names: Vec<String> = prod
-        .prepare("SELECT name FROM d1_migrations ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(names, ["0001_users.sql", "0002_items.sql"]);
     let tables: i64 = prod
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('users','items')",

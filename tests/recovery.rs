@@ -77,16 +77,8 @@ fn killed_at_every_step_recovers_to_old_or_new() {
             );
             assert_eq!(ws.release_state(&first), "superseded", "{point}");
         }
-        let names: Vec<String> = ws
-            .production()
-            .prepare("SELECT name FROM d1_migrations ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
         assert_eq!(
-            names,
+            ws.production_ledger(),
             ["0001_users.sql", "0002_email.sql", "0003_posts.sql"],
             "{point}"
         );

@@ -203,6 +203,17 @@ impl Ws {
         c
     }
 
+    /// Names in production's `d1_migrations`, in apply order.
+    pub fn production_ledger(&self) -> Vec<String> {
+        self.production()
+            .prepare("SELECT name FROM d1_migrations ORDER BY id")
+            .expect("ledger")
+            .query_map([], |r| r.get(0))
+            .expect("ledger rows")
+            .collect::<Result<_, _>>()
+            .expect("ledger names")
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
