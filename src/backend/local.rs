@@ -578,6 +578,48 @@ fn step_all(
     Ok(n)
 }
 
+/// Times one probe execution by the time the thread spent on a CPU running it (user and
+/// system), so a run that waits for a CPU on a busy machine is not charged for the wait —
+/// like D1's `meta.duration`, the statement's own time. Falls back to wall-clock time where
+/// the thread clock is unavailable.
+struct RunClock {
+    cpu: Option<f64>,
+    wall: Instant,
+}
+
+impl RunClock {
+    fn start() -> RunClock {
+        RunClock {
+            cpu: thread_cpu_ms(),
+            wall: Instant::now(),
+        }
+    }
+
+    fn ms(&self) -> f64 {
+        match (self.cpu, thread_cpu_ms()) {
+            (Some(a), Some(b)) if b >= a => b - a,
+            _ => self.wall.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// The calling thread's CPU time in milliseconds.
+#[cfg(unix)]
+fn thread_cpu_ms() -> Option<f64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as f64 * 1000.0 + ts.tv_nsec as f64 / 1e6)
+}
+
+#[cfg(not(unix))]
+fn thread_cpu_ms() -> Option<f64> {
+    None
+}
+
 /// A probe on an open connection (see [`Backend::run_probe`]).
 fn probe_on(conn: &Connection, clock: &StatementClock, probe: &ProbeSpec) -> ProbeRun {
     let values: Vec<rusqlite::types::Value> = probe.params.iter().map(json_param).collect();
@@ -625,9 +667,9 @@ fn probe_on(conn: &Connection, clock: &StatementClock, probe: &ProbeSpec) -> Pro
             break;
         }
         clock.start();
-        let run_started = Instant::now();
+        let run = RunClock::start();
         let result = step_all(&mut stmt, &values);
-        let ms = run_started.elapsed().as_secs_f64() * 1000.0;
+        let ms = run.ms();
         let changes = conn.changes();
         if probe.write
             && let Err(e) = conn.execute_batch("ROLLBACK TO d1ops_probe; RELEASE d1ops_probe")

@@ -198,7 +198,9 @@ pub struct PlanStep {
 pub struct ProbeRun {
     /// The query plan; empty when the statement did not prepare.
     pub plan: Vec<PlanStep>,
-    /// One wall-clock time per completed timed run, in order.
+    /// One time per completed timed run, in order: the statement's own time (local: the
+    /// thread's CPU time running it, so waiting for a CPU on a busy machine does not count;
+    /// D1: `meta.duration`).
     pub timings_ms: Vec<f64>,
     /// Rows the first (warm-up) execution returned (every row stepped).
     pub rows: Option<u64>,
