@@ -3,12 +3,14 @@
 //! documented examples in `tests/fixtures/cloudflare/`; then batches, errors, concurrent
 //! clients (every statement recorded) and a clean stop on Ctrl-C.
 mod common;
+mod d1_contract;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Ws;
+use d1_contract::fixture;
 use serde_json::{Value, json};
 
 /// A workspace whose production (and the shipped release's preview) hold `users`.
@@ -113,69 +115,13 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
     (status, json)
 }
 
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/cloudflare/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// Fields Cloudflare documents that a local server leaves out on purpose.
 const LOCAL_OMITS: [&str; 2] = ["served_by_region", "served_by_colo"];
 
-/// Checks that `ours` has the shape of `theirs`: same JSON types; objects with the same field
-/// names (ours may omit only [`LOCAL_OMITS`]); array elements shaped like the documented
-/// ones. Row data (`results[]` objects, `rows[][]` values) is the query's, so only its
-/// container types are compared.
+/// Checks that `ours` has the shape of Cloudflare's documented example `theirs`, except for
+/// [`LOCAL_OMITS`].
 fn same_shape(ours: &Value, theirs: &Value, path: &str) {
-    let data_row = path.ends_with("results[]") || path.ends_with("rows[]");
-    if data_row {
-        assert_eq!(kind(ours), kind(theirs), "{path}: type differs");
-        return;
-    }
-    assert_eq!(
-        kind(ours),
-        kind(theirs),
-        "{path}: ours is {}, Cloudflare's is {}",
-        kind(ours),
-        kind(theirs)
-    );
-    match (ours, theirs) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in a {
-                let Some(t) = b.get(k) else {
-                    panic!("{path}.{k}: not a field Cloudflare returns");
-                };
-                same_shape(v, t, &format!("{path}.{k}"));
-            }
-            for k in b.keys() {
-                assert!(
-                    a.contains_key(k) || LOCAL_OMITS.contains(&k.as_str()),
-                    "{path}.{k}: Cloudflare returns it, we do not"
-                );
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            if let Some(t) = b.first() {
-                for v in a {
-                    same_shape(v, t, &format!("{path}[]"));
-                }
-            }
-        }
-        _ => {}
-    }
+    d1_contract::same_shape_but(ours, theirs, path, &LOCAL_OMITS);
 }
 
 #[test]

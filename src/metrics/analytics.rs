@@ -141,15 +141,7 @@ fn by_key(rollups: &[Rollup], from: i64, to: i64) -> BTreeMap<Key, Rollup> {
         }
         let key = (res, t, r.fingerprint.clone());
         match out.get_mut(&key) {
-            Some(sum) => {
-                sum.count += r.count;
-                sum.errors += r.errors;
-                sum.sum_ms += r.sum_ms;
-                sum.rows_read += r.rows_read;
-                sum.rows_written += r.rows_written;
-                sum.rows_returned += r.rows_returned;
-                sum.histogram.merge(&r.histogram);
-            }
+            Some(sum) => sum.merge(r),
             None => {
                 let mut r = r.clone();
                 r.resolution = res;

@@ -143,6 +143,17 @@ pub struct Rollup {
 }
 
 impl Rollup {
+    /// Adds `other`'s counts, sums and histogram to this rollup (its span and keys stay).
+    pub(crate) fn merge(&mut self, other: &Rollup) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.sum_ms += other.sum_ms;
+        self.rows_read += other.rows_read;
+        self.rows_written += other.rows_written;
+        self.rows_returned += other.rows_returned;
+        self.histogram.merge(&other.histogram);
+    }
+
     pub(crate) fn sums(&self) -> Sums {
         Sums {
             count: self.count,
