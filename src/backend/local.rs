@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
 
+use super::sandbox::{self as guard, Sandbox};
 use super::{
     ApplyFailure, ApplyReport, Backend, BackendError, DatabaseRef, FkViolation, LedgerRow,
     PlanStep, ProbeRun, ProbeSpec, QueryResult, Result, SnapshotRef,
@@ -26,6 +27,8 @@ pub struct LocalBackend {
     /// A migration statement running longer than this is interrupted (D1 stops a query
     /// after 30 s; a statement that slow on a preview would fail on D1 too).
     statement_timeout: Duration,
+    /// The migrations ledger no user statement may write (see [`sandbox`](super::sandbox)).
+    ledger_table: String,
 }
 
 impl LocalBackend {
@@ -35,7 +38,14 @@ impl LocalBackend {
             db_dir: state_dir.join("db"),
             snapshot_dir: state_dir.join("snapshots"),
             statement_timeout: Duration::from_secs(30),
+            ledger_table: schema::DEFAULT_LEDGER_TABLE.to_string(),
         }
+    }
+
+    /// Names the migrations ledger (`migrations_table`) the sandbox protects.
+    pub fn with_ledger_table(mut self, table: &str) -> LocalBackend {
+        self.ledger_table = table.to_string();
+        self
     }
 
     /// Sets the per-statement time limit for migration applies.
@@ -60,16 +70,24 @@ impl LocalBackend {
         Ok(self.snapshot_dir.join(location))
     }
 
-    /// Opens an existing database with D1's connection settings.
+    /// Opens an existing database with D1's connection settings and the sandbox every
+    /// connection that may run a user's statement carries: what D1 refuses is refused.
     pub fn open(&self, db: &DatabaseRef) -> Result<Connection> {
+        Ok(self.open_guarded(db)?.0)
+    }
+
+    /// [`open`](Self::open), with the sandbox's handle for our own statements (the ledger).
+    fn open_guarded(&self, db: &DatabaseRef) -> Result<(Connection, Sandbox)> {
         let path = self.path(db)?;
         if !path.is_file() {
             return Err(BackendError::NotFound(db.id.clone()));
         }
-        open_path(
+        let mut conn = open_path(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+        )?;
+        let sandbox = Sandbox::install(&mut conn, &self.ledger_table).map_err(sql(&path))?;
+        Ok((conn, sandbox))
     }
 
     /// Copies a database with the online backup API into `to` (via a temporary file renamed into
@@ -197,6 +215,9 @@ fn map_sql_error(context: &str, e: rusqlite::Error) -> BackendError {
 
 /// SQLite's own message, without rusqlite's wrapping.
 pub fn sqlite_message(e: &rusqlite::Error) -> String {
+    if let Some(reason) = guard::refusal_of(e) {
+        return format!("refused: {reason} (SQLITE_AUTH)");
+    }
     match e {
         rusqlite::Error::SqliteFailure(err, Some(msg)) => {
             format!("{msg} ({})", sqlite_code_name(err))
@@ -317,6 +338,7 @@ impl StatementClock {
 
 fn apply_in_transaction(
     conn: &Connection,
+    sandbox: &Sandbox,
     clock: &StatementClock,
     migrations: &[Migration],
     ledger_table: &str,
@@ -333,7 +355,7 @@ fn apply_in_transaction(
     };
     conn.execute_batch("PRAGMA defer_foreign_keys = ON")
         .map_err(|e| fail(None, None, None, sqlite_message(&e)))?;
-    conn.execute_batch(&ledger_ddl(ledger_table)).map_err(|e| {
+    (sandbox.trusted(|| conn.execute_batch(&ledger_ddl(ledger_table)))).map_err(|e| {
         fail(
             None,
             None,
@@ -366,7 +388,7 @@ fn apply_in_transaction(
             }
             statements += 1;
         }
-        conn.execute(&insert, [&m.name]).map_err(|e| {
+        (sandbox.trusted(|| conn.execute(&insert, [&m.name]))).map_err(|e| {
             fail(
                 Some(m),
                 None,
@@ -782,13 +804,13 @@ impl Backend for LocalBackend {
                 })));
             }
         }
-        let mut conn = self.open(db)?;
+        let (mut conn, sandbox) = self.open_guarded(db)?;
         let clock = StatementClock::install(&mut conn, self.statement_timeout)
             .map_err(|e| map_sql_error(&self.describe(db), e))?;
         let started = Instant::now();
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| map_sql_error(&self.describe(db), e))?;
-        let outcome = apply_in_transaction(&conn, &clock, migrations, ledger_table);
+        let outcome = apply_in_transaction(&conn, &sandbox, &clock, migrations, ledger_table);
         let outcome = match outcome {
             Ok(statements) => conn
                 .execute_batch("COMMIT")

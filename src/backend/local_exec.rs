@@ -47,6 +47,7 @@ use super::exec::{
     BatchOutcome, ExecMeta, ExecOptions, ExecStatement, FailureKind, StatementFailure,
     StatementResult,
 };
+use super::sandbox;
 
 /// Counter slot 0 of `sqlite3_stmt_status`: loop steps that were not full-scan or
 /// automatic-index steps (see the module docs).
@@ -233,7 +234,7 @@ impl LocalSession {
             return Err(fail(
                 "SQLITE_AUTH".into(),
                 format!(
-                    "{word} is not allowed: each batch already runs in its own transaction, and databases cannot be attached (as on D1)"
+                    "{word} is not allowed: each batch already runs in its own transaction (as on D1)"
                 ),
                 None,
                 Instant::now(),
@@ -267,7 +268,9 @@ impl LocalSession {
                 message,
                 offset,
             }) => {
-                let message = if code == "SQLITE_INTERRUPT" {
+                let message = if let Some(reason) = sandbox::refusal_of_code(&code, &message) {
+                    format!("refused: {reason}")
+                } else if code == "SQLITE_INTERRUPT" {
                     format!(
                         "statement ran longer than {} s and was stopped (D1 stops queries after 30 s; see statement_timeout in d1ops.toml)",
                         self.clock.limit.as_secs()
@@ -447,13 +450,14 @@ fn first_keyword(sql: &str) -> String {
         .to_ascii_uppercase()
 }
 
-/// Statements a batch may not contain: transaction control (the batch owns the transaction)
-/// and ATTACH/DETACH (no reaching other files), as on D1.
+/// Statements a batch may not contain: transaction control (the batch owns the
+/// transaction). What D1 refuses for isolation (ATTACH, VACUUM INTO, dangerous pragmas) is
+/// the connection's sandbox's job, not this word list's.
 fn forbidden(sql: &str) -> Option<String> {
     let word = first_keyword(sql);
     matches!(
         word.as_str(),
-        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "ATTACH" | "DETACH"
+        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE"
     )
     .then_some(word)
 }

@@ -16,6 +16,7 @@ mod exec;
 pub mod local;
 mod local_exec;
 mod local_loss;
+pub mod sandbox;
 
 pub use cloudflare::CloudflareBackend;
 pub use exec::{

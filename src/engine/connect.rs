@@ -8,13 +8,18 @@ use crate::cloudflare::{ACCOUNT_ENV, API_BASE, ApiToken, BASE_ENV, Client, Setti
 use crate::workspace::Workspace;
 use crate::workspace::config::{BackendKind, CloudflareConfig};
 
+/// The local backend of `ws`: its database folder, statement timeout and ledger (which the
+/// sandbox on every connection protects).
+pub fn local_backend_for(ws: &Workspace) -> LocalBackend {
+    LocalBackend::new(&ws.state_dir())
+        .with_statement_timeout(ws.config.statement_timeout())
+        .with_ledger_table(&ws.config.migrations_table)
+}
+
 /// The backend of `ws`.
 pub fn backend_for(ws: &Workspace) -> Result<Box<dyn Backend>> {
     match ws.config.backend {
-        BackendKind::Local => Ok(Box::new(
-            LocalBackend::new(&ws.state_dir())
-                .with_statement_timeout(ws.config.statement_timeout()),
-        )),
+        BackendKind::Local => Ok(Box::new(local_backend_for(ws))),
         BackendKind::Cloudflare => Ok(Box::new(cloudflare_backend(ws)?)),
     }
 }

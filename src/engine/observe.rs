@@ -218,8 +218,7 @@ impl Engine {
                 self.backend.kind()
             )));
         }
-        Ok(LocalBackend::new(&self.ws.state_dir())
-            .with_statement_timeout(self.ws.config.statement_timeout()))
+        Ok(super::connect::local_backend_for(&self.ws))
     }
 }
 

@@ -270,6 +270,10 @@ fn apply_on_preview(ctx: &mut GateContext<'_>) {
     {
         ctx.table_bytes_before = ctx.backend.table_sizes(&preview).unwrap_or_default();
     }
+    if let Some(refused) = screen(ctx, &ledger) {
+        ctx.apply = Some(Err(refused));
+        return;
+    }
     let outcome = ctx
         .backend
         .apply_migrations(&preview, &ctx.pending, &ledger);
@@ -290,6 +294,37 @@ fn apply_on_preview(ctx: &mut GateContext<'_>) {
             }
             Err(e) => ctx.apply = Some(Err(infra("reading the preview after apply", e))),
         }
+    }
+}
+
+/// Replays the pending migrations in memory under the sandbox before any of them runs on
+/// the preview: a refused statement (ATTACH, VACUUM INTO, a dangerous pragma, a write to the
+/// ledger…) means nothing is applied, `mig.apply` fails naming it and `lint.d1` lists each.
+fn screen(ctx: &GateContext<'_>, ledger: &str) -> Option<ApplyFailure> {
+    let start = ctx.schema_before.clone().unwrap_or_default();
+    let failure = |error: String, first: Option<&lint::Refusal>| ApplyFailure {
+        migration: first.map(|r| r.migration.clone()),
+        path: first.map(|r| r.path.clone()),
+        line: first.map(|r| r.line),
+        statement: first.map(|r| r.statement.clone()),
+        error,
+        fk_violations: Vec::new(),
+    };
+    match lint::refusals(&ctx.pending, &start, ledger) {
+        Ok(refused) => refused.first().map(|first| {
+            failure(
+                format!(
+                    "not applied: {} statement(s) refused before anything ran (see lint.d1); first: {}",
+                    refused.len(),
+                    first.reason
+                ),
+                Some(first),
+            )
+        }),
+        Err(e) => Some(failure(
+            format!("not applied: the migrations could not be screened: {e}"),
+            None,
+        )),
     }
 }
 

@@ -37,7 +37,17 @@ pub fn at(hours: i64) -> DateTime<Utc> {
     now() - Duration::hours(12) + Duration::hours(hours)
 }
 
+/// Pins this process's clock (the engine's `now_utc`) to the fixture instant, so release
+/// ids, deploy times and every window the worker reads are the same on any day the tests
+/// run. Every fixture calls it; only the first call sets the offset, so the clock never
+/// steps back under a test running in parallel (ids are ordered by time).
+pub fn pin_clock() {
+    static PINNED: std::sync::Once = std::sync::Once::new();
+    PINNED.call_once(|| d1ops::model::set_clock_offset(now() - Utc::now()));
+}
+
 pub fn empty() -> Fixture {
+    pin_clock();
     let dir = tempfile::tempdir().expect("tempdir");
     d1ops::workspace::init(dir.path()).expect("init");
     Fixture {
@@ -270,7 +280,9 @@ pub fn mask_ms(text: &str) -> String {
 }
 
 /// Replaces each release id (and the id's last 4 characters where the
-/// promote dialog asks for them) with a stable marker: `R1`, `R2`, …
+/// promote dialog asks for them) with a stable marker: `R1`, `R2`, …; then any id cut short
+/// by the layout (a run of id characters that begins some release id, as a list column
+/// peeking out beside an overlay) with `R1~`… when only one id begins that way, or `R?~`….
 pub fn mask(text: &str, ids: &[String]) -> String {
     let mut out = text.to_string();
     for (i, id) in ids.iter().enumerate() {
@@ -284,19 +296,61 @@ pub fn mask(text: &str, ids: &[String]) -> String {
         );
         out = out.replace(&format!(": {}█", &id[22..]), &format!(": ~R{}~█", i + 1));
     }
+    mask_cut_ids(&out, ids)
+}
+
+/// The shortest cut id that is masked: four characters of a ULID are its first 20 bits of
+/// time, which no ordinary word on screen spells.
+const CUT_ID_MIN: usize = 4;
+
+fn mask_cut_ids(text: &str, ids: &[String]) -> String {
+    let id_char = |c: char| c.is_ascii_alphanumeric();
+    let mut out = String::with_capacity(text.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        let upper = token.to_ascii_uppercase();
+        let owners: Vec<usize> = (ids.iter().enumerate())
+            .filter(|(_, id)| token.len() >= CUT_ID_MIN && id.starts_with(&upper))
+            .map(|(i, _)| i)
+            .collect();
+        if owners.is_empty() {
+            out.push_str(token);
+        } else {
+            let head = match owners.as_slice() {
+                [one] => format!("R{}", one + 1),
+                _ => "R?".to_string(),
+            };
+            let marker: String = format!("{head:~<26}").chars().take(token.len()).collect();
+            if token.chars().any(|c| c.is_ascii_lowercase()) {
+                out.push_str(&marker.to_lowercase());
+            } else {
+                out.push_str(&marker);
+            }
+        }
+        token.clear();
+    };
+    for c in text.chars() {
+        if id_char(c) {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
     out
 }
 
-/// Query metrics and 30 days of usage for the populated fixture, relative to the real clock
-/// (the console reads metrics as of now; every label it draws is relative, so snapshots stay
-/// stable): R2's promotion moved to 45 minutes ago, an hour of calm traffic before it, 30
+/// Query metrics and 30 days of usage for the populated fixture, relative to the pinned
+/// clock (the console reads metrics as of `now_utc`, which `pin_clock` fixes): R2's promotion moved to 45 minutes ago, an hour of calm traffic before it, 30
 /// minutes of slow and failing traffic after it (its watch window regresses), calm since;
 /// rows written per day growing toward d1-free's 100,000.
 pub fn with_metrics(f: &Fixture) {
     use d1ops::metrics::usage::UsageSample;
     use d1ops::metrics::{Histogram, MetricsStore, QueryError, QueryEvent, Resolution, Rollup};
-    let real_now = Utc::now();
-    let p = DateTime::from_timestamp((real_now - Duration::minutes(45)).timestamp() / 60 * 60, 0)
+    pin_clock();
+    let clock_now = d1ops::model::now_utc();
+    let p = DateTime::from_timestamp((clock_now - Duration::minutes(45)).timestamp() / 60 * 60, 0)
         .expect("time");
     let state = rusqlite::Connection::open(f.root().join(".d1ops/state.sqlite")).expect("state");
     state
@@ -346,7 +400,7 @@ pub fn with_metrics(f: &Fixture) {
     }
     let mut m = MetricsStore::open(&f.root().join(".d1ops")).expect("metrics");
     m.record(&events).expect("record");
-    let today = real_now.date_naive();
+    let today = clock_now.date_naive();
     let mut rollups = Vec::new();
     for i in 0..30u64 {
         let day = today - chrono::Days::new(30 - i);

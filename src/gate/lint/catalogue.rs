@@ -7,6 +7,8 @@ use super::Severity;
 pub const CHECK_D1: &str = "lint.d1";
 pub const CHECK_DESTRUCTIVE: &str = "lint.destructive";
 pub const CHECK_RISK: &str = "lint.risk";
+/// A statement the sandbox refuses: never suppressed or re-graded (it could not run anyway).
+pub const REFUSED: &str = "d1.refused";
 
 /// One lint rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,12 @@ pub const RULES: &[Rule] = &[
         CHECK_D1,
         Severity::Fail,
         "save the file with LF line endings (and add `*.sql text eol=lf` to .gitattributes)",
+    ),
+    rule(
+        REFUSED,
+        CHECK_D1,
+        Severity::Fail,
+        "remove it: a migration may change only its own database's tables, as on D1 (no ATTACH, VACUUM INTO, load_extension, pragmas outside D1's list, or writes to the ledger, _cf_ or sqlite_ tables)",
     ),
     rule(
         "lint.apply-failed",

@@ -83,7 +83,17 @@ fn named(findings: &[&Finding]) -> String {
     let mut names: Vec<String> = findings
         .iter()
         .take(NAMED)
-        .map(|f| format!("{}:{} {}", f.path, f.line, f.id))
+        .map(|f| {
+            if f.id == super::catalogue::REFUSED {
+                // A refusal is read in the reason itself: what ran into which wall.
+                format!(
+                    "{}:{} {} `{}`: {}",
+                    f.path, f.line, f.id, f.statement, f.message
+                )
+            } else {
+                format!("{}:{} {}", f.path, f.line, f.id)
+            }
+        })
         .collect();
     if findings.len() > NAMED {
         names.push(format!("+{} more", findings.len() - NAMED));

@@ -220,6 +220,60 @@ pub fn lint_migrations(input: &LintInput<'_>) -> Result<LintReport, LintError> {
     Ok(finish(input, drafts, &directives, notes))
 }
 
+/// A statement the sandbox refuses, found by replaying migrations before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub migration: String,
+    pub path: String,
+    pub line: usize,
+    pub statement: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {} — {}",
+            self.path, self.line, self.statement, self.reason
+        )
+    }
+}
+
+/// The statements of `migrations` that the sandbox refuses, replayed in order on `start`
+/// (cheap: schema and whatever rows the migrations insert themselves, in memory). The
+/// gate runs this before the preview apply, so a refused statement never runs anywhere.
+/// Stops at the first statement that fails for another reason (later ones may need it).
+pub fn refusals(
+    migrations: &[Migration],
+    start: &Schema,
+    ledger_table: &str,
+) -> Result<Vec<Refusal>, LintError> {
+    let (replay, _) = replay::Replay::new(start, ledger_table)?;
+    let mut out = Vec::new();
+    for m in migrations {
+        for st in &m.statements {
+            if matches!(sql::classify(&st.sql), sql::Kind::Transaction(_)) {
+                continue;
+            }
+            match replay.execute(&st.sql) {
+                Ok(()) => {}
+                Err(e) => match e.refused {
+                    Some(reason) => out.push(Refusal {
+                        migration: m.name.clone(),
+                        path: m.path.clone(),
+                        line: st.line,
+                        statement: sql::one_line(&st.sql, 120),
+                        reason,
+                    }),
+                    None => return Ok(out),
+                },
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Replays one migration statement by statement and applies the rules that need the replay
 /// (cascades at each DROP TABLE, the schema diff at the end). Returns whether the replay
 /// could apply all of it, i.e. whether later migrations can still be diffed.
@@ -244,6 +298,11 @@ fn replay_migration(
         let Err(e) = replay.execute(&st.sql) else {
             continue;
         };
+        if let Some(reason) = e.refused {
+            // Refused statements do nothing; the rest of the migration still replays.
+            out.push(catalogue::REFUSED, Some(si), reason);
+            continue;
+        }
         if input.report_apply_failures {
             out.push(
                 "lint.apply-failed",
@@ -275,7 +334,13 @@ fn finish(
 ) -> LintReport {
     let mut keyed = Vec::new();
     for d in drafts {
-        let Some(severity) = catalogue::effective_severity(&d.rule, &input.gate.severity) else {
+        let refused = d.rule.id == catalogue::REFUSED;
+        let severity = if refused {
+            Some(Severity::Fail)
+        } else {
+            catalogue::effective_severity(&d.rule, &input.gate.severity)
+        };
+        let Some(severity) = severity else {
             continue;
         };
         let m = &input.migrations[d.migration];
@@ -283,7 +348,8 @@ fn finish(
         let allowed = d
             .statement
             .and_then(|i| directives[d.migration].get(i))
-            .and_then(|list| suppress::matching(list, &d.rule));
+            .and_then(|list| suppress::matching(list, &d.rule))
+            .filter(|_| !refused);
         let order = RULES.iter().position(|r| r.id == d.rule.id);
         let finding = Finding {
             id: d.rule.id.to_string(),

@@ -2,16 +2,19 @@
 //! starting [`Schema`] (no rows), on which migrations are executed statement by statement so
 //! each migration's schema before and after can be read and diffed.
 //!
-//! Writes only to its own in-memory database and never opens a file: ATTACH (and so `VACUUM
-//! INTO`) is refused, and a statement running longer than [`STATEMENT_LIMIT`] is stopped.
+//! Writes only to its own in-memory database and never opens a file: the connection carries
+//! the same sandbox as every connection that runs a user's SQL (ATTACH, `VACUUM INTO`,
+//! dangerous pragmas, writes to the ledger refused), so a statement it refuses here is one
+//! the preview and production would refuse; a statement running longer than
+//! [`STATEMENT_LIMIT`] is stopped.
 //! Foreign keys are off: the replay is about schema, and the data it holds is only what
 //! migrations insert themselves.
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use rusqlite::limits::Limit;
 
+use crate::backend::sandbox::{self, Sandbox};
 use crate::schema::{Schema, SchemaError, read_schema};
 
 /// A replayed statement running longer than this is stopped (the replay holds no production
@@ -29,6 +32,8 @@ pub(super) struct Replay {
 #[derive(Debug, Clone)]
 pub(super) struct ReplayError {
     pub message: String,
+    /// Why the sandbox refused the statement, when it did (the statement did not run).
+    pub refused: Option<String>,
 }
 
 impl Replay {
@@ -38,7 +43,10 @@ impl Replay {
     pub fn new(start: &Schema, ledger_table: &str) -> Result<(Replay, Vec<String>), SchemaError> {
         let mut conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "OFF")?;
-        conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+        let sandbox = Sandbox::install(&mut conn, ledger_table)?;
+        // The ledger exists wherever migrations run, so a statement touching it prepares
+        // (and is refused) here as it would there.
+        sandbox.trusted(|| conn.execute_batch(&crate::backend::local::ledger_ddl(ledger_table)))?;
         let started = Arc::new(Mutex::new(Instant::now()));
         let clock = Arc::clone(&started);
         conn.progress_handler(
@@ -64,7 +72,7 @@ impl Replay {
         // progress is made.
         loop {
             let before = pending.len();
-            pending.retain(|(_, sql)| conn.execute_batch(sql).is_err());
+            pending.retain(|(_, sql)| sandbox.trusted(|| conn.execute_batch(sql)).is_err());
             if pending.is_empty() || pending.len() == before {
                 break;
             }
@@ -90,7 +98,9 @@ impl Replay {
         if let Ok(mut t) = self.started.lock() {
             *t = Instant::now();
         }
+        sandbox::take_refusal();
         self.conn.execute_batch(sql).map_err(|e| ReplayError {
+            refused: sandbox::refusal_of(&e),
             message: match &e {
                 _ if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
                     format!(
