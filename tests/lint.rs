@@ -88,6 +88,19 @@ fn d1_transaction() {
         &["SAVEPOINT s;\nRELEASE s;"],
         &["0001_m.sql:1 d1.transaction", "0001_m.sql:2 d1.transaction"],
     );
+    // What D1 refuses is refused by the sandbox, found by the replay (not by text): every
+    // refused statement is named, and the rest of the file still replays.
+    check(
+        &[
+            "ATTACH DATABASE 'prod.sqlite' AS p;\nCREATE TABLE a (id INTEGER PRIMARY KEY);\nPRAGMA writable_schema = 1;\nINSERT INTO d1_migrations (name) VALUES ('0009_x.sql');\nSELECT load_extension('x');",
+        ],
+        &[
+            "0001_m.sql:1 d1.refused",
+            "0001_m.sql:3 d1.refused",
+            "0001_m.sql:4 d1.refused",
+            "0001_m.sql:5 d1.refused",
+        ],
+    );
     // A trigger's BEGIN ... END and RAISE(ROLLBACK) are not transaction control.
     check(
         &[
