@@ -175,6 +175,7 @@ fn main() {
             backend: backend.clone(),
             allow_production_writes: true,
             readonly: false,
+            access: Default::default(),
         },
         "127.0.0.1:0",
     )

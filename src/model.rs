@@ -173,6 +173,32 @@ pub struct Artifact {
     pub size_bytes: u64,
 }
 
+/// Whether two user names are the same person. Identities are compared trimmed and without
+/// regard to case, so `ALICE` (or ` alice`) cannot approve what `alice` deployed, nor approve
+/// a second time. Every identity comparison (self-approval, duplicate approval) goes here.
+pub fn same_person(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
+/// Characters no user name may hold and terminal output never prints raw: C0 controls (ESC,
+/// BEL, CR, LF, TAB, …), DEL, C1 controls (U+0080–U+009F), the bidi embeddings, overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069) and marks (U+200E, U+200F, U+061C), and the
+/// Unicode line and paragraph separators (U+2028, U+2029). They drive a terminal, forge lines
+/// or make a name read differently than it is.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{061c}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     pub approver: String,
@@ -280,10 +306,46 @@ pub fn set_clock_offset(offset: chrono::Duration) {
     );
 }
 
-/// The current UTC time (plus the demo's clock offset, normally zero).
+static CLOCK_FROZEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The frozen instant and how many times it was read.
+static FROZEN_AT: std::sync::Mutex<Option<(chrono::DateTime<chrono::Utc>, i64)>> =
+    std::sync::Mutex::new(None);
+
+/// Stops this process's clock at `at` (tests that snapshot what the console draws): every
+/// read returns `at` plus one microsecond per earlier read, so successive stamps stay
+/// ordered while nothing depends on how long the machine took.
+pub fn freeze_clock(at: chrono::DateTime<chrono::Utc>) {
+    if let Ok(mut frozen) = FROZEN_AT.lock() {
+        *frozen = Some((at, 0));
+        CLOCK_FROZEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The current UTC time (plus the demo's clock offset, normally zero; or the frozen test
+/// clock).
 pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
+    if CLOCK_FROZEN.load(std::sync::atomic::Ordering::Relaxed)
+        && let Ok(mut frozen) = FROZEN_AT.lock()
+        && let Some((at, reads)) = frozen.as_mut()
+    {
+        *reads += 1;
+        return *at + chrono::Duration::microseconds(*reads);
+    }
     chrono::Utc::now()
         + chrono::Duration::milliseconds(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// A new release id for a release created at `at`: a ULID, strictly greater than every id
+/// this process made before (two deploys in one millisecond still sort in deploy order).
+pub fn new_release_id(at: chrono::DateTime<chrono::Utc>) -> String {
+    static IDS: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let made = IDS.lock().ok().and_then(|mut g| {
+        g.get_or_insert_with(ulid::Generator::new)
+            .generate_from_datetime(at.into())
+            .ok()
+    });
+    made.unwrap_or_else(|| ulid::Ulid::from_datetime(at.into()))
+        .to_string()
 }
 
 /// The current UTC time in the store's format (RFC 3339, milliseconds, `Z`).

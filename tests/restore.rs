@@ -197,3 +197,175 @@ fn snapshots_listing_and_retention() {
     assert_eq!(code, Some(4));
     assert!(err.contains("retention"), "{err}");
 }
+
+/// Restores of production: (id, status, undo_of), oldest first.
+fn restores(ws: &Ws) -> Vec<(i64, String, Option<i64>)> {
+    let c = rusqlite::Connection::open(ws.path().join(".d1ops/state.sqlite")).unwrap();
+    let mut stmt = c
+        .prepare("SELECT id, status, undo_of FROM restores ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn user_names(ws: &Ws) -> Vec<String> {
+    ws.production()
+        .prepare("SELECT name FROM users ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// R2's recovery point restored once, rows written on it, then a second restore to the same
+/// point killed right after its apply (before it could record the step `applied`): same
+/// schema and ledger before and after, only rows differ — the case a schema fingerprint
+/// cannot decide. Rows written after the apply (the "late rows") come before recovery.
+/// Returns (ws, r1, r2, the second restore's id).
+fn restore_killed_after_apply_with_late_rows() -> (Ws, String, String, i64) {
+    let (ws, r1, r2, before_r2) = two_releases();
+    ws.ok_as("carol", &["restore", "--to-release", &r2, "--yes"]);
+    ws.production()
+        .execute_batch("INSERT INTO users(name) VALUES ('x1'), ('x2'), ('x3');")
+        .unwrap();
+    let out = ws
+        .cmd("carol")
+        .env("D1OPS_FAULT", "restore.after_apply")
+        .args(["restore", "--to-release", &r2, "--yes"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the restore should have died");
+    assert_eq!(
+        db_digest(&ws.production_path()),
+        before_r2,
+        "the apply landed before the kill"
+    );
+    let second = restores(&ws).last().unwrap().0;
+    assert_eq!(restores(&ws).last().unwrap().1, "applying");
+    // Late rows: the app keeps writing to the restored production before d1ops runs again.
+    ws.production()
+        .execute_batch("INSERT INTO users(name) VALUES ('late1'), ('late2');")
+        .unwrap();
+    (ws, r1, r2, second)
+}
+
+#[test]
+fn interrupted_restore_keeps_late_rows() {
+    let (ws, r1, r2, second) = restore_killed_after_apply_with_late_rows();
+    let (code, _, err) = ws.run_as("carol", &["envs"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("recovered an interrupted restore") && err.contains("rolled forward"),
+        "{err}"
+    );
+    // The restore completed (its apply landed) and the late rows are still there: recovery
+    // never writes production's data.
+    assert_eq!(
+        user_names(&ws),
+        ["a", "b", "c", "d", "late1", "late2"],
+        "late rows kept, the restored point underneath"
+    );
+    let recs = restores(&ws);
+    assert_eq!(recs.last().unwrap(), &(second, "done".to_string(), None));
+    assert_eq!(ws.release_state(&r2), "reverted");
+    assert_eq!(ws.release_state(&r1), "live");
+    let lock: i64 = rusqlite::Connection::open(ws.path().join(".d1ops/state.sqlite"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM promotion_lock", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(lock, 0);
+    // The decision and its evidence are audited.
+    let detail: String = rusqlite::Connection::open(ws.path().join(".d1ops/state.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT detail FROM audit WHERE action = 'restore.recovered' ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        detail.contains("rolled_forward") && detail.contains("decided_by"),
+        "{detail}"
+    );
+    assert_eq!(ws.json(&["audit", "--verify"])["ok"], true);
+}
+
+#[test]
+fn undo_after_recovered_restore_targets_that_restore() {
+    let (ws, _r1, r2, second) = restore_killed_after_apply_with_late_rows();
+    ws.ok_as("carol", &["envs"]);
+    let out = ws.json(&["restore", "--undo", "--yes"]);
+    assert_eq!(out["plan"]["undo_of"], second, "{out}");
+    // The undo shows what it would lose (the late rows), then puts back what the interrupted
+    // restore replaced: the rows written between the two restores.
+    let users = out["plan"]["losses"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "users")
+        .cloned()
+        .unwrap();
+    assert!(
+        users["inserted"].as_u64().unwrap() + users["updated"].as_u64().unwrap_or(0) >= 2,
+        "{users}"
+    );
+    assert_eq!(user_names(&ws), ["a", "b", "c", "d", "x1", "x2", "x3"]);
+    let recs = restores(&ws);
+    assert!(
+        recs.contains(&(second, "undone".to_string(), None)),
+        "{recs:?}"
+    );
+    // The first restore is still the one before: R2 stays reverted.
+    assert_eq!(ws.release_state(&r2), "reverted");
+    assert_eq!(ws.json(&["audit", "--verify"])["ok"], true);
+}
+
+#[test]
+fn restore_killed_after_recording_applied_rolls_forward() {
+    let (ws, r1, r2, before) = two_releases();
+    let out = ws
+        .cmd("carol")
+        .env("D1OPS_FAULT", "restore.before_finish")
+        .args(["restore", "--to-release", &r2, "--yes"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (code, _, err) = ws.run_as("carol", &["envs"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("rolled forward"), "{err}");
+    assert_eq!(db_digest(&ws.production_path()), before);
+    assert_eq!(ws.release_state(&r2), "reverted");
+    assert_eq!(ws.release_state(&r1), "live");
+}
+
+#[test]
+fn restore_killed_before_apply_keeps_rows_written_meanwhile() {
+    let (ws, _r1, r2, _) = two_releases();
+    let out = ws
+        .cmd("carol")
+        .env("D1OPS_FAULT", "restore.before_apply")
+        .args(["restore", "--to-release", &r2, "--yes"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    ws.production()
+        .execute_batch("INSERT INTO posts(body) VALUES ('written after the kill');")
+        .unwrap();
+    let after = db_digest(&ws.production_path());
+    let (code, _, err) = ws.run_as("carol", &["envs"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("rolled back"), "{err}");
+    assert_eq!(
+        db_digest(&ws.production_path()),
+        after,
+        "nothing rolled away"
+    );
+    assert_eq!(ws.release_state(&r2), "live");
+    assert_eq!(restores(&ws).last().unwrap().1, "aborted");
+    // Nothing to undo: the aborted restore is not an undo target.
+    let (code, _, _) = ws.run_as("carol", &["restore", "--undo", "--yes"]);
+    assert_eq!(code, Some(4));
+}

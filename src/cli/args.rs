@@ -153,6 +153,18 @@ pub enum Command {
     },
     /// Recovery points (snapshots) with their release, time, size and retention.
     Snapshots,
+    /// Release the production lock of a promote/restore/rollback whose holder is gone but
+    /// cannot be shown gone automatically (e.g. another host without a heartbeat), then run
+    /// that operation's normal recovery. Refuses while the holder runs on this host or its
+    /// heartbeat lease is fresh. Audited with the reason.
+    Unlock {
+        /// Why the holder is known to be gone (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Do not ask for the typed confirmation (the lock's release id's last 4 characters).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run SQL on an environment (production or a preview); the query is recorded in the
     /// monitor. Writes to production need --yes.
     Query {
@@ -165,12 +177,19 @@ pub enum Command {
         yes: bool,
     },
     /// A local D1-compatible HTTP API (/accounts/{account}/d1/database/{env}/query and /raw).
+    /// Requests must be JSON (Content-Type: application/json) addressed to the listen address;
+    /// a web page from another origin is refused unless allowed with --allow-origin. When
+    /// D1OPS_SERVE_TOKEN is set, clients must send Authorization: Bearer <that token>.
     Serve {
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: String,
         /// Let clients change production (by default writes there are refused with 403).
         #[arg(long)]
         allow_production_writes: bool,
+        /// Also accept requests from this web origin (scheme://host[:port], e.g.
+        /// http://localhost:3000); repeatable. It gets CORS answers.
+        #[arg(long = "allow-origin", value_name = "ORIGIN")]
+        allow_origins: Vec<String>,
     },
     /// Replay the probes (or a workload file) as concurrent load on an environment.
     Traffic {

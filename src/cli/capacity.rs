@@ -1,7 +1,7 @@
 //! CLI handlers for capacity: `usage`, `forecast`, `report weekly`. Each samples today's
 //! usage (unless `--readonly`), asks the engine, and prints a table, Markdown or JSON.
 use super::args::ReportCommand;
-use super::output::{self, BOLD, DIM, GREEN, RED, YELLOW, paint};
+use super::output::{self, BOLD, DIM, GREEN, RED, YELLOW, paint, safe};
 use super::{Cli, Command, exit, print_json};
 use crate::engine::capacity::SNAPSHOTS_ENV;
 use crate::engine::{Engine, ForecastItem, UsageReport};
@@ -22,7 +22,8 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             if cli.json || format == "json" {
                 print_json(&report)?;
             } else {
-                print!("{}", weekly::markdown(&report));
+                // Every cell is escaped by `weekly`; this is the net under the whole text.
+                print!("{}", output::safe_lines(&weekly::markdown(&report)));
             }
             Ok(exit::OK)
         }
@@ -62,7 +63,7 @@ fn usage(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
     println!(
         "{} plan {}, {} … {}",
         paint("usage", BOLD),
-        report.plan,
+        safe(&report.plan),
         report.from,
         report.to
     );
@@ -80,7 +81,8 @@ fn usage(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
         };
         println!(
             "projected monthly cost on {}: ${:.2} in overage{note} (the base subscription is not included)",
-            c.plan, c.usd
+            safe(&c.plan),
+            c.usd
         );
     }
     Ok(exit::OK)
@@ -100,7 +102,7 @@ fn print_days(report: &UsageReport) {
             let env = if u.env == SNAPSHOTS_ENV {
                 paint(&u.env, DIM)
             } else {
-                u.env.clone()
+                safe(&u.env)
             };
             rows.push(vec![
                 u.day.to_string(),
@@ -168,7 +170,7 @@ fn forecast(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
     println!(
         "{} plan {}, trend fitted on the last {} days, horizon {} days",
         paint("forecast", BOLD),
-        report.plan,
+        safe(&report.plan),
         report.lookback_days,
         report.horizon_days
     );

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use serde_json::json;
 
-use super::output::{self, CYAN, DIM, GREEN, RED, YELLOW, paint};
+use super::output::{self, CYAN, DIM, GREEN, RED, YELLOW, paint, safe};
 use super::{Cli, Command, exit, print_json};
 use crate::engine::{DeployRequest, Engine};
 use crate::model::{CheckResult, Verdict};
@@ -22,7 +22,10 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
                 .iter()
                 .map(|a| match a.split_once('=') {
                     Some((n, p)) => Ok((n.trim().to_string(), PathBuf::from(p))),
-                    None => bail!("--artifact {a:?}: give it as NAME=PATH (e.g. app=dist/app.js)"),
+                    None => bail!(
+                        "--artifact {}: give it as NAME=PATH (e.g. app=dist/app.js)",
+                        safe(a)
+                    ),
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let outcome = engine.deploy(DeployRequest {
@@ -40,7 +43,7 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
                     format!(
                         "{} pending migration(s) applied on preview {}",
                         outcome.pending.len(),
-                        outcome.preview.as_deref().unwrap_or("-")
+                        safe(outcome.preview.as_deref().unwrap_or("-"))
                     )
                 };
                 println!("release {} deployed: {what}", paint(&outcome.id, CYAN));
@@ -81,8 +84,8 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             } else {
                 println!(
                     "release {} approved by {} ({} of {} required); state: {}",
-                    out.id,
-                    engine.actor,
+                    safe(&out.id),
+                    safe(&engine.actor),
                     out.approvals.len(),
                     out.required,
                     out.state
@@ -137,14 +140,15 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
 
 /// ✓ / ! / ✗ lines for gate checks.
 pub(super) fn print_checklist(checks: &[CheckResult]) {
-    let width = checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
+    let width = checks.iter().map(|c| safe(&c.id).len()).max().unwrap_or(0);
     for c in checks {
         let mark = c.status.mark();
+        // A reason quotes migration names, statements and SQLite errors about them.
         println!(
             "  {} {:width$}  {}",
             paint(mark, output::status_colour(mark)),
-            c.id,
-            c.reason
+            safe(&c.id),
+            safe(&c.reason)
         );
     }
 }
@@ -178,7 +182,10 @@ fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Resul
         if pending.is_empty() {
             println!("  code only: no migrations to apply");
         } else {
-            println!("  applies, in one transaction: {}", pending.join(", "));
+            println!(
+                "  applies, in one transaction: {}",
+                safe(&pending.join(", "))
+            );
         }
         let tail: String = rel
             .id
@@ -212,7 +219,7 @@ fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Resul
                 .map_or(String::new(), |s| format!("; recovery point: snapshot {s}"))
         );
         if let Some(prev) = &out.previous {
-            println!("previous release {prev} is superseded");
+            println!("previous release {} is superseded", safe(prev));
         }
     }
     Ok(exit::OK)
@@ -228,7 +235,10 @@ fn cleanup(
 ) -> anyhow::Result<i32> {
     let older = match older_than {
         Some(s) => Some(humantime::parse_duration(s).map_err(|e| {
-            anyhow::anyhow!("--older-than {s:?} is not a duration ({e}); try 3d or 12h")
+            anyhow::anyhow!(
+                "--older-than {} is not a duration ({e}); try 3d or 12h",
+                safe(s)
+            )
         })?),
         None => None,
     };
@@ -282,7 +292,11 @@ fn cleanup(
         print_json(&report)?;
     } else {
         for item in &report.deleted {
-            println!("deleted {} ({})", item.env, output::bytes(item.size_bytes));
+            println!(
+                "deleted {} ({})",
+                safe(&item.env),
+                output::bytes(item.size_bytes)
+            );
         }
         for snap in &report.snapshots_deleted {
             println!(
@@ -315,10 +329,10 @@ fn print_cleanup_plan(
             .iter()
             .map(|i| {
                 vec![
-                    i.env.clone(),
-                    i.release_state.clone().unwrap_or_default(),
+                    safe(&i.env),
+                    safe(i.release_state.as_deref().unwrap_or_default()),
                     output::bytes(i.size_bytes),
-                    i.reason.clone(),
+                    safe(&i.reason),
                 ]
             })
             .collect();
@@ -333,8 +347,8 @@ fn print_cleanup_plan(
             .map(|v| {
                 vec![
                     v.snapshot.id.to_string(),
-                    v.snapshot.release_id.clone().unwrap_or_default(),
-                    v.snapshot.created_at.clone(),
+                    safe(v.snapshot.release_id.as_deref().unwrap_or_default()),
+                    safe(&v.snapshot.created_at),
                     output::bytes(v.snapshot.size_bytes),
                 ]
             })

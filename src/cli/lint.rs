@@ -2,7 +2,7 @@
 //! Prints one block per finding, or the report as JSON; the exit code says whether any
 //! unsuppressed finding is at fail severity. No state store, no databases.
 use super::Cli;
-use super::output::{BOLD, DIM, paint, status_colour};
+use super::output::{BOLD, DIM, paint, safe, status_colour};
 use crate::gate::lint::{Finding, LintReport, lint_workspace};
 use crate::workspace::Workspace;
 
@@ -43,13 +43,20 @@ fn finding_block(f: &Finding) -> String {
     } else {
         paint(sev, status_colour(sev))
     };
-    let mut out = format!("{}:{}: {label} {}: {}\n", f.path, f.line, f.id, f.message);
+    // Paths, messages and statements come from the migration files: escaped.
+    let mut out = format!(
+        "{}:{}: {label} {}: {}\n",
+        safe(&f.path),
+        f.line,
+        safe(&f.id),
+        safe(&f.message)
+    );
     if !f.statement.is_empty() {
         out.push_str(&format!("    {}\n", paint(&f.statement, DIM)));
     }
     match &f.suppression_reason {
-        Some(reason) => out.push_str(&format!("    allowed: {reason}\n")),
-        None => out.push_str(&format!("    hint: {}\n", f.hint)),
+        Some(reason) => out.push_str(&format!("    allowed: {}\n", safe(reason))),
+        None => out.push_str(&format!("    hint: {}\n", safe(&f.hint))),
     }
     out
 }

@@ -1,7 +1,9 @@
 //! CLI handlers that only read: releases, release show, envs, diff, audit.
 use super::args::ReleaseCommand;
 use super::lifecycle::print_checklist;
-use super::output::{self, BOLD, CYAN, DIM, GREEN, RED, YELLOW, age, opt, paint};
+use super::output::{
+    self, BOLD, CYAN, DIM, GREEN, RED, YELLOW, age, paint, safe, safe_lines, safe_opt,
+};
 use super::{Cli, Command, exit, print_json};
 use crate::engine::Engine;
 
@@ -36,13 +38,13 @@ fn releases(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
         .iter()
         .map(|r| {
             vec![
-                r.id.clone(),
+                safe(&r.id),
                 state_cell(r.state.as_str()),
                 age(&r.created_at),
-                r.author.clone(),
+                safe(&r.author),
                 r.pending_count.to_string(),
                 r.verdict.map_or("-".into(), |v| v.as_str().to_string()),
-                opt(&r.label),
+                safe_opt(&r.label),
             ]
         })
         .collect();
@@ -75,24 +77,24 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
     println!("  state      {}", state_cell(r.state.as_str()));
     println!(
         "  author     {}  ({} ago, {})",
-        r.author,
+        safe(&r.author),
         age(&r.created_at),
-        r.created_at
+        safe(&r.created_at)
     );
     if let Some(l) = &r.label {
-        println!("  label      {l}");
+        println!("  label      {}", safe(l));
     }
     if let Some(c) = &r.commit {
-        println!("  commit     {c}");
+        println!("  commit     {}", safe(c));
     }
     if let Some(s) = &r.supersedes {
-        println!("  supersedes {s}");
+        println!("  supersedes {}", safe(s));
     }
     if let Some(p) = &r.preview_env {
-        println!("  preview    {p}");
+        println!("  preview    {}", safe(p));
     }
     if let Some(at) = &r.promoted_at {
-        println!("  promoted   {at} by {}", opt(&r.promoted_by));
+        println!("  promoted   {} by {}", safe(at), safe_opt(&r.promoted_by));
     }
     if let Some(s) = r.recovery_snapshot {
         println!("  recovery   snapshot {s} (taken before the production apply)");
@@ -109,20 +111,20 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
         println!("{}", paint("failure", RED));
         println!(
             "  {} {}{}",
-            f.stage,
-            f.migration.as_deref().unwrap_or(""),
+            safe(&f.stage),
+            safe(f.migration.as_deref().unwrap_or("")),
             f.line.map_or(String::new(), |l| format!(":{l}"))
         );
-        println!("  error      {}", f.error);
+        println!("  error      {}", safe(&f.error));
         if let Some(st) = &f.statement {
-            println!("  statement  {}", crate::backend::one_line(st, 200));
+            println!("  statement  {}", safe(&crate::backend::one_line(st, 200)));
         }
     }
     if r.root_cause.is_some() || r.guardrail.is_some() {
         println!("{}", paint("root cause", BOLD));
-        println!("  {}", opt(&r.root_cause));
+        println!("  {}", safe_opt(&r.root_cause));
         if let Some(g) = &r.guardrail {
-            println!("  guardrail: {g}");
+            println!("  guardrail: {}", safe(g));
         }
     }
     match &d.gate {
@@ -155,8 +157,8 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
         };
         println!(
             "  {tag:>7}  {}  sha256 {}",
-            m.path,
-            &m.sha256[..12.min(m.sha256.len())]
+            safe(&m.path),
+            safe(&m.sha256.chars().take(12).collect::<String>())
         );
     }
     if !d.artifacts.is_empty() {
@@ -164,10 +166,10 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
         for a in &d.artifacts {
             println!(
                 "  {}  {}  {}  sha256 {}",
-                a.name,
-                a.path,
+                safe(&a.name),
+                safe(&a.path),
                 output::bytes(a.size_bytes),
-                &a.sha256[..12]
+                safe(&a.sha256.chars().take(12).collect::<String>())
             );
         }
     }
@@ -180,14 +182,21 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
     for a in &d.approvals {
         println!(
             "  {} at {}{}",
-            a.approver,
-            a.at,
-            a.note.as_ref().map_or(String::new(), |n| format!(": {n}"))
+            safe(&a.approver),
+            safe(&a.at),
+            a.note
+                .as_ref()
+                .map_or(String::new(), |n| format!(": {}", safe(n)))
         );
     }
     println!("{}", paint("history", BOLD));
     for e in d.history.iter().rev() {
-        println!("  {}  {:<20} {}", e.at, e.action, e.actor);
+        println!(
+            "  {}  {:<20} {}",
+            safe(&e.at),
+            safe(&e.action),
+            safe(&e.actor)
+        );
     }
     Ok(exit::OK)
 }
@@ -225,7 +234,7 @@ fn print_probes(gate: &crate::model::GateReport) {
                 };
                 vec![
                     mark(report.status(&r.name)),
-                    r.name.clone(),
+                    safe(&r.name),
                     rows,
                     pair(b, a, |l| l.p50_ms),
                     pair(b, a, |l| l.p95_ms),
@@ -247,7 +256,12 @@ fn print_probes(gate: &crate::model::GateReport) {
             .chain(report.latency.iter().map(|l| (&l.name, &l.problem)));
         for (name, problem) in problems {
             if let Some(p) = problem {
-                println!("  {} {name}: {p}", mark(crate::model::CheckStatus::Fail));
+                println!(
+                    "  {} {}: {}",
+                    mark(crate::model::CheckStatus::Fail),
+                    safe(name),
+                    safe(p)
+                );
             }
         }
     }
@@ -261,14 +275,15 @@ fn print_probes(gate: &crate::model::GateReport) {
     for p in notable {
         println!("  {}", paint(&p.name, BOLD));
         for f in &p.findings {
-            println!("    {} {}", mark(f.status), f.message);
+            println!("    {} {}", mark(f.status), safe(&f.message));
         }
+        // Plan lines name the user's tables and indexes: escaped like any other user text.
         for (label, lines) in [("before", &p.before), ("after", &p.after)] {
             let mut lines = lines.iter();
             let first = lines.next().map_or("(did not run)", String::as_str);
-            println!("    {label:<7}{first}");
+            println!("    {label:<7}{}", safe(first));
             for l in lines {
-                println!("    {:7}{l}", "");
+                println!("    {:7}{}", "", safe(l));
             }
         }
     }
@@ -279,14 +294,14 @@ fn print_probes(gate: &crate::model::GateReport) {
         println!(
             "{} (live release {}'s probes on the new schema)",
             paint("compatibility", BOLD),
-            report.live_release.as_deref().unwrap_or("?")
+            safe(report.live_release.as_deref().unwrap_or("?"))
         );
         for c in broken {
             println!(
                 "  {} {}: {}",
                 mark(crate::model::CheckStatus::Fail),
-                c.name,
-                c.problem.as_deref().unwrap_or("")
+                safe(&c.name),
+                safe(c.problem.as_deref().unwrap_or(""))
             );
         }
     }
@@ -302,11 +317,11 @@ fn envs(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
         .iter()
         .map(|e| {
             vec![
-                e.env.name.clone(),
+                safe(&e.env.name),
                 e.env.kind.as_str().to_string(),
-                opt(&e.env.active_release),
+                safe_opt(&e.env.active_release),
                 e.size_bytes.map_or("no database".into(), output::bytes),
-                opt(&e.schema_head),
+                safe_opt(&e.schema_head),
                 age(&e.env.created_at),
                 age(&e.env.last_activity_at),
                 e.stale
@@ -343,18 +358,19 @@ fn diff(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
     if d.pending.is_empty() {
         println!(
             "release {} carries no pending migrations (code only)",
-            d.release
+            safe(&d.release)
         );
     }
     for m in &d.pending {
         println!("{} {}", paint("--", DIM), paint(&m.path, BOLD));
-        println!("{}", m.sql.trim_end());
+        // The migration's own text, line by line; any control character in it is shown.
+        println!("{}", safe_lines(m.sql.trim_end()));
         println!();
     }
     println!(
         "{} (preview vs production, {})",
         paint("schema diff", BOLD),
-        d.source
+        safe(&d.source)
     );
     if d.schema.is_empty() {
         println!("  no schema changes");
@@ -377,17 +393,41 @@ fn audit(cli: &Cli, engine: &Engine, verify: bool, limit: usize) -> anyhow::Resu
         if cli.json {
             print_json(&status)?;
         } else if status.ok {
+            let head = status.head.as_ref().map_or(String::new(), |h| {
+                format!(
+                    ", head seq {} hash {}",
+                    h.seq,
+                    safe(h.hash.get(..16).unwrap_or(&h.hash))
+                )
+            });
+            let keyed = match status.keyed {
+                0 => String::new(),
+                n => format!(", {n} keyed (HMAC-SHA256)"),
+            };
+            let file = if status.head_file.is_some() {
+                "head file, "
+            } else {
+                ""
+            };
             println!(
-                "audit chain verifies: {} event(s), no tampering detected",
-                status.events
+                "audit chain verifies: {} event(s){head}{keyed}, no tampering detected \
+                 ({file}{} release head(s) and the append-only triggers checked)",
+                status.events, status.release_heads
             );
         } else {
             println!(
-                "{}: {}",
+                "{}: {} problem(s) found",
                 paint("audit chain BROKEN", RED),
-                status.problem.as_deref().unwrap_or("unknown problem")
+                status.findings.len()
             );
+            for f in &status.findings {
+                println!("  - {}", safe(&f.message));
+            }
         }
+        for note in &status.notes {
+            println!("{}", paint(&format!("note: {note}"), DIM));
+        }
+        // Exit 0 when nothing was found, 1 (ERROR) for any finding, as for every failed check.
         return Ok(if status.ok { exit::OK } else { exit::ERROR });
     }
     let events = engine.audit_events(limit)?;
@@ -400,11 +440,11 @@ fn audit(cli: &Cli, engine: &Engine, verify: bool, limit: usize) -> anyhow::Resu
         .map(|e| {
             vec![
                 e.seq.to_string(),
-                e.at.clone(),
-                e.actor.clone(),
-                e.action.clone(),
-                opt(&e.release_id),
-                crate::backend::one_line(&e.detail, 60),
+                safe(&e.at),
+                safe(&e.actor),
+                safe(&e.action),
+                safe_opt(&e.release_id),
+                safe(&crate::backend::one_line(&e.detail, 60)),
             ]
         })
         .collect();

@@ -16,6 +16,7 @@ mod monitor;
 mod observe;
 pub mod output;
 mod recovery;
+mod unlock;
 
 pub use args::{Cli, Command};
 
@@ -32,9 +33,15 @@ pub mod exit {
 pub fn main_with_args() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            // Usage errors quote the offending argument: shown escaped, like every error.
+            eprint!("{}", output::safe_lines(&e.render().to_string()));
+            return 2;
+        }
         Err(e) => {
+            // --help and --version: our own text.
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { exit::OK };
+            return exit::OK;
         }
     };
     reset_sigpipe();
@@ -52,16 +59,25 @@ pub fn main_with_args() -> i32 {
     }
 }
 
-/// The error and its causes as one line.
+/// The error and its causes as one line. Errors quote user input (an id, a path, a user
+/// name, an SQL error about a hostile file), so control characters are shown escaped: the
+/// sentence can neither drive the terminal nor forge a second line.
 fn error_sentence(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        let text = cause.to_string();
+        let text = match cause.downcast_ref::<EngineError>() {
+            // The engine's wording speaks of the console; on the command line the refusal
+            // names the mode the operator chose.
+            Some(EngineError::ReadOnly(what)) => {
+                format!("{what} refused: read-only mode (--readonly)")
+            }
+            _ => cause.to_string(),
+        };
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
     }
-    parts.join(": ")
+    output::safe(&parts.join(": "))
 }
 
 /// Logs to `.d1ops/logs/d1ops.log` under the workspace when the workspace has a state folder;
@@ -104,10 +120,10 @@ pub(crate) fn open(cli: &Cli) -> anyhow::Result<Engine> {
             } else {
                 r.operation.as_str()
             },
-            r.release,
-            r.holder,
+            output::safe(&r.release),
+            output::safe(&r.holder),
             r.step,
-            r.outcome.replace('_', " ")
+            output::safe(&r.outcome.replace('_', " "))
         );
     }
     Ok(engine)
@@ -142,7 +158,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             if cli.json {
                 print_json(&built)?;
             } else {
-                println!("{}", built.describe());
+                println!("{}", output::safe_lines(&built.describe()));
             }
             if !*no_console {
                 crate::demo::open_console(&built.root, engine_options(&cli))?;
@@ -155,13 +171,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             if cli.json {
                 print_json(&outcome)?;
             } else {
-                println!("wrote {}", outcome.config_path);
+                println!("wrote {}", output::safe(&outcome.config_path));
                 if let Some(from) = &outcome.imported_from {
-                    println!("imported the first d1_databases entry from {from}");
+                    println!(
+                        "imported the first d1_databases entry from {}",
+                        output::safe(from)
+                    );
                 }
                 println!(
                     "migrations folder: {} (put NNNN_name.sql files there, then run `d1ops deploy`)",
-                    outcome.migrations_dir
+                    output::safe(&outcome.migrations_dir)
                 );
             }
             Ok(exit::OK)
@@ -179,6 +198,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 Command::Restore { .. } | Command::Snapshots | Command::Rollback { .. } => {
                     recovery::run(&cli, cmd, &mut engine)
                 }
+                Command::Unlock { .. } => unlock::run(&cli, cmd, &mut engine),
                 Command::Query { .. }
                 | Command::Serve { .. }
                 | Command::Traffic { .. }

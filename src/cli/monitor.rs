@@ -2,7 +2,7 @@
 //! sync` (pull D1's analytics now). Printing and exit codes only; syncing and reading are the
 //! engine's (`engine::analytics`, `Engine::monitor`).
 use super::args::AnalyticsCommand;
-use super::output::{self, BOLD, DIM, RED, YELLOW, paint};
+use super::output::{self, BOLD, DIM, RED, YELLOW, paint, safe};
 use super::{Cli, Command, exit, print_json};
 use crate::engine::{Engine, Freshness, MonitorData, MonitorWindow, SyncOutcome, SyncReport};
 use crate::gate::thousands;
@@ -84,7 +84,7 @@ fn print_monitor(d: &MonitorData) {
     println!(
         "{} {} · window {} · top by {}",
         paint("monitor", BOLD),
-        d.env,
+        safe(&d.env),
         d.window.label(),
         order_label(d.order)
     );
@@ -93,7 +93,11 @@ fn print_monitor(d: &MonitorData) {
     }
     let t = &d.totals;
     if t.count == 0 {
-        println!("no queries on {} in the last {}", d.env, d.window.label());
+        println!(
+            "no queries on {} in the last {}",
+            safe(&d.env),
+            d.window.label()
+        );
     } else {
         let secs = d.window.length().num_seconds().max(1) as f64;
         let errors = format!(
@@ -122,7 +126,7 @@ fn print_monitor(d: &MonitorData) {
         let rows: Vec<Vec<String>> = (d.top.iter())
             .map(|q| {
                 vec![
-                    crate::backend::one_line(&q.text, 60),
+                    safe(&crate::backend::one_line(&q.text, 60)),
                     thousands(q.count),
                     thousands(q.errors),
                     format!("{:.1}", q.total_ms),
@@ -166,7 +170,7 @@ fn print_monitor(d: &MonitorData) {
         );
     }
     if let Some(w) = &d.watch {
-        println!("watch: the live release is {}", w.summary());
+        println!("watch: the live release is {}", safe(&w.summary()));
     }
 }
 

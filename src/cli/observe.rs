@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::output::{self, DIM, YELLOW, paint};
+use super::output::{self, DIM, YELLOW, paint, safe};
 use super::{Cli, Command, exit, print_json};
 use crate::backend::StatementResult;
 use crate::engine::Engine;
@@ -25,7 +25,8 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
         Command::Serve {
             listen,
             allow_production_writes,
-        } => serve_cmd(engine, listen, *allow_production_writes),
+            allow_origins,
+        } => serve_cmd(engine, listen, *allow_production_writes, allow_origins),
         Command::Traffic {
             env,
             duration,
@@ -66,7 +67,10 @@ fn query(
         },
     )?;
     if let Some(e) = &out.metrics_error {
-        eprintln!("d1ops: the statement ran but its metrics were not recorded: {e}");
+        eprintln!(
+            "d1ops: the statement ran but its metrics were not recorded: {}",
+            safe(e)
+        );
     }
     if cli.json {
         let mut shaped: Vec<serde_json::Value> = out.results.iter().map(d1::query_result).collect();
@@ -100,7 +104,9 @@ fn print_result(r: &StatementResult) {
         );
         return;
     }
-    let header: Vec<&str> = r.columns.iter().map(String::as_str).collect();
+    // Column names and values are whatever the database holds: escaped cell by cell.
+    let header: Vec<String> = r.columns.iter().map(|c| safe(c)).collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
     let rows: Vec<Vec<String>> = r
         .rows
         .iter()
@@ -113,11 +119,12 @@ fn print_result(r: &StatementResult) {
     );
 }
 
-/// One value as a table cell: text as is, NULL spelled out, blobs as hex literals.
+/// One value as a table cell: text with newlines and tabs as spaces and other control
+/// characters escaped, NULL spelled out, blobs as hex literals.
 fn cell(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => "NULL".into(),
-        serde_json::Value::String(s) => s.replace(['\n', '\t'], " "),
+        serde_json::Value::String(s) => safe(&s.replace(['\n', '\t'], " ")),
         serde_json::Value::Array(bytes) => {
             let hex: String = bytes
                 .iter()
@@ -125,19 +132,40 @@ fn cell(v: &serde_json::Value) -> String {
                 .collect();
             format!("x'{hex}'")
         }
-        other => other.to_string(),
+        other => safe(&other.to_string()),
     }
 }
 
-fn serve_cmd(engine: &Engine, listen: &str, allow_production_writes: bool) -> anyhow::Result<i32> {
-    let config = ServeConfig::from_engine(engine, allow_production_writes)?;
+fn serve_cmd(
+    engine: &Engine,
+    listen: &str,
+    allow_production_writes: bool,
+    allow_origins: &[String],
+) -> anyhow::Result<i32> {
+    let access = serve::Access::new(allow_origins, serve::ServeToken::from_env()?)?;
+    let token = access.requires_token();
+    let origins = access.origins();
+    let config = ServeConfig::from_engine(engine, allow_production_writes, access)?;
     let report = serve::run(
         config,
         listen,
         |addr| {
-            if !serve::is_loopback(&addr) {
+            if !serve::is_loopback(&addr) && !token {
                 eprintln!(
-                    "d1ops: warning: {addr} is reachable from other machines and serve has no authentication"
+                    "d1ops: warning: {addr} is reachable from other machines and serve has no authentication (set {} to require a bearer token)",
+                    serve::TOKEN_ENV
+                );
+            }
+            if token {
+                eprintln!(
+                    "d1ops: serve requires Authorization: Bearer <the value of {}>",
+                    serve::TOKEN_ENV
+                );
+            }
+            if !origins.is_empty() {
+                eprintln!(
+                    "d1ops: serve also accepts requests from {}",
+                    output::safe(&origins.join(", "))
                 );
             }
             println!(
@@ -186,10 +214,10 @@ fn ms(v: Option<f64>) -> String {
 fn print_traffic(s: &TrafficSummary) {
     println!(
         "traffic on {}{}: {} sent of {} planned in {:.1} s ({:.1} qps on {} workers), {} error(s)",
-        s.env,
+        safe(&s.env),
         s.release
             .as_ref()
-            .map_or_else(String::new, |r| format!(" (release {r})")),
+            .map_or_else(String::new, |r| format!(" (release {})", safe(r))),
         s.sent,
         s.planned,
         s.elapsed_s,
@@ -208,7 +236,7 @@ fn print_traffic(s: &TrafficSummary) {
         .iter()
         .map(|i| {
             vec![
-                i.name.clone(),
+                safe(&i.name),
                 if i.write {
                     "write (rolled back)"
                 } else {
@@ -219,7 +247,7 @@ fn print_traffic(s: &TrafficSummary) {
                 i.errors.to_string(),
                 ms(i.p50_ms),
                 ms(i.p95_ms),
-                i.first_error.clone().unwrap_or_default(),
+                safe(i.first_error.as_deref().unwrap_or_default()),
             ]
         })
         .collect();
@@ -276,13 +304,18 @@ fn ingest_cmd(cli: &Cli, engine: &Engine, file: &str) -> anyhow::Result<i32> {
 }
 
 fn print_ingest(file: &str, r: &IngestReport) {
-    let shown = if file == "-" { "stdin" } else { file };
+    let shown = if file == "-" {
+        "stdin".into()
+    } else {
+        safe(file)
+    };
     println!(
         "imported {} event(s) from {shown}; {} bad line(s)",
         r.imported, r.bad
     );
+    // A bad line's error may quote the line itself.
     for b in &r.bad_lines {
-        println!("  line {}: {}", b.line, b.error);
+        println!("  line {}: {}", b.line, safe(&b.error));
     }
     let unlisted = r.bad.saturating_sub(r.bad_lines.len() as u64);
     if unlisted > 0 {

@@ -3,7 +3,7 @@
 use anyhow::bail;
 
 use super::lifecycle::ask;
-use super::output::{self, BOLD, CYAN, GREEN, RED, YELLOW, age, opt, paint};
+use super::output::{self, BOLD, CYAN, GREEN, RED, YELLOW, age, paint, safe, safe_opt};
 use super::{Cli, Command, exit, print_json};
 use crate::engine::{Engine, RestorePlan};
 
@@ -56,7 +56,7 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
                     "production restored to snapshot {} in {:.0} ms; live release: {}",
                     plan.snapshot.id,
                     out.duration_ms,
-                    opt(&out.live)
+                    safe_opt(&out.live)
                 );
                 if let Some(pre) = out.pre_restore_snapshot {
                     println!(
@@ -107,11 +107,11 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             } else {
                 println!(
                     "release {} is {} again; {} is rolled back ({} probe(s) of {} passed on a copy of production{})",
-                    out.to,
+                    safe(&out.to),
                     paint("live", GREEN),
-                    out.from,
-                    out.probes_run - out.probe_failures.len(),
-                    out.to,
+                    safe(&out.from),
+                    out.probes_run.saturating_sub(out.probe_failures.len()),
+                    safe(&out.to),
                     if out.forced {
                         "; FORCED past failing probes"
                     } else {
@@ -119,7 +119,12 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
                     }
                 );
                 for f in &out.probe_failures {
-                    println!("  {} {}: {}", paint("✗", RED), f.probe, f.problem);
+                    println!(
+                        "  {} {}: {}",
+                        paint("✗", RED),
+                        safe(&f.probe),
+                        safe(&f.problem)
+                    );
                 }
             }
             Ok(exit::OK)
@@ -141,15 +146,15 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
                 .iter()
                 .map(|v| {
                     let keep = match (&v.protected, v.expired) {
-                        (Some(p), _) => p.clone(),
+                        (Some(p), _) => safe(p),
                         (None, true) => paint("expired: cleanup deletes it", YELLOW),
                         (None, false) => "kept by retention".into(),
                     };
                     vec![
                         v.snapshot.id.to_string(),
-                        v.snapshot.kind.clone(),
-                        opt(&v.snapshot.release_id),
-                        v.snapshot.created_at.clone(),
+                        safe(&v.snapshot.kind),
+                        safe_opt(&v.snapshot.release_id),
+                        safe(&v.snapshot.created_at),
                         age(&v.snapshot.created_at),
                         v.snapshot
                             .location
@@ -186,13 +191,13 @@ fn print_plan(plan: &RestorePlan) {
             paint("restore", BOLD),
             paint(id, CYAN),
             plan.snapshot.id,
-            plan.snapshot.created_at
+            safe(&plan.snapshot.created_at)
         ),
         None => println!(
             "{} the last restore: production back to snapshot {} ({})",
             paint("undo", BOLD),
             plan.snapshot.id,
-            plan.snapshot.created_at
+            safe(&plan.snapshot.created_at)
         ),
     }
     println!("{}", paint("what would be lost", BOLD));
@@ -207,15 +212,16 @@ fn print_plan(plan: &RestorePlan) {
             t.inserted > 0 || t.deleted > 0 || t.updated.unwrap_or(0) > 0 || t.note.is_some()
         })
         .map(|t| {
+            // Table names are the user's: escaped like any other user text.
             vec![
-                t.table.clone(),
+                safe(&t.table),
                 paint(
                     &t.inserted.to_string(),
                     if t.inserted > 0 { RED } else { GREEN },
                 ),
                 t.updated.map_or("?".into(), |u| u.to_string()),
                 t.deleted.to_string(),
-                t.note.clone().unwrap_or_default(),
+                safe(t.note.as_deref().unwrap_or_default()),
             ]
         })
         .collect();
@@ -235,10 +241,13 @@ fn print_plan(plan: &RestorePlan) {
         );
     }
     if !plan.migrations_undone.is_empty() {
-        println!("migrations undone: {}", plan.migrations_undone.join(", "));
+        println!(
+            "migrations undone: {}",
+            safe(&plan.migrations_undone.join(", "))
+        );
     }
     for (id, state) in &plan.state_changes {
-        println!("release {id} becomes {state}");
+        println!("release {} becomes {}", safe(id), safe(state));
     }
-    println!("production will point at: {}", opt(&plan.becomes_live));
+    println!("production will point at: {}", safe_opt(&plan.becomes_live));
 }

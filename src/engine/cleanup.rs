@@ -28,6 +28,8 @@ pub struct CleanupReport {
     pub snapshots_deleted: Vec<crate::model::Snapshot>,
     pub freed_bytes: u64,
     pub errors: Vec<String>,
+    /// Temporary copies (`*.sqlite.tmp`) left by interrupted operations, removed.
+    pub temp_files_removed: Vec<String>,
 }
 
 /// A recovery point and whether retention keeps it.
@@ -190,6 +192,19 @@ impl Engine {
     ) -> Result<CleanupReport> {
         self.ensure_writable("cleanup")?;
         let mut report = CleanupReport::default();
+        for (path, size) in self.remove_stale_temp_files(None) {
+            report.freed_bytes += size;
+            report.temp_files_removed.push(path);
+        }
+        if !report.temp_files_removed.is_empty() {
+            self.store.audit(
+                &self.actor,
+                "temp_files.removed",
+                None,
+                None,
+                &json!({"files": report.temp_files_removed, "by": "cleanup"}),
+            )?;
+        }
         self.delete_expired_snapshots(snapshots, &mut report)?;
         for item in items {
             let Some(env) = self.store.env(&item.env)? else {

@@ -84,6 +84,7 @@ pub fn cloudflare_client(ws: &Workspace) -> Result<(Client, CloudflareTarget, Cl
             "backend = \"cloudflare\" needs an API token in {TOKEN_ENV} (permissions: Account · D1 · Edit, and Account · Account Analytics · Read for the monitor)"
         ))
     })?;
+    forbid_core_dumps();
     let backoff = std::env::var("D1OPS_CLOUDFLARE_BACKOFF_MS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -98,6 +99,31 @@ pub fn cloudflare_client(ws: &Workspace) -> Result<(Client, CloudflareTarget, Cl
     })
     .map_err(|e| EngineError::Input(e.to_string()))?;
     Ok((client, target, cfg))
+}
+
+/// Marks the process non-dumpable once it holds the API token: no core dump is written (a
+/// core file would hold the token) and other processes of the same user cannot ptrace it or
+/// read its memory through `/proc`. It stays so for the life of the process.
+fn forbid_core_dumps() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_DUMPABLE takes plain integer arguments and touches no memory.
+        let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        if rc != 0 {
+            tracing::warn!("could not mark the process non-dumpable while it holds the API token");
+        }
+    }
+}
+
+/// How long `apply` waits on a lost answer before production's ledger decides: the
+/// configured statement limit, or D1's own 30 s when the limit is off (D1 stops every
+/// query by then anyway).
+fn d1_query_limit(ws: &Workspace) -> Duration {
+    if ws.config.has_statement_timeout() {
+        ws.config.statement_timeout()
+    } else {
+        Duration::from_secs(30)
+    }
 }
 
 fn cloudflare_backend(ws: &Workspace) -> Result<CloudflareBackend> {
@@ -117,5 +143,53 @@ fn cloudflare_backend(ws: &Workspace) -> Result<CloudflareBackend> {
         cfg.max_batch_statements,
         cfg.max_batch_bytes,
     )
-    .with_query_limit(ws.config.statement_timeout()))
+    .with_query_limit(d1_query_limit(ws)))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    const CHILD: &str = "D1OPS_TEST_DUMPABLE_CHILD";
+
+    /// The token loader marks the process non-dumpable (no core file can hold the token).
+    /// Checked in a child run of this same test, so the test process itself stays dumpable.
+    #[test]
+    fn token_process_is_not_dumpable() {
+        if std::env::var_os(CHILD).is_some() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::write(
+                dir.path().join("d1ops.toml"),
+                "backend = \"cloudflare\"\n[cloudflare]\naccount_id = \"acc\"\ndatabase_id = \"db\"\n",
+            )
+            .expect("config");
+            let ws = crate::workspace::Workspace::load(dir.path()).expect("workspace");
+            // SAFETY: plain integer arguments.
+            let before = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+            assert_eq!(before, 1, "dumpable before the token is read");
+            super::cloudflare_client(&ws).expect("client");
+            // SAFETY: plain integer arguments.
+            let after = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+            assert_eq!(after, 0, "still dumpable after the token was read");
+            println!("child-checked-dumpable");
+            return;
+        }
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args([
+                "engine::connect::tests::token_process_is_not_dumpable",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env(crate::cloudflare::TOKEN_ENV, "test-token-not-real")
+            .env_remove("D1OPS_CLOUDFLARE_API_BASE")
+            .output()
+            .expect("run child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("child-checked-dumpable"),
+            "child failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

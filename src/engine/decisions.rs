@@ -3,7 +3,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Engine, EngineError, Result};
-use crate::model::{Approval, ReleaseState};
+use crate::model::{Approval, ReleaseState, same_person};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ApproveOutcome {
@@ -11,6 +11,16 @@ pub struct ApproveOutcome {
     pub state: ReleaseState,
     pub approvals: Vec<Approval>,
     pub required: u32,
+}
+
+/// " (as alice)" when the recorded name is spelled differently from the acting one, so a
+/// refusal of `ALICE` says which record it matched.
+fn spelled_as(recorded: &str, actor: &str) -> String {
+    if recorded == actor {
+        String::new()
+    } else {
+        format!(" (as {recorded})")
+    }
 }
 
 impl Engine {
@@ -25,17 +35,22 @@ impl Engine {
             )));
         }
         let policy = self.ws.config.policy.clone();
-        if rel.author == self.actor && !policy.allow_self_approval {
+        // Identities compare case-insensitively (`same_person`): `ALICE` is alice.
+        if same_person(&rel.author, &self.actor) && !policy.allow_self_approval {
             return Err(EngineError::Refused(format!(
-                "{} deployed release {} and cannot approve it (policy.allow_self_approval = false); ask another operator",
-                self.actor, rel.id
+                "{}{} deployed release {} and cannot approve it (policy.allow_self_approval = false); ask another operator",
+                self.actor,
+                spelled_as(&rel.author, &self.actor),
+                rel.id
             )));
         }
         let existing = self.store.approvals(&rel.id)?;
-        if existing.iter().any(|a| a.approver == self.actor) {
+        if let Some(earlier) = (existing.iter()).find(|a| same_person(&a.approver, &self.actor)) {
             return Err(EngineError::Refused(format!(
-                "{} has already approved release {}",
-                self.actor, rel.id
+                "{}{} has already approved release {}",
+                self.actor,
+                spelled_as(&earlier.approver, &self.actor),
+                rel.id
             )));
         }
         let actor = self.actor.clone();

@@ -41,30 +41,72 @@ pub fn preview_name(release_id: &str) -> String {
     format!("preview-{}", release_id.to_lowercase())
 }
 
-fn read_artifact(name: &str, path: &PathBuf) -> Result<Artifact> {
+/// Hashes one `--artifact NAME=PATH`: a regular file (after symlinks) of at most
+/// [`files::ARTIFACT_LIMIT`], streamed, never held in memory whole. A device, FIFO,
+/// directory or dangling link is refused before it is opened for reading.
+fn read_artifact(name: &str, path: &std::path::Path) -> Result<Artifact> {
+    use crate::workspace::files;
+    use std::io::Read;
     if name.is_empty() {
         return Err(EngineError::Input(format!(
             "--artifact {}: give it as NAME=PATH (e.g. app=dist/app.js)",
             path.display()
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| {
-        EngineError::Input(format!(
-            "artifact {name}: cannot read {}: {e}",
-            path.display()
-        ))
-    })?;
+    let shown = path.display().to_string();
+    let refused = |e: files::FileError| EngineError::Input(format!("artifact {name}: {e}"));
+    let (file, _) =
+        files::open_regular(path, &shown, "an artifact", files::ARTIFACT_LIMIT).map_err(refused)?;
+    let mut reader = file.take(files::ARTIFACT_LIMIT + 1);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(EngineError::Input(format!(
+                    "artifact {name}: cannot read {shown}: {e}"
+                )));
+            }
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    if size > files::ARTIFACT_LIMIT {
+        return Err(refused(files::FileError::TooLarge {
+            path: shown,
+            what: "an artifact",
+            limit: files::human_bytes(files::ARTIFACT_LIMIT),
+        }));
+    }
     Ok(Artifact {
         name: name.to_string(),
         path: path.display().to_string(),
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        size_bytes: bytes.len() as u64,
+        sha256: hex::encode(hasher.finalize()),
+        size_bytes: size,
     })
 }
 
 impl Engine {
     /// Creates a release from the workspace's migrations and runs the gate on its preview.
+    ///
+    /// The deploy is recorded as running (holder, pid, host, heartbeat) in the transaction
+    /// that records its release, until its verdict is saved. One that stops with an error in
+    /// between is settled at once (release `blocked`, "deploy interrupted", preview removed);
+    /// one whose process dies is settled by the next command (`Engine::open`).
     pub fn deploy(&mut self, req: DeployRequest) -> Result<DeployOutcome> {
+        let started = crate::model::now();
+        let out = self.deploy_gated(req);
+        if let Err(e) = &out {
+            self.settle_own_deploys(&started, &e.to_string());
+        }
+        out
+    }
+
+    fn deploy_gated(&mut self, req: DeployRequest) -> Result<DeployOutcome> {
         self.ensure_writable("deploy")?;
         // Everything that can be wrong with the input is found before anything is written.
         let migrations = self.ws.migrations()?;
@@ -100,7 +142,7 @@ impl Engine {
             .map(|m| m.name.clone())
             .collect();
         let at = crate::model::now_utc();
-        let id = ulid::Ulid::from_datetime(at.into()).to_string();
+        let id = crate::model::new_release_id(at);
         let created = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let fingerprint = self.production_fingerprint()?;
         let release = Release {
@@ -124,9 +166,10 @@ impl Engine {
             pending_count: pending.len() as u32,
         };
         let probes = self.ws.config.probes.clone();
-        self.store.atomically(|s| -> Result<()> {
+        let run = self.store.atomically(|s| -> Result<crate::store::DeployRun> {
             s.insert_release(&release, &carried, &artifacts)?;
             s.set_release_probes(&id, &probes)?;
+            let run = s.insert_deploy_run(&id, &self.actor)?;
             s.audit(
                 &self.actor,
                 "release.deployed",
@@ -137,9 +180,12 @@ impl Engine {
                     "artifacts": artifacts.iter().map(|a| json!({"name": a.name, "sha256": a.sha256})).collect::<Vec<_>>(),
                 }),
             )?;
-            Ok(())
+            Ok(run)
         })?;
         tracing::info!(release = %id, pending = pending.len(), "deployed");
+        // Keeps the run's lease fresh until the deploy returns (the verdict deletes the row).
+        let _heartbeat = self.store.deploy_heartbeat(&run)?;
+        crate::fault::point("deploy.before_clone");
 
         let preview = if pending.is_empty() {
             None
@@ -151,6 +197,7 @@ impl Engine {
             };
             match made {
                 Ok(db) => {
+                    crate::fault::point("deploy.after_clone");
                     self.store.atomically(|s| -> Result<()> {
                         s.insert_preview(&name, &id, Some(&db.id), &fingerprint)?;
                         s.set_release_preview(&id, &name, &fingerprint)?;
@@ -169,7 +216,9 @@ impl Engine {
                 }
             }
         };
+        crate::fault::point("deploy.before_gate");
         let report = self.run_gate(&id, &migrations, &ledger, preview.clone())?;
+        crate::fault::point("deploy.before_verdict");
         self.finish_gate(&id, &report)?;
         let state = if report.verdict == Verdict::Ready {
             ReleaseState::Ready
@@ -257,6 +306,8 @@ impl Engine {
         let actor = self.actor.clone();
         self.store.atomically(|s| -> Result<()> {
             s.save_gate_report(id, report)?;
+            // The verdict is saved: the deploy is no longer in progress.
+            s.delete_deploy_run(id)?;
             let failing: Vec<&str> = report
                 .checks
                 .iter()

@@ -33,7 +33,7 @@ pub use cleanup::{CleanupItem, CleanupReport, SnapshotView};
 pub use decisions::ApproveOutcome;
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use promote::PromoteOutcome;
-pub use recovery::RecoveryReport;
+pub use recovery::{RecoveryReport, UnlockOutcome};
 pub use restore::{RestoreOutcome, RestorePlan};
 pub use rollback::{ProbeFailure, RollbackOutcome};
 pub use views::{EnvView, ReleaseDetail, ReleaseDiff};
@@ -124,25 +124,63 @@ pub struct Engine {
     pub recovered: Option<RecoveryReport>,
 }
 
-/// The acting user: `--as`, else `D1OPS_USER`, else the OS user.
-pub fn resolve_actor(explicit: Option<&str>) -> String {
-    explicit
-        .map(str::to_string)
-        .filter(|s| !s.trim().is_empty())
-        .or_else(|| {
-            std::env::var("D1OPS_USER")
-                .ok()
-                .filter(|s| !s.trim().is_empty())
-        })
-        .or_else(|| std::env::var("USER").ok().filter(|s| !s.is_empty()))
-        .or_else(|| std::env::var("LOGNAME").ok().filter(|s| !s.is_empty()))
-        .or_else(|| std::env::var("USERNAME").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
+/// The longest accepted user name, in characters: room for an e-mail address, short enough
+/// that a name cannot flood a table or an audit line.
+pub const MAX_USER_NAME: usize = 64;
+
+/// The acting user: `--as`, else `D1OPS_USER`, else the OS user (`USER`, `LOGNAME`,
+/// `USERNAME`); an empty variable counts as unset. The name is trimmed and must be non-empty,
+/// at most `MAX_USER_NAME` characters and free of control characters: it is recorded in the
+/// audit log and on releases and approvals, and shown on terminals, so a newline or ESC in it
+/// would forge an audit line or drive the terminal of whoever reads it. Checked once, here,
+/// before anything is written; a bad name is an input error naming where it came from.
+pub fn resolve_actor(explicit: Option<&str>) -> Result<String> {
+    let (name, source) = match explicit {
+        Some(name) => (name.to_string(), "--as"),
+        None => ["D1OPS_USER", "USER", "LOGNAME", "USERNAME"]
+            .into_iter()
+            .find_map(|var| {
+                std::env::var(var)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (v, var))
+            })
+            .unwrap_or_else(|| ("unknown".into(), "the default")),
+    };
+    check_user_name(&name).map_err(|problem| {
+        EngineError::Input(format!(
+            "user name \"{}\" (from {source}) {problem}",
+            name.escape_debug()
+        ))
+    })
+}
+
+/// `name` trimmed when it is an acceptable user name, else what is wrong with it.
+fn check_user_name(name: &str) -> std::result::Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("is empty; give a name, e.g. --as alice".into());
+    }
+    if let Some(c) = name.chars().find(|&c| crate::model::is_unsafe_char(c)) {
+        return Err(format!(
+            "contains the control character {}; user names are plain text",
+            c.escape_unicode()
+        ));
+    }
+    let len = name.chars().count();
+    if len > MAX_USER_NAME {
+        return Err(format!(
+            "is {len} characters long; at most {MAX_USER_NAME} are allowed"
+        ));
+    }
+    Ok(name.to_string())
 }
 
 impl Engine {
     /// Opens the workspace at `root`, then recovers an interrupted promotion if there is one.
     pub fn open(root: &Path, opts: EngineOptions) -> Result<Engine> {
+        // The user name first: a bad one is refused before anything is opened or written.
+        let actor = resolve_actor(opts.actor.as_deref())?;
         let ws = Workspace::load(root)?;
         let store = Store::open(&ws.state_dir())?;
         let backend = connect::backend_for(&ws)?;
@@ -150,7 +188,7 @@ impl Engine {
             ws,
             store,
             backend,
-            actor: resolve_actor(opts.actor.as_deref()),
+            actor,
             readonly: opts.readonly,
             recovered: None,
         };
@@ -167,7 +205,7 @@ impl Engine {
                 .set_env_database(PRODUCTION, Some(&prod_ref.id))?;
         }
         if !engine.readonly {
-            engine.recovered = engine.recover()?;
+            engine.recovered = engine.recover_on_open()?;
         }
         Ok(engine)
     }
@@ -244,5 +282,53 @@ impl Engine {
         Ok(self
             .store
             .audit(&self.actor, action, release, env, &detail)?)
+    }
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use super::{MAX_USER_NAME, check_user_name};
+    use crate::model::same_person;
+
+    #[test]
+    fn user_names_are_trimmed() {
+        assert_eq!(check_user_name("  alice \t").as_deref(), Ok("alice"));
+        assert_eq!(check_user_name("Zoë Ops").as_deref(), Ok("Zoë Ops"));
+    }
+
+    #[test]
+    fn empty_user_name_is_refused() {
+        assert!(check_user_name("").is_err());
+        assert!(check_user_name(" \t ").is_err());
+    }
+
+    #[test]
+    fn control_characters_in_user_names_are_refused() {
+        for bad in [
+            "bob\nseq 9 alice release.approved",
+            "bob\x1b]0;pwned\x07",
+            "bob\rx",
+            "a\u{9b}2J",
+            "alice\u{202e}",
+            "a\u{7f}",
+        ] {
+            let err = check_user_name(bad).expect_err(bad);
+            assert!(err.contains("control character"), "{err}");
+        }
+    }
+
+    #[test]
+    fn overlong_user_name_is_refused() {
+        assert!(check_user_name(&"a".repeat(MAX_USER_NAME)).is_ok());
+        let err = check_user_name(&"a".repeat(MAX_USER_NAME + 1)).expect_err("too long");
+        assert!(err.contains("at most 64"), "{err}");
+    }
+
+    #[test]
+    fn identities_compare_without_case() {
+        assert!(same_person("alice", "ALICE"));
+        assert!(same_person(" Alice", "alice"));
+        assert!(same_person("ÉVE", "éve"));
+        assert!(!same_person("alice", "alicia"));
     }
 }

@@ -26,7 +26,7 @@ use crate::store::Store;
 mod ingest;
 mod traffic;
 
-pub use ingest::{BadLine, IngestError, IngestReport, ingest};
+pub use ingest::{BadLine, IngestError, IngestReport, MAX_LINE_BYTES, ingest, open_input};
 pub use traffic::{
     ItemSummary, TrafficRequest, TrafficSummary, WorkItem, parse_workload, run_traffic,
 };

@@ -74,7 +74,7 @@ impl Engine {
             return Err(EngineError::Refused(why));
         }
         let previous = self.store.production()?.active_release;
-        self.acquire_lock(&rel.id, previous.as_deref(), "promote", None)?;
+        let _heartbeat = self.acquire_lock(&rel.id, previous.as_deref(), "promote", None)?;
         fault::point("promote.after_lock");
         // Re-check under the lock: another promotion may have finished while we waited.
         let fresh = self.resolve(&rel.id)?;
@@ -175,32 +175,48 @@ impl Engine {
     }
 
     /// Takes the production lock for `operation` on `release`; a lock whose holder died is
-    /// recovered first. A live holder is named in the refusal.
+    /// recovered first. A live holder is named in the refusal. The returned heartbeat keeps
+    /// the lock's lease fresh until it is dropped (keep it for as long as the operation runs).
     pub(super) fn acquire_lock(
         &mut self,
         release: &str,
         previous: Option<&str>,
         operation: &str,
         fingerprint_before: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<crate::store::Heartbeat> {
         for attempt in 0..2 {
             let actor = self.actor.clone();
-            let held = self
-                .store
-                .atomically(|s| -> Result<Option<crate::store::LockRow>> {
+            let held = self.store.atomically(
+                |s| -> Result<Result<crate::store::LockRow, crate::store::LockRow>> {
                     if let Some(held) = s.lock()? {
-                        return Ok(Some(held));
+                        return Ok(Err(held));
                     }
-                    s.insert_lock(release, &actor, previous, operation, fingerprint_before)?;
-                    Ok(None)
-                })?;
+                    Ok(Ok(s.insert_lock(
+                        release,
+                        &actor,
+                        previous,
+                        operation,
+                        fingerprint_before,
+                    )?))
+                },
+            )?;
             match held {
-                None => return Ok(()),
-                // Its holder died: recover, then try once more.
-                Some(held) if attempt == 0 && !holder_alive_row(&held) => {
+                Ok(mine) => {
+                    let lease = mine.lease.unwrap_or_default();
+                    return match self.store.lock_heartbeat(&lease) {
+                        Ok(beat) => Ok(beat),
+                        Err(e) => {
+                            self.store.delete_lock()?;
+                            Err(e.into())
+                        }
+                    };
+                }
+                // Its holder is gone (process exited, or lease expired): recover, then try
+                // once more.
+                Err(held) if attempt == 0 && !holder_alive_row(&held) => {
                     self.recovered = self.recover()?;
                 }
-                Some(held) => return Err(in_progress(&held)),
+                Err(held) => return Err(in_progress(&held)),
             }
         }
         Err(EngineError::Refused(
@@ -386,8 +402,15 @@ fn in_progress(held: &crate::store::LockRow) -> EngineError {
         "rollback" => "rollback",
         _ => "promotion",
     };
+    let beat = match &held.heartbeat_at {
+        Some(t) => format!(", last heartbeat {t}"),
+        None if held.host != crate::store::hostname() => {
+            "; it records no heartbeat, so if that host is gone `d1ops unlock --reason T` releases it".to_string()
+        }
+        None => String::new(),
+    };
     EngineError::Refused(format!(
-        "{what} of {} in progress by {} since {} (pid {} on {}); try again when it finishes",
+        "{what} of {} in progress by {} since {} (pid {} on {}{beat}); try again when it finishes",
         held.release_id, held.holder, held.since, held.pid, held.host
     ))
 }

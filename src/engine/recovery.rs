@@ -1,16 +1,24 @@
-//! Crash recovery: a promotion whose process died is finished or undone on the next start,
-//! never left half-way and never applied twice.
+//! Crash recovery: an operation whose process died is finished or undone on the next start,
+//! never left half-way, never applied twice, and never at the cost of rows written since.
 //!
-//! The promotion lock records the step before it runs. Up to `snapshotted` production was not
-//! touched: roll back. At `applying`, SQLite's own journal already undid an uncommitted
-//! transaction when production is next opened, so the ledger tells the truth: every pending
-//! migration recorded → roll forward; none → roll back.
+//! The production lock records each step before it runs (see ARCHITECTURE.md, "Recovery
+//! decisions"). Promote: up to `snapshotted` production was not touched: roll back. At
+//! `applying`, SQLite's own journal already undid an uncommitted transaction when production
+//! is next opened, so the ledger (written in the same transaction as the migrations) tells
+//! the truth: every pending migration recorded → roll forward; none → roll back. Restore:
+//! see `restore.rs`. Rollback: one state transaction, so an interrupted one changed nothing.
+//!
+//! A holder is gone when its process no longer runs on this host or its heartbeat lease
+//! expired (`store::lock`). Deploys in progress are recorded the same way: one whose holder
+//! is gone is settled (release `blocked`, "deploy interrupted", preview removed, audited).
+//! Temporary copies (`*.sqlite.tmp`) no live operation owns are removed.
 use serde::Serialize;
 use serde_json::json;
 
 use super::{Engine, EngineError, PRODUCTION, Result};
-use crate::model::ReleaseState;
-use crate::store::{LockRow, LockStep, holder_alive_row};
+use crate::backend::DatabaseRef;
+use crate::model::{CheckResult, CheckStatus, GateReport, ReleaseState, Verdict};
+use crate::store::{DeployRun, Holder, LEASE, LockRow, LockStep, deploy_holder, lock_holder};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecoveryReport {
@@ -23,30 +31,87 @@ pub struct RecoveryReport {
     pub holder: String,
 }
 
+/// What `d1ops unlock` found and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnlockOutcome {
+    pub operation: String,
+    pub release: String,
+    pub holder: String,
+    pub pid: u32,
+    pub host: String,
+    pub since: String,
+    pub heartbeat_at: Option<String>,
+    /// Why the holder was judged gone.
+    pub judged: String,
+    pub recovery: RecoveryReport,
+}
+
+/// The suffix of the temporary copies the local backend writes before renaming them.
+const TMP_SUFFIX: &str = ".sqlite.tmp";
+
 impl Engine {
-    /// Recovers an interrupted promotion whose holder is gone; `None` when there is nothing to do.
+    /// Everything `Engine::open` settles: an interrupted lock holder (errors are fatal: the
+    /// command must not run on a half-state), interrupted deploys and stale temporary files
+    /// (best effort: logged, never blocking the command).
+    pub fn recover_on_open(&mut self) -> Result<Option<RecoveryReport>> {
+        // When the lock's holder was judged gone: the copies it was writing stopped before.
+        let dead_lock = match self.store.lock()? {
+            Some(l) if !lock_holder(&l).alive() => Some(std::time::SystemTime::now()),
+            _ => None,
+        };
+        let report = self.recover()?;
+        if let Err(e) = self.settle_interrupted_deploys() {
+            tracing::warn!(error = %e, "interrupted deploys not settled");
+        }
+        let removed = self.remove_stale_temp_files(dead_lock);
+        if !removed.is_empty() {
+            tracing::warn!(files = ?removed, "removed temporary files left by interrupted operations");
+            let files: Vec<&str> = removed.iter().map(|(p, _)| p.as_str()).collect();
+            if let Err(e) = self.audit(
+                "temp_files.removed",
+                None,
+                None,
+                json!({"files": files, "by": "recovery"}),
+            ) {
+                tracing::warn!(error = %e, "removal of temporary files not audited");
+            }
+        }
+        Ok(report)
+    }
+
+    /// Recovers an interrupted operation whose holder is gone; `None` when there is nothing to do.
     pub fn recover(&mut self) -> Result<Option<RecoveryReport>> {
         let Some(lock) = self.store.lock()? else {
             return Ok(None);
         };
-        if holder_alive_row(&lock) {
+        if lock_holder(&lock).alive() {
             return Ok(None);
         }
+        self.recover_lock(&lock).map(Some)
+    }
+
+    /// Runs the recovery of `lock`'s operation (its holder was judged gone).
+    pub(super) fn recover_lock(&mut self, lock: &LockRow) -> Result<RecoveryReport> {
         if lock.operation == "restore" || lock.operation == "rollback" {
             let outcome = if lock.operation == "restore" {
-                self.recover_restore(&lock)?
+                self.recover_restore(lock)?
             } else {
-                self.recover_rollback(&lock)?
+                self.recover_rollback(lock)?
             };
             tracing::warn!(outcome, operation = %lock.operation, "recovered an interrupted operation");
-            return Ok(Some(RecoveryReport {
+            return Ok(RecoveryReport {
                 release: lock.release_id.clone(),
                 operation: lock.operation.clone(),
                 outcome: outcome.into(),
                 step: lock.step.as_str().into(),
                 holder: lock.holder.clone(),
-            }));
+            });
         }
+        self.recover_promotion(lock)
+    }
+
+    fn recover_promotion(&mut self, lock: &LockRow) -> Result<RecoveryReport> {
+        let lock = lock.clone();
         let pending = self.pending_migrations(&lock.release_id)?;
         let db = match self.production_db()? {
             Some(db) => Some(db),
@@ -57,7 +122,7 @@ impl Engine {
             None => None,
         };
         let committed = match (lock.step, &db) {
-            (LockStep::Applying, Some(db)) if !pending.is_empty() => {
+            (LockStep::Applying | LockStep::Applied, Some(db)) if !pending.is_empty() => {
                 // Opening production rolls back a hot journal left by the dead process.
                 let ledger = self.backend.ledger(db, &self.ws.config.migrations_table)?;
                 let present = pending
@@ -125,13 +190,29 @@ impl Engine {
             json!({"outcome": outcome, "step": lock.step.as_str(), "holder": lock.holder, "pid": lock.pid}),
         )?;
         tracing::warn!(release = %lock.release_id, outcome, "recovered an interrupted promotion");
-        Ok(Some(report))
+        Ok(report)
     }
 
     fn roll_back(&mut self, lock: &LockRow) -> Result<()> {
         if lock.created_database {
-            self.backend
-                .delete_database(&self.backend.production_ref())?;
+            // The database this promotion created holds nothing of its own (the apply did
+            // not commit) — unless someone wrote to it since: then it stays.
+            let db = self.backend.production_ref();
+            if self.backend.exists(&db)? {
+                let rows: u64 = self
+                    .backend
+                    .row_counts(&db, &self.ws.config.migrations_table)
+                    .map(|c| c.values().sum())
+                    .unwrap_or(0);
+                if rows == 0 {
+                    self.backend.delete_database(&db)?;
+                } else {
+                    tracing::warn!(
+                        rows,
+                        "kept the production database an interrupted promotion created: rows were written to it"
+                    );
+                }
+            }
         }
         let state = self.store.release(&lock.release_id)?.map(|r| r.state);
         self.store.atomically(|s| -> Result<()> {
@@ -154,5 +235,284 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// Settles every deploy whose holder is gone: its release becomes `blocked` ("deploy
+    /// interrupted"), its preview and temporary copies are removed, and that is audited.
+    pub fn settle_interrupted_deploys(&mut self) -> Result<Vec<String>> {
+        let mut settled = Vec::new();
+        for run in self.store.deploy_runs()? {
+            let holder = deploy_holder(&run);
+            if holder.alive() {
+                continue;
+            }
+            self.settle_deploy(&run, &format!("deploy interrupted: {}", holder.describe()))?;
+            settled.push(run.release_id.clone());
+        }
+        Ok(settled)
+    }
+
+    /// Settles the deploys this process started since `since` (a deploy that returned an
+    /// error before its verdict was saved). Best effort: what fails here is settled by the
+    /// next command once this process's lease runs out.
+    pub(super) fn settle_own_deploys(&mut self, since: &str, error: &str) {
+        let me = std::process::id();
+        let host = crate::store::hostname();
+        let runs = match self.store.deploy_runs() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "interrupted deploy not settled");
+                return;
+            }
+        };
+        for run in runs
+            .iter()
+            .filter(|r| r.pid == me && r.host == host && r.started_at.as_str() >= since)
+        {
+            if let Err(e) = self.settle_deploy(run, &format!("deploy interrupted: {error}")) {
+                tracing::warn!(error = %e, release = %run.release_id, "interrupted deploy not settled");
+            }
+        }
+    }
+
+    /// Settles one deploy that stopped before its gate verdict was saved.
+    pub(super) fn settle_deploy(&mut self, run: &DeployRun, reason: &str) -> Result<()> {
+        let name = super::deploy::preview_name(&run.release_id);
+        let env = self.store.env(&name)?.filter(|e| e.deleted_at.is_none());
+        let db = match env.as_ref().and_then(|e| e.database_id.clone()) {
+            Some(id) => Some(DatabaseRef::new(id)),
+            None => self.backend.lookup(&name).ok().flatten(),
+        };
+        let mut removed = Vec::new();
+        if let Some(db) = &db {
+            let shown = self.backend.describe(db);
+            match self.backend.delete_database(db) {
+                Ok(()) => removed.push(shown),
+                Err(e) => {
+                    tracing::warn!(error = %e, preview = %name, "preview of an interrupted deploy not removed")
+                }
+            }
+        }
+        removed.extend(self.remove_temp_files_named(&name));
+        let state = self.store.release(&run.release_id)?.map(|r| r.state);
+        let report = GateReport {
+            verdict: Verdict::Blocked,
+            checks: vec![CheckResult {
+                id: "mig.apply".into(),
+                status: CheckStatus::Fail,
+                reason: format!("{reason}; its preview was removed, deploy again"),
+                details: serde_json::Value::Null,
+                duration_ms: 0.0,
+            }],
+            total_ms: 0.0,
+        };
+        let actor = self.actor.clone();
+        self.store.atomically(|s| -> Result<()> {
+            if state == Some(ReleaseState::Previewing) {
+                s.save_gate_report(&run.release_id, &report)?;
+            }
+            if env.is_some() {
+                s.mark_env_deleted(&name)?;
+            }
+            s.delete_deploy_run(&run.release_id)?;
+            s.audit(
+                &actor,
+                "deploy.interrupted",
+                Some(&run.release_id),
+                Some(&name),
+                &json!({"reason": reason, "holder": run.holder, "pid": run.pid, "host": run.host,
+                    "started_at": run.started_at, "heartbeat_at": run.heartbeat_at,
+                    "state": if state == Some(ReleaseState::Previewing) { "blocked" } else { "unchanged" },
+                    "removed": removed}),
+            )?;
+            Ok(())
+        })?;
+        tracing::warn!(release = %run.release_id, reason, "settled an interrupted deploy");
+        Ok(())
+    }
+
+    /// The production lock and what can be told about its holder.
+    pub fn lock_status(&self) -> Result<Option<(LockRow, Holder)>> {
+        Ok(self.store.lock()?.map(|l| {
+            let h = lock_holder(&l);
+            (l, h)
+        }))
+    }
+
+    /// Why `unlock` must not release `lock`, if it must not.
+    pub fn unlock_refusal(&self, lock: &LockRow, holder: Holder) -> Option<String> {
+        let what = format!(
+            "the {} of {} by {} (pid {} on {}, since {})",
+            lock.operation, lock.release_id, lock.holder, lock.pid, lock.host, lock.since
+        );
+        match holder {
+            Holder::RunningHere => Some(format!(
+                "{what} is still running on this host; unlock refuses while its holder lives"
+            )),
+            Holder::LeaseFresh => Some(format!(
+                "{what} renewed its heartbeat at {} (lease {} s); unlock refuses while the lease is fresh",
+                lock.heartbeat_at.as_deref().unwrap_or("?"),
+                LEASE.as_secs()
+            )),
+            Holder::Unknown | Holder::Gone | Holder::LeaseExpired => None,
+        }
+    }
+
+    /// Releases a lock whose holder cannot be shown alive (another host without heartbeat,
+    /// or gone) and runs the normal recovery of its operation; audited with `reason`.
+    /// `expected_lease` guards against the lock changing hands since it was shown.
+    pub fn unlock(&mut self, reason: &str, expected_lease: Option<&str>) -> Result<UnlockOutcome> {
+        self.ensure_writable("unlock")?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(EngineError::Input(
+                "unlock needs --reason: say why the holder is known to be gone".into(),
+            ));
+        }
+        let Some(lock) = self.store.lock()? else {
+            return Err(EngineError::Refused(
+                "no operation holds the production lock; nothing to unlock".into(),
+            ));
+        };
+        if lock.lease.as_deref() != expected_lease {
+            return Err(EngineError::Refused(format!(
+                "the production lock changed hands ({} of {} by {} since {}); run unlock again",
+                lock.operation, lock.release_id, lock.holder, lock.since
+            )));
+        }
+        let holder = lock_holder(&lock);
+        if let Some(why) = self.unlock_refusal(&lock, holder) {
+            return Err(EngineError::Refused(why));
+        }
+        self.audit(
+            "lock.unlocked",
+            Some(&lock.release_id),
+            Some(PRODUCTION),
+            json!({"reason": reason, "operation": lock.operation, "holder": lock.holder,
+                "pid": lock.pid, "host": lock.host, "since": lock.since, "step": lock.step.as_str(),
+                "heartbeat_at": lock.heartbeat_at, "judged": holder.describe()}),
+        )?;
+        let recovery = self.recover_lock(&lock)?;
+        Ok(UnlockOutcome {
+            operation: lock.operation.clone(),
+            release: lock.release_id.clone(),
+            holder: lock.holder.clone(),
+            pid: lock.pid,
+            host: lock.host.clone(),
+            since: lock.since.clone(),
+            heartbeat_at: lock.heartbeat_at.clone(),
+            judged: holder.describe().into(),
+            recovery,
+        })
+    }
+
+    /// The folders where the local backend writes temporary copies.
+    fn temp_dirs(&self) -> Vec<std::path::PathBuf> {
+        if self.backend.kind() != "local" {
+            return Vec::new();
+        }
+        let state = self.ws.state_dir();
+        vec![state.join("db"), state.join("snapshots")]
+    }
+
+    /// Removes the temporary copies of database `name` (a crashed clone of it).
+    fn remove_temp_files_named(&self, name: &str) -> Vec<String> {
+        let mut removed = Vec::new();
+        for dir in self.temp_dirs() {
+            let p = dir.join(format!("{name}{TMP_SUFFIX}"));
+            if p.is_file() && std::fs::remove_file(&p).is_ok() {
+                removed.push(p.display().to_string());
+            }
+        }
+        removed
+    }
+
+    /// Removes the temporary copies (`*.sqlite.tmp`) and unrecorded snapshot files that no
+    /// live operation can be writing. A copy is written only under the production lock
+    /// (snapshots, restores, rollback checks) or by a recorded deploy (its preview), and a
+    /// snapshot file is recorded right after it is complete. A file is left alone while its
+    /// owner may be alive; it is removed when its owner was judged gone after the file was
+    /// last written (`dead_lock_judged`: when an interrupted lock holder was judged gone
+    /// before its lock was recovered), or, with no recorded owner, once it is older than the
+    /// lease (a copy being written is touched continuously).
+    pub fn remove_stale_temp_files(
+        &self,
+        dead_lock_judged: Option<std::time::SystemTime>,
+    ) -> Vec<(String, u64)> {
+        let dirs = self.temp_dirs();
+        if dirs.is_empty() {
+            return Vec::new();
+        }
+        let judged = std::time::SystemTime::now();
+        let lock = self.store.lock().ok().flatten();
+        let lock_live = lock.as_ref().is_some_and(|l| lock_holder(l).alive());
+        let lock_dead_at = match &lock {
+            Some(_) if lock_live => None,
+            Some(_) => Some(judged),
+            None => dead_lock_judged,
+        };
+        let runs = self.store.deploy_runs().unwrap_or_default();
+        let Ok(snapshots) = self.store.snapshots(true) else {
+            return Vec::new();
+        };
+        let recorded: std::collections::BTreeSet<String> =
+            snapshots.into_iter().filter_map(|s| s.location).collect();
+        let mut removed = Vec::new();
+        for (i, dir) in dirs.iter().enumerate() {
+            let snapshot_dir = i == 1;
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                let stem = match file.strip_suffix(TMP_SUFFIX) {
+                    Some(stem) => stem,
+                    None if snapshot_dir
+                        && file.ends_with(".sqlite")
+                        && !recorded.contains(&file) =>
+                    {
+                        file.as_str()
+                    }
+                    None => continue,
+                };
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                let run = runs
+                    .iter()
+                    .find(|r| !snapshot_dir && super::deploy::preview_name(&r.release_id) == stem);
+                let (owner_live, owner_dead_at) = match run {
+                    Some(r) => {
+                        let alive = deploy_holder(r).alive();
+                        (alive, (!alive).then_some(judged))
+                    }
+                    // Everything else is written under the production lock.
+                    None => (lock_live, lock_dead_at),
+                };
+                if owner_live {
+                    continue;
+                }
+                let modified = meta.modified().ok();
+                let before_owner_died =
+                    owner_dead_at.is_some_and(|t| modified.is_some_and(|m| m < t));
+                let old = modified
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > LEASE);
+                if !(before_owner_died || old) {
+                    continue;
+                }
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed.push((path.display().to_string(), meta.len())),
+                    Err(e) => {
+                        tracing::warn!(error = %e, file = %path.display(), "temporary file not removed")
+                    }
+                }
+            }
+        }
+        removed
     }
 }

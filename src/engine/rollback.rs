@@ -126,7 +126,7 @@ impl Engine {
                 target.id, target.state
             )));
         }
-        self.acquire_lock(&target.id, Some(&from), "rollback", None)?;
+        let _heartbeat = self.acquire_lock(&target.id, Some(&from), "rollback", None)?;
         let checked = self.rollback_check(&target);
         let (probes_run, failures) = match checked {
             Ok(v) => v,

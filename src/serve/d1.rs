@@ -5,8 +5,10 @@
 //!
 //! Error codes: Cloudflare reports every SQL error as code 7500 with the message
 //! `<SQLite message>[ at offset N]: <SQLITE_CODE>` and HTTP 400, and a missing database as
-//! 7404 with HTTP 404. d1ops adds 7400 (malformed request, HTTP 400) and 7403 (a write
-//! refused on production, HTTP 403).
+//! 7404 with HTTP 404, and a missing or wrong token as 10000 `Authentication error`. d1ops
+//! adds 7400 (malformed request, HTTP 400), 7403 (refused, HTTP 403: a write to production,
+//! or a request from a `Host` or `Origin` serve does not accept), 7413 (body too large, HTTP
+//! 413) and 7415 (body not declared `application/json`, HTTP 415).
 use serde_json::{Map, Value, json};
 
 use crate::backend::{ExecMeta, StatementResult};
@@ -17,8 +19,15 @@ pub const SQL_ERROR: u32 = 7500;
 pub const NOT_FOUND: u32 = 7404;
 /// The request body is not a query (HTTP 400).
 pub const BAD_REQUEST: u32 = 7400;
-/// A write to production without `--allow-production-writes` (HTTP 403).
+/// A write to production without `--allow-production-writes`, or a request from a `Host`
+/// or `Origin` the server does not accept (HTTP 403).
 pub const REFUSED: u32 = 7403;
+/// A missing or wrong bearer token (HTTP 401), Cloudflare's code for it.
+pub const AUTH_ERROR: u32 = 10000;
+/// The request body is larger than serve accepts (HTTP 413).
+pub const TOO_LARGE: u32 = 7413;
+/// The request body is not declared `Content-Type: application/json` (HTTP 415).
+pub const UNSUPPORTED_MEDIA_TYPE: u32 = 7415;
 
 /// What `meta.served_by` says.
 pub const SERVED_BY: &str = "d1ops-local";

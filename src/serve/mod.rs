@@ -9,6 +9,12 @@
 //! ([`d1`]). Writes to production are refused unless the server was started with
 //! `--allow-production-writes`. Every statement is recorded through a batching recorder.
 //!
+//! Before anything runs, [`guard`] refuses what a web page in the developer's browser could
+//! send: a `Host` or `Origin` other than the listen address (unless allowed with
+//! `--allow-origin`), a body not declared `application/json`, a body over 1 MiB, and (when
+//! `D1OPS_SERVE_TOKEN` is set) a request without that bearer token. Bound parameters must be
+//! scalars (null, boolean, number, string).
+//!
 //! The HTTP layer (axum on tokio) only parses and answers; each request's database work runs
 //! on tokio's blocking pool over a per-database pool of connections ([`app`]). Logs go to the
 //! log file; the only output is the caller's "listening on" line.
@@ -20,7 +26,8 @@ use std::time::Instant;
 use anyhow::Context;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -32,8 +39,10 @@ use crate::engine::observe::Recorder;
 
 mod app;
 pub mod d1;
+mod guard;
 
 pub use app::{App, Reply};
+pub use guard::{Access, AccessError, MAX_BODY, ServeToken, TOKEN_ENV};
 
 /// Most statements one request may carry.
 const MAX_BATCH: usize = 10_000;
@@ -48,15 +57,22 @@ pub struct ServeConfig {
     pub allow_production_writes: bool,
     /// No writes anywhere (`--readonly`).
     pub readonly: bool,
+    /// Origins accepted besides the listen address, and the bearer token if one is required.
+    pub access: Access,
 }
 
 impl ServeConfig {
-    pub fn from_engine(engine: &Engine, allow_production_writes: bool) -> anyhow::Result<Self> {
+    pub fn from_engine(
+        engine: &Engine,
+        allow_production_writes: bool,
+        access: Access,
+    ) -> anyhow::Result<Self> {
         Ok(ServeConfig {
             state_dir: engine.ws.state_dir(),
             backend: engine.local_backend()?,
             allow_production_writes,
             readonly: engine.readonly,
+            access,
         })
     }
 }
@@ -150,6 +166,7 @@ pub fn run(
         .build()
         .context("starting the async runtime")?;
     let recorder = Recorder::start(&config.state_dir)?;
+    let access = config.access;
     let app = Arc::new(App::new(
         &config.state_dir,
         config.backend,
@@ -162,9 +179,15 @@ pub fn run(
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        tracing::info!(%addr, "serve: listening");
+        tracing::info!(
+            %addr,
+            origins = ?access.origins(),
+            token = access.requires_token(),
+            "serve: listening"
+        );
+        let guard = Arc::new(guard::Guard::new(addr, access));
         on_listening(addr);
-        axum::serve(listener, router(app.clone()))
+        axum::serve(listener, router(app.clone(), guard))
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving")
@@ -212,11 +235,14 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
-fn router(app: Arc<App>) -> Router {
+fn router(app: Arc<App>, guard: Arc<guard::Guard>) -> Router {
     Router::new()
         .route("/accounts/{account}/d1/database/{env}/query", post(query))
         .route("/accounts/{account}/d1/database/{env}/raw", post(raw))
         .fallback(unknown_route)
+        // The guard reads at most MAX_BODY already; the limit stays as a second line.
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .with_state(app)
 }
 
@@ -229,7 +255,7 @@ enum Shape {
 async fn query(
     State(app): State<Arc<App>>,
     UrlPath((_account, env)): UrlPath<(String, String)>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     handle(app, env, body, Shape::Objects).await
 }
@@ -237,7 +263,7 @@ async fn query(
 async fn raw(
     State(app): State<Arc<App>>,
     UrlPath((_account, env)): UrlPath<(String, String)>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     handle(app, env, body, Shape::Raw).await
 }
@@ -266,9 +292,9 @@ fn parse_body(body: &[u8]) -> Result<Vec<ExecStatement>, String> {
             "the body must be {{\"sql\": \"…\", \"params\": […]}} or {{\"batch\": [{{\"sql\": \"…\", \"params\": […]}}, …]}} ({e})"
         )
     })?;
-    let batch = match parsed {
-        Body::Batch { batch } => batch,
-        Body::Single(s) => vec![s],
+    let (batch, single) = match parsed {
+        Body::Batch { batch } => (batch, false),
+        Body::Single(s) => (vec![s], true),
     };
     if batch.is_empty() {
         return Err("the batch is empty".into());
@@ -276,11 +302,52 @@ fn parse_body(body: &[u8]) -> Result<Vec<ExecStatement>, String> {
     if batch.len() > MAX_BATCH {
         return Err(format!("a batch holds at most {MAX_BATCH} statements"));
     }
+    for (i, statement) in batch.iter().enumerate() {
+        for (j, param) in statement.params.iter().enumerate() {
+            let kind = match param {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::Object(_) => "an object",
+                _ => continue,
+            };
+            let place = if single {
+                format!("params[{j}]")
+            } else {
+                format!("batch[{i}].params[{j}]")
+            };
+            return Err(format!(
+                "{place} (parameter ?{}) is {kind}; a bound value must be null, a boolean, a number or a string",
+                j + 1
+            ));
+        }
+    }
     Ok(batch)
 }
 
-async fn handle(app: Arc<App>, env: String, body: Bytes, shape: Shape) -> Response {
+async fn handle(
+    app: Arc<App>,
+    env: String,
+    body: Result<Bytes, BytesRejection>,
+    shape: Shape,
+) -> Response {
     let started = Instant::now();
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                d1::failure(d1::TOO_LARGE, &guard::too_large()),
+            );
+        }
+        Err(e) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                d1::failure(
+                    d1::BAD_REQUEST,
+                    &format!("the request body could not be read: {}", e.body_text()),
+                ),
+            );
+        }
+    };
     let batch = match parse_body(&body) {
         Ok(b) => b,
         Err(m) => return answer(StatusCode::BAD_REQUEST, d1::failure(d1::BAD_REQUEST, &m)),
@@ -325,4 +392,33 @@ async fn handle(app: Arc<App>, env: String, body: Bytes, shape: Shape) -> Respon
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_body;
+
+    #[test]
+    fn nested_params_name_their_position() {
+        let err = parse_body(br#"{"sql": "SELECT ?", "params": [[1]]}"#).unwrap_err();
+        assert!(
+            err.starts_with("params[0] (parameter ?1) is an array;"),
+            "{err}"
+        );
+        let err = parse_body(br#"{"sql": "SELECT ?, ?", "params": [1, {"a": 1}]}"#).unwrap_err();
+        assert!(
+            err.starts_with("params[1] (parameter ?2) is an object;"),
+            "{err}"
+        );
+        let err = parse_body(
+            br#"{"batch": [{"sql": "SELECT ?", "params": ["x"]}, {"sql": "SELECT ?", "params": [[]]}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("batch[1].params[0] (parameter ?1)"),
+            "{err}"
+        );
+        let ok = parse_body(br#"{"sql": "SELECT ?, ?, ?, ?", "params": [null, true, 1.5, "s"]}"#);
+        assert_eq!(ok.map(|b| b.len()), Ok(1));
+    }
 }

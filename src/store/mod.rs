@@ -16,7 +16,10 @@ mod restores;
 mod watch;
 
 pub use audit::ChainStatus;
-pub use lock::{LockRow, LockStep, holder_alive_row};
+pub use lock::{
+    DeployRun, Heartbeat, Holder, LEASE, LockRow, LockStep, deploy_holder, holder_alive_row, hostname,
+    lock_holder,
+};
 pub use records::AppliedChecksum;
 pub use restores::RestoreRecord;
 
@@ -207,6 +210,37 @@ const UPGRADES: &[&str] = &[
     r#"
     ALTER TABLE releases ADD COLUMN watch TEXT;
     "#,
+    // v5: nothing stays stuck: lock heartbeats (a lease that tells a dead holder on another
+    // host), deploys in progress with their holder (a killed deploy is settled), and the
+    // fingerprints a restore expects before and after its apply (recovery decides by them).
+    // Previews already `previewing` get a run whose lease starts now: settled in a minute
+    // unless their deploy (by an older d1ops) finishes first.
+    r#"
+    ALTER TABLE promotion_lock ADD COLUMN heartbeat_at TEXT;
+    ALTER TABLE promotion_lock ADD COLUMN lease TEXT;
+    ALTER TABLE restores ADD COLUMN fingerprint_before TEXT;
+    ALTER TABLE restores ADD COLUMN target_fingerprint TEXT;
+    CREATE TABLE deploy_runs(
+        release_id TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT,
+        lease TEXT NOT NULL
+    );
+    INSERT INTO deploy_runs(release_id, holder, pid, host, started_at, heartbeat_at, lease)
+        SELECT id, author, 0, '', created_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'upgrade-' || id
+        FROM releases WHERE state = 'previewing';
+    "#,
+    // v6: the audit chain's head outside the audit table (each release keeps the head after its
+    // latest event), and each event's chain scheme (`sha256`, or `hmac-sha256` under
+    // D1OPS_AUDIT_KEY). See store/audit.rs.
+    r#"
+    ALTER TABLE audit ADD COLUMN scheme TEXT NOT NULL DEFAULT 'sha256';
+    ALTER TABLE releases ADD COLUMN audit_head_seq INTEGER;
+    ALTER TABLE releases ADD COLUMN audit_head_hash TEXT;
+    "#,
 ];
 
 /// The state store: one connection, used from one thread at a time.
@@ -271,6 +305,8 @@ impl Store {
                 self.conn
                     .execute_batch("COMMIT")
                     .map_err(|e| E::from(e.into()))?;
+                // After the commit, never before: the head file may lag the log, never lead it.
+                self.publish_audit_head();
                 Ok(v)
             }
             Err(e) => {

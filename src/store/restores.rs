@@ -25,10 +25,18 @@ pub struct RestoreRecord {
     pub previous_applied: String,
     /// For an undo: the restore it undoes.
     pub undo_of: Option<i64>,
+    /// Production's fingerprint (applied set and schema) just before this restore: what its
+    /// pre-restore snapshot holds.
+    pub fingerprint_before: Option<String>,
+    /// The fingerprint production has once the recovery point is back, when known (the
+    /// restored release's base fingerprint; for an undo, the undone restore's
+    /// `fingerprint_before`).
+    pub target_fingerprint: Option<String>,
 }
 
 const COLUMNS: &str = "id, to_release, snapshot_id, pre_snapshot_id, status, actor, started_at, \
-     finished_at, previous_states, previous_active, previous_applied, undo_of";
+     finished_at, previous_states, previous_active, previous_applied, undo_of, fingerprint_before, \
+     target_fingerprint";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RestoreRecord> {
     Ok(RestoreRecord {
@@ -44,6 +52,8 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RestoreRecord> {
         previous_active: r.get(9)?,
         previous_applied: r.get(10)?,
         undo_of: r.get(11)?,
+        fingerprint_before: r.get(12)?,
+        target_fingerprint: r.get(13)?,
     })
 }
 
@@ -59,11 +69,13 @@ impl Store {
         previous_active: Option<&str>,
         previous_applied: &str,
         undo_of: Option<i64>,
+        fingerprints: (Option<&str>, Option<&str>),
     ) -> Result<i64> {
         self.conn.execute(
             "INSERT INTO restores(to_release, snapshot_id, pre_snapshot_id, status, actor, \
-             started_at, previous_states, previous_active, previous_applied, undo_of) \
-             VALUES (?1, ?2, ?3, 'applying', ?4, ?5, ?6, ?7, ?8, ?9)",
+             started_at, previous_states, previous_active, previous_applied, undo_of, \
+             fingerprint_before, target_fingerprint) \
+             VALUES (?1, ?2, ?3, 'applying', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 to_release,
                 snapshot_id,
@@ -73,7 +85,9 @@ impl Store {
                 previous_states,
                 previous_active,
                 previous_applied,
-                undo_of
+                undo_of,
+                fingerprints.0,
+                fingerprints.1
             ],
         )?;
         Ok(self.conn.last_insert_rowid())

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::{files, secrets};
+
 /// The name of the configuration file at the workspace root.
 pub const CONFIG_FILE: &str = "d1ops.toml";
 /// wrangler's default ledger table.
@@ -20,8 +22,16 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    /// A syntax or type error; `at` is ` line N, column M` when known. The source line is
+    /// never quoted (it may hold a secret) and secret values are redacted from `message`.
+    #[error("{path}{at}: {message}")]
+    Parse {
+        path: String,
+        at: String,
+        message: String,
+    },
+    #[error(transparent)]
+    File(#[from] super::files::FileError),
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -58,6 +68,9 @@ pub struct Config {
     pub plan: String,
     /// A migration statement running longer than this is stopped (D1's query limit is 30 s).
     pub statement_timeout: String,
+    /// Lets `statement_timeout = "0s"` mean "no limit" (refused without it).
+    #[serde(skip_serializing_if = "is_false")]
+    pub allow_no_statement_timeout: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseBinding>,
     /// The Cloudflare account and limits (`backend = "cloudflare"`); the API token is never
@@ -85,6 +98,7 @@ impl Default for Config {
             migrations_layout: LayoutKind::Auto,
             plan: "d1-free".into(),
             statement_timeout: "30s".into(),
+            allow_no_statement_timeout: false,
             database: None,
             cloudflare: None,
             policy: Policy::default(),
@@ -230,6 +244,10 @@ impl CloudflareConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     pub required_approvals: u32,
+    /// Lets `required_approvals = 0` stand (refused without it): releases then promote
+    /// without anyone's approval.
+    #[serde(skip_serializing_if = "is_false")]
+    pub allow_no_approval: bool,
     pub allow_self_approval: bool,
     /// A preview idle longer than this is stale (humantime, e.g. `7d`).
     pub preview_ttl: String,
@@ -239,6 +257,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             required_approvals: 1,
+            allow_no_approval: false,
             allow_self_approval: false,
             preview_ttl: "7d".into(),
         }
@@ -513,35 +532,96 @@ impl ProbeConfig {
     }
 }
 
+/// A loaded `d1ops.toml` with what it spelled out rather than left to defaults.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// `migrations_dir` is written in the file: then the folder must exist (a missing one
+    /// is an error, not a code-only workspace).
+    pub migrations_dir_set: bool,
+}
+
 impl Config {
     /// Reads and validates `d1ops.toml` in `root`.
     pub fn load(root: &Path) -> Result<Config, ConfigError> {
+        Ok(Config::load_file(root)?.config)
+    }
+
+    /// Reads and validates `d1ops.toml` in `root`, noting which keys it sets. The file must
+    /// be a regular file of at most [`files::CONFIG_LIMIT`] bytes.
+    pub fn load_file(root: &Path) -> Result<Loaded, ConfigError> {
         let path = root.join(CONFIG_FILE);
         let shown = path.display().to_string();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let bytes = match files::read_limited(&path, &shown, "d1ops.toml", files::CONFIG_LIMIT) {
+            Ok(b) => b,
+            Err(e) if e.is_missing() => {
                 return Err(ConfigError::Missing {
                     path: root.display().to_string(),
                 });
             }
+            Err(e) => return Err(e.into()),
+        };
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
             Err(e) => {
-                return Err(ConfigError::Io {
+                let offset = e.utf8_error().valid_up_to();
+                let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let (line, column) = secrets::line_column(&lossy, offset);
+                return Err(ConfigError::Parse {
                     path: shown,
-                    source: e,
+                    at: format!(" line {line}, column {column}"),
+                    message: "not valid UTF-8; save the file as UTF-8".into(),
                 });
             }
         };
-        Config::parse(&text, &shown)
+        let config = Config::parse(&text, &shown)?;
+        let migrations_dir_set = toml::from_str::<toml::Table>(&text)
+            .map(|t| t.contains_key("migrations_dir"))
+            .unwrap_or(true);
+        Ok(Loaded {
+            config,
+            migrations_dir_set,
+        })
     }
 
-    /// Parses configuration text; `shown` names the file in errors.
+    /// Parses configuration text; `shown` names the file in errors. No error quotes the
+    /// source, and values that could be secrets are redacted (see [`secrets`]).
     pub fn parse(text: &str, shown: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: shown.to_string(),
-            message: one_line(&e.to_string()),
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (at, message) = secrets::toml_error(&e, text);
+            ConfigError::Parse {
+                path: shown.to_string(),
+                at: at
+                    .map(|(line, column)| format!(" line {line}, column {column}"))
+                    .unwrap_or_default(),
+                message,
+            }
         })?;
-        config.validate(shown)?;
+        if config
+            .cloudflare
+            .as_ref()
+            .is_some_and(|c| c.api_token.is_some())
+        {
+            let at = secrets::toml_line_of(text, "cloudflare.api_token")
+                .map(|line| format!(" line {line}"))
+                .unwrap_or_default();
+            return Err(ConfigError::Parse {
+                path: shown.to_string(),
+                at,
+                message: format!(
+                    "cloudflare.api_token must not be written in a config file (its value is not shown); \
+                     remove it and set {} in the environment",
+                    crate::cloudflare::TOKEN_ENV
+                ),
+            });
+        }
+        config.validate(shown).map_err(|e| match e {
+            ConfigError::Invalid { path, message } => ConfigError::Invalid {
+                path,
+                message: secrets::redact(&message, &secrets::secret_values(text)),
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -550,16 +630,8 @@ impl Config {
             path: shown.to_string(),
             message,
         };
-        if self.migrations_table.is_empty()
-            || !self
-                .migrations_table
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(invalid(format!(
-                "migrations_table {:?} must be a plain identifier (letters, digits, _)",
-                self.migrations_table
-            )));
+        if let Some(problem) = ledger_name_problem(&self.migrations_table) {
+            return Err(invalid(problem));
         }
         if self.migrations_dir.trim().is_empty() {
             return Err(invalid("migrations_dir must not be empty".into()));
@@ -570,11 +642,28 @@ impl Config {
                 self.policy.preview_ttl
             )));
         }
-        if humantime::parse_duration(&self.statement_timeout).is_err() {
-            return Err(invalid(format!(
-                "statement_timeout {:?} is not a duration (try \"30s\" or \"5m\")",
-                self.statement_timeout
-            )));
+        if self.policy.required_approvals == 0 && !self.policy.allow_no_approval {
+            return Err(invalid(
+                "policy.required_approvals = 0 would let a release reach production without anyone's approval; \
+                 set it to 1 or more, or add allow_no_approval = true under [policy] if that is what you want"
+                    .into(),
+            ));
+        }
+        match humantime::parse_duration(&self.statement_timeout) {
+            Err(_) => {
+                return Err(invalid(format!(
+                    "statement_timeout {:?} is not a duration (try \"30s\" or \"5m\")",
+                    self.statement_timeout
+                )));
+            }
+            Ok(d) if d.is_zero() && !self.allow_no_statement_timeout => {
+                return Err(invalid(format!(
+                    "statement_timeout {:?} is no limit at all; use one such as \"30s\" (D1's own), \
+                     or add allow_no_statement_timeout = true to run migration statements without a time limit",
+                    self.statement_timeout
+                )));
+            }
+            Ok(_) => {}
         }
         if self.gate.regression_ratio.is_nan() || self.gate.regression_ratio < 1.0 {
             return Err(invalid("gate.regression_ratio must be at least 1.0".into()));
@@ -632,10 +721,19 @@ impl Config {
             .or_else(|| crate::plans::builtin(&self.plan))
     }
 
-    /// The per-statement apply time limit (validated at load).
+    /// The per-statement apply time limit (validated at load). `"0s"` (allowed only with
+    /// `allow_no_statement_timeout = true`) means no limit: a span longer than any apply.
     pub fn statement_timeout(&self) -> std::time::Duration {
-        humantime::parse_duration(&self.statement_timeout)
-            .unwrap_or(std::time::Duration::from_secs(30))
+        match humantime::parse_duration(&self.statement_timeout) {
+            Ok(d) if d.is_zero() => NO_STATEMENT_TIMEOUT,
+            Ok(d) => d,
+            Err(_) => std::time::Duration::from_secs(30),
+        }
+    }
+
+    /// Whether statements have a time limit (`statement_timeout` is not `"0s"`).
+    pub fn has_statement_timeout(&self) -> bool {
+        self.statement_timeout() != NO_STATEMENT_TIMEOUT
     }
 
     /// Renders the configuration as commented TOML for `init`.
@@ -648,15 +746,40 @@ impl Config {
     }
 }
 
-/// toml's errors span several lines with a source excerpt; keep the first sentence-ish line
-/// plus the caret context folded into one line.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == ' '))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// The time limit standing for "none" (`statement_timeout = "0s"` with
+/// `allow_no_statement_timeout = true`): about 136 years, and still a valid millisecond count.
+pub const NO_STATEMENT_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(u32::MAX as u64);
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Why `name` cannot be the migrations ledger's table, if it cannot.
+pub fn ledger_name_problem(name: &str) -> Option<String> {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64;
+    if !plain {
+        return Some(format!(
+            "migrations_table {name:?} must be a plain identifier (a letter or _, then letters, digits, _; at most 64)"
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("sqlite_") {
+        return Some(format!(
+            "migrations_table {name:?}: names starting with sqlite_ are reserved by SQLite; use e.g. \"{DEFAULT_MIGRATIONS_TABLE}\""
+        ));
+    }
+    if lower.starts_with("_cf_") {
+        return Some(format!(
+            "migrations_table {name:?}: names starting with _cf_ are reserved by Cloudflare D1; use e.g. \"{DEFAULT_MIGRATIONS_TABLE}\""
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -695,6 +818,75 @@ mod tests {
         ] {
             let err = Config::parse(text, "d1ops.toml").unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn safeguards_need_an_explicit_opt_out() {
+        let err = Config::parse("[policy]\nrequired_approvals = 0\n", "d1ops.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allow_no_approval = true"), "{err}");
+        let c = Config::parse(
+            "[policy]\nrequired_approvals = 0\nallow_no_approval = true\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.policy.required_approvals, 0);
+        let err = Config::parse("statement_timeout = \"0s\"\n", "d1ops.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allow_no_statement_timeout = true"), "{err}");
+        let c = Config::parse(
+            "statement_timeout = \"0s\"\nallow_no_statement_timeout = true\n",
+            "x",
+        )
+        .unwrap();
+        assert!(!c.has_statement_timeout());
+        assert!(c.statement_timeout() > std::time::Duration::from_secs(365 * 86_400));
+        assert!(Config::default().has_statement_timeout());
+        // The opt-outs are not written by `init` unless set.
+        assert!(!Config::default().to_toml().contains("allow_no"));
+    }
+
+    #[test]
+    fn ledger_names_are_checked() {
+        for (name, needle) in [
+            ("sqlite_x", "reserved by SQLite"),
+            ("SQLITE_x", "reserved by SQLite"),
+            ("_cf_x", "reserved by Cloudflare D1"),
+            ("9x", "plain identifier"),
+            ("a b", "plain identifier"),
+            ("", "plain identifier"),
+        ] {
+            let err = Config::parse(&format!("migrations_table = {name:?}\n"), "x")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{name}: {err}");
+        }
+        assert!(Config::parse("migrations_table = \"_ledger2\"\n", "x").is_ok());
+    }
+
+    #[test]
+    fn parse_errors_name_line_and_key_without_the_source() {
+        let err = Config::parse("[policy]\nrequired_approvals = \"two\"\n", "d1ops.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("d1ops.toml line 2, column ")
+                && err.contains("policy.required_approvals"),
+            "{err}"
+        );
+        for text in [
+            "[cloudflare]\ntoken = \"tok-s3cr3t\"\n",
+            "[cloudflare]\napi_token = \"tok-s3cr3t\"\n",
+            "[cloudflare]\napi_token = tok-s3cr3t\n",
+            "[cloudflare]\napiToken = \"tok-s3cr3t\n",
+            "[gate.severity]\napi_key = \"tok-s3cr3t\"\n",
+        ] {
+            let err = Config::parse(text, "d1ops.toml").unwrap_err().to_string();
+            assert!(!err.contains("tok-s3cr3t"), "{text}: {err}");
+            assert!(err.contains("d1ops.toml"), "{err}");
         }
     }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::config::LayoutKind;
+use super::files::{self, FileError};
 use super::splitter::{Split, SplitError, Statement, split_statements};
 
 const DRIZZLE_BREAKPOINT: &str = "--> statement-breakpoint";
@@ -63,6 +64,23 @@ pub enum DiscoveryError {
     Unnumbered { path: String },
     #[error("{path}: {message}")]
     Journal { path: String, message: String },
+    /// A file named like a migration that is not a readable regular file, or one too large.
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(
+        "migrations folder {dir} does not exist (migrations_dir in d1ops.toml); create it, or remove migrations_dir from d1ops.toml for a workspace without migrations"
+    )]
+    MissingFolder { dir: String },
+    #[error("migrations folder {dir} is {kind}, not a folder (migrations_dir in d1ops.toml)")]
+    NotAFolder { dir: String, kind: String },
+    #[error(
+        "{path}:{line}: creates {table:?}, the table migrations_table in d1ops.toml names for the migrations ledger; give the ledger its own name (wrangler's default is \"d1_migrations\") before anything is applied"
+    )]
+    LedgerClash {
+        path: String,
+        line: usize,
+        table: String,
+    },
 }
 
 impl Migration {
@@ -149,14 +167,17 @@ pub fn detect_layout(dir: &Path, configured: LayoutKind) -> LayoutKind {
     if configured != LayoutKind::Auto {
         return configured;
     }
-    if dir.join("meta").join("_journal.json").is_file() {
+    // Present in any form: a journal or a `migration.sql` that cannot be read is reported
+    // by discovery, not taken as another layout.
+    let present = |p: PathBuf| std::fs::symlink_metadata(p).is_ok();
+    if present(dir.join("meta").join("_journal.json")) {
         return LayoutKind::Drizzle;
     }
     let nested = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .any(|e| e.path().join("migration.sql").is_file());
+        .any(|e| e.path().is_dir() && present(e.path().join("migration.sql")));
     if nested {
         LayoutKind::Nested
     } else {
@@ -165,40 +186,59 @@ pub fn detect_layout(dir: &Path, configured: LayoutKind) -> LayoutKind {
 }
 
 /// Finds and reads every migration under `root/dir`, in apply order. A missing folder means
-/// no migrations (a code-only workspace), not an error.
+/// no migrations (a code-only workspace) unless `required` (the folder is configured
+/// explicitly), when it is an error. Every file named like a migration is read or refused:
+/// a dangling symlink, directory, FIFO, socket or device is an error naming it, and so is a
+/// file over [`files::MIGRATION_LIMIT`].
 pub fn discover(
     root: &Path,
     dir: &str,
     layout: LayoutKind,
+    required: bool,
 ) -> Result<Vec<Migration>, DiscoveryError> {
     let abs = root.join(dir);
-    if !abs.is_dir() {
-        return Ok(Vec::new());
+    match std::fs::metadata(&abs) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) => {
+            return Err(DiscoveryError::NotAFolder {
+                dir: dir.to_string(),
+                kind: files::kind_of(&m).to_string(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(&abs).is_ok() {
+                return Err(DiscoveryError::NotAFolder {
+                    dir: dir.to_string(),
+                    kind: "a symbolic link to something that does not exist".into(),
+                });
+            }
+            if required {
+                return Err(DiscoveryError::MissingFolder {
+                    dir: dir.to_string(),
+                });
+            }
+            return Ok(Vec::new());
+        }
+        Err(source) => {
+            return Err(DiscoveryError::Io {
+                path: dir.to_string(),
+                source,
+            });
+        }
     }
     let layout = detect_layout(&abs, layout);
     let files = match layout {
         LayoutKind::Drizzle => drizzle_files(&abs, dir)?,
-        LayoutKind::Nested => nested_files(&abs)?,
-        LayoutKind::Wrangler | LayoutKind::Auto => wrangler_files(&abs)?,
+        LayoutKind::Nested => nested_files(&abs, dir)?,
+        LayoutKind::Wrangler | LayoutKind::Auto => wrangler_files(&abs, dir)?,
     };
     let drizzle = layout == LayoutKind::Drizzle;
     let mut out: Vec<Migration> = Vec::with_capacity(files.len());
     for (name, path) in files {
-        let shown = format!(
-            "{dir}/{}",
-            path.strip_prefix(&abs).unwrap_or(&path).display()
-        )
-        .replace('\\', "/");
-        let bytes = std::fs::read(&path).map_err(|source| DiscoveryError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        let sql = String::from_utf8(bytes).map_err(|e| {
-            let offset = e.utf8_error().valid_up_to();
-            let line = 1 + e.as_bytes()[..offset]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count();
+        let shown = shown_path(dir, &abs, &path);
+        let read = files::read_text(&path, &shown, "a migration file", files::MIGRATION_LIMIT)?;
+        let sql = read.map_err(|(bytes, offset)| {
+            let line = 1 + bytes[..offset].iter().filter(|b| **b == b'\n').count();
             DiscoveryError::NotUtf8 {
                 path: shown.clone(),
                 line,
@@ -211,6 +251,76 @@ pub fn discover(
         check_unique_numbers(&out)?;
     }
     Ok(out)
+}
+
+/// `dir/relative/path`, `/`-separated, for messages.
+fn shown_path(dir: &str, abs: &Path, path: &Path) -> String {
+    format!("{dir}/{}", path.strip_prefix(abs).unwrap_or(path).display()).replace('\\', "/")
+}
+
+/// Refuses a migration that creates a table, view or virtual table named like the
+/// migrations ledger (or renames one to it): the ledger would be that table, and d1ops and
+/// wrangler would read the app's rows as applied migrations.
+pub fn check_ledger_name(migrations: &[Migration], ledger: &str) -> Result<(), DiscoveryError> {
+    for m in migrations {
+        for st in &m.statements {
+            if let Some(table) = created_name(&st.sql)
+                && table.eq_ignore_ascii_case(ledger)
+            {
+                return Err(DiscoveryError::LedgerClash {
+                    path: m.path.clone(),
+                    line: st.line,
+                    table,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table or view a statement creates (`CREATE [TEMP] [VIRTUAL] TABLE|VIEW [IF NOT
+/// EXISTS] [schema.]name`) or renames a table to (`ALTER TABLE t RENAME TO name`).
+fn created_name(sql: &str) -> Option<String> {
+    let tokens = crate::schema::sqltext::tokenize(sql);
+    let mut t = tokens.iter().peekable();
+    let first = t.next()?;
+    if first.is_word("create") {
+        while t
+            .peek()
+            .is_some_and(|w| w.is_word("temp") || w.is_word("temporary") || w.is_word("virtual"))
+        {
+            t.next();
+        }
+        let kind = t.next()?;
+        if !(kind.is_word("table") || kind.is_word("view")) {
+            return None;
+        }
+        if t.peek().is_some_and(|w| w.is_word("if")) {
+            // IF NOT EXISTS
+            t.nth(2);
+        }
+        return qualified_name(&mut t);
+    }
+    if first.is_word("alter") && t.next()?.is_word("table") {
+        qualified_name(&mut t)?;
+        if t.next()?.is_word("rename") && t.next()?.is_word("to") {
+            return qualified_name(&mut t);
+        }
+    }
+    None
+}
+
+/// `name` or `schema.name` at the head of `t`: the name.
+fn qualified_name<'a, I>(t: &mut std::iter::Peekable<I>) -> Option<String>
+where
+    I: Iterator<Item = &'a crate::schema::sqltext::Token<'a>>,
+{
+    let mut name = t.next()?.name()?;
+    if t.peek().is_some_and(|p| p.is_punct(".")) {
+        t.next();
+        name = t.next()?.name()?;
+    }
+    Some(name)
 }
 
 fn check_unique_numbers(migrations: &[Migration]) -> Result<(), DiscoveryError> {
@@ -252,13 +362,22 @@ fn order_by_number(mut files: Vec<(String, PathBuf)>) -> Vec<(String, PathBuf)> 
     files
 }
 
-fn wrangler_files(abs: &Path) -> Result<Vec<(String, PathBuf)>, DiscoveryError> {
+/// Whether a directory entry is an editor's lock file (Emacs' `.#name` symlinks), which is
+/// not a migration and may dangle by design.
+fn is_editor_lock(path: &Path, name: &str) -> bool {
+    name.starts_with(".#")
+        && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+fn wrangler_files(abs: &Path, dir: &str) -> Result<Vec<(String, PathBuf)>, DiscoveryError> {
     let mut files = Vec::new();
     for path in read_dir_sorted(abs)? {
         let name = file_name(&path);
-        if !path.is_file() || !name.ends_with(".sql") {
+        if !name.ends_with(".sql") || is_editor_lock(&path, &name) {
             continue;
         }
+        // Named like a migration: it is read, or refused with a reason.
+        files::regular_metadata(&path, &shown_path(dir, abs, &path))?;
         if leading_number(&name).is_none() {
             return Err(DiscoveryError::Unnumbered {
                 path: path.display().to_string(),
@@ -269,13 +388,15 @@ fn wrangler_files(abs: &Path) -> Result<Vec<(String, PathBuf)>, DiscoveryError> 
     Ok(order_by_number(files))
 }
 
-fn nested_files(abs: &Path) -> Result<Vec<(String, PathBuf)>, DiscoveryError> {
+fn nested_files(abs: &Path, dir: &str) -> Result<Vec<(String, PathBuf)>, DiscoveryError> {
     let mut files = Vec::new();
     for path in read_dir_sorted(abs)? {
         let sql = path.join("migration.sql");
-        if sql.is_file() {
-            files.push((file_name(&path), sql));
+        if !path.is_dir() || std::fs::symlink_metadata(&sql).is_err() {
+            continue;
         }
+        files::regular_metadata(&sql, &shown_path(dir, abs, &sql))?;
+        files.push((file_name(&path), sql));
     }
     Ok(order_by_number(files))
 }
@@ -294,9 +415,15 @@ struct JournalEntry {
 fn drizzle_files(abs: &Path, dir: &str) -> Result<Vec<(String, PathBuf)>, DiscoveryError> {
     let journal_path = abs.join("meta").join("_journal.json");
     let shown = format!("{dir}/meta/_journal.json");
-    let text = std::fs::read_to_string(&journal_path).map_err(|source| DiscoveryError::Io {
+    let bytes = files::read_limited(
+        &journal_path,
+        &shown,
+        "a Drizzle journal",
+        files::JOURNAL_LIMIT,
+    )?;
+    let text = String::from_utf8(bytes).map_err(|_| DiscoveryError::Journal {
         path: shown.clone(),
-        source,
+        message: "not valid UTF-8".into(),
     })?;
     let mut journal: Journal =
         serde_json::from_str(&text).map_err(|e| DiscoveryError::Journal {
@@ -314,14 +441,18 @@ fn drizzle_files(abs: &Path, dir: &str) -> Result<Vec<(String, PathBuf)>, Discov
         }
         let name = format!("{}.sql", entry.tag);
         let path = abs.join(&name);
-        if !path.is_file() {
-            return Err(DiscoveryError::Journal {
-                path: shown,
-                message: format!(
-                    "entry {} names {dir}/{name}, which does not exist",
-                    entry.idx
-                ),
-            });
+        match files::regular_metadata(&path, &format!("{dir}/{name}")) {
+            Ok(_) => {}
+            Err(e) if e.is_missing() => {
+                return Err(DiscoveryError::Journal {
+                    path: shown,
+                    message: format!(
+                        "entry {} names {dir}/{name}, which does not exist",
+                        entry.idx
+                    ),
+                });
+            }
+            Err(e) => return Err(e.into()),
         }
         files.push((name, path));
     }
@@ -349,7 +480,7 @@ mod tests {
         write(d.path(), "migrations/2_b.sql", b"SELECT 2;");
         write(d.path(), "migrations/0001_a.sql", b"SELECT 1;");
         write(d.path(), "migrations/notes.md", b"x");
-        let m = discover(d.path(), "migrations", LayoutKind::Auto).unwrap();
+        let m = discover(d.path(), "migrations", LayoutKind::Auto, false).unwrap();
         assert_eq!(names(&m), ["0001_a.sql", "2_b.sql", "10_c.sql"]);
         assert_eq!(m[0].path, "migrations/0001_a.sql");
     }
@@ -368,7 +499,7 @@ mod tests {
             b"CREATE TABLE `a` (`x` integer);\n--> statement-breakpoint\nCREATE INDEX `i` ON `a` (`x`);",
         );
         write(d.path(), "db/migrations/0001_b.sql", b"SELECT 1;");
-        let m = discover(d.path(), "db/migrations", LayoutKind::Auto).unwrap();
+        let m = discover(d.path(), "db/migrations", LayoutKind::Auto, false).unwrap();
         assert_eq!(names(&m), ["0000_a.sql", "0001_b.sql"]);
         assert_eq!(m[0].statements.len(), 2);
         assert_eq!(m[0].statements[1].line, 3);
@@ -387,7 +518,7 @@ mod tests {
             "migrations/20240101_a/migration.sql",
             b"SELECT 1;",
         );
-        let m = discover(d.path(), "migrations", LayoutKind::Auto).unwrap();
+        let m = discover(d.path(), "migrations", LayoutKind::Auto, false).unwrap();
         assert_eq!(names(&m), ["20240101_a", "20240102_b"]);
     }
 
@@ -403,7 +534,7 @@ mod tests {
     fn bad_inputs_are_named() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "migrations/0001_a.sql", b"SELECT 1;\n\xff");
-        let e = discover(d.path(), "migrations", LayoutKind::Auto)
+        let e = discover(d.path(), "migrations", LayoutKind::Auto, false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -414,7 +545,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "migrations/0001_a.sql", b"SELECT 1;");
         write(d.path(), "migrations/0001_b.sql", b"SELECT 1;");
-        let e = discover(d.path(), "migrations", LayoutKind::Auto)
+        let e = discover(d.path(), "migrations", LayoutKind::Auto, false)
             .unwrap_err()
             .to_string();
         assert!(e.contains("share migration number 1"), "{e}");
@@ -425,7 +556,7 @@ mod tests {
             "migrations/0001_a.sql",
             b"SELECT 1;\nSELECT 'x;\n",
         );
-        let e = discover(d.path(), "migrations", LayoutKind::Auto)
+        let e = discover(d.path(), "migrations", LayoutKind::Auto, false)
             .unwrap_err()
             .to_string();
         assert_eq!(e, "migrations/0001_a.sql:2: unterminated string literal");

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 pub mod config;
+pub mod files;
 pub mod migrations;
+pub mod secrets;
 pub mod splitter;
 pub mod wrangler;
 
@@ -18,14 +20,20 @@ pub const STATE_DIR: &str = ".d1ops";
 pub struct Workspace {
     pub root: PathBuf,
     pub config: Config,
+    /// `migrations_dir` is written in `d1ops.toml`: its folder must then exist.
+    pub migrations_dir_set: bool,
 }
 
 impl Workspace {
     /// Loads the workspace at `root` (its `d1ops.toml` must exist).
     pub fn load(root: &Path) -> Result<Workspace, ConfigError> {
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
-        let config = Config::load(&root)?;
-        Ok(Workspace { root, config })
+        let loaded = Config::load_file(&root)?;
+        Ok(Workspace {
+            root,
+            config: loaded.config,
+            migrations_dir_set: loaded.migrations_dir_set,
+        })
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -36,13 +44,18 @@ impl Workspace {
         self.root.join(&self.config.migrations_dir)
     }
 
-    /// Every migration on disk, in apply order.
+    /// Every migration on disk, in apply order. A configured folder that does not exist,
+    /// a file named like a migration that cannot be read as one, and a migration creating
+    /// a table named like the migrations ledger are errors.
     pub fn migrations(&self) -> Result<Vec<Migration>, DiscoveryError> {
-        migrations::discover(
+        let found = migrations::discover(
             &self.root,
             &self.config.migrations_dir,
             self.config.migrations_layout,
-        )
+            self.migrations_dir_set,
+        )?;
+        migrations::check_ledger_name(&found, &self.config.migrations_table)?;
+        Ok(found)
     }
 
     /// Whether the migrations folder uses the Drizzle journal layout.
@@ -66,6 +79,8 @@ pub enum InitError {
     Exists(String),
     #[error(transparent)]
     Wrangler(#[from] wrangler::WranglerError),
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
     #[error("{path}: cannot write: {source}")]
     Io {
         path: String,
@@ -89,11 +104,17 @@ pub fn init(dir: &Path) -> Result<InitOutcome, InitError> {
         ..Config::default()
     };
     let imported = wrangler::import(dir)?;
-    if let Some((_, d1)) = &imported {
+    if let Some((from, d1)) = &imported {
         if let Some(m) = &d1.migrations_dir {
             config.migrations_dir = m.clone();
         }
         if let Some(t) = &d1.migrations_table {
+            if let Some(problem) = config::ledger_name_problem(t) {
+                return Err(InitError::Invalid {
+                    file: dir.join(from).display().to_string(),
+                    message: format!("d1_databases: {problem}"),
+                });
+            }
             config.migrations_table = t.clone();
         }
         config.database = Some(config::DatabaseBinding {
@@ -108,6 +129,15 @@ pub fn init(dir: &Path) -> Result<InitOutcome, InitError> {
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
+    // The config names its migrations folder, so the folder exists from the start: a deploy
+    // right after `init` is a code-only release, and a folder removed later is an error.
+    let migrations = dir.join(&config.migrations_dir);
+    if std::fs::symlink_metadata(&migrations).is_err() {
+        std::fs::create_dir_all(&migrations).map_err(|source| InitError::Io {
+            path: migrations.display().to_string(),
+            source,
+        })?;
+    }
     std::fs::write(&path, config.to_toml()).map_err(io)?;
     Ok(InitOutcome {
         config_path: path.display().to_string(),

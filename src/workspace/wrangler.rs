@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::{files, secrets};
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct WranglerD1 {
     pub binding: Option<String>,
@@ -34,25 +36,43 @@ pub struct WranglerError {
 pub fn import(dir: &Path) -> Result<Option<(String, WranglerD1)>, WranglerError> {
     for name in ["wrangler.toml", "wrangler.jsonc", "wrangler.json"] {
         let path = dir.join(name);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+        let shown = path.display().to_string();
+        let fail = |message: String| WranglerError {
+            path: shown.clone(),
+            message,
+        };
+        let bytes = match files::read_limited(&path, &shown, name, files::WRANGLER_LIMIT) {
+            Ok(b) => b,
+            Err(e) if e.is_missing() => continue,
+            // The error names the path itself; keep only the reason.
             Err(e) => {
-                return Err(WranglerError {
-                    path: path.display().to_string(),
-                    message: format!("cannot read: {e}"),
-                });
+                let text = e.to_string();
+                let reason = text.strip_prefix(&format!("{shown}: ")).unwrap_or(&text);
+                return Err(fail(reason.to_string()));
             }
         };
-        let parsed: Result<WranglerFile, String> = if name.ends_with(".toml") {
-            toml::from_str(&text).map_err(|e| e.message().to_string())
-        } else {
-            json5::from_str(&text).map_err(|e| e.to_string())
-        };
-        let file = parsed.map_err(|message| WranglerError {
-            path: path.display().to_string(),
-            message,
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let offset = e.utf8_error().valid_up_to();
+            let (line, column) =
+                secrets::line_column(&String::from_utf8_lossy(e.as_bytes()), offset);
+            fail(format!(
+                "line {line}, column {column}: not valid UTF-8; save the file as UTF-8"
+            ))
         })?;
+        // Wrangler files hold `[vars]` and other secrets: errors never quote the source and
+        // redact every value that could be one.
+        let parsed: Result<WranglerFile, String> = if name.ends_with(".toml") {
+            toml::from_str(&text).map_err(|e| {
+                let (at, message) = secrets::toml_error(&e, &text);
+                match at {
+                    Some((line, column)) => format!("line {line}, column {column}: {message}"),
+                    None => message,
+                }
+            })
+        } else {
+            json5::from_str(&text).map_err(|e| json5_message(&e, &text))
+        };
+        let file = parsed.map_err(fail)?;
         return Ok(file
             .d1_databases
             .into_iter()
@@ -60,6 +80,27 @@ pub fn import(dir: &Path) -> Result<Option<(String, WranglerD1)>, WranglerError>
             .map(|d| (name.to_string(), d)));
     }
     Ok(None)
+}
+
+/// A JSON5 error as `line N, column M: message`, with secret values redacted (json5's own
+/// messages carry no source excerpt, but serde's type errors quote values).
+fn json5_message(e: &json5::Error, text: &str) -> String {
+    let message = match e.code() {
+        Some(code) => code.to_string(),
+        None => secrets::redact(
+            &secrets::one_line(&e.to_string()),
+            &secrets::secret_values(text),
+        ),
+    };
+    // Display appends " at line L column C" itself; drop it and give the position first.
+    let message = match message.rfind(" at line ") {
+        Some(p) => message[..p].to_string(),
+        None => message,
+    };
+    match e.position() {
+        Some(p) => format!("line {}, column {}: {message}", p.line + 1, p.column + 1),
+        None => message,
+    }
 }
 
 #[cfg(test)]
@@ -101,5 +142,36 @@ mod tests {
         std::fs::write(dir.path().join("wrangler.toml"), "[[d1_databases]\n").unwrap();
         let err = import(dir.path()).unwrap_err();
         assert!(err.to_string().contains("wrangler.toml"));
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn errors_never_show_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, text) in [
+            (
+                "wrangler.toml",
+                "[vars]\nAPI_KEY = \"s3cr3t-wrangler\n[[d1_databases]]\nbinding = \"DB\"\n",
+            ),
+            (
+                "wrangler.toml",
+                "[[d1_databases]]\nbinding = \"DB\"\napiToken = s3cr3t-wrangler\n",
+            ),
+            (
+                "wrangler.jsonc",
+                "{ \"vars\": { \"apiToken\": \"s3cr3t-wrangler\" },\n \"d1_databases\": [{ \"binding\": 3, \"secret\": \"s3cr3t-wrangler\" }] }",
+            ),
+            (
+                "wrangler.jsonc",
+                "{ \"vars\": { \"apiToken\": \"s3cr3t-wrangler },\n",
+            ),
+        ] {
+            let _ = std::fs::remove_file(dir.path().join("wrangler.toml"));
+            let _ = std::fs::remove_file(dir.path().join("wrangler.jsonc"));
+            std::fs::write(dir.path().join(file), text).unwrap();
+            let err = import(dir.path()).unwrap_err().to_string();
+            assert!(!err.contains("s3cr3t"), "{text}: {err}");
+            assert!(err.contains(file) && err.contains("line "), "{text}: {err}");
+        }
     }
 }

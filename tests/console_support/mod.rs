@@ -37,13 +37,13 @@ pub fn at(hours: i64) -> DateTime<Utc> {
     now() - Duration::hours(12) + Duration::hours(hours)
 }
 
-/// Pins this process's clock (the engine's `now_utc`) to the fixture instant, so release
-/// ids, deploy times and every window the worker reads are the same on any day the tests
-/// run. Every fixture calls it; only the first call sets the offset, so the clock never
+/// Freezes this process's clock (the engine's `now_utc`) at the fixture instant, so release
+/// ids, deploy times and every window the worker reads are the same on any day, at any
+/// machine speed. Every fixture calls it; only the first call freezes, so the clock never
 /// steps back under a test running in parallel (ids are ordered by time).
 pub fn pin_clock() {
     static PINNED: std::sync::Once = std::sync::Once::new();
-    PINNED.call_once(|| d1ops::model::set_clock_offset(now() - Utc::now()));
+    PINNED.call_once(|| d1ops::model::freeze_clock(now()));
 }
 
 pub fn empty() -> Fixture {

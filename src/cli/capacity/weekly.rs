@@ -1,13 +1,14 @@
 //! `report weekly --format md`: the weekly report as Markdown (plain text, no colour), for a
 //! wiki page, an issue or a chat message.
 use super::amount;
-use crate::cli::output::bytes;
+use crate::cli::output::{bytes, safe};
 use crate::engine::capacity::{QueryInsight, WeeklyReport};
 use crate::gate::thousands;
 
-/// Escapes what would break a Markdown table cell.
+/// Escapes what would break a Markdown table cell, and (for a report read on a terminal)
+/// shows any control character that is left as a visible escape.
 fn cell(s: &str) -> String {
-    crate::backend::one_line(s, 160).replace('|', "\\|")
+    safe(&crate::backend::one_line(s, 160).replace('|', "\\|"))
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -18,12 +19,15 @@ fn pct(v: Option<f64>) -> String {
 pub fn markdown(r: &WeeklyReport) -> String {
     let mut out = format!(
         "# d1ops weekly report: {} to {}\n\nPlan **{}**. Generated {}.\n\n",
-        r.from, r.to, r.plan, r.generated_at
+        r.from,
+        r.to,
+        cell(&r.plan),
+        r.generated_at
     );
     if let Some(f) = &r.freshness {
         out.push_str(&format!(
             "Traffic and storage from Cloudflare's D1 analytics: {}.\n\n",
-            f.describe(crate::model::now_utc())
+            cell(&f.describe(crate::model::now_utc()))
         ));
     }
     usage(&mut out, r);
@@ -95,7 +99,7 @@ fn limits(out: &mut String, r: &WeeklyReport) {
     if let Some(c) = &r.cost {
         out.push_str(&format!(
             "\nProjected monthly cost on {}: **${:.2}** in overage{} (base subscription not included).\n",
-            c.plan,
+            cell(&c.plan),
             c.usd,
             if c.hypothetical {
                 " if this workspace moved to it"
@@ -139,15 +143,15 @@ fn queries(out: &mut String, title: &str, list: &[QueryInsight], none: &str) {
             out.push_str(&format!(
                 "- `{}` scans {}: suggested index `{};` ({})\n",
                 cell(&q.stat.text),
-                s.table,
-                s.sql,
-                s.reason
+                safe(&s.table),
+                safe(&s.sql),
+                safe(&s.reason)
             ));
         } else if !q.scans.is_empty() {
             out.push_str(&format!(
                 "- `{}` scans {} (no simple index would help)\n",
                 cell(&q.stat.text),
-                q.scans.join(", ")
+                cell(&q.scans.join(", "))
             ));
         }
     }
@@ -172,10 +176,10 @@ fn deploys(out: &mut String, r: &WeeklyReport) {
         };
         out.push_str(&format!(
             "| {} | {} | {outcome} | {} | {} | {} |\n",
-            d.release,
+            cell(&d.release),
             cell(d.label.as_deref().unwrap_or("")),
-            d.at,
-            d.by,
+            cell(&d.at),
+            cell(&d.by),
             cell(&d.causes.join("; "))
         ));
     }
@@ -191,8 +195,8 @@ fn cleanup(out: &mut String, r: &WeeklyReport) {
         for p in &r.stale_previews {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} |\n",
-                p.env,
-                p.release_id.as_deref().unwrap_or("–"),
+                cell(&p.env),
+                cell(p.release_id.as_deref().unwrap_or("–")),
                 bytes(p.size_bytes),
                 idle(p.idle_seconds),
                 cell(&p.reason)
