@@ -1,7 +1,6 @@
 //! CLI handlers for the traffic sources: `query`, `serve`, `traffic`, `ingest`. Parsing of
 //! values and printing only; running, measuring and recording are the engine's
 //! (`engine::observe`) and the server's (`serve`).
-use std::io::BufRead;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -287,12 +286,8 @@ fn ingest_cmd(cli: &Cli, engine: &Engine, file: &str) -> anyhow::Result<i32> {
             "on backend = \"cloudflare\" the monitor's traffic comes from D1's analytics, which already count your app's queries; ingesting its logs too would count them twice"
         );
     }
-    let input: Box<dyn BufRead> = if file == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let f = std::fs::File::open(file).with_context(|| format!("cannot read {file}"))?;
-        Box::new(std::io::BufReader::new(f))
-    };
+    // Devices, directories and sockets are refused before a byte is read.
+    let input = crate::engine::observe::open_input(file)?;
     let mut store = MetricsStore::open(&engine.ws.state_dir())?;
     let report = ingest(input, &mut store).with_context(|| format!("ingesting {file}"))?;
     if cli.json {
