@@ -180,6 +180,18 @@ pub fn same_person(a: &str, b: &str) -> bool {
     a.trim().to_lowercase() == b.trim().to_lowercase()
 }
 
+/// How many different people approved: approvals recorded under two spellings of one name
+/// (before names were compared without case) count once.
+pub fn distinct_approvers(approvals: &[Approval]) -> usize {
+    let mut seen: Vec<&str> = Vec::new();
+    for a in approvals {
+        if !seen.iter().any(|s| same_person(s, &a.approver)) {
+            seen.push(&a.approver);
+        }
+    }
+    seen.len()
+}
+
 /// Characters no user name may hold and terminal output never prints raw: C0 controls (ESC,
 /// BEL, CR, LF, TAB, …), DEL, C1 controls (U+0080–U+009F), the bidi embeddings, overrides and
 /// isolates (U+202A–U+202E, U+2066–U+2069) and marks (U+200E, U+200F, U+061C), and the
@@ -358,4 +370,31 @@ pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bob` and `BOB` recorded before names were compared without case are one approver.
+    #[test]
+    fn case_twins_count_as_one_approver() {
+        let a = |name: &str| Approval {
+            approver: name.into(),
+            note: None,
+            at: String::new(),
+        };
+        assert_eq!(distinct_approvers(&[a("bob"), a("BOB"), a(" carol ")]), 2);
+        assert_eq!(distinct_approvers(&[]), 0);
+    }
+
+    /// Two ids made in the same millisecond still sort in the order they were made.
+    #[test]
+    fn release_ids_made_in_one_millisecond_stay_ordered() {
+        let at = chrono::Utc::now();
+        let ids: Vec<String> = (0..100).map(|_| new_release_id(at)).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
 }

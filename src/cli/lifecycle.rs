@@ -86,7 +86,7 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
                     "release {} approved by {} ({} of {} required); state: {}",
                     safe(&out.id),
                     safe(&engine.actor),
-                    out.approvals.len(),
+                    crate::model::distinct_approvers(&out.approvals),
                     out.required,
                     out.state
                 );

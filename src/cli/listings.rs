@@ -176,7 +176,7 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
     println!(
         "{} {} of {} required",
         paint("approvals", BOLD),
-        d.approvals.len(),
+        crate::model::distinct_approvers(&d.approvals),
         d.required_approvals
     );
     for a in &d.approvals {

@@ -122,7 +122,7 @@ pub fn handle(engine: &mut Engine, req: Request) -> Reply {
                 text: format!(
                     "Approved {} ({}/{} approvals); it is now {}.",
                     o.id,
-                    o.approvals.len(),
+                    crate::model::distinct_approvers(&o.approvals),
                     o.required,
                     o.state
                 ),
@@ -259,6 +259,10 @@ pub fn snapshot(engine: &Engine) -> Result<Snapshot, EngineError> {
         chain: Some(engine.verify_audit()?),
         snapshots: engine.snapshots()?,
         watch: engine.live_watch(),
+        ledger: engine.ledger_warning().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "production's ledger could not be compared with the record");
+            None
+        }),
     })
 }
 
@@ -345,7 +349,7 @@ fn promote_preview(engine: &Engine, id: &str) -> Result<PromotePreview, EngineEr
     Ok(PromotePreview {
         blocker,
         gate: detail.gate,
-        approvals: detail.approvals.len(),
+        approvals: crate::model::distinct_approvers(&detail.approvals),
         required: detail.required_approvals,
         pending: diff.pending.iter().map(|p| p.name.clone()).collect(),
         diff: diff.schema.render_text(),

@@ -57,7 +57,7 @@ impl Engine {
         let required = policy.required_approvals;
         let state = self.store.atomically(|s| -> Result<ReleaseState> {
             s.add_approval(&rel.id, &actor, note)?;
-            let count = existing.len() as u32 + 1;
+            let count = crate::model::distinct_approvers(&existing) as u32 + 1;
             let state = if count >= required {
                 ReleaseState::Approved
             } else {

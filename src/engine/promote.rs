@@ -27,7 +27,7 @@ impl Engine {
     /// Why `rel` may not be promoted right now, if anything (gate, approvals, staleness).
     pub fn promotion_blocker(&self, rel: &Release) -> Result<Option<String>> {
         let required = self.ws.config.policy.required_approvals;
-        let approvals = self.store.approvals(&rel.id)?.len() as u32;
+        let approvals = crate::model::distinct_approvers(&self.store.approvals(&rel.id)?) as u32;
         let why = match rel.state {
             ReleaseState::Approved => None,
             ReleaseState::Ready if approvals >= required => None,

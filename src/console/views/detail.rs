@@ -212,7 +212,7 @@ fn history(
     let mut out = vec![Line::from(Span::styled(
         format!(
             " Approvals {}/{} required",
-            det.approvals.len(),
+            crate::model::distinct_approvers(&det.approvals),
             det.required_approvals
         ),
         theme.bold(),
