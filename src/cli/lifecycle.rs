@@ -8,7 +8,7 @@ use serde_json::json;
 use super::output::{self, CYAN, DIM, GREEN, RED, YELLOW, paint, safe};
 use super::{Cli, Command, exit, print_json};
 use crate::engine::{DeployRequest, Engine};
-use crate::model::{CheckResult, Verdict};
+use crate::model::{CheckResult, CheckStatus, Verdict};
 
 pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Result<i32> {
     match cmd {
@@ -40,9 +40,14 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
                 let what = if outcome.pending.is_empty() {
                     "code-only release (no pending migrations, no preview needed)".to_string()
                 } else {
+                    let applied = outcome
+                        .checks
+                        .iter()
+                        .any(|c| c.id == "mig.apply" && c.status == CheckStatus::Pass);
                     format!(
-                        "{} pending migration(s) applied on preview {}",
+                        "{} pending migration(s) {} on preview {}",
                         outcome.pending.len(),
+                        if applied { "applied" } else { "did not apply" },
                         safe(outcome.preview.as_deref().unwrap_or("-"))
                     )
                 };
