@@ -2,8 +2,13 @@
 //! aborts right there, like a `kill -9`, leaving whatever was on disk at that moment.
 //! `D1OPS_PAUSE=<step>:<ms>` sleeps there instead (to hold a lock while a test races it).
 //!
-//! Points are named `<operation>.<step>`; the list is in ARCHITECTURE.md. Outside tests the
-//! variables are unset and every point is a no-op.
+//! Points are named `<operation>.<step>`; the list is in ARCHITECTURE.md: `deploy.before_clone`,
+//! `deploy.after_clone`, `deploy.before_gate`, `deploy.before_verdict`, `promote.after_lock`,
+//! `promote.after_snapshot`, `promote.before_apply`, `apply.after_first_migration`,
+//! `apply.before_commit`, `promote.after_commit`, `restore.after_lock`, `restore.before_apply`,
+//! `restore.after_apply` (before the step `applied` is recorded), `restore.before_finish`
+//! (after it), `rollback.after_copy`, `rollback.before_switch`. Outside tests the variables
+//! are unset and every point is a no-op.
 
 /// The environment variable that names the step to crash at.
 pub const FAULT_ENV: &str = "D1OPS_FAULT";

@@ -451,3 +451,100 @@ fn tmp_files_are_removed_by_recovery() {
     assert_eq!(audit_details(&ws, "temp_files.removed").len(), 2);
     assert_eq!(ws.json(&["audit", "--verify"])["ok"], true);
 }
+
+/// The holder's background heartbeat keeps the lease fresh while it works (here: paused for
+/// longer than one heartbeat period), for a lock and for a running deploy alike.
+#[test]
+fn heartbeats_are_refreshed_while_the_work_runs() {
+    let (ws, _first, id) = staged();
+    ws.migration("0004_x.sql", "CREATE TABLE x (a INTEGER);\n");
+    let mut promote = ws.cmd("bob");
+    promote
+        .env("D1OPS_PAUSE", "promote.after_lock:7500")
+        .args(["promote", &id, "--yes"]);
+    let promoting = std::thread::spawn(move || promote.output().unwrap());
+    let mut deploy = ws.cmd("alice");
+    deploy
+        .env("D1OPS_PAUSE", "deploy.before_clone:7500")
+        .args(["deploy"]);
+    let deploying = std::thread::spawn(move || deploy.output().unwrap());
+    let started = std::time::Instant::now();
+    let beats = || -> Option<(String, String)> {
+        let c = state_db(&ws);
+        let lock = c
+            .query_row("SELECT heartbeat_at FROM promotion_lock", [], |r| r.get(0))
+            .ok()?;
+        let run = c
+            .query_row("SELECT heartbeat_at FROM deploy_runs", [], |r| r.get(0))
+            .ok()?;
+        Some((lock, run))
+    };
+    let first = loop {
+        if let Some(b) = beats() {
+            break b;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(6000));
+    let later = beats().expect("both still running");
+    assert!(
+        later.0 > first.0,
+        "lock heartbeat not refreshed: {first:?} {later:?}"
+    );
+    assert!(
+        later.1 > first.1,
+        "deploy heartbeat not refreshed: {first:?} {later:?}"
+    );
+    let p = promoting.join().unwrap();
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+    // The deploy ran alongside the promotion: its gate may block it, or production may be
+    // busy with the apply when it is cloned (an error its own process settles at once).
+    // Either way it ends settled, never left previewing.
+    deploying.join().unwrap();
+    assert_eq!(
+        count(
+            &ws,
+            "SELECT count(*) FROM releases WHERE state = 'previewing'"
+        ),
+        0
+    );
+    assert_eq!(count(&ws, "SELECT count(*) FROM promotion_lock"), 0);
+    assert_eq!(count(&ws, "SELECT count(*) FROM deploy_runs"), 0);
+}
+
+/// A holder paused past its lease (a suspended laptop, a stopped container) was recovered by
+/// another process; when it resumes it notices before touching production and stops.
+#[test]
+fn holder_whose_lease_expired_stops_before_touching_production() {
+    let (ws, first, id) = staged();
+    let old = ws.production_state().unwrap();
+    let mut slow = ws.cmd("bob");
+    slow.env("D1OPS_PAUSE", "promote.after_snapshot:3000")
+        .args(["promote", &id, "--yes"]);
+    let child = std::thread::spawn(move || slow.output().unwrap());
+    let started = std::time::Instant::now();
+    while count(
+        &ws,
+        "SELECT count(*) FROM promotion_lock WHERE step = 'snapshotted'",
+    ) == 0
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    state_db(&ws)
+        .execute("UPDATE promotion_lock SET heartbeat_at = ?1", [ago(600)])
+        .unwrap();
+    let (code, _, err) = ws.run_as("carol", &["envs"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("rolled back"), "{err}");
+    let out = child.join().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lease expired"), "{err}");
+    assert_eq!(ws.production_state().unwrap(), old);
+    assert_eq!(ws.release_state(&id), "approved");
+    assert_eq!(ws.release_state(&first), "live");
+    ws.ok_as("bob", &["promote", &id, "--yes"]);
+    assert_eq!(ws.json(&["audit", "--verify"])["ok"], true);
+}

@@ -465,6 +465,34 @@ impl Backend for CloudflareBackend {
             .collect())
     }
 
+    fn repair_ledger(
+        &self,
+        db: &DatabaseRef,
+        ledger_table: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<()> {
+        // One /query batch: D1 runs it as one transaction.
+        let table = schema::quote_ident(ledger_table);
+        let mut batch = vec![Statement::new(super::local::ledger_ddl(ledger_table))];
+        batch.extend(remove.iter().map(|name| {
+            Statement::with(
+                format!("DELETE FROM {table} WHERE name = ?"),
+                vec![json!(name)],
+            )
+        }));
+        batch.extend(add.iter().map(|name| {
+            Statement::with(
+                format!("INSERT INTO {table}(name) VALUES (?)"),
+                vec![json!(name)],
+            )
+        }));
+        self.client
+            .query(&db.id, &batch, false)
+            .map(|_| ())
+            .map_err(|e| to_backend(e, db))
+    }
+
     fn row_counts(&self, db: &DatabaseRef, ledger_table: &str) -> Result<BTreeMap<String, u64>> {
         let tables = self.table_names(db, ledger_table)?;
         let mut out = BTreeMap::new();

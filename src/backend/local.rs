@@ -10,9 +10,11 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
 
 use super::sandbox::{self as guard, Sandbox};
+use super::space;
+use super::space::human as human_bytes;
 use super::{
     ApplyFailure, ApplyReport, Backend, BackendError, DatabaseRef, FkViolation, LedgerRow,
-    PlanStep, ProbeRun, ProbeSpec, QueryResult, Result, SnapshotRef,
+    Obstacle, PlanStep, ProbeRun, ProbeSpec, QueryResult, Result, SnapshotRef,
 };
 use crate::schema::{self, Schema};
 use crate::workspace::Migration;
@@ -93,45 +95,70 @@ impl LocalBackend {
     /// Copies a database with the online backup API into `to` (via a temporary file renamed into
     /// place). `durable` fsyncs the copy first: recovery points need it, previews do not.
     fn copy(&self, from: &Path, to: &Path, durable: bool) -> Result<u64> {
-        let io = |what: String| move |source| BackendError::Io { what, source };
         if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent.display().to_string()))?;
+            std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
         }
         let tmp = to.with_extension("sqlite.tmp");
         let _ = std::fs::remove_file(&tmp);
-        // Opened read-write so that SQLite rolls back a hot journal a crashed writer left.
-        let src = open_path(
-            from,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        let mode: String = src
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .map_err(sql(from))?;
-        if mode.eq_ignore_ascii_case("wal") {
-            // WAL: committed pages may live in the -wal file; only the backup API sees them.
-            copy_with_backup_api(&src, from, &tmp)?;
-        } else {
-            // Rollback journal: while we hold a read transaction (SHARED lock) no writer can
-            // change the database file, so the file itself is a consistent copy — the same
-            // guarantee the backup API gives, at the speed of an in-kernel file copy.
-            src.execute_batch("BEGIN")
-                .and_then(|()| src.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
-                .map_err(sql(from))?;
-            let copied = std::fs::copy(from, &tmp);
-            let _ = src.execute_batch("COMMIT");
-            if copied.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-                copy_with_backup_api(&src, from, &tmp)?;
-            }
+        let copied = copy_into(from, &tmp, durable)
+            .and_then(|()| std::fs::rename(&tmp, to).map_err(|e| io_error(to, e)));
+        if copied.is_err() {
+            // A full disk or a read-only folder must not leave a half copy behind.
+            let _ = std::fs::remove_file(&tmp);
         }
-        if durable {
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(io(tmp.display().to_string()))?;
-        }
-        std::fs::rename(&tmp, to).map_err(io(to.display().to_string()))?;
+        copied?;
         Ok(file_size(to))
     }
+
+    /// Refuses when `folder` lacks `needed` bytes for `what` (see [`space::shortfall`]).
+    fn ensure_room(&self, folder: &Path, needed: u64, what: &str) -> Result<()> {
+        match space::shortfall(folder, needed, what) {
+            Some(sentence) => Err(BackendError::Environment {
+                obstacle: Obstacle::NoSpace,
+                sentence,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Fills `tmp` with a consistent copy of the database at `from`.
+fn copy_into(from: &Path, tmp: &Path, durable: bool) -> Result<()> {
+    // Opened read-write so that SQLite rolls back a hot journal a crashed writer left.
+    let src = open_path(
+        from,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let mode: String = src
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(sql(from))?;
+    if mode.eq_ignore_ascii_case("wal") {
+        // WAL: committed pages may live in the -wal file; only the backup API sees them.
+        copy_with_backup_api(&src, from, tmp)?;
+    } else {
+        // Rollback journal: while we hold a read transaction (SHARED lock) no writer can
+        // change the database file, so the file itself is a consistent copy — the same
+        // guarantee the backup API gives, at the speed of an in-kernel file copy.
+        src.execute_batch("BEGIN")
+            .and_then(|()| src.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
+            .map_err(sql(from))?;
+        let copied = std::fs::copy(from, tmp);
+        let _ = src.execute_batch("COMMIT");
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(tmp);
+            if io_obstacle(&e).is_some() {
+                // A full disk or a read-only folder stops the backup API the same way.
+                return Err(io_error(tmp, e));
+            }
+            copy_with_backup_api(&src, from, tmp)?;
+        }
+    }
+    if durable {
+        std::fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_error(tmp, e))?;
+    }
+    Ok(())
 }
 
 /// A fresh database at `tmp` filled from `src` with SQLite's online backup API.
@@ -195,7 +222,148 @@ fn file_size(path: &Path) -> u64 {
 }
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> BackendError + '_ {
-    move |e| map_sql_error(&path.display().to_string(), e)
+    move |e| match obstacle_of(&e) {
+        Some(obstacle) => environment_error(path, obstacle, &e, None),
+        None => map_sql_error(&path.display().to_string(), e),
+    }
+}
+
+/// The obstacle an SQLite error reports when the machine, not the SQL, stopped it: another
+/// connection's lock, a read-only file or folder (the journal cannot be created), a full
+/// disk, an I/O error.
+fn obstacle_of(e: &rusqlite::Error) -> Option<Obstacle> {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code()? {
+        C::DatabaseBusy | C::DatabaseLocked => Some(Obstacle::Locked),
+        C::ReadOnly | C::CannotOpen | C::PermissionDenied => Some(Obstacle::ReadOnly),
+        C::DiskFull => Some(Obstacle::NoSpace),
+        C::SystemIoFailure => Some(Obstacle::Io),
+        _ => None,
+    }
+}
+
+/// How a database file is named in a sentence: "production (/w/.d1ops/db/production.sqlite)".
+fn shown_db(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.strip_suffix(".sqlite").unwrap_or(&name);
+    format!("{name} ({})", path.display())
+}
+
+/// " (N free on MOUNT)" for the folder holding `path`, when it can be measured.
+fn free_note(path: &Path) -> String {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    match space::room(folder) {
+        Ok(r) => format!(
+            "{} free on {}{}",
+            human_bytes(r.free),
+            r.mount.display(),
+            space::folder_note(&r.mount, folder)
+        ),
+        Err(_) => "free space unknown".into(),
+    }
+}
+
+/// The sentence for an SQLite error caused by the environment while working on the database
+/// at `path`. `free_before`: the bytes free before a write that then filled the disk.
+fn environment_error(
+    path: &Path,
+    obstacle: Obstacle,
+    e: &rusqlite::Error,
+    free_before: Option<u64>,
+) -> BackendError {
+    let shown = shown_db(path);
+    let cause = sqlite_message(e);
+    let sentence = match obstacle {
+        Obstacle::Locked => format!(
+            "{} (SQLite: {cause}, still busy after {} s)",
+            space::locked_sentence(&shown, path),
+            BUSY_TIMEOUT.as_secs()
+        ),
+        Obstacle::ReadOnly => match space::unwritable_sentence(&shown, path) {
+            Some(s) => format!("{s} (SQLite: {cause})"),
+            None => format!(
+                "{shown} cannot be written, or its journal cannot be created next to it (SQLite: {cause})"
+            ),
+        },
+        Obstacle::NoSpace => {
+            let folder = path.parent().unwrap_or(Path::new("."));
+            let room = space::room(folder).ok();
+            let on = room.as_ref().map_or_else(String::new, |r| {
+                format!(
+                    " on {}{}",
+                    r.mount.display(),
+                    space::folder_note(&r.mount, folder)
+                )
+            });
+            match free_before.or(room.map(|r| r.free)) {
+                Some(free) => format!(
+                    "the disk is full: writing {shown} needs more than the {} free{on} (SQLite: {cause})",
+                    human_bytes(free)
+                ),
+                None => format!(
+                    "the disk is full: writing {shown} needs more space than is free (SQLite: {cause})"
+                ),
+            }
+        }
+        Obstacle::Io => format!(
+            "I/O error on {shown}: the disk failed a read or write, {} (SQLite: {cause})",
+            free_note(path)
+        ),
+    };
+    BackendError::Environment { obstacle, sentence }
+}
+
+/// The obstacle behind a file-system error, when it is one (a full disk, a read-only path).
+fn io_obstacle(e: &std::io::Error) -> Option<Obstacle> {
+    match e.raw_os_error()? {
+        libc::ENOSPC | libc::EDQUOT => Some(Obstacle::NoSpace),
+        libc::EROFS | libc::EACCES | libc::EPERM => Some(Obstacle::ReadOnly),
+        _ => None,
+    }
+}
+
+/// A file-system error on `path`: a sentence naming the obstacle, or a plain I/O error.
+fn io_error(path: &Path, source: std::io::Error) -> BackendError {
+    match io_obstacle(&source) {
+        Some(Obstacle::NoSpace) => BackendError::Environment {
+            obstacle: Obstacle::NoSpace,
+            sentence: format!(
+                "the disk is full: writing {} failed, {} ({source})",
+                path.display(),
+                free_note(path)
+            ),
+        },
+        Some(obstacle) => {
+            let (target, folder) = if path.exists() {
+                (path, path.is_dir())
+            } else {
+                (path.parent().unwrap_or(Path::new(".")), true)
+            };
+            let why =
+                space::not_writable(target, folder).unwrap_or_else(|| "cannot be written".into());
+            BackendError::Environment {
+                obstacle,
+                sentence: format!(
+                    "{} {} {why}, so {} cannot be written ({source})",
+                    if folder { "the folder" } else { "the file" },
+                    target.display(),
+                    path.display()
+                ),
+            }
+        }
+        None => BackendError::Io {
+            what: path.display().to_string(),
+            source,
+        },
+    }
+}
+
+/// Bytes of a database with its `-wal` (what a copy of it holds at most).
+fn source_bytes(path: &Path) -> u64 {
+    file_size(path).saturating_add(file_size(&path.with_extension("sqlite-wal")))
 }
 
 fn map_sql_error(context: &str, e: rusqlite::Error) -> BackendError {
@@ -236,7 +404,19 @@ fn sqlite_code_name(err: &rusqlite::ffi::Error) -> String {
         1299 => "SQLITE_CONSTRAINT_NOTNULL".into(),
         275 => "SQLITE_CONSTRAINT_CHECK".into(),
         1 => "SQLITE_ERROR".into(),
-        _ => format!("SQLITE_{:?}", err.code).to_uppercase(),
+        // SQLite's own names for the codes the environment causes.
+        _ => match err.code {
+            rusqlite::ErrorCode::DatabaseBusy => "SQLITE_BUSY".into(),
+            rusqlite::ErrorCode::DatabaseLocked => "SQLITE_LOCKED".into(),
+            rusqlite::ErrorCode::ReadOnly => "SQLITE_READONLY".into(),
+            rusqlite::ErrorCode::DiskFull => "SQLITE_FULL".into(),
+            rusqlite::ErrorCode::CannotOpen => "SQLITE_CANTOPEN".into(),
+            rusqlite::ErrorCode::PermissionDenied => "SQLITE_PERM".into(),
+            rusqlite::ErrorCode::SystemIoFailure => {
+                format!("SQLITE_IOERR, extended code {}", err.extended_code)
+            }
+            _ => format!("SQLITE_{:?}", err.code).to_uppercase(),
+        },
     }
 }
 
@@ -336,13 +516,34 @@ impl StatementClock {
     }
 }
 
+/// Why an apply stopped: the SQL (a migration's failure, with its location), or the machine
+/// (another connection's lock, a read-only path, a full disk), which is no migration's fault.
+enum Stop {
+    Failed(Box<ApplyFailure>),
+    Obstacle(Obstacle, rusqlite::Error),
+}
+
+impl From<Box<ApplyFailure>> for Stop {
+    fn from(f: Box<ApplyFailure>) -> Stop {
+        Stop::Failed(f)
+    }
+}
+
+/// An SQLite error during an apply: an obstacle of the environment, else `failure`.
+fn stop(e: rusqlite::Error, failure: impl FnOnce(&rusqlite::Error) -> Box<ApplyFailure>) -> Stop {
+    match obstacle_of(&e) {
+        Some(obstacle) => Stop::Obstacle(obstacle, e),
+        None => Stop::Failed(failure(&e)),
+    }
+}
+
 fn apply_in_transaction(
     conn: &Connection,
     sandbox: &Sandbox,
     clock: &StatementClock,
     migrations: &[Migration],
     ledger_table: &str,
-) -> std::result::Result<(usize, Vec<super::StatementTiming>), Box<ApplyFailure>> {
+) -> std::result::Result<(usize, Vec<super::StatementTiming>), Stop> {
     let fail = |m: Option<&Migration>, line: Option<usize>, stmt: Option<&str>, error: String| {
         Box::new(ApplyFailure {
             migration: m.map(|m| m.name.clone()),
@@ -354,14 +555,16 @@ fn apply_in_transaction(
         })
     };
     conn.execute_batch("PRAGMA defer_foreign_keys = ON")
-        .map_err(|e| fail(None, None, None, sqlite_message(&e)))?;
+        .map_err(|e| stop(e, |e| fail(None, None, None, sqlite_message(e))))?;
     (sandbox.trusted(|| conn.execute_batch(&ledger_ddl(ledger_table)))).map_err(|e| {
-        fail(
-            None,
-            None,
-            None,
-            format!("creating the ledger table: {}", sqlite_message(&e)),
-        )
+        stop(e, |e| {
+            fail(
+                None,
+                None,
+                None,
+                format!("creating the ledger table: {}", sqlite_message(e)),
+            )
+        })
     })?;
     let insert = format!(
         "INSERT INTO {}(name) VALUES (?1)",
@@ -375,8 +578,11 @@ fn apply_in_transaction(
         for st in &m.statements {
             clock.start();
             let started = Instant::now();
-            conn.execute_batch(&st.sql)
-                .map_err(|e| fail(Some(m), Some(st.line), Some(&st.sql), clock.explain(&e)))?;
+            conn.execute_batch(&st.sql).map_err(|e| {
+                stop(e, |e| {
+                    fail(Some(m), Some(st.line), Some(&st.sql), clock.explain(e))
+                })
+            })?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             if ms >= super::SLOW_STATEMENT_MS {
                 slow.push(super::StatementTiming {
@@ -389,16 +595,18 @@ fn apply_in_transaction(
             statements += 1;
         }
         (sandbox.trusted(|| conn.execute(&insert, [&m.name]))).map_err(|e| {
-            fail(
-                Some(m),
-                None,
-                None,
-                format!(
-                    "recording {} in {ledger_table}: {}",
-                    m.name,
-                    sqlite_message(&e)
-                ),
-            )
+            stop(e, |e| {
+                fail(
+                    Some(m),
+                    None,
+                    None,
+                    format!(
+                        "recording {} in {ledger_table}: {}",
+                        m.name,
+                        sqlite_message(e)
+                    ),
+                )
+            })
         })?;
         if i == 0 {
             crate::fault::point("apply.after_first_migration");
@@ -435,7 +643,7 @@ fn apply_in_transaction(
             ),
         );
         f.fk_violations = violations;
-        return Err(f);
+        return Err(Stop::Failed(f));
     }
     crate::fault::point("apply.before_commit");
     Ok((statements, slow))
@@ -782,6 +990,12 @@ impl Backend for LocalBackend {
         if dst.exists() {
             return Err(BackendError::Exists(name.to_string()));
         }
+        let size = source_bytes(&src);
+        self.ensure_room(
+            &self.db_dir,
+            space::copy_needs(size),
+            &format!("the copy of {} ({}) for {name}", from.id, human_bytes(size)),
+        )?;
         self.copy(&src, &dst, false)?;
         Ok(to)
     }
@@ -805,24 +1019,40 @@ impl Backend for LocalBackend {
             }
         }
         let (mut conn, sandbox) = self.open_guarded(db)?;
+        let path = self.path(db)?;
+        // The journal and the file's growth need room; a disk too full to start is refused
+        // before anything is written, and one that fills up during the apply is reported as
+        // the full disk it is, never as a migration's failure.
+        let size = source_bytes(&path);
+        self.ensure_room(
+            &self.db_dir,
+            space::apply_needs(size),
+            &format!(
+                "applying migrations to {} ({})",
+                shown_db(&path),
+                human_bytes(size)
+            ),
+        )?;
+        let free_before = space::room(&self.db_dir).ok().map(|r| r.free);
         let clock = StatementClock::install(&mut conn, self.statement_timeout)
             .map_err(|e| map_sql_error(&self.describe(db), e))?;
         let started = Instant::now();
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| map_sql_error(&self.describe(db), e))?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql(&path))?;
         let outcome = apply_in_transaction(&conn, &sandbox, &clock, migrations, ledger_table);
         let outcome = match outcome {
             Ok(statements) => conn
                 .execute_batch("COMMIT")
                 .map(|()| statements)
                 .map_err(|e| {
-                    Box::new(ApplyFailure {
-                        migration: None,
-                        path: None,
-                        line: None,
-                        statement: None,
-                        error: commit_error(&e),
-                        fk_violations: Vec::new(),
+                    stop(e, |e| {
+                        Box::new(ApplyFailure {
+                            migration: None,
+                            path: None,
+                            line: None,
+                            statement: None,
+                            error: commit_error(e),
+                            fk_violations: Vec::new(),
+                        })
                     })
                 }),
             Err(f) => Err(f),
@@ -835,12 +1065,54 @@ impl Backend for LocalBackend {
                 slow_statements,
                 transactions: 1,
             }),
-            Err(failure) => {
+            Err(stopped) => {
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
-                Err(BackendError::Apply(failure))
+                Err(match stopped {
+                    Stop::Failed(failure) => BackendError::Apply(failure),
+                    Stop::Obstacle(obstacle, e) => {
+                        environment_error(&path, obstacle, &e, free_before)
+                    }
+                })
             }
+        }
+    }
+
+    fn preflight_write(&self, db: &DatabaseRef) -> Result<()> {
+        let path = self.path(db)?;
+        if !path.is_file() {
+            return Ok(());
+        }
+        let read_only = |sentence: String| BackendError::Environment {
+            obstacle: Obstacle::ReadOnly,
+            sentence,
+        };
+        if let Some(s) = space::unwritable_sentence(&shown_db(&path), &path) {
+            return Err(read_only(s));
+        }
+        if self.snapshot_dir.is_dir()
+            && let Some(why) = space::not_writable(&self.snapshot_dir, true)
+        {
+            return Err(read_only(format!(
+                "the recovery-point folder {} {why}, so no recovery point of {} can be taken",
+                self.snapshot_dir.display(),
+                db.id
+            )));
+        }
+        // A recovery point (a copy) and then the apply's journal and growth.
+        let size = source_bytes(&path);
+        let what = format!(
+            "a recovery point of {} ({}) and the apply",
+            db.id,
+            human_bytes(size)
+        );
+        if space::mount_point(&self.snapshot_dir) == space::mount_point(&self.db_dir) {
+            let needed = space::copy_needs(size).saturating_add(size / 10);
+            self.ensure_room(&self.db_dir, needed, &what)
+        } else {
+            self.ensure_room(&self.snapshot_dir, space::copy_needs(size), &what)?;
+            self.ensure_room(&self.db_dir, space::apply_needs(size), &what)
         }
     }
 
@@ -855,6 +1127,12 @@ impl Backend for LocalBackend {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ");
         let location = format!("{}-{label}-{stamp}.sqlite", db.id);
         let path = self.snapshot_path(&location)?;
+        let size = source_bytes(&src);
+        self.ensure_room(
+            &self.snapshot_dir,
+            space::copy_needs(size),
+            &format!("a recovery point of {} ({})", db.id, human_bytes(size)),
+        )?;
         let size_bytes = self.copy(&src, &path, true)?;
         Ok(SnapshotRef {
             location: Some(location),
@@ -946,6 +1224,41 @@ impl Backend for LocalBackend {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| map_sql_error(&self.describe(db), e))?;
         Ok(rows)
+    }
+
+    fn repair_ledger(
+        &self,
+        db: &DatabaseRef,
+        ledger_table: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<()> {
+        // The connection carries the sandbox, which refuses ledger writes from user SQL;
+        // these statements are our own and marked trusted.
+        let (conn, sandbox) = self.open_guarded(db)?;
+        let context = self.describe(db);
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| map_sql_error(&context, e))?;
+        let table = schema::quote_ident(ledger_table);
+        let edit = sandbox.trusted(|| -> rusqlite::Result<()> {
+            conn.execute_batch(&ledger_ddl(ledger_table))?;
+            for name in remove {
+                conn.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?;
+            }
+            for name in add {
+                conn.execute(&format!("INSERT INTO {table}(name) VALUES (?1)"), [name])?;
+            }
+            Ok(())
+        });
+        match edit.and_then(|()| conn.execute_batch("COMMIT")) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(map_sql_error(&context, e))
+            }
+        }
     }
 
     fn row_counts(&self, db: &DatabaseRef, ledger_table: &str) -> Result<BTreeMap<String, u64>> {
@@ -1042,5 +1355,75 @@ impl Backend for LocalBackend {
             let _ = conn.execute_batch("ROLLBACK");
         }
         Ok(run)
+    }
+}
+
+#[cfg(test)]
+mod environment_tests {
+    use super::*;
+
+    fn failure(e: &rusqlite::Error) -> Box<ApplyFailure> {
+        Box::new(ApplyFailure {
+            migration: Some("0003_rewrite.sql".into()),
+            path: Some("migrations/0003_rewrite.sql".into()),
+            line: Some(1),
+            statement: None,
+            error: sqlite_message(e),
+            fk_violations: Vec::new(),
+        })
+    }
+
+    fn database() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("production.sqlite");
+        Connection::open(&path)
+            .and_then(|c| c.execute_batch("CREATE TABLE t (x INTEGER UNIQUE)"))
+            .expect("create");
+        (dir, path)
+    }
+
+    #[test]
+    fn readonly_is_an_obstacle_not_a_migration_failure() {
+        let (_dir, path) = database();
+        let ro = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open read-only");
+        let Err(e) = ro.execute_batch("INSERT INTO t VALUES (1)") else {
+            panic!("a read-only connection wrote");
+        };
+        assert_eq!(obstacle_of(&e), Some(Obstacle::ReadOnly));
+        let sentence = environment_error(&path, Obstacle::ReadOnly, &e, None).to_string();
+        assert!(sentence.starts_with("production ("), "{sentence}");
+        assert!(sentence.contains("SQLITE_READONLY"), "{sentence}");
+        assert!(matches!(
+            stop(e, failure),
+            Stop::Obstacle(Obstacle::ReadOnly, _)
+        ));
+    }
+
+    #[test]
+    fn busy_is_an_obstacle_and_a_constraint_is_the_migration() {
+        let (_dir, path) = database();
+        let holder = Connection::open(&path).expect("open");
+        holder.execute_batch("BEGIN IMMEDIATE").expect("hold");
+        let writer = Connection::open(&path).expect("open");
+        writer.busy_timeout(Duration::ZERO).expect("no wait");
+        let Err(e) = writer.execute_batch("BEGIN IMMEDIATE") else {
+            panic!("two writers at once");
+        };
+        assert_eq!(obstacle_of(&e), Some(Obstacle::Locked));
+        let sentence = environment_error(&path, Obstacle::Locked, &e, None).to_string();
+        // The holder is this very process, which is never named as its own obstacle.
+        assert!(
+            sentence.contains("is locked by another connection"),
+            "{sentence}"
+        );
+        holder
+            .execute_batch("INSERT INTO t VALUES (1)")
+            .expect("insert");
+        let Err(dup) = holder.execute_batch("INSERT INTO t VALUES (1)") else {
+            panic!("duplicate accepted");
+        };
+        assert_eq!(obstacle_of(&dup), None);
+        assert!(matches!(stop(dup, failure), Stop::Failed(_)));
     }
 }

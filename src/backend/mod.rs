@@ -17,6 +17,7 @@ pub mod local;
 mod local_exec;
 mod local_loss;
 pub mod sandbox;
+pub mod space;
 
 pub use cloudflare::CloudflareBackend;
 pub use exec::{
@@ -224,6 +225,14 @@ pub enum BackendError {
     },
     #[error("database {db} is locked by another process (still busy after {seconds} s)")]
     Locked { db: String, seconds: u64 },
+    /// The machine, not the SQL, stopped the operation: a lock another process holds, a
+    /// read-only or immutable path, a full disk, an I/O error. Whatever ran was rolled back;
+    /// the same operation succeeds once the obstacle is gone. `sentence` names it.
+    #[error("{sentence}")]
+    Environment {
+        obstacle: Obstacle,
+        sentence: String,
+    },
     #[error("{context}: {message}")]
     Sql { context: String, message: String },
     #[error("{0}")]
@@ -234,6 +243,54 @@ pub enum BackendError {
     Ambiguous(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl BackendError {
+    /// The obstacle in the environment behind this error, when it is one (a lock, a read-only
+    /// path, a full disk, an I/O error) rather than a fault of the SQL.
+    pub fn obstacle(&self) -> Option<Obstacle> {
+        match self {
+            BackendError::Locked { .. } => Some(Obstacle::Locked),
+            BackendError::Environment { obstacle, .. } => Some(*obstacle),
+            _ => None,
+        }
+    }
+}
+
+/// What in the environment stopped an operation (see [`BackendError::Environment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Obstacle {
+    /// Another connection holds a lock (SQLITE_BUSY / SQLITE_LOCKED).
+    Locked,
+    /// A file or its folder cannot be written (SQLITE_READONLY, _CANTOPEN, _PERM; EROFS,
+    /// EACCES, EPERM).
+    ReadOnly,
+    /// Not enough free space (SQLITE_FULL, ENOSPC), or not enough to start safely.
+    NoSpace,
+    /// The disk failed a read or write (SQLITE_IOERR).
+    Io,
+}
+
+impl Obstacle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Obstacle::Locked => "locked",
+            Obstacle::ReadOnly => "read_only",
+            Obstacle::NoSpace => "no_space",
+            Obstacle::Io => "io",
+        }
+    }
+
+    /// What the operator does about it before trying again.
+    pub fn remedy(self) -> &'static str {
+        match self {
+            Obstacle::Locked => "try again when it is free",
+            Obstacle::ReadOnly => "make it writable, then try again",
+            Obstacle::NoSpace => "free space, then try again",
+            Obstacle::Io => "check the disk, then try again",
+        }
+    }
 }
 
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
@@ -268,6 +325,13 @@ pub trait Backend: Send + Sync {
         migrations: &[Migration],
         ledger_table: &str,
     ) -> Result<ApplyReport>;
+    /// Refuses, with [`BackendError::Environment`], when `db` could not take a promotion
+    /// right now for a reason outside the SQL: its file or folder is read-only, or there is
+    /// not room for a recovery point of it plus the apply. Changes nothing. (D1 manages its
+    /// own storage: nothing to check.)
+    fn preflight_write(&self, _db: &DatabaseRef) -> Result<()> {
+        Ok(())
+    }
     /// Takes a recovery point labelled `label`.
     fn snapshot(&self, db: &DatabaseRef, label: &str) -> Result<SnapshotRef>;
     /// Puts a recovery point back (a `location: None` snapshot deletes the database).
@@ -282,6 +346,20 @@ pub trait Backend: Send + Sync {
     fn schema(&self, db: &DatabaseRef, ledger_table: &str) -> Result<Schema>;
     /// The ledger rows in apply order; empty when the ledger table does not exist.
     fn ledger(&self, db: &DatabaseRef, ledger_table: &str) -> Result<Vec<LedgerRow>>;
+    /// d1ops' own, trusted edit of the ledger (`d1ops ledger repair`): in ONE transaction,
+    /// creates the ledger table when missing, deletes the rows named in `remove`, then
+    /// inserts `add` in order (new ids, `applied_at` now). Nothing is kept on failure.
+    fn repair_ledger(
+        &self,
+        _db: &DatabaseRef,
+        _ledger_table: &str,
+        _add: &[String],
+        _remove: &[String],
+    ) -> Result<()> {
+        Err(BackendError::Other(
+            "this backend cannot repair a migrations ledger".into(),
+        ))
+    }
     /// Exact row counts of every user table.
     fn row_counts(&self, db: &DatabaseRef, ledger_table: &str) -> Result<BTreeMap<String, u64>>;
     fn foreign_key_check(&self, db: &DatabaseRef) -> Result<Vec<FkViolation>>;

@@ -165,6 +165,12 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Production's migrations ledger beside d1ops' record of what it applied, and where they
+    /// disagree; `ledger repair` reconciles them.
+    Ledger {
+        #[command(subcommand)]
+        command: Option<LedgerCommand>,
+    },
     /// Run SQL on an environment (production or a preview); the query is recorded in the
     /// monitor. Writes to production need --yes.
     Query {
@@ -275,4 +281,23 @@ pub enum ReportCommand {
 pub enum ReleaseCommand {
     /// Show one release: state, gate checklist, migrations, approvals, history.
     Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Reconcile production's ledger with d1ops' record: recorded rows missing from the
+    /// ledger are re-inserted, rows d1ops never applied whose file is not in the workspace
+    /// are removed, rows whose file is in the workspace need --adopt or --forget. Proven on
+    /// a throwaway copy of production first; audited.
+    Repair {
+        /// Keep this ledger row d1ops never applied and record its workspace file's checksum.
+        #[arg(long, value_name = "NAME")]
+        adopt: Vec<String>,
+        /// Remove this ledger row d1ops never applied (the next release applies the file).
+        #[arg(long, value_name = "NAME")]
+        forget: Vec<String>,
+        /// Do not ask for the typed confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }

@@ -9,6 +9,7 @@ use crate::engine::{Engine, EngineError, EngineOptions};
 
 pub mod args;
 mod capacity;
+mod ledger;
 mod lifecycle;
 mod lint;
 mod listings;
@@ -188,6 +189,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Lint) => lint::run(&cli),
         Some(cmd) => {
             let mut engine = open(&cli)?;
+            ledger::warn_on_drift(cmd, &engine);
             match cmd {
                 Command::Deploy { .. }
                 | Command::Approve { .. }
@@ -199,6 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     recovery::run(&cli, cmd, &mut engine)
                 }
                 Command::Unlock { .. } => unlock::run(&cli, cmd, &mut engine),
+                Command::Ledger { .. } => ledger::run(&cli, cmd, &mut engine),
                 Command::Query { .. }
                 | Command::Serve { .. }
                 | Command::Traffic { .. }

@@ -161,6 +161,8 @@ pub struct Snapshot {
     pub snapshots: Vec<SnapshotView>,
     /// The live release's post-promotion watch.
     pub watch: Option<WatchReport>,
+    /// Why production's ledger disagrees with d1ops' record, when it does.
+    pub ledger: Option<String>,
 }
 
 /// What the Capacity tab shows, read in one go.

@@ -407,7 +407,8 @@ impl State {
                     || r.state == ReleaseState::Promoting
             })
             .count();
-        chain + releases + watch
+        let ledger = usize::from(self.data.ledger.is_some());
+        chain + releases + watch + ledger
     }
 
     /// Whether an engine request is running.

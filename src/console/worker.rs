@@ -259,10 +259,17 @@ pub fn snapshot(engine: &Engine) -> Result<Snapshot, EngineError> {
         chain: Some(engine.verify_audit()?),
         snapshots: engine.snapshots()?,
         watch: engine.live_watch(),
-        ledger: engine.ledger_warning().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "production's ledger could not be compared with the record");
-            None
-        }),
+        ledger: match engine.ledger_diff() {
+            Ok(d) if !d.agrees() => Some(format!(
+                "ledger disagrees with d1ops' record: {} — run d1ops ledger repair",
+                d.describe()
+            )),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "production's ledger could not be compared with the record");
+                None
+            }
+        },
     })
 }
 

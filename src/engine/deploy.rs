@@ -208,8 +208,16 @@ impl Engine {
                     Some(db)
                 }
                 Err(e) => {
+                    // A full disk or a read-only folder is the environment's, not the
+                    // migrations': say so, and leave nothing behind (the release is blocked
+                    // with the reason; the backend removed any partial copy).
+                    let prefix = if e.obstacle().is_some() {
+                        "environment: "
+                    } else {
+                        ""
+                    };
                     let report = infrastructure_failure(format!(
-                        "could not create the preview database: {e}"
+                        "{prefix}could not create the preview database: {e}"
                     ));
                     self.finish_gate(&id, &report)?;
                     return Err(e.into());
@@ -262,6 +270,14 @@ impl Engine {
         let checks = gate::default_checks();
         let report = gate::run(&checks, &mut ctx);
         self.record_probe_events(id, &ctx.probe_runs);
+        if let Some(obstacle) = ctx.obstacle.take() {
+            // The preview apply was stopped by the machine, not by a migration: no verdict.
+            // `deploy` settles the release as blocked ("deploy interrupted: environment: …")
+            // and removes its preview, so nothing stays stuck; exit 1.
+            return Err(EngineError::Environment(format!(
+                "environment: the preview of release {id} could not be migrated, and no migration is at fault: {obstacle}; deploy again once that is fixed"
+            )));
+        }
         Ok(report)
     }
 

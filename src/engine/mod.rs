@@ -17,6 +17,7 @@ mod cleanup;
 pub mod connect;
 mod decisions;
 mod deploy;
+pub mod ledger;
 pub mod observe;
 mod promote;
 mod recovery;
@@ -32,6 +33,9 @@ pub use capacity::{
 pub use cleanup::{CleanupItem, CleanupReport, SnapshotView};
 pub use decisions::ApproveOutcome;
 pub use deploy::{DeployOutcome, DeployRequest};
+pub use ledger::{
+    LedgerDiff, LedgerError, LedgerReport, RecordEntry, RepairDecisions, RepairOutcome, RepairPlan,
+};
 pub use promote::PromoteOutcome;
 pub use recovery::{RecoveryReport, UnlockOutcome};
 pub use restore::{RestoreOutcome, RestorePlan};
@@ -53,6 +57,8 @@ pub enum EngineError {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error("no release {0}; `d1ops releases` lists them")]
     UnknownRelease(String),
     #[error("release id {prefix} is ambiguous: it matches {}", matches.join(", "))]
@@ -71,6 +77,14 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Input(String),
+    /// The machine, not the input, stopped the command (a lock, a read-only path, a full
+    /// disk); nothing was left half done: exit 1.
+    #[error("{0}")]
+    Environment(String),
+    /// Production has a promotion's migrations (committed) but recording it failed; the
+    /// lock stays and the next command completes it from production's ledger: exit 1.
+    #[error("{0}")]
+    Unfinished(String),
     #[error("the console is read-only (--readonly); {0} is not available")]
     ReadOnly(&'static str),
 }
@@ -97,6 +111,7 @@ impl EngineError {
         match self {
             EngineError::Refused(_) => 4,
             EngineError::PromotionFailed { .. } => 5,
+            EngineError::Ledger(e) => e.exit_code(),
             _ => 1,
         }
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Engine, EngineError, PRODUCTION, Result};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Obstacle, SnapshotRef};
 use crate::fault;
 use crate::model::{Failure, Release, ReleaseState, Verdict, now};
 use crate::store::{LockStep, holder_alive_row};
@@ -55,6 +55,10 @@ impl Engine {
                 rel.id
             )));
         }
+        // Production's ledger must agree with d1ops' record (engine/ledger.rs).
+        if let Some(why) = self.ledger_refusal()? {
+            return Ok(Some(why));
+        }
         let now_fp = self.production_fingerprint()?;
         if rel.base_fingerprint.as_deref() != Some(now_fp.as_str()) {
             return Ok(Some(format!(
@@ -74,7 +78,7 @@ impl Engine {
             return Err(EngineError::Refused(why));
         }
         let previous = self.store.production()?.active_release;
-        let _heartbeat = self.acquire_lock(&rel.id, previous.as_deref(), "promote", None)?;
+        let heartbeat = self.acquire_lock(&rel.id, previous.as_deref(), "promote", None)?;
         fault::point("promote.after_lock");
         // Re-check under the lock: another promotion may have finished while we waited.
         let fresh = self.resolve(&rel.id)?;
@@ -83,6 +87,18 @@ impl Engine {
             return Err(EngineError::Refused(why));
         }
         let pending = self.pending_migrations(&rel.id)?;
+        // The environment before anything is written: a read-only file or folder, or a disk
+        // without room for the recovery point and the apply, is a refusal, not a failure.
+        if !pending.is_empty()
+            && let Some(db) = self.production_db()?
+            && let Err(e) = self.backend.preflight_write(&db)
+        {
+            if e.obstacle().is_some() {
+                return self.abort_promotion(&rel.id, "preflight", &e, false);
+            }
+            self.store.delete_lock()?;
+            return Err(e.into());
+        }
         let actor = self.actor.clone();
         self.store.atomically(|s| -> Result<()> {
             s.set_release_state(&rel.id, ReleaseState::Promoting)?;
@@ -139,8 +155,14 @@ impl Engine {
             })?;
             snapshot_id = Some(sid);
             fault::point("promote.after_snapshot");
-            self.store
-                .set_lock_step(LockStep::Applying, None, created_database)?;
+            if !self.store.set_lock_step_if_held(
+                heartbeat.lease(),
+                LockStep::Applying,
+                None,
+                created_database,
+            )? {
+                return Err(lease_lost("promotion", &rel.id));
+            }
             fault::point("promote.before_apply");
             let table = self.ws.config.migrations_table.clone();
             match self.backend.apply_migrations(&db, &pending, &table) {
@@ -151,7 +173,22 @@ impl Engine {
             }
             fault::point("promote.after_commit");
         }
-        self.finish_promotion(&rel.id, &pending, snapshot_id, previous.as_deref())?;
+        if let Err(e) = self.finish_promotion(&rel.id, &pending, snapshot_id, previous.as_deref()) {
+            if pending.is_empty() {
+                return Err(e);
+            }
+            // The apply committed: production has the migrations. The lock stays at
+            // `applying`, and recovery rolls it forward from production's ledger.
+            return Err(EngineError::Unfinished(format!(
+                "production already has release {}'s migrations ({}): they were committed, but recording the promotion failed: {e}; nothing is lost and nothing will be applied twice: once the state can be written again (free space if the disk is full), the next d1ops command (e.g. `d1ops releases`) completes the promotion from production's ledger",
+                rel.id,
+                pending
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         Ok(PromoteOutcome {
             id: rel.id,
             state: ReleaseState::Live,
@@ -282,43 +319,80 @@ impl Engine {
         Ok(())
     }
 
-    /// A transient obstacle (production locked by another process): nothing was changed, so
-    /// the release stays approved and the operator is told to retry.
+    /// An obstacle in the environment (production locked by another process, a read-only
+    /// file or folder, a full disk): nothing was changed — an apply that started rolled back —
+    /// so the release stays approved, the lock and any recovery point taken for this attempt
+    /// are released, and the refusal (`promotion.refused`, exit 4) names the obstacle.
     fn abort_promotion<T>(
         &mut self,
         id: &str,
+        stage: &str,
         error: &BackendError,
         created_database: bool,
     ) -> Result<T> {
         if created_database {
             let _ = self.backend.delete_database(&self.backend.production_ref());
         }
+        let obstacle = error.obstacle().unwrap_or(Obstacle::Io);
+        let reason = format!(
+            "{error}; nothing was changed (production is as it was and the release stays approved), {}",
+            obstacle.remedy().replace("try again", "promote again")
+        );
+        // This attempt's recovery point is a copy of an unchanged production: remove it.
+        let snapshot = self
+            .store
+            .lock()
+            .ok()
+            .flatten()
+            .and_then(|l| l.snapshot_id)
+            .and_then(|sid| self.store.snapshot(sid).ok().flatten());
         let actor = self.actor.clone();
-        let reason = format!("{error}; nothing was changed, promote again when it is free");
-        self.store.atomically(|s| -> Result<()> {
-            s.set_release_state(id, ReleaseState::Approved)?;
-            if let Some(lock) = s.lock()?
-                && let Some(sid) = lock.snapshot_id
+        let recorded = self.store.atomically(|s| -> Result<()> {
+            if s.release(id)?
+                .is_some_and(|r| r.state == ReleaseState::Promoting)
             {
-                s.mark_snapshot_deleted(sid)?;
+                s.set_release_state(id, ReleaseState::Approved)?;
+            }
+            if let Some(snap) = &snapshot {
+                s.mark_snapshot_deleted(snap.id)?;
             }
             s.delete_lock()?;
             s.audit(
                 &actor,
-                "promotion.aborted",
+                "promotion.refused",
                 Some(id),
                 Some(PRODUCTION),
-                &json!({"reason": reason}),
+                &json!({"obstacle": obstacle.as_str(), "stage": stage, "reason": reason}),
             )?;
             Ok(())
-        })?;
-        Err(EngineError::Refused(format!(
-            "promotion of {id} refused: {reason}"
-        )))
+        });
+        let mut sentence = format!("promotion of {id} refused: {reason}");
+        match recorded {
+            // Recorded as deleted: now the file may go (never before: recovery of a lock
+            // left behind would still need it).
+            Ok(()) => {
+                if let Some(snap) = &snapshot
+                    && snap.location.is_some()
+                    && let Err(e) = self.backend.delete_snapshot(&SnapshotRef {
+                        location: snap.location.clone(),
+                        size_bytes: snap.size_bytes,
+                    })
+                {
+                    tracing::warn!(error = %e, "recovery point of a refused promotion not removed");
+                }
+            }
+            // The lock stays; its holder (this process) ends, so the next command rolls the
+            // attempt back from the lock's step.
+            Err(e) => sentence.push_str(&format!(
+                " (recording the refusal failed too: {e}; the next d1ops command releases the lock)"
+            )),
+        }
+        Err(EngineError::Refused(sentence))
     }
 
-    /// Routes a backend error: a lock is transient (refuse, nothing changed); anything else
-    /// fails the release with the cause.
+    /// Routes a backend error: an obstacle in the environment (a lock, a read-only path, a
+    /// full disk) is a refusal (nothing changed); anything else fails the release with the
+    /// cause.
     fn backend_failure<T>(
         &mut self,
         id: &str,
@@ -327,7 +401,9 @@ impl Engine {
         created_database: bool,
     ) -> Result<T> {
         match e {
-            BackendError::Locked { .. } => self.abort_promotion(id, &e, created_database),
+            BackendError::Locked { .. } | BackendError::Environment { .. } => {
+                self.abort_promotion(id, stage, &e, created_database)
+            }
             // Neither failed nor done: the lock stays at `applying`, and the next d1ops
             // process recovers it from production's ledger (roll forward or back).
             BackendError::Ambiguous(_) => Err(e.into()),
@@ -396,10 +472,19 @@ impl Engine {
     }
 }
 
+/// The lock of a running operation was recovered by another process (its lease expired while
+/// this one was paused): it stops before touching production.
+pub(super) fn lease_lost(what: &str, release: &str) -> EngineError {
+    EngineError::Refused(format!(
+        "{what} of {release} stopped before touching production: its lock's heartbeat lease expired while this process was paused and another d1ops recovered it; nothing was changed, run it again"
+    ))
+}
+
 fn in_progress(held: &crate::store::LockRow) -> EngineError {
     let what = match held.operation.as_str() {
         "restore" => "restore",
         "rollback" => "rollback",
+        super::ledger::REPAIR_OPERATION => "ledger repair",
         _ => "promotion",
     };
     let beat = match &held.heartbeat_at {

@@ -87,11 +87,29 @@ impl Engine {
         if lock_holder(&lock).alive() {
             return Ok(None);
         }
+        // Another process got there first: it is recovering (or did), and holds the lock.
+        let Some(_claim) = self.claim_for_recovery(&lock)? else {
+            return Ok(None);
+        };
         self.recover_lock(&lock).map(Some)
     }
 
-    /// Runs the recovery of `lock`'s operation (its holder was judged gone).
+    /// Takes over a dead holder's lock for this process, with a heartbeat while recovery
+    /// runs; `None` when another process claimed or settled it first.
+    fn claim_for_recovery(&self, lock: &LockRow) -> Result<Option<crate::store::Heartbeat>> {
+        let claimed = self.store.claim_lock(lock)?;
+        match claimed {
+            Some(lease) => Ok(Some(self.store.lock_heartbeat(&lease)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs the recovery of `lock`'s operation (its holder was judged gone, and this process
+    /// claimed the lock).
     pub(super) fn recover_lock(&mut self, lock: &LockRow) -> Result<RecoveryReport> {
+        if lock.operation == super::ledger::REPAIR_OPERATION {
+            return self.recover_ledger_repair(lock);
+        }
         if lock.operation == "restore" || lock.operation == "rollback" {
             let outcome = if lock.operation == "restore" {
                 self.recover_restore(lock)?
@@ -294,7 +312,6 @@ impl Engine {
             }
         }
         removed.extend(self.remove_temp_files_named(&name));
-        let state = self.store.release(&run.release_id)?.map(|r| r.state);
         let report = GateReport {
             verdict: Verdict::Blocked,
             checks: vec![CheckResult {
@@ -307,14 +324,18 @@ impl Engine {
             total_ms: 0.0,
         };
         let actor = self.actor.clone();
-        self.store.atomically(|s| -> Result<()> {
+        let settled = self.store.atomically(|s| -> Result<bool> {
+            if !s.delete_deploy_run_held(&run.release_id, &run.lease)? {
+                // Another process settled it first (its audit event is the one).
+                return Ok(false);
+            }
+            let state = s.release(&run.release_id)?.map(|r| r.state);
             if state == Some(ReleaseState::Previewing) {
                 s.save_gate_report(&run.release_id, &report)?;
             }
             if env.is_some() {
                 s.mark_env_deleted(&name)?;
             }
-            s.delete_deploy_run(&run.release_id)?;
             s.audit(
                 &actor,
                 "deploy.interrupted",
@@ -325,9 +346,11 @@ impl Engine {
                     "state": if state == Some(ReleaseState::Previewing) { "blocked" } else { "unchanged" },
                     "removed": removed}),
             )?;
-            Ok(())
+            Ok(true)
         })?;
-        tracing::warn!(release = %run.release_id, reason, "settled an interrupted deploy");
+        if settled {
+            tracing::warn!(release = %run.release_id, reason, "settled an interrupted deploy");
+        }
         Ok(())
     }
 
@@ -392,6 +415,11 @@ impl Engine {
                 "pid": lock.pid, "host": lock.host, "since": lock.since, "step": lock.step.as_str(),
                 "heartbeat_at": lock.heartbeat_at, "judged": holder.describe()}),
         )?;
+        let Some(_claim) = self.claim_for_recovery(&lock)? else {
+            return Err(EngineError::Refused(
+                "another d1ops is settling this lock right now; nothing to unlock".into(),
+            ));
+        };
         let recovery = self.recover_lock(&lock)?;
         Ok(UnlockOutcome {
             operation: lock.operation.clone(),

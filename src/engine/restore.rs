@@ -181,7 +181,7 @@ impl Engine {
                 .and_then(|r| r.fingerprint_before),
             (None, None) => None,
         };
-        let _heartbeat = self.acquire_lock(
+        let heartbeat = self.acquire_lock(
             &label,
             production.active_release.as_deref(),
             "restore",
@@ -238,7 +238,14 @@ impl Engine {
                 plan.undo_of,
                 (Some(fingerprint.as_str()), target_fingerprint.as_deref()),
             )?;
-            s.set_lock_step(LockStep::Applying, Some(plan.snapshot.id), false)?;
+            if !s.set_lock_step_if_held(
+                heartbeat.lease(),
+                LockStep::Applying,
+                Some(plan.snapshot.id),
+                false,
+            )? {
+                return Err(super::promote::lease_lost("restore", &label));
+            }
             s.audit(
                 &actor,
                 "restore.started",

@@ -126,7 +126,7 @@ impl Engine {
                 target.id, target.state
             )));
         }
-        let _heartbeat = self.acquire_lock(&target.id, Some(&from), "rollback", None)?;
+        let heartbeat = self.acquire_lock(&target.id, Some(&from), "rollback", None)?;
         let checked = self.rollback_check(&target);
         let (probes_run, failures) = match checked {
             Ok(v) => v,
@@ -153,6 +153,9 @@ impl Engine {
         let actor = self.actor.clone();
         let forced = force && !failures.is_empty();
         self.store.atomically(|s| -> Result<()> {
+            if !s.lock_held(heartbeat.lease())? {
+                return Err(super::promote::lease_lost("rollback", &target.id));
+            }
             s.set_release_state(&from, ReleaseState::RolledBack)?;
             s.set_release_state(&target.id, ReleaseState::Live)?;
             s.set_env_active(PRODUCTION, Some(&target.id))?;

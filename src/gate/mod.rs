@@ -15,6 +15,7 @@ use crate::workspace::config::ProbeConfig;
 use crate::workspace::{Config, Migration};
 
 mod integrity;
+pub mod ledger_diff;
 pub mod lint;
 mod ordering;
 pub mod probes;
@@ -105,6 +106,10 @@ pub struct GateContext<'a> {
     pub scratch: BTreeMap<String, serde_json::Value>,
     /// Probe measurements before and after the apply, shared by the probe checks.
     pub probe_runs: probes::ProbeRuns,
+    /// Set when the machine, not the migrations, stopped the preview apply (the preview
+    /// locked by another process, a read-only path, a full disk): the gate has no verdict on
+    /// the migrations, and the deploy reports the obstacle instead of blaming one.
+    pub obstacle: Option<BackendError>,
 }
 
 impl<'a> GateContext<'a> {
@@ -142,6 +147,7 @@ impl<'a> GateContext<'a> {
             table_bytes_before: BTreeMap::new(),
             scratch: BTreeMap::new(),
             probe_runs: probes::ProbeRuns::default(),
+            obstacle: None,
         }
     }
 
@@ -241,7 +247,7 @@ fn apply_on_preview(ctx: &mut GateContext<'_>) {
         return;
     }
     let ledger = ctx.config.migrations_table.clone();
-    let infra = |stage: &str, e: BackendError| ApplyFailure {
+    let infra = |stage: &str, e: &BackendError| ApplyFailure {
         migration: None,
         path: None,
         line: None,
@@ -256,7 +262,10 @@ fn apply_on_preview(ctx: &mut GateContext<'_>) {
     let (counts, schema) = match before {
         Ok(v) => v,
         Err(e) => {
-            ctx.apply = Some(Err(infra("reading the preview before apply", e)));
+            ctx.apply = Some(Err(infra("reading the preview before apply", &e)));
+            if e.obstacle().is_some() {
+                ctx.obstacle = Some(e);
+            }
             return;
         }
     };
@@ -280,7 +289,14 @@ fn apply_on_preview(ctx: &mut GateContext<'_>) {
     ctx.apply = Some(match outcome {
         Ok(report) => Ok(report),
         Err(BackendError::Apply(f)) => Err(*f),
-        Err(e) => Err(infra("applying on the preview", e)),
+        Err(e) => {
+            let failure = infra("applying on the preview", &e);
+            if e.obstacle().is_some() {
+                // The environment's fault, not the migrations': no file or line is blamed.
+                ctx.obstacle = Some(e);
+            }
+            Err(failure)
+        }
     });
     if ctx.applied_ok() {
         match ctx
@@ -292,7 +308,12 @@ fn apply_on_preview(ctx: &mut GateContext<'_>) {
                 ctx.counts_after = Some(c);
                 ctx.schema_after = Some(s);
             }
-            Err(e) => ctx.apply = Some(Err(infra("reading the preview after apply", e))),
+            Err(e) => {
+                ctx.apply = Some(Err(infra("reading the preview after apply", &e)));
+                if e.obstacle().is_some() {
+                    ctx.obstacle = Some(e);
+                }
+            }
         }
     }
 }

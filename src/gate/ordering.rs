@@ -87,6 +87,14 @@ impl Check for MigDrift {
         Phase::BeforeApply
     }
     fn run(&self, ctx: &mut GateContext<'_>) -> CheckOutcome {
+        // Production's ledger must agree with d1ops' record of what it applied: a row it never
+        // applied or a recorded row gone from the ledger would make the gate judge the wrong
+        // pending set.
+        let record = super::ledger_diff::record_order(ctx.applied_checksums.values());
+        let diff = super::ledger_diff::LedgerDiff::compare(ctx.production_ledger, &record);
+        if let Some(warning) = diff.warning(&ctx.config.migrations_table) {
+            return CheckOutcome::fail(warning).with_details(json!({ "ledger": diff }));
+        }
         let mut drifted = Vec::new();
         let mut unpinned = Vec::new();
         for row in ctx.production_ledger {

@@ -267,20 +267,38 @@ impl Store {
         Ok(())
     }
 
+    /// Records `step` only while the lock is still the holding named `lease`; `false` when
+    /// it is not (its lease expired while this process was paused, and another process
+    /// recovered it). The step before touching production is recorded this way.
+    pub fn set_lock_step_if_held(
+        &self,
+        lease: &str,
+        step: LockStep,
+        snapshot_id: Option<i64>,
+        created_database: bool,
+    ) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE promotion_lock SET step = ?1, snapshot_id = COALESCE(?2, snapshot_id), \
+             created_database = ?3 WHERE id = 1 AND lease = ?4",
+            params![step.as_str(), snapshot_id, created_database, lease],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Whether the lock is still the holding named `lease`.
+    pub fn lock_held(&self, lease: &str) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM promotion_lock WHERE id = 1 AND lease = ?1",
+            [lease],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     pub fn delete_lock(&self) -> Result<()> {
         self.conn
             .execute("DELETE FROM promotion_lock WHERE id = 1", [])?;
         Ok(())
-    }
-
-    /// Deletes the lock only when it is still the holding named by `lease` (so settling a
-    /// dead holder never drops a lock someone else took in the meantime).
-    pub fn delete_lock_if(&self, lease: Option<&str>) -> Result<bool> {
-        let n = self.conn.execute(
-            "DELETE FROM promotion_lock WHERE id = 1 AND lease IS ?1",
-            params![lease],
-        )?;
-        Ok(n > 0)
     }
 
     /// Records that this process starts deploying `release_id` (inside the transaction that
@@ -341,6 +359,40 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a run only while it is still the one named `lease`; `false` when another
+    /// process settled it first.
+    pub fn delete_deploy_run_held(&self, release_id: &str, lease: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM deploy_runs WHERE release_id = ?1 AND lease = ?2",
+            params![release_id, lease],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Takes over the lock of a holder judged gone, for this process to recover it: its pid,
+    /// host, heartbeat and lease become this process's (the holder's name, step and intent
+    /// stay). `None` when the lock is no longer that holding — another process is settling
+    /// it, or already did. While this process recovers, others see a live holder; if it dies
+    /// too, the next one recovers again from the same recorded step.
+    pub fn claim_lock(&self, old: &LockRow) -> Result<Option<String>> {
+        let lease = new_lease();
+        let n = self.conn.execute(
+            "UPDATE promotion_lock SET pid = ?1, host = ?2, heartbeat_at = ?3, lease = ?4 \
+             WHERE id = 1 AND lease IS ?5 AND pid = ?6 AND host = ?7 AND since = ?8",
+            params![
+                std::process::id(),
+                hostname(),
+                beat_now(),
+                lease,
+                old.lease,
+                old.pid,
+                old.host,
+                old.since
+            ],
+        )?;
+        Ok((n > 0).then_some(lease))
+    }
+
     /// Starts refreshing the heartbeat of the lock holding named `lease`.
     pub fn lock_heartbeat(&self, lease: &str) -> Result<Heartbeat> {
         Heartbeat::start(
@@ -376,6 +428,7 @@ impl Store {
 #[derive(Debug)]
 pub struct Heartbeat {
     stop: mpsc::Sender<()>,
+    lease: String,
 }
 
 impl Heartbeat {
@@ -387,6 +440,7 @@ impl Heartbeat {
         })?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let (stop, stopped) = mpsc::channel::<()>();
+        let mine = lease.clone();
         let spawned = std::thread::Builder::new()
             .name("d1ops-heartbeat".into())
             .spawn(move || {
@@ -410,7 +464,12 @@ impl Heartbeat {
                 source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
             });
         }
-        Ok(Heartbeat { stop })
+        Ok(Heartbeat { stop, lease: mine })
+    }
+
+    /// The token of the holding this heartbeat keeps alive.
+    pub fn lease(&self) -> &str {
+        &self.lease
     }
 }
 

@@ -116,7 +116,7 @@ pub fn environments(frame: &mut Frame, state: &State, theme: &Theme, body: Rect)
     let list = &state.envs;
     let envs = &state.data.envs;
     let stale = envs.iter().filter(|e| e.stale.is_some()).count();
-    let extra = if stale > 0 && !state.info.readonly {
+    let mut extra = if stale > 0 && !state.info.readonly {
         vec![Span::styled(
             format!(" {stale} stale — c cleans up "),
             theme.warn(),
@@ -126,6 +126,11 @@ pub fn environments(frame: &mut Frame, state: &State, theme: &Theme, body: Rect)
     } else {
         Vec::new()
     };
+    if let Some(why) = &state.data.ledger {
+        // Production's ledger disagrees with d1ops' record: promotion is refused until
+        // `d1ops ledger repair` reconciles them.
+        extra.push(Span::styled(format!(" ⚠ {why} "), theme.warn()));
+    }
     let Some((body, offset, end)) = frame_list(
         frame,
         state,
