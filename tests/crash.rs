@@ -44,11 +44,19 @@ enum Kill {
     After(u64),
 }
 
+/// A number from the environment, decimal or `0x` hex (the seed is printed in hex, so a
+/// failing run's seed pastes back as printed). Unset means `default`; anything else that is
+/// not a number stops the test rather than silently using the default.
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
+    let Ok(v) = std::env::var(name) else {
+        return default;
+    };
+    let v = v.trim();
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16).ok(),
+        None => v.replace('_', "").parse().ok(),
+    };
+    parsed.unwrap_or_else(|| panic!("{name}={v:?} is not a number (decimal or 0x hex)"))
 }
 
 /// Copies a workspace folder (no d1ops process runs on it meanwhile).

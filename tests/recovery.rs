@@ -548,3 +548,50 @@ fn holder_whose_lease_expired_stops_before_touching_production() {
     ws.ok_as("bob", &["promote", &id, "--yes"]);
     assert_eq!(ws.json(&["audit", "--verify"])["ok"], true);
 }
+
+/// Several commands start at once after a crash: exactly one recovers (it claims the lock
+/// first); the others see it working or find nothing left to do.
+#[test]
+fn concurrent_commands_recover_once() {
+    for point in [
+        "apply.before_commit",
+        "promote.after_commit",
+        "deploy.after_clone",
+    ] {
+        let (ws, _first, id) = staged();
+        ws.migration("0004_x.sql", "CREATE TABLE x (a INTEGER);\n");
+        let args: Vec<&str> = if point.starts_with("deploy") {
+            vec!["deploy"]
+        } else {
+            vec!["promote", &id, "--yes"]
+        };
+        let out = ws
+            .cmd("bob")
+            .env("D1OPS_FAULT", point)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}");
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                let mut c = ws.cmd("carol");
+                c.args(["envs"]);
+                std::thread::spawn(move || c.output().unwrap())
+            })
+            .collect();
+        for c in children {
+            let out = c.join().unwrap();
+            assert!(
+                out.status.success(),
+                "{point}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let recovered = audit_details(&ws, "promotion.recovered").len()
+            + audit_details(&ws, "deploy.interrupted").len();
+        assert_eq!(recovered, 1, "{point}: recovered more than once");
+        assert_eq!(count(&ws, "SELECT count(*) FROM promotion_lock"), 0);
+        assert_eq!(count(&ws, "SELECT count(*) FROM deploy_runs"), 0);
+        assert_eq!(ws.json(&["audit", "--verify"])["ok"], true, "{point}");
+    }
+}

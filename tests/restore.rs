@@ -369,3 +369,44 @@ fn restore_killed_before_apply_keeps_rows_written_meanwhile() {
     let (code, _, _) = ws.run_as("carol", &["restore", "--undo", "--yes"]);
     assert_eq!(code, Some(4));
 }
+
+/// The first release's recovery point is "no database": a restore to it deletes production,
+/// its undo creates it again. Killed right after either apply, recovery completes it.
+#[test]
+fn killed_restores_to_and_from_no_database_complete() {
+    let (ws, r1, r2, _) = two_releases();
+    let after = db_digest(&ws.production_path());
+    let out = ws
+        .cmd("carol")
+        .env("D1OPS_FAULT", "restore.after_apply")
+        .args(["restore", "--to-release", &r1, "--yes"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!ws.production_path().exists());
+    let (code, _, err) = ws.run_as("carol", &["envs"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("rolled forward"), "{err}");
+    assert_eq!(ws.release_state(&r1), "reverted");
+    assert_eq!(ws.release_state(&r2), "reverted");
+    assert_eq!(
+        ws.json(&["envs"])[0]["active_release"],
+        serde_json::Value::Null
+    );
+
+    let out = ws
+        .cmd("carol")
+        .env("D1OPS_FAULT", "restore.after_apply")
+        .args(["restore", "--undo", "--yes"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(ws.production_path().exists());
+    let (code, _, err) = ws.run_as("carol", &["envs"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("rolled forward"), "{err}");
+    assert_eq!(db_digest(&ws.production_path()), after);
+    assert_eq!(ws.release_state(&r2), "live");
+    assert_eq!(ws.release_state(&r1), "superseded");
+    assert_eq!(ws.json(&["audit", "--verify"])["ok"], true);
+}
