@@ -1,25 +1,19 @@
 //! d1ops: the database side of a release lifecycle for migration-driven SQLite / Cloudflare D1.
 //!
-//! The library holds everything; `main.rs` is a thin clap face over [`cli`].
-pub mod backend;
-pub mod cli;
-pub mod cloudflare;
-pub mod demo;
-pub mod engine;
-pub mod fault;
-pub mod gate;
-pub mod model;
-pub mod plans;
-pub mod schema;
-pub mod schema_upgrade;
-pub mod serve;
-pub mod store;
-pub mod workspace;
+//! The binary's library: the CLI (`cli`), the demo (`demo`) and the local D1 API (`serve`)
+//! over the core; `main.rs` is a thin clap face over [`cli`]. The workspace's crates are
+//! re-exported under the module names the binary (and the tests) use.
+pub use d1ops_console as console;
+pub use d1ops_core::{
+    backend, cloudflare, engine, fault, gate, metrics, model, plans, schema, schema_upgrade, store,
+    workspace,
+};
 
-pub mod console;
+pub mod cli;
+pub mod demo;
+pub mod serve;
 
 /// Opens the interactive console on a workspace.
 pub fn console_entry(root: std::path::PathBuf, opts: engine::EngineOptions) -> anyhow::Result<()> {
     console::run(root, opts)
 }
-pub mod metrics;

@@ -1,0 +1,397 @@
+//! Overlays: the shared confirmation dialog (approve, promote, abandon) and the cleanup
+//! dialog.
+//!
+//! The confirmation spells out the target, keeps Cancel focused until the operator moves
+//! focus, and for promote shows the gate summary and what will change.
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use super::theme::Theme;
+use crate::dialog::{CleanupDialog, Confirm, ConfirmAction, Dialog, Focus, IndexDialog};
+use crate::format;
+use crate::model::{CheckStatus, Verdict};
+use crate::state::State;
+
+type Lines = Vec<Line<'static>>;
+
+/// Draws the open dialog centred over the body.
+pub fn draw(frame: &mut Frame, state: &State, dialog: &Dialog, theme: &Theme, body: Rect) {
+    let width = body.width.saturating_sub(4).min(90);
+    let max_h = body.height.saturating_sub(1) as usize;
+    let (title, lines) = match dialog {
+        Dialog::Confirm(c) => (
+            format!(" {} release ", c.action.verb()),
+            confirm_lines(state, c, theme, width as usize, max_h),
+        ),
+        Dialog::Cleanup(c) => (
+            " Clean up stale previews ".to_string(),
+            cleanup_lines(state, c, theme, max_h),
+        ),
+        Dialog::Index(c) => (
+            " Write suggested index ".to_string(),
+            index_lines(c, theme, width as usize),
+        ),
+    };
+    let height = (lines.len() as u16 + 2).min(body.height);
+    let area = Rect::new(
+        body.x + (body.width - width) / 2,
+        body.y + (body.height - height) / 2,
+        width,
+        height,
+    );
+    frame.render_widget(Clear, area);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.title())
+        .title(Span::styled(title, theme.title()));
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn button(label: &str, focused: bool, enabled: bool, theme: &Theme) -> Span<'static> {
+    let mut style = Style::new();
+    if !enabled {
+        style = theme.dim();
+    }
+    if focused {
+        style = style.add_modifier(Modifier::REVERSED | Modifier::BOLD);
+    }
+    let label = if enabled {
+        label.to_string()
+    } else {
+        format!("{label} (disabled)")
+    };
+    let text = if focused {
+        format!("▶ {label} ◀")
+    } else {
+        format!("  {label}  ")
+    };
+    Span::styled(text, style)
+}
+
+fn buttons(confirm: &str, focus: Focus, enabled: bool, theme: &Theme) -> Line<'static> {
+    Line::from(vec![
+        Span::raw("   "),
+        button("Cancel", focus == Focus::Cancel, true, theme),
+        Span::raw("   "),
+        button(confirm, focus == Focus::Confirm, enabled, theme),
+    ])
+}
+
+fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h: usize) -> Lines {
+    let label = c
+        .label
+        .as_deref()
+        .map(|l| format!(" · {l}"))
+        .unwrap_or_default();
+    let mut head = vec![Line::from(vec![
+        Span::raw(format!(" {} release ", c.action.verb())),
+        Span::styled(c.release.clone(), theme.bold()),
+        Span::styled(format!(" ({}{label})", c.state), theme.dim()),
+    ])];
+    let mut middle: Lines = Vec::new();
+    let mut tail: Lines = vec![Line::from("")];
+    match c.action {
+        ConfirmAction::Approve => {
+            head.push(Line::from(format!(
+                " as {}. Your approval is recorded in the audit log.",
+                state.info.actor
+            )));
+            tail.push(input_line(" Note (optional): ", &c.input, theme));
+        }
+        ConfirmAction::Abandon => {
+            head.push(Line::from(
+                " It will never be promoted; its preview becomes stale (cleanup deletes it).",
+            ));
+            tail.push(input_line(" Note (optional): ", &c.input, theme));
+        }
+        ConfirmAction::Rollback | ConfirmAction::Restore => {
+            head.push(Line::from(if c.action == ConfirmAction::Rollback {
+                " Production's code (app, bot, api) goes back to this release; the schema stays."
+            } else {
+                " Production's database goes back to the recovery point taken before this release."
+            }));
+            match &c.recovery {
+                None => middle.push(Line::from(Span::styled(" checking…", theme.dim()))),
+                Some(Err(e)) => middle.push(Line::from(Span::styled(
+                    format!(" {}", format::clip(e, width.saturating_sub(4))),
+                    theme.warn(),
+                ))),
+                Some(Ok(p)) => {
+                    for l in &p.lines {
+                        middle.push(Line::from(format!(
+                            " {}",
+                            format::clip(l, width.saturating_sub(4))
+                        )));
+                    }
+                    if let Some(b) = &p.blocker {
+                        middle.push(Line::from(Span::styled(
+                            format!(" {}", format::clip(b, width.saturating_sub(4))),
+                            theme.warn(),
+                        )));
+                    }
+                }
+            }
+            tail.push(input_line(
+                &format!(
+                    " Type {} (the id's last 4 characters) to confirm: ",
+                    c.code()
+                ),
+                &c.input,
+                theme,
+            ));
+        }
+        ConfirmAction::Promote => {
+            head.push(Line::from(
+                " to production: its pending migrations are applied all or nothing.",
+            ));
+            promote_summary(c, theme, width, &mut head, &mut middle);
+            tail.push(input_line(
+                &format!(
+                    " Type {} (the id's last 4 characters) to confirm: ",
+                    c.code()
+                ),
+                &c.input,
+                theme,
+            ));
+        }
+    }
+    let enabled = c.blocked_by().is_none();
+    let typing_hint = c.awaiting_code();
+    if let (Some(why), true) = (c.blocked_by(), typing_hint) {
+        tail.push(Line::from(Span::styled(
+            format!(" {}", format::clip(&why, width.saturating_sub(4))),
+            theme.warn(),
+        )));
+    }
+    tail.push(Line::from(""));
+    tail.push(buttons(c.action.verb(), c.focus, enabled, theme));
+    fit(head, middle, tail, max_h, theme)
+}
+
+/// Joins the parts, trimming `middle` so the whole fits in `max_h` lines.
+fn fit(mut head: Lines, middle: Lines, tail: Lines, max_h: usize, theme: &Theme) -> Lines {
+    let room = max_h.saturating_sub(head.len() + tail.len() + 2);
+    let n = middle.len();
+    if n > room {
+        head.extend(middle.into_iter().take(room.saturating_sub(1)));
+        let more = n - room.saturating_sub(1);
+        head.push(Line::from(Span::styled(
+            format!("   … {more} more line(s) — see the release's Schema diff view"),
+            theme.dim(),
+        )));
+    } else {
+        head.extend(middle);
+    }
+    head.extend(tail);
+    head
+}
+
+fn promote_summary(c: &Confirm, theme: &Theme, width: usize, head: &mut Lines, middle: &mut Lines) {
+    head.push(Line::from(""));
+    let p = match &c.preview {
+        None => {
+            head.push(Line::from(Span::styled(
+                " Checking the gate and what will change…",
+                theme.dim(),
+            )));
+            return;
+        }
+        Some(Err(e)) => {
+            head.push(Line::from(Span::styled(
+                format!(" Could not check: {e}"),
+                theme.bad(),
+            )));
+            return;
+        }
+        Some(Ok(p)) => p,
+    };
+    let mut gate = vec![Span::raw(" Gate ")];
+    match &p.gate {
+        Some(g) => {
+            let count = |s: CheckStatus| g.checks.iter().filter(|c| c.status == s).count();
+            let (v, style) = match g.verdict {
+                Verdict::Ready => ("✓ ready", theme.ok()),
+                Verdict::Blocked => ("✗ blocked", theme.bad()),
+            };
+            gate.push(Span::styled(v, style.add_modifier(Modifier::BOLD)));
+            gate.push(Span::raw(format!(
+                " · {} pass · {} warn · {} fail",
+                count(CheckStatus::Pass),
+                count(CheckStatus::Warn),
+                count(CheckStatus::Fail)
+            )));
+        }
+        None => gate.push(Span::styled("no report", theme.bad())),
+    }
+    gate.push(Span::raw(format!(
+        "   Approvals {}/{}",
+        p.approvals, p.required
+    )));
+    head.push(Line::from(gate));
+    match &p.blocker {
+        Some(why) => {
+            for (i, l) in super::detail::wrap(why, width.saturating_sub(25))
+                .into_iter()
+                .enumerate()
+            {
+                let lead = if i == 0 {
+                    " ✗ Would be refused: "
+                } else {
+                    "                     "
+                };
+                head.push(Line::from(Span::styled(format!("{lead}{l}"), theme.bad())));
+            }
+        }
+        None => head.push(Line::from(Span::styled(
+            " ✓ Nothing blocks this promotion.",
+            theme.ok(),
+        ))),
+    }
+    head.push(Line::from(format!(
+        " Will apply {} pending migration(s):",
+        p.pending.len()
+    )));
+    for name in &p.pending {
+        head.push(Line::from(format!("   {name}")));
+    }
+    if p.diff.is_empty() {
+        middle.push(Line::from(Span::styled(" No schema changes.", theme.dim())));
+    } else {
+        middle.push(Line::from(" Schema changes:"));
+        for l in &p.diff {
+            middle.push(Line::from(Span::styled(
+                format!("   {}", format::clip(&l.text, width.saturating_sub(6))),
+                theme.diff(l.sign),
+            )));
+        }
+    }
+}
+
+fn input_line(prompt: &str, input: &str, theme: &Theme) -> Line<'static> {
+    Line::from(vec![
+        Span::raw(prompt.to_string()),
+        Span::styled(format!("{input}█"), theme.key()),
+    ])
+}
+
+fn cleanup_lines(state: &State, c: &CleanupDialog, theme: &Theme, max_h: usize) -> Lines {
+    let _ = state;
+    let mut out = Vec::new();
+    let items = match &c.items {
+        None => {
+            out.push(Line::from(Span::styled(
+                " Finding stale previews…",
+                theme.dim(),
+            )));
+            out.push(Line::from(""));
+            out.push(buttons("Delete", c.focus, false, theme));
+            return out;
+        }
+        Some(Err(e)) => {
+            out.push(Line::from(Span::styled(
+                format!(" Could not plan the cleanup: {e}"),
+                theme.bad(),
+            )));
+            out.push(Line::from(""));
+            out.push(buttons("Delete", c.focus, false, theme));
+            return out;
+        }
+        Some(Ok(items)) => items,
+    };
+    if items.is_empty() {
+        out.push(Line::from(" No stale previews — nothing to clean up."));
+        out.push(Line::from(Span::styled(
+            " (Candidates awaiting a decision are never listed.)",
+            theme.dim(),
+        )));
+        out.push(Line::from(""));
+        out.push(buttons("Delete", c.focus, false, theme));
+        return out;
+    }
+    out.push(Line::from(
+        " These preview databases will be deleted (production is never touched):",
+    ));
+    out.push(Line::from(Span::styled(
+        format!(" {:<34} {:>10} {:>5}  REASON", "PREVIEW", "SIZE", "IDLE"),
+        theme.bold(),
+    )));
+    let room = max_h.saturating_sub(7).max(1);
+    let start = c.scroll.min(items.len().saturating_sub(room));
+    for item in items.iter().skip(start).take(room) {
+        out.push(Line::from(format!(
+            " {:<34} {:>10} {:>5}  {}",
+            item.env,
+            format::bytes(item.size_bytes),
+            format::secs(item.idle_seconds),
+            item.reason
+        )));
+    }
+    if items.len() > room {
+        out.push(Line::from(Span::styled(
+            format!(
+                " (showing {}–{} of {}; j/k scroll)",
+                start + 1,
+                start + room.min(items.len()),
+                items.len()
+            ),
+            theme.dim(),
+        )));
+    }
+    out.push(Line::from(Span::styled(
+        format!(
+            " Total: {} preview(s), {} freed",
+            items.len(),
+            format::bytes(c.total_bytes())
+        ),
+        theme.bold(),
+    )));
+    out.push(Line::from(""));
+    out.push(buttons(
+        &format!("Delete {}", items.len()),
+        c.focus,
+        true,
+        theme,
+    ));
+    out
+}
+
+fn index_lines(c: &IndexDialog, theme: &Theme, width: usize) -> Lines {
+    let s = &c.suggestion;
+    let inner = width.saturating_sub(4);
+    let mut out = vec![
+        Line::from(" Write this index as the workspace's next migration file:"),
+        Line::from(Span::styled(
+            format!("   {};", format::clip(&s.sql, inner.saturating_sub(4))),
+            theme.key(),
+        )),
+        Line::from(vec![
+            Span::styled(" File   ", theme.dim()),
+            Span::styled(
+                s.file
+                    .clone()
+                    .unwrap_or_else(|| "(the next migration number)".into()),
+                theme.bold(),
+            ),
+        ]),
+    ];
+    for (i, chunk) in super::detail::wrap(&s.reason, inner.saturating_sub(8))
+        .into_iter()
+        .enumerate()
+    {
+        let key = if i == 0 { " Why    " } else { "        " };
+        out.push(Line::from(vec![
+            Span::styled(key, theme.dim()),
+            Span::raw(chunk),
+        ]));
+    }
+    out.push(Line::from(Span::styled(
+        " Nothing runs now: deploy it to test the index on a preview first.",
+        theme.dim(),
+    )));
+    out.push(Line::from(""));
+    out.push(buttons("Write file", c.focus, true, theme));
+    out
+}

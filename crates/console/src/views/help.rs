@@ -1,0 +1,98 @@
+//! The `?` help overlay, generated from the keymap (so it always matches the keys), in
+//! two columns when the terminal is wide enough. Read-only mode lists no actions.
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use super::theme::Theme;
+use crate::keymap;
+use crate::state::State;
+
+type Lines = Vec<Line<'static>>;
+
+fn help_lines(state: &State, theme: &Theme) -> Lines {
+    let mut out = Vec::new();
+    for (ctx, rows) in keymap::help_sections(state.info.readonly) {
+        out.push(Line::from(Span::styled(
+            format!(" {}", ctx.title()),
+            theme.title(),
+        )));
+        for (keys, desc) in rows {
+            out.push(Line::from(vec![
+                Span::styled(format!("  {keys:<14}"), theme.key()),
+                Span::raw(desc),
+            ]));
+        }
+    }
+    out.push(Line::from(Span::styled(" Mouse", theme.title())));
+    out.push(Line::from("  wheel         scroll"));
+    out.push(Line::from("  click         tab, row (twice: open), view"));
+    if state.info.readonly {
+        out.push(Line::from(Span::styled(
+            " Read-only: actions are hidden.",
+            theme.warn(),
+        )));
+    }
+    out
+}
+
+fn help_geometry(area: Rect) -> (Rect, bool) {
+    let width = area.width.saturating_sub(4).min(110);
+    let height = area.height.saturating_sub(2);
+    let rect = Rect::new((area.width - width) / 2, 1, width, height);
+    (rect, width >= 76)
+}
+
+/// Where the help's second column starts: the section heading that best balances the
+/// two columns.
+fn split_point(lines: &Lines) -> usize {
+    let n = lines.len();
+    (1..n)
+        .filter(|&i| lines[i].spans.len() == 1 && !lines[i].spans[0].content.starts_with("  "))
+        .min_by_key(|&i| i.max(n - i))
+        .unwrap_or(n.div_ceil(2))
+}
+
+/// The largest useful scroll of the help overlay.
+pub fn help_max_scroll(state: &State) -> usize {
+    let (rect, two) = help_geometry(Rect::new(0, 0, state.width, state.height));
+    let n = help_lines(state, &Theme { color: false }).len();
+    let rows = if two {
+        split_point(&help_lines(state, &Theme { color: false }))
+    } else {
+        n
+    };
+    rows.saturating_sub(rect.height.saturating_sub(2) as usize)
+}
+
+/// Draws the help overlay.
+pub fn help(frame: &mut Frame, state: &State, scroll: usize, theme: &Theme, area: Rect) {
+    let (rect, two) = help_geometry(area);
+    let lines = help_lines(state, theme);
+    frame.render_widget(Clear, rect);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.title())
+        .title(Span::styled(" Keys — Esc closes ", theme.title()));
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    if two {
+        let half = split_point(&lines);
+        let w = inner.width / 2;
+        let left: Lines = lines.iter().take(half).skip(scroll).cloned().collect();
+        let right: Lines = lines.iter().skip(half + scroll).cloned().collect();
+        frame.render_widget(Paragraph::new(left), Rect { width: w, ..inner });
+        frame.render_widget(
+            Paragraph::new(right),
+            Rect {
+                x: inner.x + w,
+                width: inner.width - w,
+                ..inner
+            },
+        );
+    } else {
+        let visible: Lines = lines.into_iter().skip(scroll).collect();
+        frame.render_widget(Paragraph::new(visible), inner);
+    }
+}

@@ -1,0 +1,81 @@
+//! Text every crate shows, one home each: one-line messages, thousands separators, byte
+//! sizes and compact ages. Plain functions over plain values; no I/O, no clock reads (the
+//! caller passes `now`).
+use chrono::{DateTime, Utc};
+
+/// Folds whitespace and shortens text for one-line messages.
+pub fn one_line(s: &str, max: usize) -> String {
+    let folded = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() > max {
+        let cut: String = folded.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        folded
+    }
+}
+
+/// Formats a count with thousands separators: `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes in binary units: `812 B`, `48.0 KiB`, `3.2 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// A compact duration from seconds: `42s`, `5m`, `3h`, `12d`.
+pub fn secs(s: u64) -> String {
+    match s {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// How long before `now` an RFC 3339 time was, as [`secs`]; `—` when the time is unknown.
+pub fn age(at: &str, now: DateTime<Utc>) -> String {
+    match crate::clock::parse_time(at) {
+        Some(t) => secs((now - t).num_seconds().max(0) as u64),
+        None => "—".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(one_line("a\n  b   c", 10), "a b c");
+        assert_eq!(one_line("abcdefghij", 5), "abcd…");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(bytes(812), "812 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(secs(59), "59s");
+        assert_eq!(secs(7200), "2h");
+        let now = crate::clock::parse_time("2026-01-01T12:00:00Z").expect("time");
+        assert_eq!(age("2026-01-01T11:55:00Z", now), "5m");
+        assert_eq!(age("not a time", now), "—");
+    }
+}
