@@ -6,14 +6,13 @@
 //! `tests/lifecycle.rs`.
 mod cf_support;
 mod common;
-mod d1_contract;
 
 use std::time::{Duration, Instant};
 
 use cf_support::cloudflare_ws;
 use common::{Ws, check, db_digest};
-use d1_contract::{D1Server, Fault, Permission};
 use d1ops::cloudflare::{ApiToken, Client, CloudflareError, Settings};
+use d1ops_testkit::d1_contract::{self, D1Server, Fault, Permission};
 
 const USERS: &str =
     "CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, bio TEXT);\n";

@@ -3,13 +3,11 @@
 //! Analytics API, 30 days of history give usage and forecasts, the GraphQL budget holds
 //! (ours and Cloudflare's 429), syncing again never counts twice, and the API token shows up
 //! in no output and no file.
-mod d1_contract;
-
 use std::path::Path;
 
 use assert_cmd::Command;
 use chrono::{Duration, Utc};
-use d1_contract::{D1Server, Permission};
+use d1ops_testkit::d1_contract::{D1Server, Permission};
 use serde_json::Value;
 
 /// A cloudflare workspace whose production is one database on the contract server.

@@ -3,7 +3,6 @@
 //! console, which lands on the D1 contract server's production database.
 mod cf_support;
 mod common;
-mod d1_contract;
 
 use std::process::Command;
 use std::time::Duration;

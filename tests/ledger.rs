@@ -6,7 +6,6 @@
 mod cf_support;
 mod common;
 mod console_support;
-mod d1_contract;
 
 use common::{Ws, check, db_digest};
 

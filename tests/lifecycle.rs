@@ -1,10 +1,9 @@
 //! The release lifecycle end to end, through the real binary — one suite, two backends: every
 //! test runs on the local backend (SQLite files under `.d1ops/db`) and on the Cloudflare
-//! backend against the D1 contract server (`tests/d1_contract`), whose databases are real
+//! backend against the D1 contract server (`crates/testkit/src/d1_contract`), whose databases are real
 //! SQLite files the tests read and change directly.
 mod cf_support;
 mod common;
-mod d1_contract;
 
 use common::{Ws, check, db_digest};
 

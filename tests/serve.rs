@@ -6,14 +6,13 @@
 //! DNS rebinding, missing tokens, oversized bodies, nested parameters, `VACUUM INTO`; these
 //! speak raw HTTP/1.1 so every header is the test's choice.
 mod common;
-mod d1_contract;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Ws;
-use d1_contract::fixture;
+use d1ops_testkit::d1_contract::{self, fixture};
 use serde_json::{Value, json};
 
 /// A workspace whose production (and the shipped release's preview) hold `users`.

@@ -192,20 +192,11 @@ fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Resul
                 safe(&pending.join(", "))
             );
         }
-        let tail: String = rel
-            .id
-            .chars()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
         match ask(&format!(
             "type the last 4 characters of the release id ({}) to confirm: ",
             paint("....", DIM)
         )) {
-            Some(answer) if answer.eq_ignore_ascii_case(&tail) => {}
+            Some(answer) if rel.confirms(&answer) => {}
             Some(_) => bail!("confirmation did not match; nothing was promoted"),
             None => bail!("promote needs --yes when not run from a terminal; nothing was promoted"),
         }

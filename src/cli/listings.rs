@@ -5,7 +5,8 @@ use super::output::{
     self, BOLD, CYAN, DIM, GREEN, RED, YELLOW, age, paint, safe, safe_lines, safe_opt,
 };
 use super::{Cli, Command, exit, print_json};
-use crate::engine::Engine;
+use crate::engine::{Engine, ReleaseDetail};
+use crate::model::{GateReport, Release};
 
 pub(super) fn run(cli: &Cli, cmd: &Command, engine: &Engine) -> anyhow::Result<i32> {
     match cmd {
@@ -72,6 +73,16 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
         print_json(&d)?;
         return Ok(exit::OK);
     }
+    print_summary(&d);
+    print_failure(&d.release);
+    print_gate(d.gate.as_ref());
+    print_migrations(&d);
+    print_approvals(&d);
+    Ok(exit::OK)
+}
+
+/// `release show`: the release's own fields and its watch window.
+fn print_summary(d: &ReleaseDetail) {
     let r = &d.release;
     println!("{} {}", paint("release", BOLD), paint(&r.id, CYAN));
     println!("  state      {}", state_cell(r.state.as_str()));
@@ -107,6 +118,10 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
         };
         println!("  watch      {}", paint(&w.summary(), colour));
     }
+}
+
+/// `release show`: why the release failed, its root cause and guardrail.
+fn print_failure(r: &Release) {
     if let Some(f) = &r.failure {
         println!("{}", paint("failure", RED));
         println!(
@@ -127,7 +142,11 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
             println!("  guardrail: {}", safe(g));
         }
     }
-    match &d.gate {
+}
+
+/// `release show`: the gate's verdict, checklist and probe report.
+fn print_gate(gate: Option<&GateReport>) {
+    match gate {
         Some(g) => {
             let colour = if g.verdict == crate::model::Verdict::Ready {
                 GREEN
@@ -145,6 +164,10 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
         }
         None => println!("{} not run yet", paint("gate", BOLD)),
     }
+}
+
+/// `release show`: the migrations (applied or pending) and the artifacts.
+fn print_migrations(d: &ReleaseDetail) {
     println!("{}", paint("migrations", BOLD));
     if d.migrations.is_empty() {
         println!("  none");
@@ -173,6 +196,10 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
             );
         }
     }
+}
+
+/// `release show`: the approvals and the audit history.
+fn print_approvals(d: &ReleaseDetail) {
     println!(
         "{} {} of {} required",
         paint("approvals", BOLD),
@@ -198,7 +225,6 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
             safe(&e.actor)
         );
     }
-    Ok(exit::OK)
 }
 
 /// The probe report under the checklist: one row per probe (p50/p95/max before → after

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::engine::{Engine, EngineError, EngineOptions};
+use crate::store::LockOperation;
 
 pub mod args;
 mod capacity;
@@ -30,6 +31,17 @@ pub mod exit {
     pub const FAILED: i32 = 5;
 }
 
+/// The documented exit code of an engine error: a refusal (nothing changed) 4, a promotion
+/// that failed and was rolled back 5, anything else 1.
+fn exit_code(e: &EngineError) -> i32 {
+    match e {
+        EngineError::Refused(_) => exit::REFUSED,
+        EngineError::Ledger(l) if l.is_refusal() => exit::REFUSED,
+        EngineError::PromotionFailed { .. } => exit::FAILED,
+        _ => exit::ERROR,
+    }
+}
+
 /// Parses the process arguments, runs the command and returns the exit code.
 pub fn main_with_args() -> i32 {
     let cli = match Cli::try_parse() {
@@ -52,7 +64,7 @@ pub fn main_with_args() -> i32 {
         Err(e) => {
             let code = e
                 .downcast_ref::<EngineError>()
-                .map_or(exit::ERROR, EngineError::exit_code);
+                .map_or(exit::ERROR, exit_code);
             tracing::error!(error = %format!("{e:#}"), code, "command failed");
             eprintln!("d1ops: {}", error_sentence(&e));
             code
@@ -116,7 +128,7 @@ pub(crate) fn open(cli: &Cli) -> anyhow::Result<Engine> {
     if let Some(r) = &engine.recovered {
         eprintln!(
             "d1ops: recovered an interrupted {} of {} (by {}, stopped at step {}): {}",
-            if r.operation == "promote" {
+            if r.operation == LockOperation::Promote {
                 "promotion"
             } else {
                 r.operation.as_str()

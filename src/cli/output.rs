@@ -172,34 +172,12 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// 1536 → "1.5 KiB".
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+/// Byte sizes (`1.5 KiB`), from the one text module.
+pub use d1ops_sql::text::bytes;
 
-/// How long ago an RFC 3339 time was: "3m", "5h", "12d".
+/// How long ago an RFC 3339 time was (`3m`, `5h`, `12d`; `—` when unknown), on d1ops' clock.
 pub fn age(at: &str) -> String {
-    let Some(t) = crate::model::parse_time(at) else {
-        return "?".into();
-    };
-    let secs = (chrono::Utc::now() - t).num_seconds().max(0);
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
+    d1ops_sql::text::age(at, crate::model::now_utc())
 }
 
 /// A short form of a release id for tables (the full id is accepted everywhere, and so is any

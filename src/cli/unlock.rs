@@ -30,7 +30,7 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
         println!(
             "{} the {} of {} held by {} (pid {} on {}) since {}, stopped at step {}; last heartbeat: {} — {}",
             paint("unlock", BOLD),
-            safe(&lock.operation),
+            safe(lock.operation.as_str()),
             safe(&lock.release_id),
             safe(&lock.holder),
             lock.pid,
@@ -43,12 +43,8 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
         println!("its normal recovery runs next (rolled forward or back from what it recorded)");
     }
     if !*yes {
-        let token: String = {
-            let chars: Vec<char> = lock.release_id.chars().collect();
-            chars[chars.len().saturating_sub(4)..].iter().collect()
-        };
         match ask("type the last 4 characters of the lock's release id to unlock: ") {
-            Some(a) if a.eq_ignore_ascii_case(&token) => {}
+            Some(a) if crate::model::confirms(&lock.release_id, &a) => {}
             Some(_) => bail!("confirmation did not match; the lock was left as it is"),
             None => {
                 bail!("unlock needs --yes when not run from a terminal; the lock was left as it is")
@@ -61,7 +57,7 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
     } else {
         println!(
             "unlocked: the interrupted {} of {} was {}",
-            safe(&out.operation),
+            safe(out.operation.as_str()),
             safe(&out.release),
             out.recovery.outcome.replace('_', " ")
         );

@@ -19,12 +19,14 @@
 //! 5. with 413 when the body is larger than [`MAX_BODY`].
 //!
 //! Every refusal is answered in Cloudflare's envelope ([`super::d1::failure`]).
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
+//!
+//! This file owns the checks and the middleware; `guard_names` parses origins and the names
+//! the listen address answers to, `guard_body` reads a body within its limit and drains a
+//! refused one.
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -33,15 +35,18 @@ use sha2::{Digest, Sha256};
 
 use super::{answer, d1};
 
+#[path = "guard_body.rs"]
+mod guard_body;
+#[path = "guard_names.rs"]
+mod guard_names;
+
+use guard_body::{BodyRead, closing, read_limited, refuse};
+use guard_names::{Listen, Origin, parse_authority};
+
 /// The largest request body accepted (D1 itself takes statements of at most 100,000 bytes).
 pub const MAX_BODY: usize = 1 << 20;
 /// The environment variable holding the bearer token clients must present.
 pub const TOKEN_ENV: &str = "D1OPS_SERVE_TOKEN";
-/// How much of a refused request's body is read and discarded before answering, so the
-/// client reads the answer rather than a connection reset.
-const DRAIN_CAP: usize = 8 << 20;
-/// How long a refused request's body may take to drain.
-const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// The longest piece of a client's header quoted back in a refusal.
 const QUOTE_MAX: usize = 120;
 
@@ -154,169 +159,6 @@ impl Access {
         self.origins.iter().map(Origin::to_string).collect()
     }
 }
-
-/// `scheme://host[:port]`, lowercased, with the scheme's default port filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Origin {
-    scheme: String,
-    host: String,
-    port: Option<u16>,
-}
-
-impl Origin {
-    fn parse(text: &str) -> Result<Origin, &'static str> {
-        let (scheme, rest) = text.split_once("://").ok_or("no scheme://")?;
-        if scheme.is_empty()
-            || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            || !scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        {
-            return Err("a bad scheme");
-        }
-        if rest.contains(['/', '?', '#', '@']) {
-            return Err("an origin has no path, query or user");
-        }
-        let scheme = scheme.to_ascii_lowercase();
-        let (host, port) = parse_authority(rest)?;
-        Ok(Origin {
-            port: port.or(default_port(&scheme)),
-            scheme,
-            host,
-        })
-    }
-
-    /// Whether a request whose `Host` is `host[:port]` is addressed to this (web) origin, as
-    /// when a development server proxies to `serve` and keeps the `Host`.
-    fn serves(&self, host: &str, port: Option<u16>) -> bool {
-        let default = default_port(&self.scheme);
-        default.is_some()
-            && self.host == host
-            && match port {
-                Some(p) => self.port == Some(p),
-                None => self.port == default,
-            }
-    }
-}
-
-fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
-    }
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.port {
-            Some(p) if self.port != default_port(&self.scheme) => {
-                write!(f, "{}://{}:{p}", self.scheme, self.host)
-            }
-            _ => write!(f, "{}://{}", self.scheme, self.host),
-        }
-    }
-}
-
-/// `host[:port]` or `[v6]:port`, lowercased; the port if one is written.
-fn parse_authority(text: &str) -> Result<(String, Option<u16>), &'static str> {
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let end = rest.find(']').ok_or("an unclosed [")?;
-        let inside = &rest[..end];
-        if inside.parse::<Ipv6Addr>().is_err() {
-            return Err("a bad IPv6 address");
-        }
-        let after = &rest[end + 1..];
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':').ok_or("junk after ]")?),
-        };
-        (&text[..end + 2], port)
-    } else {
-        match text.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (text, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("no host");
-    }
-    if !host.starts_with('[')
-        && !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-    {
-        return Err("a bad host name");
-    }
-    let port = match port {
-        None => None,
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse::<u16>().map_err(|_| "a bad port")?)
-        }
-        Some(_) => return Err("a bad port"),
-    };
-    Ok((host.to_ascii_lowercase(), port))
-}
-
-/// The names the listen address answers to.
-#[derive(Debug, Clone)]
-struct Listen {
-    port: u16,
-    /// Host names (`127.0.0.1`, `localhost`, `[::1]`), lowercase.
-    hosts: Vec<String>,
-    /// An unspecified listen address (`0.0.0.0`): any IP literal is this machine (an IP
-    /// literal cannot be rebound; a name can).
-    any_ip: bool,
-}
-
-impl Listen {
-    fn new(addr: SocketAddr) -> Listen {
-        let ip = addr.ip();
-        let literal = match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("[{v6}]"),
-        };
-        let hosts = if ip.is_unspecified() {
-            vec!["localhost".into()]
-        } else if ip.is_loopback() {
-            vec![literal, "localhost".into()]
-        } else {
-            vec![literal]
-        };
-        Listen {
-            port: addr.port(),
-            hosts,
-            any_ip: ip.is_unspecified(),
-        }
-    }
-
-    fn matches(&self, host: &str, port: Option<u16>) -> bool {
-        port.unwrap_or(80) == self.port
-            && (self.hosts.iter().any(|h| h == host) || (self.any_ip && is_ip_literal(host)))
-    }
-
-    /// The accepted forms, for messages.
-    fn describe(&self) -> String {
-        let mut forms: Vec<String> = self
-            .hosts
-            .iter()
-            .map(|h| format!("{h}:{}", self.port))
-            .collect();
-        if self.any_ip {
-            forms.insert(0, format!("an IP address:{}", self.port));
-        }
-        forms.join(" or ")
-    }
-}
-
-fn is_ip_literal(host: &str) -> bool {
-    host.parse::<Ipv4Addr>().is_ok()
-        || host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .is_some_and(|h| h.parse::<Ipv6Addr>().is_ok())
-}
-
 /// The checks of one running server (its listen address is known once it is bound).
 #[derive(Debug)]
 pub(super) struct Guard {
@@ -579,224 +421,6 @@ fn preflight(headers: &HeaderMap, cross_origin: bool) -> Response {
     }
     r
 }
-
-/// A refusal in the D1 envelope, after reading and discarding what the client is sending
-/// (bounded), so that it reads this answer rather than a reset connection.
-async fn refuse(
-    body: Body,
-    headers: &HeaderMap,
-    status: StatusCode,
-    code: u32,
-    message: &str,
-) -> Response {
-    let expects_continue = headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if !expects_continue && declared_length(headers).is_none_or(|n| n <= DRAIN_CAP) {
-        drain(body, 0).await;
-    }
-    closing(answer(status, d1::failure(code, message)))
-}
-
-fn closing(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    r
-}
-
-enum BodyRead {
-    Whole(Bytes),
-    TooLarge,
-    Broken(String),
-}
-
-async fn next_data(body: &mut Body) -> Option<Result<Option<Bytes>, axum::Error>> {
-    let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await?;
-    Some(frame.map(|f| f.into_data().ok()))
-}
-
-/// The body, or `TooLarge` (the rest drained) once it passes `limit`.
-async fn read_limited(mut body: Body, limit: usize) -> BodyRead {
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        match next_data(&mut body).await {
-            None => return BodyRead::Whole(Bytes::from(buf)),
-            Some(Err(e)) => return BodyRead::Broken(e.to_string()),
-            Some(Ok(None)) => {}
-            Some(Ok(Some(data))) => {
-                if buf.len() + data.len() > limit {
-                    drain(body, buf.len() + data.len()).await;
-                    return BodyRead::TooLarge;
-                }
-                buf.extend_from_slice(&data);
-            }
-        }
-    }
-}
-
-/// Reads and discards the rest of a body, up to [`DRAIN_CAP`] bytes in all and
-/// [`DRAIN_TIME`].
-async fn drain(mut body: Body, mut seen: usize) {
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while seen <= DRAIN_CAP {
-            match next_data(&mut body).await {
-                Some(Ok(data)) => seen += data.map_or(0, |d| d.len()),
-                _ => break,
-            }
-        }
-    })
-    .await;
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    fn loopback(port: u16) -> Guard {
-        Guard::new(SocketAddr::from(([127, 0, 0, 1], port)), Access::default())
-    }
-
-    #[test]
-    fn host_must_be_the_listen_address() {
-        let g = loopback(8787);
-        for ok in ["127.0.0.1:8787", "localhost:8787", "LOCALHOST:8787"] {
-            assert_eq!(g.check_host(&headers(&[("host", ok)])), Ok(()), "{ok}");
-        }
-        for bad in [
-            "evil.example:8787",
-            "evil.example",
-            "127.0.0.1:8788",
-            "127.0.0.1",
-            "localhost.:8787",
-            "127.0.0.1:8787@evil",
-            "",
-        ] {
-            assert!(g.check_host(&headers(&[("host", bad)])).is_err(), "{bad}");
-        }
-        assert!(g.check_host(&HeaderMap::new()).is_err());
-        let v6 = Guard::new("[::1]:9000".parse().unwrap(), Access::default());
-        assert_eq!(v6.check_host(&headers(&[("host", "[::1]:9000")])), Ok(()));
-        let port80 = loopback(80);
-        assert_eq!(
-            port80.check_host(&headers(&[("host", "localhost")])),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn an_unspecified_listen_accepts_ip_literals_not_names() {
-        let g = Guard::new("0.0.0.0:8787".parse().unwrap(), Access::default());
-        for ok in ["192.168.1.5:8787", "127.0.0.1:8787", "localhost:8787"] {
-            assert_eq!(g.check_host(&headers(&[("host", ok)])), Ok(()), "{ok}");
-        }
-        assert!(
-            g.check_host(&headers(&[("host", "evil.example:8787")]))
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn origins_are_the_listen_address_or_allowed() {
-        let access = Access::new(
-            &[
-                "http://localhost:3000/".into(),
-                "HTTPS://App.Example.com".into(),
-            ],
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            access.origins(),
-            ["http://localhost:3000", "https://app.example.com"]
-        );
-        let g = Guard::new(SocketAddr::from(([127, 0, 0, 1], 8787)), access);
-        let origin = |o: &str| g.check_origin(&headers(&[("origin", o)]));
-        assert_eq!(g.check_origin(&HeaderMap::new()), Ok(None));
-        assert_eq!(origin("http://127.0.0.1:8787"), Ok(None));
-        assert_eq!(origin("http://localhost:8787"), Ok(None));
-        assert!(origin("http://localhost:3000").unwrap().is_some());
-        assert!(origin("https://app.example.com:443").unwrap().is_some());
-        for bad in [
-            "null",
-            "http://evil.example",
-            "https://127.0.0.1:8787",
-            "http://localhost:3001",
-            "http://app.example.com",
-            "http://127.0.0.1:8787/path",
-            "garbage",
-        ] {
-            assert!(origin(bad).is_err(), "{bad}");
-        }
-        // A dev server proxying with the Host kept.
-        assert_eq!(
-            g.check_host(&headers(&[("host", "localhost:3000")])),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn bad_allow_origins_are_refused() {
-        for (given, broad) in [
-            ("null", true),
-            ("*", true),
-            ("localhost:3000", false),
-            ("http://", false),
-            ("http://a b", false),
-            ("http://x:99999", false),
-            ("http://x/path", false),
-        ] {
-            let err = Access::new(&[given.into()], None).unwrap_err();
-            assert_eq!(
-                matches!(err, AccessError::TooBroad(_)),
-                broad,
-                "{given}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_token_is_checked_and_never_shown() {
-        let token = ServeToken::new("s3cret-Token").unwrap();
-        assert_eq!(format!("{token:?}"), "ServeToken(<redacted>)");
-        let g = Guard::new(
-            SocketAddr::from(([127, 0, 0, 1], 1)),
-            Access::new(&[], Some(token)).unwrap(),
-        );
-        let auth = |v: &str| g.check_token(&headers(&[("authorization", v)]));
-        assert_eq!(auth("Bearer s3cret-Token"), Ok(()));
-        assert_eq!(auth("bearer  s3cret-Token "), Ok(()));
-        assert!(auth("Bearer s3cret-token").is_err());
-        assert!(auth("Bearer s3cret-Token2").is_err());
-        assert!(auth("Basic s3cret-Token").is_err());
-        assert!(auth("s3cret-Token").is_err());
-        assert!(g.check_token(&HeaderMap::new()).is_err());
-        assert!(ServeToken::new("").is_err());
-        assert!(ServeToken::new("two words").is_err());
-    }
-
-    #[test]
-    fn only_json_is_accepted() {
-        assert!(is_json(&headers(&[("content-type", "application/json")])));
-        assert!(is_json(&headers(&[(
-            "content-type",
-            "Application/JSON; charset=utf-8"
-        )])));
-        for bad in [
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "multipart/form-data; boundary=x",
-            "application/jsonx",
-        ] {
-            assert!(!is_json(&headers(&[("content-type", bad)])), "{bad}");
-        }
-        assert!(!is_json(&HeaderMap::new()));
-    }
-}
+#[path = "guard_tests.rs"]
+mod tests;

@@ -1,11 +1,11 @@
-//! Workspaces on the Cloudflare backend against a D1 contract server (`tests/d1_contract`).
-//! Include after `mod common; mod d1_contract;`.
+//! Workspaces on the Cloudflare backend against a D1 contract server
+//! (`d1ops_testkit::d1_contract`). Include after `mod common;`.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
 use crate::common::{CloudflareSide, Ws};
-use crate::d1_contract::D1Server;
+use d1ops_testkit::d1_contract::D1Server;
 
 /// A fresh contract server whose account holds an empty production database, and a
 /// workspace on the Cloudflare backend pointing at it.

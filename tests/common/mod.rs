@@ -26,8 +26,8 @@ pub struct Ws {
 pub type FileLookup<T> = Box<dyn Fn(&str) -> T + Send + Sync>;
 
 /// What a workspace on the Cloudflare backend needs from the test's contract server (see
-/// `tests/d1_contract`): where it listens, the credentials it accepts, and the SQLite file
-/// behind each D1 database, so tests can read and change "Cloudflare's" databases directly.
+/// `d1ops_testkit::d1_contract`): where it listens, the credentials it accepts, and the SQLite
+/// file behind each D1 database, so tests can read and change "Cloudflare's" databases directly.
 pub struct CloudflareSide {
     pub base: String,
     pub token: String,

@@ -1,20 +1,15 @@
-//! The closed vocabularies of the console's functional core: what can happen
-//! ([`Action`]), what the core asks the shell to do ([`Effect`], [`Request`]) and what
-//! comes back from the engine worker ([`Reply`]).
+//! What can happen in the console ([`Action`]): the closed vocabulary `update` reacts to.
+//! What the core asks of the shell and what the worker answers live in `effects`, the data
+//! it reads in `data`; both are re-exported here under the names the console's users
+//! (tests, benchmarks) know.
 //!
 //! Plain data only: nothing here performs I/O or touches the engine.
 use chrono::{DateTime, Utc};
 
-use crate::engine::{
-    CleanupItem, EnvView, ForecastReport, IndexSuggestion, MonitorData, MonitorWindow, QueryPlan,
-    ReleaseDetail, ReleaseDiff, SnapshotView, UsageReport, WatchReport,
-};
-use crate::metrics::TopBy;
-use crate::model::{AuditEvent, Environment, GateReport, Release};
-use crate::schema::DiffLine;
-use crate::store::ChainStatus;
+use crate::state::Tab;
 
-use super::state::Tab;
+pub use crate::data::{CapacityData, DetailData, PromotePreview, RecoveryPreview, Snapshot};
+pub use crate::effects::{Effect, Reply, Request};
 
 /// Everything `update` reacts to: key bindings (after the keymap resolved them), mouse,
 /// terminal changes, clock ticks and worker replies.
@@ -76,157 +71,4 @@ pub enum Action {
     Resize(u16, u16),
     Tick(DateTime<Utc>),
     Reply(Reply),
-}
-
-/// A side effect for the shell to carry out.
-#[derive(Debug, Clone)]
-pub enum Effect {
-    /// Send a request to the engine worker; exactly one [`Reply`] comes back for it.
-    Engine(Request),
-}
-
-/// Work for the engine worker.
-#[derive(Debug, Clone)]
-pub enum Request {
-    Refresh,
-    Detail(String),
-    PromotePreview(String),
-    Approve {
-        id: String,
-        note: Option<String>,
-    },
-    Promote(String),
-    Abandon {
-        id: String,
-        note: Option<String>,
-    },
-    CleanupPlan,
-    Cleanup(Vec<CleanupItem>),
-    /// What a rollback to / restore before this release would do (probes on a copy, or the
-    /// loss report).
-    RollbackPreview(String),
-    RestorePreview(String),
-    Rollback(String),
-    Restore(String),
-    /// The Monitor's data for an environment (`None`: production), window and order.
-    Monitor {
-        env: Option<String>,
-        window: MonitorWindow,
-        order: TopBy,
-    },
-    /// The plan of one query on an environment, with a suggested index.
-    QueryPlan {
-        env: String,
-        text: String,
-    },
-    /// Usage, limits, forecasts and stale previews (samples today's usage first).
-    Capacity,
-    /// Write a suggested index as the workspace's next migration file.
-    WriteIndex(IndexSuggestion),
-}
-
-impl Request {
-    /// What the spinner says while this request runs.
-    pub fn label(&self) -> String {
-        match self {
-            Request::Refresh => "refreshing".into(),
-            Request::Detail(_) => "loading release".into(),
-            Request::PromotePreview(_) => "checking the gate".into(),
-            Request::Approve { .. } => "approving".into(),
-            Request::Promote(_) => "promoting".into(),
-            Request::Abandon { .. } => "abandoning".into(),
-            Request::CleanupPlan => "finding stale previews".into(),
-            Request::Cleanup(items) => format!("deleting {} preview(s)", items.len()),
-            Request::RollbackPreview(_) => "probing a copy of production".into(),
-            Request::RestorePreview(_) => "comparing with the recovery point".into(),
-            Request::Rollback(_) => "rolling back".into(),
-            Request::Restore(_) => "restoring".into(),
-            Request::Monitor { .. } => "reading metrics".into(),
-            Request::QueryPlan { .. } => "reading the query plan".into(),
-            Request::Capacity => "reading usage".into(),
-            Request::WriteIndex(_) => "writing the migration".into(),
-        }
-    }
-}
-
-/// Everything the workspace holds that the lists show, read in one go.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub releases: Vec<Release>,
-    pub envs: Vec<EnvView>,
-    pub production: Option<Environment>,
-    pub audit: Vec<AuditEvent>,
-    pub chain: Option<ChainStatus>,
-    /// Recovery points with their retention.
-    pub snapshots: Vec<SnapshotView>,
-    /// The live release's post-promotion watch.
-    pub watch: Option<WatchReport>,
-    /// Why production's ledger disagrees with d1ops' record, when it does.
-    pub ledger: Option<String>,
-}
-
-/// What the Capacity tab shows, read in one go.
-#[derive(Debug, Clone)]
-pub struct CapacityData {
-    pub usage: UsageReport,
-    pub forecast: ForecastReport,
-    /// Stale previews cleanup would delete, with their sizes.
-    pub stale: Vec<CleanupItem>,
-}
-
-/// A release detail and what promoting it would change.
-#[derive(Debug, Clone)]
-pub struct DetailData {
-    pub detail: ReleaseDetail,
-    pub diff: Result<ReleaseDiff, String>,
-}
-
-/// What the promote confirmation shows: gate summary, blocker, what will change.
-#[derive(Debug, Clone, Default)]
-pub struct PromotePreview {
-    pub blocker: Option<String>,
-    pub gate: Option<GateReport>,
-    pub approvals: usize,
-    pub required: u32,
-    pub pending: Vec<String>,
-    pub diff: Vec<DiffLine>,
-}
-
-/// What the rollback / restore confirmation shows, already in words.
-#[derive(Debug, Clone, Default)]
-pub struct RecoveryPreview {
-    /// Why it cannot go ahead from the console, if so.
-    pub blocker: Option<String>,
-    pub lines: Vec<String>,
-}
-
-/// The worker's answer to one [`Request`].
-#[derive(Debug, Clone)]
-pub enum Reply {
-    Snapshot(Result<Box<Snapshot>, String>),
-    Detail {
-        id: String,
-        result: Result<Box<DetailData>, String>,
-    },
-    PromotePreview {
-        id: String,
-        result: Result<Box<PromotePreview>, String>,
-    },
-    CleanupPlan(Result<Vec<CleanupItem>, String>),
-    RecoveryPreview {
-        id: String,
-        result: Result<Box<RecoveryPreview>, String>,
-    },
-    Monitor(Result<Box<MonitorData>, String>),
-    QueryPlan {
-        env: String,
-        text: String,
-        result: Result<Box<QueryPlan>, String>,
-    },
-    Capacity(Result<Box<CapacityData>, String>),
-    /// The outcome of an action (approve, promote, abandon, cleanup), as one sentence.
-    Outcome {
-        ok: bool,
-        text: String,
-    },
 }

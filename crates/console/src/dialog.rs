@@ -3,8 +3,10 @@
 //!
 //! Cancel is always focused first; nothing here talks to the engine — pressing Confirm
 //! only yields the [`Request`] for `update` to send.
-use super::action::{PromotePreview, RecoveryPreview, Request};
+use crate::data::{PromotePreview, RecoveryPreview};
+use crate::effects::Request;
 use crate::engine::{CleanupItem, IndexSuggestion};
+use crate::model;
 
 /// The dangerous actions that share the confirmation dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +63,10 @@ pub struct Confirm {
 }
 
 impl Confirm {
-    /// The characters the operator must type to promote: the id's last four.
+    /// The characters the operator must type to promote, roll back or restore: the
+    /// release's confirmation code (the id's last four, the same rule as the CLI's).
     pub fn code(&self) -> &str {
-        let n = self.release.len();
-        self.release.get(n.saturating_sub(4)..).unwrap_or("")
+        model::confirmation_code(&self.release)
     }
 
     /// Whether pressing Confirm would act now, else why not.
@@ -85,7 +87,7 @@ impl Confirm {
         if blocker.is_some() {
             return blocker;
         }
-        if !self.input.trim().eq_ignore_ascii_case(self.code()) {
+        if !model::confirms(&self.release, &self.input) {
             return Some(format!(
                 "type the id's last 4 characters to enable {}",
                 self.action.verb()

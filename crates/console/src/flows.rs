@@ -3,26 +3,13 @@
 //!
 //! Pure like `update`: decisions are made here, engine calls only requested. The engine
 //! has the final word on every action; the checks here only spare a pointless dialog.
-use chrono::Duration;
-
-use super::action::{Action, Effect, Reply, Request};
-use super::dialog::{CleanupDialog, Confirm, ConfirmAction, Dialog, Focus, IndexDialog};
-use super::state::{State, Tab, Toast, ToastKind};
-use super::update::{refresh, send};
+use crate::action::Action;
+use crate::dialog::{CleanupDialog, Confirm, ConfirmAction, Dialog, Focus, IndexDialog};
+use crate::effects::{Effect, Reply, Request};
+use crate::format;
 use crate::model::ReleaseState;
-
-/// Shows a toast for a few seconds (errors stay longer).
-pub fn toast(state: &mut State, kind: ToastKind, text: impl Into<String>) {
-    let secs = if kind == ToastKind::Error { 12 } else { 6 };
-    state.toasts.push(Toast {
-        kind,
-        text: text.into(),
-        until: state.now + Duration::seconds(secs),
-    });
-    if state.toasts.len() > 3 {
-        state.toasts.remove(0);
-    }
-}
+use crate::state::{State, Tab, ToastKind};
+use crate::tabs;
 
 /// `a`, `p`, `x`, `R`, `S` and `c`: opens the matching dialog.
 pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
@@ -39,7 +26,7 @@ pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
             focus: Focus::Cancel,
             scroll: 0,
         }));
-        return vec![send(state, Request::CleanupPlan)];
+        return vec![state.send(Request::CleanupPlan)];
     }
     let Some(rel) = state.target_release() else {
         return Vec::new();
@@ -76,7 +63,7 @@ pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
     };
     if !allowed {
         let text = format!("Release {} is {}; {wanted}.", rel.id, rel.state);
-        toast(state, ToastKind::Error, text);
+        state.toast(ToastKind::Error, text);
         return Vec::new();
     }
     let confirm = Confirm {
@@ -92,9 +79,9 @@ pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
     let id = rel.id.clone();
     state.dialog = Some(Dialog::Confirm(confirm));
     match kind {
-        ConfirmAction::Promote => vec![send(state, Request::PromotePreview(id))],
-        ConfirmAction::Rollback => vec![send(state, Request::RollbackPreview(id))],
-        ConfirmAction::Restore => vec![send(state, Request::RestorePreview(id))],
+        ConfirmAction::Promote => vec![state.send(Request::PromotePreview(id))],
+        ConfirmAction::Rollback => vec![state.send(Request::RollbackPreview(id))],
+        ConfirmAction::Restore => vec![state.send(Request::RestorePreview(id))],
         _ => Vec::new(),
     }
 }
@@ -160,20 +147,20 @@ fn press_focused(state: &mut State) -> Vec<Effect> {
     match open {
         Dialog::Confirm(c) if c.focus == Focus::Confirm => {
             if let Some(why) = c.blocked_by() {
-                toast(state, ToastKind::Error, why);
+                state.toast(ToastKind::Error, why);
                 state.dialog = Some(Dialog::Confirm(c));
                 return Vec::new();
             }
-            vec![send(state, c.request())]
+            vec![state.send(c.request())]
         }
         Dialog::Cleanup(c) if c.focus == Focus::Confirm => match c.request() {
-            Some(req) => vec![send(state, req)],
+            Some(req) => vec![state.send(req)],
             None => {
                 state.dialog = Some(Dialog::Cleanup(c));
                 Vec::new()
             }
         },
-        Dialog::Index(c) if c.focus == Focus::Confirm => vec![send(state, c.request())],
+        Dialog::Index(c) if c.focus == Focus::Confirm => vec![state.send(c.request())],
         _ => Vec::new(),
     }
 }
@@ -184,10 +171,10 @@ pub fn start_write_index(state: &mut State) -> Vec<Effect> {
         return Vec::new();
     }
     let Some(query) = state.monitor.selected_query() else {
-        toast(state, ToastKind::Error, "Select a query first (j/k).");
+        state.toast(ToastKind::Error, "Select a query first (j/k).");
         return Vec::new();
     };
-    let text = crate::backend::one_line(&query.text, 60);
+    let text = format::one_line(&query.text, 60);
     let suggestion = match state.monitor.selected_plan() {
         None => Err(format!("The plan of `{text}` is still being read.")),
         Some(Err(e)) => Err(format!("No plan for `{text}`: {e}")),
@@ -210,7 +197,7 @@ pub fn start_write_index(state: &mut State) -> Vec<Effect> {
                 focus: Focus::Cancel,
             }));
         }
-        Err(why) => toast(state, ToastKind::Info, why),
+        Err(why) => state.toast(ToastKind::Info, why),
     }
     Vec::new()
 }
@@ -229,7 +216,7 @@ pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
                 }
                 Err(e) => {
                     if state.load_error.as_deref() != Some(e.as_str()) {
-                        toast(state, ToastKind::Error, e.clone());
+                        state.toast(ToastKind::Error, e.clone());
                     }
                     state.load_error = Some(e);
                 }
@@ -267,7 +254,7 @@ pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
                 c.items = Some(result);
             }
         }
-        Reply::Monitor(result) => return super::tabs::on_monitor(state, result),
+        Reply::Monitor(result) => return tabs::on_monitor(state, result),
         Reply::QueryPlan { env, text, result } => {
             state
                 .monitor
@@ -275,15 +262,15 @@ pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
                 .remove(&(env.clone(), text.clone()));
             state.monitor.plans.insert((env, text), result);
         }
-        Reply::Capacity(result) => super::tabs::on_capacity(state, result),
+        Reply::Capacity(result) => tabs::on_capacity(state, result),
         Reply::Outcome { ok, text } => {
             let kind = if ok {
                 ToastKind::Success
             } else {
                 ToastKind::Error
             };
-            toast(state, kind, text);
-            return refresh(state, true);
+            state.toast(kind, text);
+            return state.refresh(true);
         }
     }
     Vec::new()

@@ -1,49 +1,14 @@
-//! Small text formatters the views share: ages, byte sizes, clock, state markers.
+//! Small text formatters the views share: clock, state markers, clipping, audit details;
+//! ages, byte sizes, counts and one-line messages are the core's (`d1ops_core::text`, the
+//! one home every crate uses), re-exported here so the views have one module to ask.
 //!
 //! Every time shown is computed from the state's injected clock (`State::now`), never
 //! from the system clock, so rendering is deterministic.
 use chrono::{DateTime, Utc};
 
-use crate::model::{ReleaseState, parse_time};
+use crate::model::ReleaseState;
 
-/// A compact age like `42s`, `5m`, `3h`, `12d`; `—` when the time is unknown.
-pub fn age(at: &str, now: DateTime<Utc>) -> String {
-    let Some(t) = parse_time(at) else {
-        return "—".into();
-    };
-    let secs = (now - t).num_seconds().max(0);
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
-/// A compact duration from seconds, same units as [`age`].
-pub fn secs(s: u64) -> String {
-    match s {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
-/// Bytes in binary units: `812 B`, `48.0 KiB`, `3.2 MiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
+pub use d1ops_core::text::{age, bytes, one_line, secs, thousands};
 
 /// The header clock.
 pub fn clock(now: DateTime<Utc>) -> String {

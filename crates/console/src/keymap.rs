@@ -5,9 +5,9 @@
 //! Pure: no terminal I/O; it only reads the state to know which contexts are active.
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::action::Action;
-use super::dialog::Dialog;
-use super::state::{State, Tab};
+use crate::action::Action;
+use crate::dialog::Dialog;
+use crate::state::{State, Tab};
 
 /// A key plus the modifiers that matter (Shift is folded into the character).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

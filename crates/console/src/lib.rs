@@ -7,7 +7,9 @@
 //! restore (also on panic), the event loop, and nothing else. The console never prints to
 //! the terminal it draws on; logs go to the file the CLI set up.
 pub mod action;
+pub mod data;
 pub mod dialog;
+pub mod effects;
 pub mod flows;
 pub mod format;
 pub mod keymap;
@@ -35,12 +37,14 @@ use crossterm::terminal::{
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
-// The core's modules under the names the console's modules use.
-use d1ops_core::{backend, engine, gate, metrics, model, schema, store};
+// The core's public API under the names the console's modules use: the engine (its calls
+// and the read models it hands out, `engine::view`) and the model.
+use d1ops_core::{engine, model};
 
+use crate::action::Action;
+use crate::effects::{Effect, Reply};
 use crate::engine::{Engine, EngineOptions};
-use action::{Action, Effect, Reply};
-use state::{Info, State};
+use crate::state::{Info, State};
 
 pub use keymap::keymap_markdown;
 

@@ -2,16 +2,19 @@
 //! the worker), where the operator is (tab, selection, filter, open release, dialog) and
 //! what is going on (in-flight requests, toasts, clock).
 //!
-//! Views read it and never write it; only `update` changes it. It holds no engine handle,
-//! so a state can be built directly from model structs (tests, benchmarks).
+//! Views read it and never write it; only `update` (with `flows` and `tabs`) changes it.
+//! What every flow does to it — queue an engine request (`send`, `refresh`), show a toast —
+//! are methods here, so those modules share them without importing one another. It holds
+//! no engine handle, so a state can be built directly from model structs (tests, benchmarks).
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
-use super::action::{CapacityData, DetailData, Snapshot};
-use super::dialog::Dialog;
+use crate::data::{CapacityData, DetailData, Snapshot};
+use crate::dialog::Dialog;
+use crate::effects::{Effect, Request};
+use crate::engine::view::{QueryStat, TopBy};
 use crate::engine::{MonitorData, MonitorWindow, QueryPlan, WatchStatus};
-use crate::metrics::{QueryStat, TopBy};
 use crate::model::{EnvKind, ReleaseState};
 
 /// The five top-level tabs, in key order `1`–`5`.
@@ -179,7 +182,7 @@ impl Default for MonitorState {
 impl MonitorState {
     /// The environment shown.
     pub fn env_name(&self) -> &str {
-        self.env.as_deref().unwrap_or(crate::engine::PRODUCTION)
+        self.env.as_deref().unwrap_or(crate::model::PRODUCTION)
     }
 
     /// The selected top query, if the data has one.
@@ -414,6 +417,38 @@ impl State {
     /// Whether an engine request is running.
     pub fn busy(&self) -> bool {
         !self.in_flight.is_empty()
+    }
+
+    /// The effect that sends `req` to the worker, remembering what the spinner should say.
+    pub fn send(&mut self, req: Request) -> Effect {
+        self.in_flight.push_back(req.label());
+        Effect::Engine(req)
+    }
+
+    /// A refresh of the lists (unless one is already queued) and of the open detail.
+    pub fn refresh(&mut self, with_detail: bool) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if !self.refresh_pending {
+            self.refresh_pending = true;
+            out.push(self.send(Request::Refresh));
+        }
+        if with_detail && let Some(id) = self.detail.as_ref().map(|d| d.id.clone()) {
+            out.push(self.send(Request::Detail(id)));
+        }
+        out
+    }
+
+    /// Shows a toast for a few seconds (errors stay longer); at most three at a time.
+    pub fn toast(&mut self, kind: ToastKind, text: impl Into<String>) {
+        let secs = if kind == ToastKind::Error { 12 } else { 6 };
+        self.toasts.push(Toast {
+            kind,
+            text: text.into(),
+            until: self.now + Duration::seconds(secs),
+        });
+        if self.toasts.len() > 3 {
+            self.toasts.remove(0);
+        }
     }
 }
 

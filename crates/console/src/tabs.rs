@@ -4,11 +4,10 @@
 //! replies land. Pure like `update`: it only asks for engine work.
 use chrono::{DateTime, Utc};
 
-use super::action::{CapacityData, Effect, Request};
-use super::flows::toast;
-use super::state::{State, TOP_ORDERS, Tab, ToastKind};
-use super::update::send;
+use crate::data::CapacityData;
+use crate::effects::{Effect, Request};
 use crate::engine::MonitorData;
+use crate::state::{State, TOP_ORDERS, Tab, ToastKind};
 
 /// How often the Monitor re-reads while it is shown.
 pub const MONITOR_EVERY_SECS: i64 = 2;
@@ -28,7 +27,7 @@ pub fn monitor_request(state: &mut State) -> Vec<Effect> {
         window: state.monitor.window,
         order: state.monitor.order,
     };
-    vec![send(state, req)]
+    vec![state.send(req)]
 }
 
 fn capacity_request(state: &mut State) -> Vec<Effect> {
@@ -36,7 +35,7 @@ fn capacity_request(state: &mut State) -> Vec<Effect> {
         return Vec::new();
     }
     state.capacity.pending = true;
-    vec![send(state, Request::Capacity)]
+    vec![state.send(Request::Capacity)]
 }
 
 /// The shown tab's data, read now.
@@ -70,8 +69,7 @@ pub fn next_env(state: &mut State) -> Vec<Effect> {
         _ => return Vec::new(),
     };
     if envs.len() < 2 {
-        toast(
-            state,
+        state.toast(
             ToastKind::Info,
             "Only production has traffic; previews appear here once queries run on them.",
         );
@@ -80,7 +78,7 @@ pub fn next_env(state: &mut State) -> Vec<Effect> {
     let current = state.monitor.env_name().to_string();
     let i = envs.iter().position(|e| *e == current).unwrap_or(0);
     let next = envs[(i + 1) % envs.len()].clone();
-    state.monitor.env = (next != crate::engine::PRODUCTION).then_some(next);
+    state.monitor.env = (next != crate::model::PRODUCTION).then_some(next);
     state.monitor.selected = 0;
     reload(state)
 }
@@ -146,7 +144,7 @@ pub fn plan_request(state: &mut State) -> Vec<Effect> {
     }
     state.monitor.plans_pending.insert(key.clone());
     let (env, text) = key;
-    vec![send(state, Request::QueryPlan { env, text })]
+    vec![state.send(Request::QueryPlan { env, text })]
 }
 
 /// The Monitor's data arrived: keep the selected query by identity, then its plan.

@@ -3,10 +3,11 @@
 //! engine requests to run. Pure: no I/O, no clock reads (time arrives as `Tick`).
 //!
 //! Navigation lives here; dialogs, actions and worker replies live in `flows`.
-use super::action::{Action, Effect, Request};
-use super::state::{Detail, DetailTab, State, Tab};
-use super::views::layout;
-use super::{flows, tabs};
+use crate::action::Action;
+use crate::effects::{Effect, Request};
+use crate::state::{Detail, DetailTab, State, Tab};
+use crate::views::{self, layout};
+use crate::{flows, tabs};
 
 /// How often data is re-read while nothing else is happening.
 pub const REFRESH_EVERY_SECS: i64 = 5;
@@ -40,25 +41,6 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
     }
 }
 
-/// Sends `req` to the worker, remembering what the spinner should say.
-pub fn send(state: &mut State, req: Request) -> Effect {
-    state.in_flight.push_back(req.label());
-    Effect::Engine(req)
-}
-
-/// A refresh of the lists (unless one is already queued) and of the open detail.
-pub fn refresh(state: &mut State, with_detail: bool) -> Vec<Effect> {
-    let mut out = Vec::new();
-    if !state.refresh_pending {
-        state.refresh_pending = true;
-        out.push(send(state, Request::Refresh));
-    }
-    if with_detail && let Some(id) = state.detail.as_ref().map(|d| d.id.clone()) {
-        out.push(send(state, Request::Detail(id)));
-    }
-    out
-}
-
 fn tick(state: &mut State, now: chrono::DateTime<chrono::Utc>) -> Vec<Effect> {
     if state.now.timestamp() != now.timestamp() {
         state.dirty = true;
@@ -80,13 +62,13 @@ fn tick(state: &mut State, now: chrono::DateTime<chrono::Utc>) -> Vec<Effect> {
         return Vec::new();
     }
     if due {
-        return refresh(state, false);
+        return state.refresh(false);
     }
     tabs::due(state, now)
 }
 
 fn help(state: &mut State, action: Action) {
-    let max = super::views::help_max_scroll(state);
+    let max = views::help_max_scroll(state);
     let Some(scroll) = state.help.as_mut() else {
         return;
     };
@@ -144,7 +126,7 @@ fn main(state: &mut State, action: Action) -> Vec<Effect> {
         Action::Help => state.help = Some(0),
         Action::Refresh => {
             state.monitor.plans.clear();
-            let mut out = refresh(state, true);
+            let mut out = state.refresh(true);
             out.extend(tabs::load(state));
             return out;
         }
@@ -185,7 +167,7 @@ fn page(state: &State) -> usize {
 fn step(state: &mut State, delta: isize) -> Vec<Effect> {
     let rows = page(state);
     if let Some(detail) = state.detail.as_ref() {
-        let max = super::views::detail_line_count(state, detail).saturating_sub(rows);
+        let max = views::detail_line_count(state, detail).saturating_sub(rows);
         if let Some(d) = state.detail.as_mut() {
             d.scroll = (d.scroll as isize)
                 .saturating_add(delta)
@@ -274,7 +256,7 @@ pub fn open_release(state: &mut State, id: String) -> Vec<Effect> {
         data: None,
         error: None,
     });
-    vec![send(state, Request::Detail(id))]
+    vec![state.send(Request::Detail(id))]
 }
 
 fn click(state: &mut State, col: u16, row: u16) -> Vec<Effect> {

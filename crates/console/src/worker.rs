@@ -7,10 +7,9 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
-use super::action::{
-    CapacityData, DetailData, PromotePreview, RecoveryPreview, Reply, Request, Snapshot,
-};
-use crate::engine::{Engine, EngineError};
+use crate::data::{CapacityData, DetailData, PromotePreview, RecoveryPreview, Snapshot};
+use crate::effects::{Reply, Request};
+use crate::engine::{CleanupItem, Engine, EngineError, IndexSuggestion};
 
 /// How many audit events the Audit tab holds.
 pub const AUDIT_LIMIT: usize = 500;
@@ -94,149 +93,154 @@ fn serve(mut engine: Engine, rx: Receiver<Request>, reply: impl Fn(Reply)) {
     }
 }
 
-/// Runs one request against the engine.
+/// Runs one request against the engine: one function per kind of request below.
 pub fn handle(engine: &mut Engine, req: Request) -> Reply {
     match req {
-        Request::Refresh => {
-            Reply::Snapshot(snapshot(engine).map(Box::new).map_err(|e| e.to_string()))
-        }
-        Request::Detail(id) => {
-            let result = engine.release_detail(&id).map(|detail| {
-                let diff = engine.diff(&detail.release.id).map_err(|e| e.to_string());
-                Box::new(DetailData { detail, diff })
-            });
-            Reply::Detail {
-                id,
-                result: result.map_err(|e| e.to_string()),
-            }
-        }
+        Request::Refresh => Reply::Snapshot(boxed(snapshot(engine))),
+        Request::Detail(id) => detail(engine, id),
         Request::PromotePreview(id) => Reply::PromotePreview {
-            result: promote_preview(engine, &id)
-                .map(Box::new)
-                .map_err(|e| e.to_string()),
+            result: boxed(promote_preview(engine, &id)),
             id,
         },
-        Request::Approve { id, note } => match engine.approve(&id, note.as_deref()) {
-            Ok(o) => Reply::Outcome {
-                ok: true,
-                text: format!(
-                    "Approved {} ({}/{} approvals); it is now {}.",
-                    o.id,
-                    crate::model::distinct_approvers(&o.approvals),
-                    o.required,
-                    o.state
-                ),
-            },
-            Err(e) => failed("Approve", e),
-        },
-        Request::Abandon { id, note } => match engine.abandon(&id, note.as_deref()) {
-            Ok(_) => Reply::Outcome {
-                ok: true,
-                text: format!("Abandoned {id}; its preview is now stale."),
-            },
-            Err(e) => failed("Abandon", e),
-        },
-        Request::Promote(id) => match engine.promote(&id) {
-            Ok(o) => {
-                let previous = o
-                    .previous
-                    .map(|p| format!("; {p} superseded"))
-                    .unwrap_or_default();
-                Reply::Outcome {
-                    ok: true,
-                    text: format!(
-                        "{} is live: {} migration(s) applied in {:.0} ms{previous}.",
-                        o.id,
-                        o.applied.len(),
-                        o.duration_ms
-                    ),
-                }
-            }
-            Err(e) => failed("Promote", e),
-        },
+        Request::Approve { id, note } => approve(engine, &id, note.as_deref()),
+        Request::Abandon { id, note } => abandon(engine, &id, note.as_deref()),
+        Request::Promote(id) => promote(engine, &id),
         Request::RollbackPreview(id) => Reply::RecoveryPreview {
-            result: rollback_preview(engine, &id)
-                .map(Box::new)
-                .map_err(|e| e.to_string()),
+            result: boxed(rollback_preview(engine, &id)),
             id,
         },
         Request::RestorePreview(id) => Reply::RecoveryPreview {
-            result: restore_preview(engine, &id)
-                .map(Box::new)
-                .map_err(|e| e.to_string()),
+            result: boxed(restore_preview(engine, &id)),
             id,
         },
-        Request::Rollback(id) => match engine.rollback(Some(&id), false, None) {
-            Ok(o) => Reply::Outcome {
-                ok: true,
-                text: format!(
-                    "{} is live again ({} probe(s) passed on a copy of production); {} rolled back. The schema is unchanged.",
-                    o.to, o.probes_run, o.from
-                ),
-            },
-            Err(e) => failed("Rollback", e),
-        },
-        Request::Restore(id) => match engine
-            .restore_plan(&id)
-            .and_then(|plan| engine.restore(&plan))
-        {
-            Ok(o) => Reply::Outcome {
-                ok: true,
-                text: format!(
-                    "Production restored to before {id}; live: {}. `d1ops restore --undo` puts it back.",
-                    o.live.as_deref().unwrap_or("none")
-                ),
-            },
-            Err(e) => failed("Restore", e),
-        },
-        Request::Monitor { env, window, order } => Reply::Monitor(
-            engine
-                .monitor(env.as_deref(), window, order, super::tabs::TOP_QUERIES)
-                .map(Box::new)
-                .map_err(|e| e.to_string()),
-        ),
+        Request::Rollback(id) => rollback(engine, &id),
+        Request::Restore(id) => restore(engine, &id),
+        Request::Monitor { env, window, order } => Reply::Monitor(boxed(engine.monitor(
+            env.as_deref(),
+            window,
+            order,
+            crate::tabs::TOP_QUERIES,
+        ))),
         Request::QueryPlan { env, text } => Reply::QueryPlan {
-            result: engine
-                .query_plan(&env, &text)
-                .map(Box::new)
-                .map_err(|e| e.to_string()),
+            result: boxed(engine.query_plan(&env, &text)),
             env,
             text,
         },
-        Request::Capacity => {
-            Reply::Capacity(capacity(engine).map(Box::new).map_err(|e| e.to_string()))
-        }
-        Request::WriteIndex(suggestion) => match engine.write_index_migration(&suggestion) {
-            Ok(path) => Reply::Outcome {
-                ok: true,
-                text: format!(
-                    "Wrote {path} ({}). Deploy it to test it on a preview: d1ops deploy.",
-                    suggestion.sql
-                ),
-            },
-            Err(e) => failed("Writing the index migration", e),
-        },
+        Request::Capacity => Reply::Capacity(boxed(capacity(engine))),
+        Request::WriteIndex(suggestion) => write_index(engine, &suggestion),
         Request::CleanupPlan => {
             Reply::CleanupPlan(engine.cleanup_plan(None, false).map_err(|e| e.to_string()))
         }
-        Request::Cleanup(items) => match engine.cleanup(&items) {
-            Ok(r) => {
-                let errors = if r.errors.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {} error(s): {}", r.errors.len(), r.errors.join("; "))
-                };
-                Reply::Outcome {
-                    ok: r.errors.is_empty(),
-                    text: format!(
-                        "Deleted {} stale preview(s), freed {}{errors}.",
-                        r.deleted.len(),
-                        super::format::bytes(r.freed_bytes)
-                    ),
-                }
+        Request::Cleanup(items) => cleanup(engine, &items),
+    }
+}
+
+/// A read's result as a reply carries it: boxed, the error in words.
+fn boxed<T>(result: Result<T, EngineError>) -> Result<Box<T>, String> {
+    result.map(Box::new).map_err(|e| e.to_string())
+}
+
+/// A successful action's sentence.
+fn done(text: String) -> Reply {
+    Reply::Outcome { ok: true, text }
+}
+
+fn detail(engine: &Engine, id: String) -> Reply {
+    let result = engine.release_detail(&id).map(|detail| {
+        let diff = engine.diff(&detail.release.id).map_err(|e| e.to_string());
+        DetailData { detail, diff }
+    });
+    Reply::Detail {
+        id,
+        result: boxed(result),
+    }
+}
+
+fn approve(engine: &mut Engine, id: &str, note: Option<&str>) -> Reply {
+    match engine.approve(id, note) {
+        Ok(o) => done(format!(
+            "Approved {} ({}/{} approvals); it is now {}.",
+            o.id,
+            crate::model::distinct_approvers(&o.approvals),
+            o.required,
+            o.state
+        )),
+        Err(e) => failed("Approve", e),
+    }
+}
+
+fn abandon(engine: &mut Engine, id: &str, note: Option<&str>) -> Reply {
+    match engine.abandon(id, note) {
+        Ok(_) => done(format!("Abandoned {id}; its preview is now stale.")),
+        Err(e) => failed("Abandon", e),
+    }
+}
+
+fn promote(engine: &mut Engine, id: &str) -> Reply {
+    match engine.promote(id) {
+        Ok(o) => {
+            let previous = (o.previous)
+                .map(|p| format!("; {p} superseded"))
+                .unwrap_or_default();
+            done(format!(
+                "{} is live: {} migration(s) applied in {:.0} ms{previous}.",
+                o.id,
+                o.applied.len(),
+                o.duration_ms
+            ))
+        }
+        Err(e) => failed("Promote", e),
+    }
+}
+
+fn rollback(engine: &mut Engine, id: &str) -> Reply {
+    match engine.rollback(Some(id), false, None) {
+        Ok(o) => done(format!(
+            "{} is live again ({} probe(s) passed on a copy of production); {} rolled back. The schema is unchanged.",
+            o.to, o.probes_run, o.from
+        )),
+        Err(e) => failed("Rollback", e),
+    }
+}
+
+fn restore(engine: &mut Engine, id: &str) -> Reply {
+    match (engine.restore_plan(id)).and_then(|plan| engine.restore(&plan)) {
+        Ok(o) => done(format!(
+            "Production restored to before {id}; live: {}. `d1ops restore --undo` puts it back.",
+            o.live.as_deref().unwrap_or("none")
+        )),
+        Err(e) => failed("Restore", e),
+    }
+}
+
+fn write_index(engine: &Engine, suggestion: &IndexSuggestion) -> Reply {
+    match engine.write_index_migration(suggestion) {
+        Ok(path) => done(format!(
+            "Wrote {path} ({}). Deploy it to test it on a preview: d1ops deploy.",
+            suggestion.sql
+        )),
+        Err(e) => failed("Writing the index migration", e),
+    }
+}
+
+fn cleanup(engine: &mut Engine, items: &[CleanupItem]) -> Reply {
+    match engine.cleanup(items) {
+        Ok(r) => {
+            let errors = if r.errors.is_empty() {
+                String::new()
+            } else {
+                format!("; {} error(s): {}", r.errors.len(), r.errors.join("; "))
+            };
+            Reply::Outcome {
+                ok: r.errors.is_empty(),
+                text: format!(
+                    "Deleted {} stale preview(s), freed {}{errors}.",
+                    r.deleted.len(),
+                    crate::format::bytes(r.freed_bytes)
+                ),
             }
-            Err(e) => failed("Cleanup", e),
-        },
+        }
+        Err(e) => failed("Cleanup", e),
     }
 }
 

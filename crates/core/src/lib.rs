@@ -15,3 +15,5 @@ pub use d1ops_cloudflare as cloudflare;
 pub use d1ops_metrics as metrics;
 pub use d1ops_metrics::plans;
 pub use d1ops_sql::{schema, schema_upgrade};
+// The one text module (`bytes`, `age`, `secs`, `thousands`, `one_line`), for the faces too.
+pub use d1ops_sql::text;

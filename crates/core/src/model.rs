@@ -2,6 +2,9 @@
 //! approvals, snapshots, audit events and gate results. Plain data, no I/O.
 use serde::{Deserialize, Serialize};
 
+/// The production environment's name (and, locally, its database id).
+pub const PRODUCTION: &str = "production";
+
 /// Where a release is in its lifecycle (see DESIGN.md "Release lifecycle").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -243,6 +246,33 @@ pub struct Release {
     pub pending_count: u32,
 }
 
+impl Release {
+    /// What an operator types to confirm a dangerous action on this release (promote,
+    /// roll back to, restore before): see [`confirmation_code`].
+    pub fn confirmation_code(&self) -> &str {
+        confirmation_code(&self.id)
+    }
+
+    /// Whether `typed` confirms a dangerous action on this release: see [`confirms`].
+    pub fn confirms(&self, typed: &str) -> bool {
+        confirms(&self.id, typed)
+    }
+}
+
+/// The confirmation code of release `id`: its last 4 characters (the whole id if shorter).
+/// The CLI's prompts and the console's dialog ask for it.
+pub fn confirmation_code(id: &str) -> &str {
+    let start = id.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+    &id[start..]
+}
+
+/// Whether `typed` is release `id`'s confirmation code: surrounding whitespace ignored,
+/// ASCII case-insensitive (ids are ULIDs), never for an empty code.
+pub fn confirms(id: &str, typed: &str) -> bool {
+    let code = confirmation_code(id);
+    !code.is_empty() && typed.trim().eq_ignore_ascii_case(code)
+}
+
 /// Production or a preview.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -347,5 +377,22 @@ mod tests {
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted);
+    }
+
+    /// The one confirmation rule of the CLI and the console: the id's last 4 characters,
+    /// trimmed, in any case; nothing confirms an empty code.
+    #[test]
+    fn confirmation_is_the_ids_last_four_characters() {
+        let id = "01JABCDEFGHJKMNPQRSTVWXYZ";
+        assert_eq!(confirmation_code(id), "WXYZ");
+        for typed in ["WXYZ", "wxyz", " wXyZ\n"] {
+            assert!(confirms(id, typed), "{typed:?}");
+        }
+        for typed in ["", "XYZ", "VWXYZ", "wxy z"] {
+            assert!(!confirms(id, typed), "{typed:?}");
+        }
+        assert_eq!(confirmation_code("abc"), "abc");
+        assert_eq!(confirmation_code("aéßçd"), "éßçd");
+        assert!(!confirms("", ""));
     }
 }

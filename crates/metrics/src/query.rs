@@ -301,9 +301,13 @@ impl MetricsStore {
             TopBy::RowsRead => q.rows_read as f64,
             TopBy::Errors => q.errors as f64,
         };
+        // Keys are compared to the microsecond: sums of the same latencies added in another
+        // order differ in the last bits, and two equal totals must tie (then count, then id
+        // decide), or the order would change from run to run.
+        let rounded = |q: &QueryStat| (key(q) * 1000.0).round();
         stats.sort_by(|a, b| {
-            key(b)
-                .total_cmp(&key(a))
+            rounded(b)
+                .total_cmp(&rounded(a))
                 .then(b.count.cmp(&a.count))
                 .then_with(|| a.fingerprint_id.cmp(&b.fingerprint_id))
         });

@@ -42,6 +42,27 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// A size in a message about a limit or free space: whole units when the size is a whole
+/// number of them (`10 MiB`, `4 KiB`), else one decimal (`18.4 MiB`); `N bytes` below 1 KiB.
+pub fn size(n: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (unit, name) in UNITS {
+        if n >= unit {
+            return if n.is_multiple_of(unit) {
+                format!("{} {name}", n / unit)
+            } else {
+                format!("{:.1} {name}", n as f64 / unit as f64)
+            };
+        }
+    }
+    format!("{n} bytes")
+}
+
 /// A compact duration from seconds: `42s`, `5m`, `3h`, `12d`.
 pub fn secs(s: u64) -> String {
     match s {
@@ -72,6 +93,10 @@ mod tests {
         assert_eq!(thousands(12), "12");
         assert_eq!(bytes(812), "812 B");
         assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(size(10 << 20), "10 MiB");
+        assert_eq!(size(4096), "4 KiB");
+        assert_eq!(size(19_293_798), "18.4 MiB");
+        assert_eq!(size(100), "100 bytes");
         assert_eq!(secs(59), "59s");
         assert_eq!(secs(7200), "2h");
         let now = crate::clock::parse_time("2026-01-01T12:00:00Z").expect("time");

@@ -12,10 +12,10 @@ use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragrap
 
 use super::charts::{bar, compact, y_labels};
 use super::theme::Theme;
-use crate::action::CapacityData;
+use crate::data::CapacityData;
 use crate::engine::capacity::PROJECTION_DAYS;
+use crate::engine::view::{LimitMetric, LimitUse};
 use crate::format;
-use crate::metrics::usage::{LimitMetric, LimitUse};
 use crate::state::State;
 
 type Lines = Vec<Line<'static>>;
@@ -168,7 +168,7 @@ fn gauges(state: &State, d: &CapacityData, theme: &Theme, width: usize) -> Lines
 
 /// A forecast in a few characters, for narrow terminals.
 fn short(f: &crate::engine::ForecastItem) -> String {
-    use crate::metrics::forecast::Outcome;
+    use crate::engine::view::Outcome;
     match (&f.outcome, f.days_until) {
         (Outcome::Reached { .. }, _) => "reached".into(),
         (Outcome::Within(_), Some(d)) => format!("in {d} days"),

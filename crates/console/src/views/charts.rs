@@ -41,7 +41,7 @@ pub fn compact(v: f64) -> String {
 /// Milliseconds for a table cell: `0.42`, `3.1`, `1,234`.
 pub fn ms(v: f64) -> String {
     if v >= 1_000.0 {
-        crate::gate::thousands(v.round() as u64)
+        crate::format::thousands(v.round() as u64)
     } else if v >= 10.0 {
         format!("{v:.1}")
     } else {

@@ -128,7 +128,7 @@ fn migrations(det: &crate::engine::ReleaseDetail, theme: &Theme) -> Lines {
     out
 }
 
-fn schema(data: &crate::action::DetailData, theme: &Theme) -> Lines {
+fn schema(data: &crate::data::DetailData, theme: &Theme) -> Lines {
     match &data.diff {
         Err(e) => vec![Line::from(Span::styled(
             format!(" Could not compute the schema diff: {e}"),

@@ -8,6 +8,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use super::layout;
 use super::theme::Theme;
+use crate::engine::EnvView;
 use crate::format;
 use crate::model::{EnvKind, ReleaseState, Verdict};
 use crate::state::{ListState, State};
@@ -115,7 +116,50 @@ fn row_style(selected: bool, theme: &Theme) -> Style {
 pub fn environments(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
     let list = &state.envs;
     let envs = &state.data.envs;
-    let stale = envs.iter().filter(|e| e.stale.is_some()).count();
+    let Some((body, offset, end)) = frame_list(
+        frame,
+        state,
+        theme,
+        body,
+        Heading {
+            title: "Environments",
+            extra: env_title_extra(state, theme),
+            list,
+            total: envs.len(),
+            empty: "No environments yet.",
+        },
+    ) else {
+        return;
+    };
+    let wide = body.width >= 100;
+    let name_w = (list.visible[offset..end].iter())
+        .filter_map(|&i| envs.get(i))
+        .map(|e| e.env.name.chars().count())
+        .max()
+        .unwrap_or(10)
+        .clamp(11, 34) as u16;
+    let rows: Vec<Row> = (list.visible[offset..end].iter().enumerate())
+        .filter_map(|(pos, &i)| {
+            let e = envs.get(i)?;
+            let cells = env_cells(state, e, wide, theme);
+            Some(Row::new(cells).style(row_style(offset + pos == list.selected, theme)))
+        })
+        .collect();
+    let (widths, heading) = env_columns(wide, name_w);
+    let area = Rect {
+        y: body.y + 1,
+        height: body.height.saturating_sub(1),
+        ..body
+    };
+    frame.render_widget(table(rows, widths, &heading, theme), area);
+}
+
+/// The Environments title's warnings: stale previews (and the key that cleans them up),
+/// a ledger that disagrees with d1ops' record.
+fn env_title_extra(state: &State, theme: &Theme) -> Vec<Span<'static>> {
+    let stale = (state.data.envs.iter())
+        .filter(|e| e.stale.is_some())
+        .count();
     let mut extra = if stale > 0 && !state.info.readonly {
         vec![Span::styled(
             format!(" {stale} stale — c cleans up "),
@@ -131,85 +175,66 @@ pub fn environments(frame: &mut Frame, state: &State, theme: &Theme, body: Rect)
         // `d1ops ledger repair` reconciles them.
         extra.push(Span::styled(format!(" ⚠ {why} "), theme.warn()));
     }
-    let Some((body, offset, end)) = frame_list(
-        frame,
-        state,
-        theme,
-        body,
-        Heading {
-            title: "Environments",
-            extra,
-            list,
-            total: envs.len(),
-            empty: "No environments yet.",
-        },
-    ) else {
-        return;
+    extra
+}
+
+/// One environment's cells, in [`env_columns`]' order.
+fn env_cells(state: &State, e: &EnvView, wide: bool, theme: &Theme) -> Vec<Cell<'static>> {
+    let rstate = match e.env.kind {
+        // Production's row shows the state of the release it runs.
+        EnvKind::Production => (e.env.active_release.as_deref())
+            .and_then(|id| state.data.releases.iter().find(|r| r.id == id))
+            .map(|r| r.state),
+        EnvKind::Preview => e.release_state.as_deref().and_then(ReleaseState::parse),
     };
-    let wide = body.width >= 100;
-    let name_w = (list.visible[offset..end].iter())
-        .filter_map(|&i| envs.get(i))
-        .map(|e| e.env.name.chars().count())
-        .max()
-        .unwrap_or(10)
-        .clamp(11, 34) as u16;
-    let mut rows = Vec::with_capacity(end - offset);
-    for (pos, &i) in list.visible[offset..end].iter().enumerate() {
-        let Some(e) = envs.get(i) else { continue };
-        let rstate = match e.env.kind {
-            // Production's row shows the state of the release it runs.
-            EnvKind::Production => (e.env.active_release.as_deref())
-                .and_then(|id| state.data.releases.iter().find(|r| r.id == id))
-                .map(|r| r.state),
-            EnvKind::Preview => e.release_state.as_deref().and_then(ReleaseState::parse),
-        };
-        let state_cell = match rstate {
-            Some(s) => Cell::from(Span::styled(
-                format::state_marker(s),
-                theme.release_state(s),
-            )),
-            None => Cell::from(Span::styled("—", theme.dim())),
-        };
-        let (size, head) = match (&e.database, e.env.kind) {
-            (None, EnvKind::Production) => (
-                "—".to_string(),
-                "no database yet (created by the first promotion)".to_string(),
-            ),
-            (None, EnvKind::Preview) => ("—".to_string(), "no database".to_string()),
-            (Some(_), _) => (
-                e.size_bytes.map_or("?".into(), format::bytes),
-                e.schema_head
-                    .clone()
-                    .unwrap_or_else(|| "(no migrations applied)".into()),
-            ),
-        };
-        let stale_cell = match &e.stale {
-            Some(why) if wide => Cell::from(Span::styled(format!("stale: {why}"), theme.warn())),
-            Some(_) => Cell::from(Span::styled("stale", theme.warn())),
-            None => Cell::from(""),
-        };
-        let mut cells = vec![
-            Cell::from(Span::styled(
-                e.env.name.clone(),
-                if e.env.kind == EnvKind::Production {
-                    theme.bold()
-                } else {
-                    Style::new()
-                },
-            )),
-            state_cell,
-            Cell::from(size),
-            Cell::from(head),
-        ];
-        if wide {
-            cells.push(Cell::from(format!("{}", e.applied)));
-            cells.push(Cell::from(format::age(&e.env.created_at, state.now)));
-        }
-        cells.push(Cell::from(format::age(&e.env.last_activity_at, state.now)));
-        cells.push(stale_cell);
-        rows.push(Row::new(cells).style(row_style(offset + pos == list.selected, theme)));
+    let state_cell = match rstate {
+        Some(s) => Cell::from(Span::styled(
+            format::state_marker(s),
+            theme.release_state(s),
+        )),
+        None => Cell::from(Span::styled("—", theme.dim())),
+    };
+    let (size, head) = match (&e.database, e.env.kind) {
+        (None, EnvKind::Production) => (
+            "—".to_string(),
+            "no database yet (created by the first promotion)".to_string(),
+        ),
+        (None, EnvKind::Preview) => ("—".to_string(), "no database".to_string()),
+        (Some(_), _) => (
+            e.size_bytes.map_or("?".into(), format::bytes),
+            e.schema_head
+                .clone()
+                .unwrap_or_else(|| "(no migrations applied)".into()),
+        ),
+    };
+    let stale_cell = match &e.stale {
+        Some(why) if wide => Cell::from(Span::styled(format!("stale: {why}"), theme.warn())),
+        Some(_) => Cell::from(Span::styled("stale", theme.warn())),
+        None => Cell::from(""),
+    };
+    let name_style = if e.env.kind == EnvKind::Production {
+        theme.bold()
+    } else {
+        Style::new()
+    };
+    let mut cells = vec![
+        Cell::from(Span::styled(e.env.name.clone(), name_style)),
+        state_cell,
+        Cell::from(size),
+        Cell::from(head),
+    ];
+    if wide {
+        cells.push(Cell::from(format!("{}", e.applied)));
+        cells.push(Cell::from(format::age(&e.env.created_at, state.now)));
     }
-    let (widths, heading): (Vec<Constraint>, Vec<&str>) = if wide {
+    cells.push(Cell::from(format::age(&e.env.last_activity_at, state.now)));
+    cells.push(stale_cell);
+    cells
+}
+
+/// The Environments table's column widths and headings; APPLIED and AGE only when wide.
+fn env_columns(wide: bool, name_w: u16) -> (Vec<Constraint>, Vec<&'static str>) {
+    if wide {
         (
             vec![
                 Constraint::Length(name_w),
@@ -251,13 +276,7 @@ pub fn environments(frame: &mut Frame, state: &State, theme: &Theme, body: Rect)
                 "STALE",
             ],
         )
-    };
-    let area = Rect {
-        y: body.y + 1,
-        height: body.height.saturating_sub(1),
-        ..body
-    };
-    frame.render_widget(table(rows, widths, &heading, theme), area);
+    }
 }
 
 /// Releases, newest first.

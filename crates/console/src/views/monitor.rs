@@ -14,9 +14,9 @@ use ratatui::widgets::{
 
 use super::charts::{ago, compact, ms, pool, y_labels};
 use super::theme::Theme;
+use crate::engine::view::SeriesPoint;
 use crate::engine::{Freshness, MonitorData, WatchStatus};
-use crate::format;
-use crate::gate::thousands;
+use crate::format::{self, thousands};
 use crate::state::{MonitorState, State, order_label};
 
 /// Draws the Monitor into the body.
@@ -254,7 +254,7 @@ fn sparkline(
 }
 
 fn latency(frame: &mut Frame, d: &MonitorData, theme: &Theme, area: Rect) {
-    let pick = |f: fn(&crate::metrics::SeriesPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+    let pick = |f: fn(&SeriesPoint) -> Option<f64>| -> Vec<(f64, f64)> {
         (d.series.iter().enumerate())
             .filter_map(|(i, p)| f(p).map(|v| (i as f64, v)))
             .collect()

@@ -7,9 +7,8 @@ use ratatui::text::{Line, Span};
 use super::detail::{Lines, check_line, wrap};
 use super::theme::Theme;
 use crate::engine::ReleaseDetail;
+use crate::engine::view::{ProbeReport, ResultEntry, pair, ratio};
 use crate::format;
-use crate::gate::probes::ProbeReport;
-use crate::gate::probes::report::{ResultEntry, pair, ratio};
 use crate::model::CheckStatus;
 
 fn dim(text: impl Into<String>, theme: &Theme) -> Line<'static> {

@@ -4,20 +4,35 @@
 //! promotion is one `/query` batch (D1 runs a batch as one transaction), or, when a release is
 //! larger than one request may be, migration by migration with the bookmark restored on any
 //! failure (see `cloudflare_apply.rs`).
+//!
+//! This file owns [`CloudflareBackend`] itself, its error and statement vocabulary and the
+//! [`Backend`] impl; its siblings own the longer operations: `cloudflare_seed` (seeding a
+//! preview from production), `cloudflare_inspect` (the ledger, row counts, foreign keys and
+//! loss since a bookmark), `cloudflare_exec` (a console batch) and `cloudflare_probe` (a probe's
+//! timed runs), besides `cloudflare_apply.rs` (applying migrations, all or nothing).
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{
     Backend, BackendError, BatchOutcome, DatabaseRef, ExecMeta, ExecOptions, ExecStatement,
     FailureKind, FkViolation, LedgerRow, LossReport, ProbeRun, ProbeSpec, QueryResult, Result,
     SnapshotRef, StatementFailure, StatementResult, TableLoss,
 };
-use crate::cloudflare::d1::{DumpOptions, RawResult, Statement};
+use crate::cloudflare::d1::{RawResult, Statement};
 use crate::cloudflare::{Client, CloudflareError};
 use crate::schema::{self, Schema};
 use crate::workspace::Migration;
 use crate::workspace::config::PreviewSeed;
+
+#[path = "cloudflare_exec.rs"]
+mod cloudflare_exec;
+#[path = "cloudflare_inspect.rs"]
+mod cloudflare_inspect;
+#[path = "cloudflare_probe.rs"]
+mod cloudflare_probe;
+#[path = "cloudflare_seed.rs"]
+mod cloudflare_seed;
 
 /// Bookmarks are recorded as `d1-bookmark:<bookmark>` recovery points.
 const BOOKMARK_PREFIX: &str = "d1-bookmark:";
@@ -94,89 +109,6 @@ impl CloudflareBackend {
             .raw(&db.id, statements, true)
             .map_err(|e| to_backend(e, db))
     }
-
-    fn read_one(&self, db: &DatabaseRef, sql: &str, params: Vec<Value>) -> Result<RawResult> {
-        self.read(db, &[Statement::with(sql, params)])?
-            .into_iter()
-            .next()
-            .ok_or_else(|| BackendError::Other(format!("D1 returned no result for: {sql}")))
-    }
-
-    /// The user schema's DDL (`sqlite_master`), `_cf_*` and SQLite-internal objects left out,
-    /// in an order that can be replayed: tables, views, indexes, triggers.
-    fn ddl(&self, db: &DatabaseRef) -> Result<Vec<(String, String, String)>> {
-        let r = self.read_one(
-            db,
-            "SELECT type, name, sql FROM sqlite_master \
-             WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' \
-             ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'view' THEN 1 WHEN 'index' THEN 2 ELSE 3 END, rowid",
-            vec![],
-        )?;
-        Ok(r.results
-            .rows
-            .into_iter()
-            .filter_map(|row| {
-                let s = |i: usize| row.get(i).and_then(Value::as_str).map(str::to_string);
-                Some((s(0)?, s(1)?, s(2)?))
-            })
-            .collect())
-    }
-
-    fn table_names(&self, db: &DatabaseRef, ledger_table: &str) -> Result<Vec<String>> {
-        Ok(self
-            .ddl(db)?
-            .into_iter()
-            .filter(|(ty, name, sql)| {
-                ty == "table"
-                    && !name.eq_ignore_ascii_case(ledger_table)
-                    && !sql.to_ascii_uppercase().starts_with("CREATE VIRTUAL")
-            })
-            .map(|(_, name, _)| name)
-            .collect())
-    }
-
-    /// Seeds `to` with `from`'s schema and ledger rows only.
-    fn seed_schema(&self, from: &DatabaseRef, to: &DatabaseRef) -> Result<()> {
-        let ddl = self.ddl(from)?;
-        let mut statements: Vec<Statement> = ddl
-            .iter()
-            .map(|(_, _, sql)| Statement::new(sql.clone()))
-            .collect();
-        // The ledger's rows travel too: a preview must know what production has applied.
-        let ledger_names: Vec<String> = ddl
-            .iter()
-            .filter(|(ty, name, _)| ty == "table" && name.eq_ignore_ascii_case(&self.ledger_table))
-            .map(|(_, n, _)| n.clone())
-            .collect();
-        for table in ledger_names {
-            let rows = self.read_one(
-                from,
-                &format!(
-                    "SELECT id, name, applied_at FROM {}",
-                    schema::quote_ident(&table)
-                ),
-                vec![],
-            )?;
-            for row in rows.results.rows {
-                statements.push(Statement::with(
-                    format!(
-                        "INSERT INTO {}(id, name, applied_at) VALUES (?, ?, ?)",
-                        schema::quote_ident(&table)
-                    ),
-                    row,
-                ));
-            }
-        }
-        if statements.is_empty() {
-            return Ok(());
-        }
-        for chunk in statements.chunks(self.max_batch_statements.max(1)) {
-            self.client
-                .query(&to.id, chunk, false)
-                .map_err(|e| to_backend(e, to))?;
-        }
-        Ok(())
-    }
 }
 
 /// A D1-friendly database name: lowercase letters, digits and `-`.
@@ -207,7 +139,7 @@ pub(super) fn to_backend(e: CloudflareError, db: &DatabaseRef) -> BackendError {
                 .unwrap_or_else(|| format!("D1 database {}", db.id)),
             message,
         },
-        other => BackendError::Other(other.to_string()),
+        other => BackendError::Cloudflare(other),
     }
 }
 
@@ -216,18 +148,6 @@ pub(super) fn split_d1_message(text: &str) -> (String, String) {
     match text.rsplit_once(": SQLITE_") {
         Some((msg, code)) => (msg.to_string(), format!("SQLITE_{code}")),
         None => (text.to_string(), "SQLITE_ERROR".to_string()),
-    }
-}
-
-fn meta_of(m: &crate::cloudflare::d1::Meta) -> ExecMeta {
-    ExecMeta {
-        duration_ms: m.sql_ms(),
-        rows_read: m.rows_read,
-        rows_written: m.rows_written,
-        changes: m.changes,
-        last_row_id: m.last_row_id,
-        changed_db: m.changed_db,
-        size_after: m.size_after,
     }
 }
 
@@ -281,13 +201,13 @@ impl Backend for CloudflareBackend {
         Ok(self
             .client
             .find_database(&self.d1_name_of(name))
-            .map_err(|e| BackendError::Other(e.to_string()))?
+            .map_err(BackendError::Cloudflare)?
             .map(|d| DatabaseRef::new(d.uuid)))
     }
 
     fn create_database(&self, name: &str) -> Result<DatabaseRef> {
         let d1 = self.d1_name_of(name);
-        if name == crate::engine::PRODUCTION {
+        if name == crate::model::PRODUCTION {
             return Err(BackendError::Other(
                 "production must already exist on Cloudflare: set [cloudflare].database_id (or wrangler's database_id)".into(),
             ));
@@ -297,7 +217,7 @@ impl Backend for CloudflareBackend {
             Err(CloudflareError::Api { message, .. }) if message.contains("already exists") => {
                 Err(BackendError::Exists(d1))
             }
-            Err(e) => Err(BackendError::Other(e.to_string())),
+            Err(e) => Err(BackendError::Cloudflare(e)),
         }
     }
 
@@ -323,28 +243,7 @@ impl Backend for CloudflareBackend {
     }
 
     fn clone_database(&self, from: &DatabaseRef, name: &str) -> Result<DatabaseRef> {
-        let to = self.create_database(name)?;
-        let seeded = match self.seed {
-            PreviewSeed::Schema => self.seed_schema(from, &to),
-            PreviewSeed::Full => self
-                .client
-                .export_sql(&from.id, &DumpOptions::default())
-                .and_then(|sql| {
-                    if sql.trim().is_empty() {
-                        Ok(Default::default())
-                    } else {
-                        self.client.import_sql(&to.id, &sql)
-                    }
-                })
-                .map(|_| ())
-                .map_err(|e| to_backend(e, from)),
-        };
-        if let Err(e) = seeded {
-            // Never leave a half-seeded preview behind.
-            let _ = self.client.delete_database(&to.id);
-            return Err(e);
-        }
-        Ok(to)
+        self.clone_preview(from, name)
     }
 
     fn apply_migrations(
@@ -423,46 +322,7 @@ impl Backend for CloudflareBackend {
     }
 
     fn ledger(&self, db: &DatabaseRef, ledger_table: &str) -> Result<Vec<LedgerRow>> {
-        let exists = self.read_one(
-            db,
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
-            vec![json!(ledger_table)],
-        )?;
-        let n = exists
-            .results
-            .rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let r = self.read_one(
-            db,
-            &format!(
-                "SELECT id, name, applied_at FROM {} ORDER BY id",
-                schema::quote_ident(ledger_table)
-            ),
-            vec![],
-        )?;
-        Ok(r.results
-            .rows
-            .into_iter()
-            .map(|row| LedgerRow {
-                id: row.first().and_then(Value::as_i64).unwrap_or(0),
-                name: row
-                    .get(1)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                applied_at: row
-                    .get(2)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            })
-            .collect())
+        self.read_ledger(db, ledger_table)
     }
 
     fn repair_ledger(
@@ -472,70 +332,15 @@ impl Backend for CloudflareBackend {
         add: &[String],
         remove: &[String],
     ) -> Result<()> {
-        // One /query batch: D1 runs it as one transaction.
-        let table = schema::quote_ident(ledger_table);
-        let mut batch = vec![Statement::new(super::local::ledger_ddl(ledger_table))];
-        batch.extend(remove.iter().map(|name| {
-            Statement::with(
-                format!("DELETE FROM {table} WHERE name = ?"),
-                vec![json!(name)],
-            )
-        }));
-        batch.extend(add.iter().map(|name| {
-            Statement::with(
-                format!("INSERT INTO {table}(name) VALUES (?)"),
-                vec![json!(name)],
-            )
-        }));
-        self.client
-            .query(&db.id, &batch, false)
-            .map(|_| ())
-            .map_err(|e| to_backend(e, db))
+        self.edit_ledger(db, ledger_table, add, remove)
     }
 
     fn row_counts(&self, db: &DatabaseRef, ledger_table: &str) -> Result<BTreeMap<String, u64>> {
-        let tables = self.table_names(db, ledger_table)?;
-        let mut out = BTreeMap::new();
-        for chunk in tables.chunks(self.max_batch_statements.max(1)) {
-            let statements: Vec<Statement> = chunk
-                .iter()
-                .map(|t| Statement::new(format!("SELECT count(*) FROM {}", schema::quote_ident(t))))
-                .collect();
-            for (t, r) in chunk.iter().zip(self.read(db, &statements)?) {
-                let n = r
-                    .results
-                    .rows
-                    .first()
-                    .and_then(|r| r.first())
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                out.insert(t.clone(), n);
-            }
-        }
-        Ok(out)
+        self.count_rows(db, ledger_table)
     }
 
     fn foreign_key_check(&self, db: &DatabaseRef) -> Result<Vec<FkViolation>> {
-        let r = self.read_one(db, "PRAGMA foreign_key_check", vec![])?;
-        Ok(r.results
-            .rows
-            .into_iter()
-            .map(|row| FkViolation {
-                table: row
-                    .first()
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                rowid: row.get(1).and_then(Value::as_i64),
-                parent: row
-                    .get(2)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                fk_index: row.get(3).and_then(Value::as_i64).unwrap_or(0),
-            })
-            .filter(|v| !v.table.starts_with("_cf_"))
-            .collect())
+        self.check_foreign_keys(db)
     }
 
     fn loss_since(
@@ -544,28 +349,7 @@ impl Backend for CloudflareBackend {
         snapshot: &SnapshotRef,
         ledger_table: &str,
     ) -> Result<LossReport> {
-        // D1 cannot read a bookmark's rows without restoring it, so the loss is stated, not
-        // counted: every table's changes since the bookmark are undone.
-        let when = snapshot
-            .location
-            .as_deref()
-            .and_then(|l| l.strip_prefix(BOOKMARK_PREFIX))
-            .unwrap_or("the recovery point");
-        Ok(LossReport {
-            tables: self
-                .table_names(db, ledger_table)?
-                .into_iter()
-                .map(|table| TableLoss {
-                    table,
-                    inserted: 0,
-                    updated: None,
-                    deleted: 0,
-                    note: Some(format!(
-                        "not countable on D1: every change since bookmark {when} is undone"
-                    )),
-                })
-                .collect(),
-        })
+        self.loss_since_bookmark(db, snapshot, ledger_table)
     }
 
     fn run_probe(&self, db: &DatabaseRef, probe: &ProbeSpec) -> Result<ProbeRun> {
@@ -578,84 +362,7 @@ impl Backend for CloudflareBackend {
         batch: &[ExecStatement],
         opts: ExecOptions,
     ) -> Result<BatchOutcome> {
-        // One entry per statement, as D1 answers them.
-        let mut pieces: Vec<(String, Vec<Value>)> = Vec::new();
-        for item in batch {
-            let parts = super::split_statements(&item.sql);
-            let single = parts.len() == 1;
-            for p in parts {
-                pieces.push((
-                    p.to_string(),
-                    if single {
-                        item.params.clone()
-                    } else {
-                        Vec::new()
-                    },
-                ));
-            }
-        }
-        if opts.rollback {
-            return Err(BackendError::Other(
-                "D1 cannot run statements and roll them back; replay writes on the local backend"
-                    .into(),
-            ));
-        }
-        if !opts.allow_writes
-            && let Some((i, (sql, _))) =
-                pieces.iter().enumerate().find(|(_, (s, _))| !reads_only(s))
-        {
-            return Ok(BatchOutcome::failed(StatementFailure {
-                kind: FailureKind::Refused,
-                index: i,
-                sql: sql.clone(),
-                code: "SQLITE_READONLY".into(),
-                message: "this statement writes; writes need --yes".into(),
-                offset: None,
-                duration_ms: 0.0,
-            }));
-        }
-        let read_only = pieces.iter().all(|(s, _)| reads_only(s));
-        let statements: Vec<Statement> = pieces
-            .iter()
-            .map(|(s, p)| Statement::with(s.clone(), p.clone()))
-            .collect();
-        match self.client.raw(&db.id, &statements, read_only) {
-            Ok(results) => Ok(BatchOutcome {
-                results: pieces
-                    .iter()
-                    .zip(results)
-                    .map(|((sql, _), r)| StatementResult {
-                        sql: sql.clone(),
-                        columns: r.results.columns,
-                        rows: r.results.rows,
-                        meta: meta_of(&r.meta),
-                        readonly: reads_only(sql),
-                    })
-                    .collect(),
-                failure: None,
-            }),
-            Err(CloudflareError::Sql { message, .. }) => {
-                let index = if statements.len() > 1 {
-                    self.locate_failure(db, &statements)
-                        .ok()
-                        .flatten()
-                        .unwrap_or(0)
-                } else {
-                    0
-                };
-                let (message, code) = split_d1_message(&message);
-                Ok(BatchOutcome::failed(StatementFailure {
-                    kind: FailureKind::Sql,
-                    index,
-                    sql: pieces.get(index).map(|p| p.0.clone()).unwrap_or_default(),
-                    code,
-                    message,
-                    offset: None,
-                    duration_ms: 0.0,
-                }))
-            }
-            Err(e) => Err(to_backend(e, db)),
-        }
+        self.execute_batch(db, batch, opts)
     }
 
     fn query(&self, db: &DatabaseRef, sql: &str, params: &[Value]) -> Result<QueryResult> {

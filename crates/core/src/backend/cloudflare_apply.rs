@@ -1,4 +1,4 @@
-//! Applying migrations on D1, all or nothing, and running probes there.
+//! Applying migrations on D1, all or nothing (probes are `cloudflare_probe.rs`).
 //!
 //! A release that fits one request goes as ONE `/query` batch — `PRAGMA defer_foreign_keys`,
 //! the ledger table, every statement, every ledger row, then a foreign-key guard — which D1
@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::cloudflare::{CloudflareBackend, split_d1_message, to_backend};
 use super::{
-    ApplyFailure, ApplyReport, BackendError, DatabaseRef, FkViolation, PlanStep, ProbeRun,
-    ProbeSpec, Result, SLOW_STATEMENT_MS, StatementTiming,
+    ApplyFailure, ApplyReport, BackendError, DatabaseRef, FkViolation, Result, SLOW_STATEMENT_MS,
+    StatementTiming,
 };
 use crate::cloudflare::CloudflareError;
 use crate::cloudflare::d1::Statement;
@@ -388,109 +388,6 @@ impl CloudflareBackend {
         }
         Ok(Some(hi - 1))
     }
-
-    /// EXPLAIN QUERY PLAN, a warm-up, then timed runs measured by D1's `meta.duration`. A
-    /// write probe runs after a Time Travel bookmark that is restored after every execution,
-    /// and never on production.
-    pub(super) fn probe(&self, db: &DatabaseRef, probe: &ProbeSpec) -> Result<ProbeRun> {
-        let mut run = ProbeRun::default();
-        if probe.write && self.is_production(db) {
-            run.error = Some("write probes never run on the production database on D1".into());
-            return Ok(run);
-        }
-        let explain = Statement::with(
-            format!("EXPLAIN QUERY PLAN {}", probe.sql),
-            probe.params.clone(),
-        );
-        match self.client.raw(&db.id, &[explain], true) {
-            Ok(rs) => {
-                run.plan = rs
-                    .into_iter()
-                    .next()
-                    .map(|r| {
-                        r.results
-                            .rows
-                            .into_iter()
-                            .map(|row| PlanStep {
-                                id: row.first().and_then(Value::as_i64).unwrap_or(0),
-                                parent: row.get(1).and_then(Value::as_i64).unwrap_or(0),
-                                detail: row
-                                    .get(3)
-                                    .and_then(Value::as_str)
-                                    .unwrap_or_default()
-                                    .to_string(),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            }
-            Err(CloudflareError::Sql { message, .. }) => {
-                run.error = Some(split_d1_message(&message).0);
-                return Ok(run);
-            }
-            Err(e) => return Err(to_backend(e, db)),
-        }
-        let bookmark = if probe.write {
-            Some(
-                self.client
-                    .bookmark(&db.id, None)
-                    .map_err(|e| to_backend(e, db))?,
-            )
-        } else {
-            None
-        };
-        let stmt = Statement::with(probe.sql.clone(), probe.params.clone());
-        let execute =
-            || -> Result<std::result::Result<crate::cloudflare::d1::RawResult, String>> {
-                let r = match self
-                    .client
-                    .raw(&db.id, std::slice::from_ref(&stmt), !probe.write)
-                {
-                    Ok(rs) => Ok(rs.into_iter().next().unwrap_or_default()),
-                    Err(CloudflareError::Sql { message, .. }) => Err(split_d1_message(&message).0),
-                    Err(e) => return Err(to_backend(e, db)),
-                };
-                if let Some(b) = &bookmark {
-                    self.client
-                        .restore_bookmark(&db.id, b)
-                        .map_err(|e| to_backend(e, db))?;
-                }
-                Ok(r)
-            };
-        match execute()? {
-            Ok(first) => {
-                run.rows = Some(first.results.rows.len() as u64);
-                run.changes = Some(first.meta.changes);
-            }
-            Err(message) => {
-                run.error = Some(message);
-                return Ok(run);
-            }
-        }
-        let mut spent = 0.0;
-        for i in 0..probe.runs.max(1) {
-            if i > 0 && spent >= probe.time_budget_ms {
-                break;
-            }
-            let wall = Instant::now();
-            match execute()? {
-                Ok(r) => {
-                    let ms = if r.meta.duration > 0.0 {
-                        r.meta.sql_ms()
-                    } else {
-                        wall.elapsed().as_secs_f64() * 1000.0
-                    };
-                    spent += ms;
-                    run.timings_ms.push(ms);
-                }
-                Err(message) => {
-                    run.error = Some(message);
-                    break;
-                }
-            }
-        }
-        Ok(run)
-    }
 }
 
 /// The statements of an apply with where each came from.
@@ -583,36 +480,5 @@ fn chunks(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_guard_carries_its_violations_out_of_a_rolled_back_batch() {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE u(id INTEGER PRIMARY KEY);
-             CREATE TABLE p(id INTEGER PRIMARY KEY, u INTEGER REFERENCES u(id));
-             PRAGMA foreign_keys = OFF;
-             INSERT INTO p VALUES (1, 999), (2, 998);",
-        )
-        .unwrap();
-        assert!(
-            conn.query_row(&fk_guard(2), [], |_| Ok(())).is_ok(),
-            "no new violations"
-        );
-        let err = conn
-            .query_row(&fk_guard(0), [], |_| Ok(()))
-            .unwrap_err()
-            .to_string();
-        let found = guard_violations(&format!("{err}: SQLITE_ERROR")).expect(&err);
-        assert_eq!(found.len(), 2);
-        assert_eq!(
-            (
-                found[0].table.as_str(),
-                found[0].rowid,
-                found[0].parent.as_str()
-            ),
-            ("p", Some(1), "u")
-        );
-    }
-}
+#[path = "cloudflare_apply_tests.rs"]
+mod tests;

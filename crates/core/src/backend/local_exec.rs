@@ -35,12 +35,13 @@
 //! counts its positioning once, though its steps are exact; virtual tables (`json_each`,
 //! FTS) read 0; `CREATE INDEX` writes 0.
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CStr, CString, c_int};
+use std::ffi::{CStr, c_int};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use d1ops_sql::splitter::batch_statements;
 use rusqlite::{Connection, ffi};
 
 use super::exec::{
@@ -372,7 +373,7 @@ fn split_batch(
 ) -> Result<Vec<(&str, &[serde_json::Value])>, StatementFailure> {
     let mut pieces = Vec::new();
     for item in batch {
-        let parts = split_statements(&item.sql);
+        let parts = batch_statements(&item.sql);
         let fail = |message: &str| StatementFailure {
             kind: FailureKind::Sql,
             index: pieces.len(),
@@ -393,37 +394,6 @@ fn split_batch(
         pieces.extend(parts.into_iter().map(|p| (p, item.params.as_slice())));
     }
     Ok(pieces)
-}
-
-/// Splits SQL into statements at the `;` that end a complete statement
-/// (`sqlite3_complete`), so semicolons inside strings, comments and trigger bodies stay put.
-/// Each piece is trimmed and loses its final `;`; blank pieces are dropped.
-pub fn split_statements(sql: &str) -> Vec<&str> {
-    fn push<'a>(out: &mut Vec<&'a str>, piece: &'a str) {
-        let piece = piece.trim().trim_end_matches(';').trim_end();
-        if !piece.is_empty() {
-            out.push(piece);
-        }
-    }
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (i, b) in sql.bytes().enumerate() {
-        if b == b';' && is_complete(&sql[start..=i]) {
-            push(&mut out, &sql[start..=i]);
-            start = i + 1;
-        }
-    }
-    push(&mut out, &sql[start..]);
-    out
-}
-
-fn is_complete(sql: &str) -> bool {
-    match CString::new(sql) {
-        // SAFETY: a valid NUL-terminated string; sqlite3_complete only reads it.
-        Ok(c) => unsafe { ffi::sqlite3_complete(c.as_ptr()) != 0 },
-        // An embedded NUL ends the statement as far as SQLite is concerned.
-        Err(_) => true,
-    }
 }
 
 /// The first keyword, upper-cased, skipping leading comments.

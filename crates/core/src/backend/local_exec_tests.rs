@@ -104,22 +104,22 @@ fn results_carry_columns_rows_and_meta() {
 #[test]
 fn statements_split_where_sqlite_says_they_end() {
     assert_eq!(
-        split_statements("SELECT 1; SELECT 2;"),
+        batch_statements("SELECT 1; SELECT 2;"),
         ["SELECT 1", "SELECT 2"]
     );
     assert_eq!(
-        split_statements("SELECT ';' AS a; -- c;\nSELECT 2"),
+        batch_statements("SELECT ';' AS a; -- c;\nSELECT 2"),
         ["SELECT ';' AS a", "-- c;\nSELECT 2"]
     );
     let trigger = "CREATE TRIGGER g AFTER INSERT ON t BEGIN UPDATE t SET y = 'x'; END; SELECT 1";
     assert_eq!(
-        split_statements(trigger),
+        batch_statements(trigger),
         [
             "CREATE TRIGGER g AFTER INSERT ON t BEGIN UPDATE t SET y = 'x'; END",
             "SELECT 1"
         ]
     );
-    assert!(split_statements("  ;; ").is_empty());
+    assert!(batch_statements("  ;; ").is_empty());
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub use exec::{
     StatementResult,
 };
 pub use local::LocalBackend;
-pub use local_exec::{LocalSession, split_statements};
+pub use local_exec::LocalSession;
 
 /// An opaque handle to one database (local: a file name under `.d1ops/db`; D1: a uuid).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -121,16 +121,8 @@ impl std::fmt::Display for ApplyFailure {
     }
 }
 
-/// Folds whitespace and shortens text for one-line messages.
-pub fn one_line(s: &str, max: usize) -> String {
-    let folded = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if folded.chars().count() > max {
-        let cut: String = folded.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    } else {
-        folded
-    }
-}
+/// Folds whitespace and shortens text, from the one text module.
+pub use d1ops_sql::text::one_line;
 
 /// What a restore to a recovery point would undo, per table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -241,6 +233,9 @@ pub enum BackendError {
     /// tell): the caller must not assume it failed or succeeded.
     #[error("{0}")]
     Ambiguous(String),
+    /// Cloudflare's API refused or failed a call (in its own sentence).
+    #[error(transparent)]
+    Cloudflare(#[from] crate::cloudflare::CloudflareError),
     #[error("{0}")]
     Other(String),
 }

@@ -11,20 +11,8 @@
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-/// Bytes for a person: "4 KiB", "16.0 MiB", "1.2 GiB".
-pub fn human(n: u64) -> String {
-    const KIB: f64 = 1024.0;
-    let x = n as f64;
-    if x >= KIB * KIB * KIB {
-        format!("{:.1} GiB", x / (KIB * KIB * KIB))
-    } else if x >= KIB * KIB {
-        format!("{:.1} MiB", x / (KIB * KIB))
-    } else if x >= KIB {
-        format!("{:.0} KiB", x / KIB)
-    } else {
-        format!("{n} bytes")
-    }
-}
+/// Sizes in obstacle sentences, from the one text module.
+pub use d1ops_sql::text::size as human;
 
 /// Overrides the free bytes every check sees (tests only; see the module docs).
 pub const FAKE_FREE_ENV: &str = "D1OPS_FAKE_FREE_BYTES";
@@ -518,7 +506,7 @@ mod tests {
         assert_eq!(human(512), "512 bytes");
         assert_eq!(human(4096), "4 KiB");
         assert_eq!(human(16 * 1024 * 1024 + 8 * 1024), "16.0 MiB");
-        assert_eq!(human(3 << 30), "3.0 GiB");
+        assert_eq!(human(3 << 30), "3 GiB");
     }
 
     #[test]

@@ -42,8 +42,20 @@ pub use restore::{RestoreOutcome, RestorePlan};
 pub use rollback::{ProbeFailure, RollbackOutcome};
 pub use views::{EnvView, ReleaseDetail, ReleaseDiff};
 
-/// The production environment's name (and, locally, its database id).
-pub const PRODUCTION: &str = "production";
+/// The types the engine's read calls hand out that are defined below it (metrics, store,
+/// gate, schema), re-exported so a face — the console — names everything it shows through
+/// the engine and the model alone.
+pub mod view {
+    pub use crate::gate::probes::ProbeReport;
+    pub use crate::gate::probes::report::{ResultEntry, pair, ratio};
+    pub use crate::metrics::forecast::Outcome;
+    pub use crate::metrics::usage::{LimitMetric, LimitUse};
+    pub use crate::metrics::{QueryStat, SeriesPoint, TopBy};
+    pub use crate::schema::DiffLine;
+    pub use crate::store::ChainStatus;
+}
+
+pub use crate::model::PRODUCTION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -66,10 +78,10 @@ pub enum EngineError {
         prefix: String,
         matches: Vec<String>,
     },
-    /// Refused by policy or state: exit 4.
+    /// Refused by policy or state; nothing was changed.
     #[error("{0}")]
     Refused(String),
-    /// The promotion ran and was rolled back: exit 5.
+    /// The promotion ran and was rolled back: production is as it was.
     #[error("promotion of {release} failed and was rolled back; production is unchanged: {}", failure_text(.failure))]
     PromotionFailed {
         release: String,
@@ -78,11 +90,11 @@ pub enum EngineError {
     #[error("{0}")]
     Input(String),
     /// The machine, not the input, stopped the command (a lock, a read-only path, a full
-    /// disk); nothing was left half done: exit 1.
+    /// disk); nothing was left half done.
     #[error("{0}")]
     Environment(String),
     /// Production has a promotion's migrations (committed) but recording it failed; the
-    /// lock stays and the next command completes it from production's ledger: exit 1.
+    /// lock stays and the next command completes it from production's ledger.
     #[error("{0}")]
     Unfinished(String),
     #[error("the console is read-only (--readonly); {0} is not available")]
@@ -103,18 +115,6 @@ fn failure_text(f: &Failure) -> String {
         s.push_str(&format!(" (in: {})", crate::backend::one_line(st, 100)));
     }
     s
-}
-
-impl EngineError {
-    /// The documented exit code for this error.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            EngineError::Refused(_) => 4,
-            EngineError::PromotionFailed { .. } => 5,
-            EngineError::Ledger(e) => e.exit_code(),
-            _ => 1,
-        }
-    }
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

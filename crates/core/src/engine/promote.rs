@@ -10,7 +10,7 @@ use super::{Engine, EngineError, PRODUCTION, Result};
 use crate::backend::{BackendError, Obstacle, SnapshotRef};
 use crate::fault;
 use crate::model::{Failure, Release, ReleaseState, Verdict, now};
-use crate::store::{LockStep, holder_alive_row};
+use crate::store::{LockOperation, LockStep, holder_alive_row};
 use crate::workspace::Migration;
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,7 +78,8 @@ impl Engine {
             return Err(EngineError::Refused(why));
         }
         let previous = self.store.production()?.active_release;
-        let heartbeat = self.acquire_lock(&rel.id, previous.as_deref(), "promote", None)?;
+        let heartbeat =
+            self.acquire_lock(&rel.id, previous.as_deref(), LockOperation::Promote, None)?;
         fault::point("promote.after_lock");
         // Re-check under the lock: another promotion may have finished while we waited.
         let fresh = self.resolve(&rel.id)?;
@@ -218,7 +219,7 @@ impl Engine {
         &mut self,
         release: &str,
         previous: Option<&str>,
-        operation: &str,
+        operation: LockOperation,
         fingerprint_before: Option<&str>,
     ) -> Result<crate::store::Heartbeat> {
         for attempt in 0..2 {
@@ -481,11 +482,11 @@ pub(super) fn lease_lost(what: &str, release: &str) -> EngineError {
 }
 
 fn in_progress(held: &crate::store::LockRow) -> EngineError {
-    let what = match held.operation.as_str() {
-        "restore" => "restore",
-        "rollback" => "rollback",
-        super::ledger::REPAIR_OPERATION => "ledger repair",
-        _ => "promotion",
+    let what = match held.operation {
+        LockOperation::Restore => "restore",
+        LockOperation::Rollback => "rollback",
+        LockOperation::LedgerRepair => "ledger repair",
+        LockOperation::Promote => "promotion",
     };
     let beat = match &held.heartbeat_at {
         Some(t) => format!(", last heartbeat {t}"),

@@ -18,13 +18,14 @@ use serde_json::json;
 use super::{Engine, EngineError, PRODUCTION, Result};
 use crate::backend::DatabaseRef;
 use crate::model::{CheckResult, CheckStatus, GateReport, ReleaseState, Verdict};
-use crate::store::{DeployRun, Holder, LEASE, LockRow, LockStep, deploy_holder, lock_holder};
+use crate::store::{
+    DeployRun, Holder, LEASE, LockOperation, LockRow, LockStep, deploy_holder, lock_holder,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecoveryReport {
     pub release: String,
-    /// `promote`, `restore` or `rollback`.
-    pub operation: String,
+    pub operation: LockOperation,
     /// `rolled_forward` or `rolled_back`.
     pub outcome: String,
     pub step: String,
@@ -34,7 +35,7 @@ pub struct RecoveryReport {
 /// What `d1ops unlock` found and did.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnlockOutcome {
-    pub operation: String,
+    pub operation: LockOperation,
     pub release: String,
     pub holder: String,
     pub pid: u32,
@@ -107,25 +108,20 @@ impl Engine {
     /// Runs the recovery of `lock`'s operation (its holder was judged gone, and this process
     /// claimed the lock).
     pub(super) fn recover_lock(&mut self, lock: &LockRow) -> Result<RecoveryReport> {
-        if lock.operation == super::ledger::REPAIR_OPERATION {
-            return self.recover_ledger_repair(lock);
-        }
-        if lock.operation == "restore" || lock.operation == "rollback" {
-            let outcome = if lock.operation == "restore" {
-                self.recover_restore(lock)?
-            } else {
-                self.recover_rollback(lock)?
-            };
-            tracing::warn!(outcome, operation = %lock.operation, "recovered an interrupted operation");
-            return Ok(RecoveryReport {
-                release: lock.release_id.clone(),
-                operation: lock.operation.clone(),
-                outcome: outcome.into(),
-                step: lock.step.as_str().into(),
-                holder: lock.holder.clone(),
-            });
-        }
-        self.recover_promotion(lock)
+        let outcome = match lock.operation {
+            LockOperation::LedgerRepair => return self.recover_ledger_repair(lock),
+            LockOperation::Promote => return self.recover_promotion(lock),
+            LockOperation::Restore => self.recover_restore(lock)?,
+            LockOperation::Rollback => self.recover_rollback(lock)?,
+        };
+        tracing::warn!(outcome, operation = %lock.operation, "recovered an interrupted operation");
+        Ok(RecoveryReport {
+            release: lock.release_id.clone(),
+            operation: lock.operation,
+            outcome: outcome.into(),
+            step: lock.step.as_str().into(),
+            holder: lock.holder.clone(),
+        })
     }
 
     fn recover_promotion(&mut self, lock: &LockRow) -> Result<RecoveryReport> {
@@ -196,7 +192,7 @@ impl Engine {
         };
         let report = RecoveryReport {
             release: lock.release_id.clone(),
-            operation: lock.operation.clone(),
+            operation: lock.operation,
             outcome: outcome.into(),
             step: lock.step.as_str().into(),
             holder: lock.holder.clone(),
@@ -422,7 +418,7 @@ impl Engine {
         };
         let recovery = self.recover_lock(&lock)?;
         Ok(UnlockOutcome {
-            operation: lock.operation.clone(),
+            operation: lock.operation,
             release: lock.release_id.clone(),
             holder: lock.holder.clone(),
             pid: lock.pid,

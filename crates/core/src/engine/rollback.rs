@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{Engine, EngineError, PRODUCTION, Result};
 use crate::fault;
 use crate::model::{Release, ReleaseState};
+use crate::store::LockOperation;
 
 /// What a rollback checked and did.
 #[derive(Debug, Clone, Serialize)]
@@ -126,7 +127,8 @@ impl Engine {
                 target.id, target.state
             )));
         }
-        let heartbeat = self.acquire_lock(&target.id, Some(&from), "rollback", None)?;
+        let heartbeat =
+            self.acquire_lock(&target.id, Some(&from), LockOperation::Rollback, None)?;
         let checked = self.rollback_check(&target);
         let (probes_run, failures) = match checked {
             Ok(v) => v,

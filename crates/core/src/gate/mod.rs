@@ -358,15 +358,5 @@ pub fn drops_table(sql: &str) -> bool {
     )
 }
 
-/// Formats a count with thousands separators.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+/// Thousands separators, from the one text module (kept here for the gate's users).
+pub use d1ops_sql::text::thousands;

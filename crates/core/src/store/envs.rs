@@ -2,10 +2,7 @@
 use rusqlite::{Row, params};
 
 use super::{Result, Store, StoreError, optional};
-use crate::model::{EnvKind, Environment, now};
-
-/// The production environment's name.
-pub const PRODUCTION: &str = "production";
+use crate::model::{EnvKind, Environment, PRODUCTION, now};
 
 const ENV_COLUMNS: &str = "name, kind, database_id, active_release, release_id, base_fingerprint, \
      created_at, last_activity_at, deleted_at";

@@ -22,6 +22,50 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// to within a few seconds, as NTP keeps them).
 pub const LEASE: Duration = Duration::from_secs(60);
 
+/// Which operation holds the lock: each changes production, so one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockOperation {
+    Promote,
+    Restore,
+    Rollback,
+    LedgerRepair,
+}
+
+impl LockOperation {
+    pub const ALL: [LockOperation; 4] = [
+        LockOperation::Promote,
+        LockOperation::Restore,
+        LockOperation::Rollback,
+        LockOperation::LedgerRepair,
+    ];
+
+    /// The name in the lock row's `operation` column, in JSON and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockOperation::Promote => "promote",
+            LockOperation::Restore => "restore",
+            LockOperation::Rollback => "rollback",
+            LockOperation::LedgerRepair => "ledger-repair",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LockOperation> {
+        LockOperation::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for LockOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for LockOperation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// How far an operation holding the lock got; recorded before each step runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockStep {
@@ -68,8 +112,8 @@ pub struct LockRow {
     pub prev_active: Option<String>,
     /// The promotion created production's database (lazy provisioning).
     pub created_database: bool,
-    /// `promote`, `restore` or `rollback`: which operation holds the lock.
-    pub operation: String,
+    /// Which operation holds the lock.
+    pub operation: LockOperation,
     /// Production's fingerprint when the operation started (restore recovery compares it).
     pub fingerprint_before: Option<String>,
     /// The holder's last heartbeat (`None`: a lock taken by a d1ops without heartbeats).
@@ -177,6 +221,7 @@ const LOCK_COLUMNS: &str = "release_id, holder, pid, host, since, step, snapshot
 
 fn lock_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LockRow> {
     let step: String = r.get(5)?;
+    let operation: String = r.get(9)?;
     Ok(LockRow {
         release_id: r.get(0)?,
         holder: r.get(1)?,
@@ -187,7 +232,9 @@ fn lock_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LockRow> {
         snapshot_id: r.get(6)?,
         prev_active: r.get(7)?,
         created_database: r.get(8)?,
-        operation: r.get(9)?,
+        // Unknown (a newer d1ops's): recovered as a promotion, which reads production's
+        // ledger to decide, as before the operation was recorded at all.
+        operation: LockOperation::parse(&operation).unwrap_or(LockOperation::Promote),
         fingerprint_before: r.get(10)?,
         heartbeat_at: r.get(11)?,
         lease: r.get(12)?,
@@ -214,7 +261,7 @@ impl Store {
         release_id: &str,
         holder: &str,
         prev_active: Option<&str>,
-        operation: &str,
+        operation: LockOperation,
         fingerprint_before: Option<&str>,
     ) -> Result<LockRow> {
         let row = LockRow {
@@ -227,7 +274,7 @@ impl Store {
             snapshot_id: None,
             prev_active: prev_active.map(str::to_string),
             created_database: false,
-            operation: operation.to_string(),
+            operation,
             fingerprint_before: fingerprint_before.map(str::to_string),
             heartbeat_at: Some(beat_now()),
             lease: Some(new_lease()),
@@ -244,7 +291,7 @@ impl Store {
                 row.since,
                 row.step.as_str(),
                 row.prev_active,
-                row.operation,
+                row.operation.as_str(),
                 row.fingerprint_before,
                 row.heartbeat_at,
                 row.lease
@@ -534,5 +581,15 @@ mod tests {
         );
         assert_eq!(holder_state(1, "elsewhere-7f3a", None), Holder::Unknown);
         assert!(Holder::Unknown.alive() && !Holder::LeaseExpired.alive());
+    }
+
+    #[test]
+    fn lock_operations_round_trip_through_the_column() {
+        for op in LockOperation::ALL {
+            assert_eq!(LockOperation::parse(op.as_str()), Some(op));
+            assert_eq!(serde_json::to_value(op).unwrap(), op.as_str());
+        }
+        assert_eq!(LockOperation::LedgerRepair.to_string(), "ledger-repair");
+        assert_eq!(LockOperation::parse("promotion"), None);
     }
 }

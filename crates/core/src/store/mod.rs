@@ -17,8 +17,8 @@ mod watch;
 
 pub use audit::ChainStatus;
 pub use lock::{
-    DeployRun, Heartbeat, Holder, LEASE, LockRow, LockStep, deploy_holder, holder_alive_row,
-    hostname, lock_holder,
+    DeployRun, Heartbeat, Holder, LEASE, LockOperation, LockRow, LockStep, deploy_holder,
+    holder_alive_row, hostname, lock_holder,
 };
 pub use records::AppliedChecksum;
 pub use restores::RestoreRecord;

@@ -78,21 +78,8 @@ pub fn kind_of(meta: &Metadata) -> &'static str {
     "a special file"
 }
 
-/// A byte count for messages: `10 MiB`, `1 GiB`, `512 KiB`, `100 bytes`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1024 * MIB, "GiB"), (MIB, "MiB"), (1024, "KiB")];
-    for (size, unit) in UNITS {
-        if n >= size && n.is_multiple_of(size) {
-            return format!("{} {unit}", n / size);
-        }
-    }
-    for (size, unit) in UNITS {
-        if n >= size {
-            return format!("{:.1} {unit}", n as f64 / size as f64);
-        }
-    }
-    format!("{n} bytes")
-}
+/// Sizes in limit messages (`10 MiB`), from the one text module.
+pub use d1ops_sql::text::size as human_bytes;
 
 /// The metadata of `path` after following symlinks; a dangling link or a missing file is
 /// named as such.

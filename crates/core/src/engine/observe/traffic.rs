@@ -71,7 +71,7 @@ pub fn parse_workload(text: &str) -> std::result::Result<Vec<WorkItem>, String> 
         }
         let w: WorkLine = serde_json::from_str(trimmed)
             .map_err(|e| format!("line {n}: not a workload entry: {e}"))?;
-        let statements = crate::backend::split_statements(&w.sql);
+        let statements = d1ops_sql::splitter::batch_statements(&w.sql);
         if statements.len() != 1 {
             return Err(format!(
                 "line {n}: `sql` must hold exactly one statement, it holds {}",

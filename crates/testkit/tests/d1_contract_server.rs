@@ -1,12 +1,10 @@
-//! Self-tests of the D1 contract server (`tests/d1_contract/`): every endpoint answers in the
+//! Self-tests of the D1 contract server (`src/d1_contract/`): every endpoint answers in the
 //! shape of Cloudflare's documented examples, and its faults, limits, Time Travel,
 //! export/import and GraphQL analytics behave as its module documentation says.
-mod d1_contract;
-
 use std::path::Path;
 use std::time::Duration;
 
-use d1_contract::{D1Server, Fault, Permission, fixture, same_shape};
+use d1ops_testkit::d1_contract::{D1Server, Fault, Permission, fixture, same_shape};
 use serde_json::{Value, json};
 
 /// An HTTP answer.

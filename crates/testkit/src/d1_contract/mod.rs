@@ -1,11 +1,12 @@
 //! A stand-in for Cloudflare's D1 REST API and the D1 datasets of its GraphQL Analytics API,
 //! for integration tests. It listens on loopback, answers in the shapes of Cloudflare's
-//! documented examples (checked in under `tests/fixtures/cloudflare/` and
+//! documented examples (checked in under the workspace root's `tests/fixtures/cloudflare/` and
 //! `tests/fixtures/cloudflare/d1/`, see the README there) and runs every statement on a real
 //! SQLite file, so lifecycle assertions hold. Test code only: it owns no part of d1ops and
 //! must not use d1ops' own executor (it is what d1ops is checked against).
 //!
-//! Include it with `mod d1_contract;` from a top-level test file.
+//! Use it as `d1ops_testkit::d1_contract` (a dev-dependency of the root package); its own
+//! tests are `crates/testkit/tests/d1_contract_server.rs`.
 //!
 //! # Endpoints (all under `/client/v4`, v4 envelope `{success, errors, messages, result}`)
 //!
@@ -405,10 +406,11 @@ pub(crate) fn random_hex(n: usize) -> String {
     out
 }
 
-/// A fixture under `tests/fixtures/cloudflare/` (`"query.json"`, `"d1/database.json"`).
+/// A fixture under the workspace root's `tests/fixtures/cloudflare/` (`"query.json"`,
+/// `"d1/database.json"`).
 pub fn fixture(name: &str) -> Value {
     let path = format!(
-        "{}/tests/fixtures/cloudflare/{name}",
+        "{}/../../tests/fixtures/cloudflare/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
