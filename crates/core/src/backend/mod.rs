@@ -15,6 +15,7 @@ mod cloudflare_apply;
 mod exec;
 pub mod local;
 mod local_exec;
+mod local_exec_raw;
 mod local_loss;
 pub mod sandbox;
 pub mod space;
