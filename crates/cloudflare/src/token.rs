@@ -6,8 +6,9 @@ use serde::{Deserialize, Deserializer};
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiToken(String);
 
-/// Where the token comes from.
-pub const TOKEN_ENV: &str = "CLOUDFLARE_API_TOKEN";
+/// Where the token comes from (defined once, in `d1ops_sql`, so the core names it without
+/// this crate).
+pub use d1ops_sql::env_vars::TOKEN_ENV;
 
 impl ApiToken {
     /// A token from text; `None` when blank.

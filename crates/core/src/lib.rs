@@ -11,6 +11,7 @@ pub mod store;
 pub mod workspace;
 
 // The crates below the core, under the names the core's modules use.
+#[cfg(feature = "d1")]
 pub use d1ops_cloudflare as cloudflare;
 pub use d1ops_metrics as metrics;
 pub use d1ops_metrics::plans;

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::schema::Schema;
 use crate::workspace::Migration;
 
+// The D1 backend needs the Cloudflare client: the core's `d1` feature.
+#[cfg(feature = "d1")]
 pub mod cloudflare;
+#[cfg(feature = "d1")]
 mod cloudflare_apply;
 mod exec;
 pub mod local;
@@ -20,6 +23,7 @@ mod local_loss;
 pub mod sandbox;
 pub mod space;
 
+#[cfg(feature = "d1")]
 pub use cloudflare::CloudflareBackend;
 pub use exec::{
     BatchOutcome, ExecMeta, ExecOptions, ExecStatement, FailureKind, StatementFailure,
@@ -235,6 +239,7 @@ pub enum BackendError {
     #[error("{0}")]
     Ambiguous(String),
     /// Cloudflare's API refused or failed a call (in its own sentence).
+    #[cfg(feature = "d1")]
     #[error(transparent)]
     Cloudflare(#[from] crate::cloudflare::CloudflareError),
     #[error("{0}")]

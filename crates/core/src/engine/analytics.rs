@@ -9,31 +9,32 @@
 //! minutes (counted in the store, so every d1ops process on the workspace shares it), waits 5
 //! minutes after Cloudflare answers 429, and never fails a reader: when it cannot sync, the
 //! cached data stays and [`Freshness`] says why. No terminal I/O.
-use std::collections::BTreeMap;
-
+//!
+//! The types a face shows (freshness, budget, outcome) and the readers are here in every
+//! build; the sync itself (`sync`, with `plan` and `pull`) needs the Cloudflare client and
+//! exists only with the core's `d1` feature.
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::{Engine, EngineError, Result, capacity::open_metrics, connect};
-use crate::cloudflare::Client;
-use crate::cloudflare::analytics::{self, Answer, QueryGroup, Request};
-use crate::metrics::analytics::{
-    AnalyticsBatch, AnalyticsStatus, ApplyReport, DatabasePull, SyncCursor, UsageTraffic,
-};
-use crate::metrics::usage::UsageSample;
-use crate::metrics::{Histogram, MetricsStore, Resolution, Rollup, fingerprint};
+use super::{Engine, EngineError, Result, capacity::open_metrics};
+use crate::metrics::MetricsStore;
+use crate::metrics::analytics::ApplyReport;
 use crate::model::now_utc;
 use crate::workspace::config::BackendKind;
 
+// What to fetch, how pages are read and the sync itself need the Cloudflare client.
+#[cfg(feature = "d1")]
 mod plan;
+#[cfg(feature = "d1")]
 mod pull;
+#[cfg(feature = "d1")]
+mod sync;
 
+#[cfg(feature = "d1")]
 pub use plan::{BACKFILL_DAYS, MINUTE_DETAIL, SETTLE};
 
 /// The window Cloudflare's GraphQL budget is counted over.
 pub const BUDGET_WINDOW: Duration = Duration::minutes(5);
-/// How long to wait after Cloudflare answered 429 ("try again after 5 minutes").
-const RATE_LIMIT_WAIT: Duration = Duration::minutes(5);
 /// Where the numbers come from, as `freshness.source` says.
 pub const SOURCE: &str = "cloudflare-graphql";
 
@@ -144,89 +145,15 @@ impl Engine {
                 "D1 analytics are read from Cloudflare; this workspace uses backend = \"local\", whose metrics are recorded as statements run".into(),
             ));
         }
-        let cfg = self.ws.config.cloudflare.clone().unwrap_or_default();
-        let mut metrics = open_metrics(&self.ws)?;
-        let now = now_utc();
-        let status = metrics.analytics_status()?;
-        let refresh = Duration::from_std(cfg.analytics_refresh()).unwrap_or(Duration::minutes(5));
-        let done =
-            |m: &MetricsStore, outcome, requests, buckets, truncated| -> Result<SyncReport> {
-                Ok(SyncReport {
-                    outcome,
-                    requests,
-                    databases: self.analytics_databases()?.len(),
-                    buckets,
-                    truncated,
-                    freshness: self.freshness_from(m, now_utc())?,
-                })
-            };
-        if let Some(until) = status.blocked_until.filter(|t| *t > now) {
-            tracing::info!(%until, "D1 analytics: waiting out Cloudflare's rate limit");
-            return done(
-                &metrics,
-                SyncOutcome::RateLimited,
-                0,
-                ApplyReport::default(),
-                0,
-            );
+        #[cfg(feature = "d1")]
+        {
+            sync::run(self, force)
         }
-        let recent = status.attempted_at.is_some_and(|t| now - t < refresh);
-        if recent && !force {
-            return done(&metrics, SyncOutcome::Cached, 0, ApplyReport::default(), 0);
+        #[cfg(not(feature = "d1"))]
+        {
+            let _ = force;
+            Err(EngineError::Input(super::connect::NO_D1.into()))
         }
-        let (client, _, _) = connect::cloudflare_client(&self.ws)?;
-        let databases = self.analytics_databases()?;
-        let plan = plan::plan(now, &databases, &metrics.sync_cursors()?);
-        let mut budget = Budget {
-            metrics: &mut metrics,
-            limit: cfg.analytics_budget,
-            requests: 0,
-        };
-        let fetched = pull::fetch(&client, &plan, &mut budget);
-        let requests = budget.requests;
-        let mut status = AnalyticsStatus {
-            attempted_at: Some(now),
-            ..status
-        };
-        let (outcome, buckets, truncated) = match fetched {
-            Ok(got) => {
-                let batch = batch_of(&plan, &got, now);
-                let applied = metrics.apply_analytics(&batch)?;
-                status.synced_at = Some(now);
-                status.outcome = Some("synced".into());
-                status.message = None;
-                tracing::info!(requests, ?applied, "D1 analytics synced");
-                (SyncOutcome::Synced, applied, got.truncated)
-            }
-            Err(pull::Stop::Budget(spent)) => {
-                status.outcome = Some("budget".into());
-                status.message = Some(format!(
-                    "d1ops' GraphQL budget is used up ({} of {} requests per 5 min); the next sync can run at {}",
-                    spent.used,
-                    spent.limit,
-                    spent.free_at.format("%H:%M")
-                ));
-                (SyncOutcome::Budget, ApplyReport::default(), 0)
-            }
-            Err(pull::Stop::Api(e)) => {
-                let limited = e.is_rate_limited();
-                if limited {
-                    status.blocked_until = Some(now + RATE_LIMIT_WAIT);
-                }
-                status.outcome = Some(if limited { "rate_limited" } else { "failed" }.into());
-                status.message = Some(client.redact(&e.to_string()));
-                tracing::warn!(error = %status.message.as_deref().unwrap_or(""), "D1 analytics sync failed");
-                let outcome = if limited {
-                    SyncOutcome::RateLimited
-                } else {
-                    SyncOutcome::Failed
-                };
-                (outcome, ApplyReport::default(), 0)
-            }
-            Err(pull::Stop::Store(e)) => return Err(e.into()),
-        };
-        metrics.set_analytics_status(&status)?;
-        done(&metrics, outcome, requests, buckets, truncated)
     }
 
     /// Syncs if due (cloudflare backend) and returns how fresh the analytics are; `None` on
@@ -306,134 +233,5 @@ impl Engine {
             .find(|c| Some(&c.database_id) == db.as_ref())
             .map(|c| c.settled_to);
         Ok(Some(settled.unwrap_or_default()))
-    }
-
-    /// `(environment, D1 database id)` of every environment that has a database.
-    fn analytics_databases(&self) -> Result<Vec<(String, String)>> {
-        Ok(self
-            .store
-            .envs(false)?
-            .into_iter()
-            .filter_map(|e| e.database_id.map(|db| (e.name, db)))
-            .collect())
-    }
-}
-
-/// The budget as the fetch sees it: every request is logged before it is sent.
-pub(super) struct Budget<'a> {
-    metrics: &'a mut MetricsStore,
-    limit: u32,
-    requests: u32,
-}
-
-impl Budget<'_> {
-    /// Takes one request from the budget, or says when one is free.
-    fn take(&mut self) -> std::result::Result<(), pull::Stop> {
-        match self
-            .metrics
-            .take_graphql_call(now_utc(), self.limit, BUDGET_WINDOW)
-        {
-            Ok(Ok(_)) => {
-                self.requests += 1;
-                Ok(())
-            }
-            Ok(Err(spent)) => Err(pull::Stop::Budget(spent)),
-            Err(e) => Err(pull::Stop::Store(e)),
-        }
-    }
-}
-
-/// Sends one request if the budget allows.
-pub(super) fn send(
-    client: &Client,
-    budget: &mut Budget,
-    request: &Request,
-) -> std::result::Result<Vec<Answer>, pull::Stop> {
-    budget.take()?;
-    analytics::send(client, request).map_err(pull::Stop::Api)
-}
-
-/// A query group as a rollup of its environment.
-fn rollup(env: &str, g: &QueryGroup) -> Rollup {
-    Rollup {
-        start: g.start,
-        resolution: match g.bucket {
-            analytics::Bucket::Minute => Resolution::Minute,
-            analytics::Bucket::Hour => Resolution::Hour,
-        },
-        env: env.to_string(),
-        fingerprint: fingerprint(&g.query),
-        count: g.count,
-        errors: 0,
-        sum_ms: g.duration_ms,
-        rows_read: g.rows_read,
-        rows_written: g.rows_written,
-        rows_returned: g.rows_returned,
-        histogram: Histogram::from_summary(g.count, g.duration_ms, g.p50_ms, g.p95_ms, g.p99_ms),
-    }
-}
-
-/// Turns what was fetched into one batch for the store.
-fn batch_of(plan: &plan::Plan, got: &pull::Fetched, now: DateTime<Utc>) -> AnalyticsBatch {
-    let env_of: BTreeMap<&str, &str> = (plan.groups.iter())
-        .flat_map(|g| g.databases.iter().map(|(e, d)| (d.as_str(), e.as_str())))
-        .collect();
-    let mut pulls = Vec::new();
-    for (i, group) in plan.groups.iter().enumerate() {
-        let to = got.ends[i];
-        for (env, db) in &group.databases {
-            let groups: Vec<&QueryGroup> = (got.queries.iter())
-                .filter(|g| &g.database_id == db && g.start < to)
-                .collect();
-            pulls.push(DatabasePull {
-                cursor: SyncCursor {
-                    database_id: db.clone(),
-                    env: env.clone(),
-                    settled_to: plan.settle.min(to),
-                    days_from: now.date_naive() - chrono::Days::new(1),
-                    newest_bucket: groups.iter().filter(|g| g.count > 0).map(|g| g.start).max(),
-                    synced_at: now,
-                },
-                from: group.from,
-                to,
-                rollups: groups.iter().map(|g| rollup(env, g)).collect(),
-            });
-        }
-    }
-    let mut traffic: BTreeMap<(chrono::NaiveDate, &str), UsageTraffic> = BTreeMap::new();
-    for d in &got.daily {
-        let Some(env) = env_of.get(d.database_id.as_str()) else {
-            continue;
-        };
-        let t = traffic
-            .entry((d.date, env))
-            .or_insert_with(|| UsageTraffic {
-                day: d.date,
-                env: env.to_string(),
-                queries: 0,
-                rows_read: 0,
-                rows_written: 0,
-            });
-        t.queries += d.read_queries + d.write_queries;
-        t.rows_read += d.rows_read;
-        t.rows_written += d.rows_written;
-    }
-    let mut storage: BTreeMap<(chrono::NaiveDate, &str), UsageSample> = BTreeMap::new();
-    for s in &got.storage {
-        let Some(env) = env_of.get(s.database_id.as_str()) else {
-            continue;
-        };
-        let u = storage.entry((s.date, env)).or_insert_with(|| UsageSample {
-            day: s.date,
-            env: env.to_string(),
-            storage_bytes: 0,
-            databases: 1,
-        });
-        u.storage_bytes = u.storage_bytes.max(s.bytes);
-    }
-    AnalyticsBatch {
-        pulls,
-        traffic: traffic.into_values().collect(),
-        storage: storage.into_values().collect(),
     }
 }

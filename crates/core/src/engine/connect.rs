@@ -1,12 +1,23 @@
 //! Builds the backend a workspace names: local SQLite files, or a Cloudflare account whose
-//! token comes from the environment only.
+//! token comes from the environment only. The Cloudflare half needs the core's `d1` feature;
+//! without it `backend = "cloudflare"` is refused with [`NO_D1`].
+#[cfg(feature = "d1")]
 use std::time::Duration;
 
 use super::{EngineError, Result};
-use crate::backend::{Backend, CloudflareBackend, LocalBackend};
+#[cfg(feature = "d1")]
+use crate::backend::CloudflareBackend;
+use crate::backend::{Backend, LocalBackend};
+#[cfg(feature = "d1")]
 use crate::cloudflare::{ACCOUNT_ENV, API_BASE, ApiToken, BASE_ENV, Client, Settings, TOKEN_ENV};
 use crate::workspace::Workspace;
-use crate::workspace::config::{BackendKind, CloudflareConfig};
+use crate::workspace::config::BackendKind;
+#[cfg(feature = "d1")]
+use crate::workspace::config::CloudflareConfig;
+
+/// Why a build without the `d1` feature cannot open a workspace on `backend = "cloudflare"`.
+pub const NO_D1: &str =
+    "backend = \"cloudflare\": this build of d1ops has no D1 backend (feature d1)";
 
 /// The local backend of `ws`: its database folder, statement timeout and ledger (which the
 /// sandbox on every connection protects).
@@ -20,11 +31,15 @@ pub fn local_backend_for(ws: &Workspace) -> LocalBackend {
 pub fn backend_for(ws: &Workspace) -> Result<Box<dyn Backend>> {
     match ws.config.backend {
         BackendKind::Local => Ok(Box::new(local_backend_for(ws))),
+        #[cfg(feature = "d1")]
         BackendKind::Cloudflare => Ok(Box::new(cloudflare_backend(ws)?)),
+        #[cfg(not(feature = "d1"))]
+        BackendKind::Cloudflare => Err(EngineError::Input(NO_D1.into())),
     }
 }
 
 /// Where a Cloudflare workspace points, without the token: for headers and messages.
+#[cfg(feature = "d1")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudflareTarget {
     pub account_id: String,
@@ -33,6 +48,7 @@ pub struct CloudflareTarget {
 }
 
 /// The account, production database and API base a Cloudflare workspace uses.
+#[cfg(feature = "d1")]
 pub fn cloudflare_target(ws: &Workspace) -> Result<CloudflareTarget> {
     let cfg = ws.config.cloudflare.clone().unwrap_or_default();
     let account_id = cfg
@@ -71,11 +87,18 @@ impl super::Engine {
         if self.ws.config.backend != BackendKind::Cloudflare {
             return None;
         }
-        cloudflare_target(&self.ws).ok().map(|t| t.account_id)
+        #[cfg(feature = "d1")]
+        {
+            cloudflare_target(&self.ws).ok().map(|t| t.account_id)
+        }
+        // Without the D1 backend no engine opens on Cloudflare.
+        #[cfg(not(feature = "d1"))]
+        None
     }
 }
 
 /// A REST client for the workspace's account (token from `CLOUDFLARE_API_TOKEN`).
+#[cfg(feature = "d1")]
 pub fn cloudflare_client(ws: &Workspace) -> Result<(Client, CloudflareTarget, CloudflareConfig)> {
     let target = cloudflare_target(ws)?;
     let cfg = ws.config.cloudflare.clone().unwrap_or_default();
@@ -104,6 +127,7 @@ pub fn cloudflare_client(ws: &Workspace) -> Result<(Client, CloudflareTarget, Cl
 /// Marks the process non-dumpable once it holds the API token: no core dump is written (a
 /// core file would hold the token) and other processes of the same user cannot ptrace it or
 /// read its memory through `/proc`. It stays so for the life of the process.
+#[cfg(feature = "d1")]
 fn forbid_core_dumps() {
     #[cfg(target_os = "linux")]
     {
@@ -118,6 +142,7 @@ fn forbid_core_dumps() {
 /// How long `apply` waits on a lost answer before production's ledger decides: the
 /// configured statement limit, or D1's own 30 s when the limit is off (D1 stops every
 /// query by then anyway).
+#[cfg(feature = "d1")]
 fn d1_query_limit(ws: &Workspace) -> Duration {
     if ws.config.has_statement_timeout() {
         ws.config.statement_timeout()
@@ -126,6 +151,7 @@ fn d1_query_limit(ws: &Workspace) -> Duration {
     }
 }
 
+#[cfg(feature = "d1")]
 fn cloudflare_backend(ws: &Workspace) -> Result<CloudflareBackend> {
     let (client, target, cfg) = cloudflare_client(ws)?;
     let prefix = ws
@@ -146,7 +172,7 @@ fn cloudflare_backend(ws: &Workspace) -> Result<CloudflareBackend> {
     .with_query_limit(d1_query_limit(ws)))
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(all(test, target_os = "linux", feature = "d1"))]
 mod tests {
     const CHILD: &str = "D1OPS_TEST_DUMPABLE_CHILD";
 
@@ -190,6 +216,27 @@ mod tests {
             out.status.success() && stdout.contains("child-checked-dumpable"),
             "child failed: {stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[cfg(all(test, not(feature = "d1")))]
+mod no_d1_tests {
+    /// Without the D1 backend a workspace on Cloudflare is refused by name, not half opened.
+    #[test]
+    fn cloudflare_backend_is_refused_without_d1() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("d1ops.toml"),
+            "backend = \"cloudflare\"\n[cloudflare]\naccount_id = \"acc\"\ndatabase_id = \"db\"\n",
+        )
+        .expect("config");
+        let ws = crate::workspace::Workspace::load(dir.path()).expect("workspace");
+        let err = super::backend_for(&ws).err().expect("refused");
+        assert!(
+            err.to_string()
+                .contains("this build of d1ops has no D1 backend (feature d1)"),
+            "{err}"
         );
     }
 }

@@ -216,7 +216,7 @@ impl Config {
                 message: format!(
                     "cloudflare.api_token must not be written in a config file (its value is not shown); \
                      remove it and set {} in the environment",
-                    crate::cloudflare::TOKEN_ENV
+                    d1ops_sql::env_vars::TOKEN_ENV
                 ),
             });
         }

@@ -44,7 +44,19 @@ pub struct CloudflareConfig {
     /// Refused when present: the token belongs in `CLOUDFLARE_API_TOKEN` only. Read so the
     /// refusal can name the key without echoing the value.
     #[serde(skip_serializing)]
-    pub api_token: Option<crate::cloudflare::ApiToken>,
+    pub api_token: Option<RefusedToken>,
+}
+
+/// A token written in `[cloudflare]`: read only so it can be refused. The value is dropped as
+/// it is read, so it cannot be shown, kept or written back (and the type exists in builds
+/// without the D1 backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedToken;
+
+impl<'de> Deserialize<'de> for RefusedToken {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|_| RefusedToken)
+    }
 }
 
 impl Default for CloudflareConfig {

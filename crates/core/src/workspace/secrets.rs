@@ -71,7 +71,7 @@ pub fn secret_values(source: &str) -> Vec<String> {
             found.push(v.to_string());
         }
     };
-    if let Ok(token) = std::env::var(crate::cloudflare::TOKEN_ENV)
+    if let Ok(token) = std::env::var(d1ops_sql::env_vars::TOKEN_ENV)
         && token.trim().len() >= 4
     {
         add(&token);
@@ -237,7 +237,7 @@ pub fn toml_error(err: &toml::de::Error, source: &str) -> (Option<(usize, usize)
         Some(field) if is_secret_key(&field) => format!(
             "{} looks like a secret, and secrets are never written in a config file (its value is not shown); remove it and set {} in the environment",
             key.clone().unwrap_or_else(|| format!("`{field}`")),
-            crate::cloudflare::TOKEN_ENV
+            d1ops_sql::env_vars::TOKEN_ENV
         ),
         _ => match key {
             Some(k) if !message.contains(&format!("`{k}`")) => format!("{k}: {message}"),

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::plan::Plan;
-use super::{Budget, send};
+use super::sync::{Budget, send};
 use crate::cloudflare::Client;
 use crate::cloudflare::analytics::{
     AnalyticsError, Answer, Bucket, DailyGroup, Node, QueryGroup, Request, StorageGroup,
