@@ -74,6 +74,11 @@ pub enum Command {
     },
     /// Environments: production and previews.
     Envs,
+    /// One environment: what an app needs to reach it.
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+    },
     /// Pending migration SQL and the schema diff preview-vs-production.
     Diff { id: String },
     /// Approve a ready release.
@@ -187,7 +192,7 @@ pub enum Command {
     /// a web page from another origin is refused unless allowed with --allow-origin. When
     /// D1OPS_SERVE_TOKEN is set, clients must send Authorization: Bearer <that token>.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:8787")]
+        #[arg(long, default_value = crate::engine::DEFAULT_SERVE_LISTEN)]
         listen: String,
         /// Let clients change production (by default writes there are refused with 403).
         #[arg(long)]
@@ -273,6 +278,20 @@ pub enum ReportCommand {
     /// The weekly capacity and reliability report.
     Weekly {
         #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// What an app needs to reach ENV's database (managed runtime binding): on Cloudflare
+    /// wrangler's [[d1_databases]] block, locally the `d1ops serve` URL and the file. Never a
+    /// token.
+    Binding {
+        /// `production` or a preview's name.
+        env: String,
+        /// toml (wrangler's block), json, or env (shell assignments); --json means json.
+        #[arg(long, default_value = "toml", value_parser = ["toml", "json", "env"])]
         format: String,
     },
 }

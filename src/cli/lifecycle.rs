@@ -244,23 +244,34 @@ fn cleanup(
         .into_iter()
         .filter(|v| v.expired)
         .collect();
+    let artifacts = engine.unreferenced_artifacts()?;
     let total: u64 = plan.iter().map(|i| i.size_bytes).sum::<u64>()
-        + snapshots.iter().map(|v| v.snapshot.size_bytes).sum::<u64>();
+        + snapshots.iter().map(|v| v.snapshot.size_bytes).sum::<u64>()
+        + artifacts.iter().map(|a| a.size_bytes).sum::<u64>();
     if !cli.json {
         print_cleanup_plan(&plan, &snapshots, total);
+        for a in &artifacts {
+            println!(
+                "pinned artifact no release records: {} ({})",
+                safe(&a.path),
+                output::bytes(a.size_bytes)
+            );
+        }
     }
     if dry_run {
         if cli.json {
             print_json(&json!({
                 "dry_run": true, "would_delete": plan,
-                "would_delete_snapshots": snapshots, "would_free_bytes": total,
+                "would_delete_snapshots": snapshots,
+                "would_remove_artifacts": artifacts.iter().map(|a| &a.path).collect::<Vec<_>>(),
+                "would_free_bytes": total,
             }))?;
         } else {
             println!("dry run: nothing deleted");
         }
         return Ok(exit::OK);
     }
-    if plan.is_empty() && snapshots.is_empty() {
+    if plan.is_empty() && snapshots.is_empty() && artifacts.is_empty() {
         if cli.json {
             print_json(&crate::engine::CleanupReport::default())?;
         }
@@ -268,9 +279,10 @@ fn cleanup(
     }
     if !yes {
         let what = format!(
-            "{} preview(s) and {} recovery point(s)",
+            "{} preview(s), {} recovery point(s) and {} pinned artifact(s)",
             plan.len(),
-            snapshots.len()
+            snapshots.len(),
+            artifacts.len()
         );
         match ask(&format!("delete {what}? [y/N] ")) {
             Some(a) if a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes") => {}
@@ -300,6 +312,9 @@ fn cleanup(
                 snap.id,
                 output::bytes(snap.size_bytes)
             );
+        }
+        for path in &report.artifacts_removed {
+            println!("removed pinned artifact {}", safe(path));
         }
         for e in &report.errors {
             eprintln!("{}", paint(&format!("could not delete {e}"), YELLOW));

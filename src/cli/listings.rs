@@ -194,6 +194,10 @@ fn print_migrations(d: &ReleaseDetail) {
                 output::bytes(a.size_bytes),
                 safe(&a.sha256.chars().take(12).collect::<String>())
             );
+            match &a.pinned {
+                Some(p) => println!("    pinned {}", safe(p)),
+                None => println!("    {}", paint("not pinned (deployed before pinning)", DIM)),
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::store::LockOperation;
 
 pub mod args;
+mod binding;
 mod capacity;
 mod ledger;
 mod lifecycle;
@@ -213,6 +214,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     recovery::run(&cli, cmd, &mut engine)
                 }
                 Command::Unlock { .. } => unlock::run(&cli, cmd, &mut engine),
+                Command::Env { .. } => binding::run(&cli, cmd, &engine),
                 Command::Ledger { .. } => ledger::run(&cli, cmd, &mut engine),
                 Command::Query { .. }
                 | Command::Serve { .. }

@@ -174,6 +174,10 @@ pub struct Artifact {
     pub path: String,
     pub sha256: String,
     pub size_bytes: u64,
+    /// The copy deploy pinned (`.d1ops/artifacts/<sha256>`, relative to the workspace root);
+    /// `None` for releases deployed before artifacts were pinned.
+    #[serde(default)]
+    pub pinned: Option<String>,
 }
 
 /// Whether two user names are the same person. Identities are compared trimmed and without

@@ -30,6 +30,20 @@ pub struct CleanupReport {
     pub errors: Vec<String>,
     /// Temporary copies (`*.sqlite.tmp`) left by interrupted operations, removed.
     pub temp_files_removed: Vec<String>,
+    /// Pinned artifact copies (`.d1ops/artifacts/<sha256>`) no remaining release records.
+    pub artifacts_removed: Vec<String>,
+}
+
+/// A pinned copy younger than this is never removed: a deploy pins its artifacts moments
+/// before the transaction that records its release, and cleanup must not take them between.
+pub const PIN_GRACE: Duration = Duration::from_secs(3600);
+
+/// A pinned artifact copy that no remaining release records (cleanup removes it).
+#[derive(Debug, Clone, Serialize)]
+pub struct UnreferencedArtifact {
+    /// `.d1ops/artifacts/<sha256>`, relative to the workspace root.
+    pub path: String,
+    pub size_bytes: u64,
 }
 
 /// A recovery point and whether retention keeps it.
@@ -72,6 +86,79 @@ pub fn idle_for(env: &Environment) -> Duration {
 }
 
 impl Engine {
+    /// Pinned artifact copies no release in the releases table records, older than
+    /// [`PIN_GRACE`]. Only regular files named by a sha256 are considered; when the store
+    /// cannot say which copies are recorded, the answer is an error, never "all of them".
+    pub fn unreferenced_artifacts(&self) -> Result<Vec<UnreferencedArtifact>> {
+        let dir = self.ws.state_dir().join(super::deploy::ARTIFACTS_DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let recorded = self.store.pinned_artifacts()?;
+        let now = std::time::SystemTime::now();
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_sha = name.len() == 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !is_sha {
+                continue;
+            }
+            let path = super::deploy::pinned_name(&name);
+            if recorded.contains(&path) {
+                continue;
+            }
+            // symlink_metadata: a link or a folder placed here is not ours to remove.
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let young = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_none_or(|age| age < PIN_GRACE);
+            if young {
+                continue;
+            }
+            out.push(UnreferencedArtifact {
+                path,
+                size_bytes: meta.len(),
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Removes the pinned copies no remaining release records (judged again now).
+    fn remove_unreferenced_artifacts(&mut self, report: &mut CleanupReport) -> Result<()> {
+        let mut removed = Vec::new();
+        for a in self.unreferenced_artifacts()? {
+            match std::fs::remove_file(self.ws.root.join(&a.path)) {
+                Ok(()) => {
+                    report.freed_bytes += a.size_bytes;
+                    removed.push(a.path);
+                }
+                Err(e) => report.errors.push(format!("{}: {e}", a.path)),
+            }
+        }
+        if !removed.is_empty() {
+            self.store.audit(
+                &self.actor,
+                "artifacts.removed",
+                None,
+                None,
+                &json!({"files": removed, "reason": "no release records them"}),
+            )?;
+        }
+        report.artifacts_removed = removed;
+        Ok(())
+    }
+
     /// Recovery points (newest first) with what retention decides for each.
     pub fn snapshots(&self) -> Result<Vec<SnapshotView>> {
         let keep = &self.ws.config.snapshots;
@@ -206,6 +293,7 @@ impl Engine {
             )?;
         }
         self.delete_expired_snapshots(snapshots, &mut report)?;
+        self.remove_unreferenced_artifacts(&mut report)?;
         for item in items {
             let Some(env) = self.store.env(&item.env)? else {
                 continue;

@@ -41,12 +41,76 @@ pub fn preview_name(release_id: &str) -> String {
     format!("preview-{}", release_id.to_lowercase())
 }
 
-/// Hashes one `--artifact NAME=PATH`: a regular file (after symlinks) of at most
-/// [`files::ARTIFACT_LIMIT`], streamed, never held in memory whole. A device, FIFO,
-/// directory or dangling link is refused before it is opened for reading.
-fn read_artifact(name: &str, path: &std::path::Path) -> Result<Artifact> {
+/// Where deploy pins artifacts, under the state folder: `.d1ops/artifacts/<sha256>`.
+pub const ARTIFACTS_DIR: &str = "artifacts";
+
+/// The pinned copy's path as recorded on the artifact (relative to the workspace root).
+pub fn pinned_name(sha256: &str) -> String {
+    format!("{}/{ARTIFACTS_DIR}/{sha256}", crate::workspace::STATE_DIR)
+}
+
+/// Pinned copies this deploy created, removed again unless the release recording them was
+/// committed ([`FreshPins::keep`]); a copy that already existed is never touched.
+struct FreshPins(Vec<std::path::PathBuf>);
+
+impl FreshPins {
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for FreshPins {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// The temporary file a pin is streamed into (`.pin-<pid>-<nanos>.tmp` in the pin folder),
+/// removed on drop unless it was renamed into place (its path then cleared).
+struct PinTemp {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl PinTemp {
+    fn create(dir: &std::path::Path) -> std::io::Result<PinTemp> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = dir.join(format!(".pin-{}-{nanos}.tmp", std::process::id()));
+        let file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(PinTemp { file, path })
+    }
+}
+
+impl Drop for PinTemp {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Pins one `--artifact NAME=PATH`: a regular file (after symlinks) of at most
+/// [`files::ARTIFACT_LIMIT`], streamed once into a temporary file in `dir` while it is
+/// hashed, fsynced, then renamed to `dir/<sha256>` (content-addressed: a copy already there
+/// is kept and shared). A device, FIFO, directory or dangling link is refused before it is
+/// opened for reading; a file the disk has no room for (size + margin) before it is copied.
+fn pin_artifact(
+    name: &str,
+    path: &std::path::Path,
+    dir: &std::path::Path,
+    fresh: &mut FreshPins,
+) -> Result<Artifact> {
+    use crate::backend::space;
     use crate::workspace::files;
-    use std::io::Read;
+    use std::io::{Read, Write};
     if name.is_empty() {
         return Err(EngineError::Input(format!(
             "--artifact {}: give it as NAME=PATH (e.g. app=dist/app.js)",
@@ -55,8 +119,20 @@ fn read_artifact(name: &str, path: &std::path::Path) -> Result<Artifact> {
     }
     let shown = path.display().to_string();
     let refused = |e: files::FileError| EngineError::Input(format!("artifact {name}: {e}"));
-    let (file, _) =
+    let (file, len) =
         files::open_regular(path, &shown, "an artifact", files::ARTIFACT_LIMIT).map_err(refused)?;
+    let store_err = |what: &str, e: std::io::Error| {
+        EngineError::Environment(format!(
+            "artifact {name}: cannot {what} {}: {e}",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| store_err("create", e))?;
+    let needed = len.saturating_add(space::MARGIN_BYTES);
+    if let Some(why) = space::shortfall(dir, needed, &format!("pinning artifact {name}")) {
+        return Err(EngineError::Environment(why));
+    }
+    let mut tmp = PinTemp::create(dir).map_err(|e| store_err("write in", e))?;
     let mut reader = file.take(files::ARTIFACT_LIMIT + 1);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -72,8 +148,14 @@ fn read_artifact(name: &str, path: &std::path::Path) -> Result<Artifact> {
                 )));
             }
         };
-        hasher.update(&buf[..n]);
         size += n as u64;
+        if size > files::ARTIFACT_LIMIT {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        tmp.file
+            .write_all(&buf[..n])
+            .map_err(|e| store_err("write in", e))?;
     }
     if size > files::ARTIFACT_LIMIT {
         return Err(refused(files::FileError::TooLarge {
@@ -82,10 +164,29 @@ fn read_artifact(name: &str, path: &std::path::Path) -> Result<Artifact> {
             limit: files::human_bytes(files::ARTIFACT_LIMIT),
         }));
     }
+    let sha256 = hex::encode(hasher.finalize());
+    let target = dir.join(&sha256);
+    if target.is_file() {
+        // Already pinned (by this or an earlier release): the same bytes, kept as they are;
+        // its time is refreshed so `cleanup` never takes it while this deploy records it.
+        drop(tmp);
+        if let Ok(f) = std::fs::File::options().write(true).open(&target) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+    } else {
+        tmp.file.sync_all().map_err(|e| store_err("write in", e))?;
+        std::fs::rename(&tmp.path, &target).map_err(|e| store_err("write in", e))?;
+        tmp.path.clear();
+        fresh.0.push(target);
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
     Ok(Artifact {
         name: name.to_string(),
         path: path.display().to_string(),
-        sha256: hex::encode(hasher.finalize()),
+        pinned: Some(pinned_name(&sha256)),
+        sha256,
         size_bytes: size,
     })
 }
@@ -110,10 +211,12 @@ impl Engine {
         self.ensure_writable("deploy")?;
         // Everything that can be wrong with the input is found before anything is written.
         let migrations = self.ws.migrations()?;
+        let pin_dir = self.ws.state_dir().join(ARTIFACTS_DIR);
+        let mut fresh = FreshPins(Vec::new());
         let artifacts = req
             .artifacts
             .iter()
-            .map(|(n, p)| read_artifact(n, p))
+            .map(|(n, p)| pin_artifact(n, p, &pin_dir, &mut fresh))
             .collect::<Result<Vec<_>>>()?;
         let supersedes = match &req.supersedes {
             Some(s) => Some(self.resolve(s)?.id),
@@ -177,11 +280,13 @@ impl Engine {
                 None,
                 &json!({
                     "label": req.label, "commit": req.commit, "pending": pending,
-                    "artifacts": artifacts.iter().map(|a| json!({"name": a.name, "sha256": a.sha256})).collect::<Vec<_>>(),
+                    "artifacts": artifacts.iter().map(|a| json!({"name": a.name, "sha256": a.sha256, "pinned": a.pinned})).collect::<Vec<_>>(),
                 }),
             )?;
             Ok(run)
         })?;
+        // The release now records its pinned copies: they stay.
+        fresh.keep();
         tracing::info!(release = %id, pending = pending.len(), "deployed");
         // Keeps the run's lease fresh until the deploy returns (the verdict deletes the row).
         let _heartbeat = self.store.deploy_heartbeat(&run)?;

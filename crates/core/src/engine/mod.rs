@@ -12,6 +12,7 @@ use crate::store::{Store, StoreError};
 use crate::workspace::{ConfigError, DiscoveryError, Workspace};
 
 pub mod analytics;
+mod binding;
 pub mod capacity;
 mod cleanup;
 pub mod connect;
@@ -26,6 +27,7 @@ mod rollback;
 mod views;
 
 pub use analytics::{Freshness, SyncOutcome, SyncReport};
+pub use binding::{Binding, DEFAULT_BINDING, DEFAULT_SERVE_LISTEN};
 pub use capacity::{
     CostProjection, ForecastItem, ForecastReport, IndexSuggestion, MonitorData, MonitorWindow,
     QueryPlan, UsageReport, WatchReport, WatchStatus, WeeklyReport,

@@ -241,6 +241,11 @@ const UPGRADES: &[&str] = &[
     ALTER TABLE releases ADD COLUMN audit_head_seq INTEGER;
     ALTER TABLE releases ADD COLUMN audit_head_hash TEXT;
     "#,
+    // v7: deploy pins a copy of each artifact (`.d1ops/artifacts/<sha256>`, content-addressed,
+    // shared by releases); NULL for artifacts recorded before pinning.
+    r#"
+    ALTER TABLE artifacts ADD COLUMN pinned TEXT;
+    "#,
 ];
 
 /// The state store: one connection, used from one thread at a time.

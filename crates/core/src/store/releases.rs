@@ -126,10 +126,18 @@ impl Store {
             ])?;
         }
         let mut stmt = self.conn.prepare(
-            "INSERT INTO artifacts(release_id, name, path, sha256, size_bytes) VALUES (?1,?2,?3,?4,?5)",
+            "INSERT INTO artifacts(release_id, name, path, sha256, size_bytes, pinned) \
+             VALUES (?1,?2,?3,?4,?5,?6)",
         )?;
         for a in artifacts {
-            stmt.execute(params![rel.id, a.name, a.path, a.sha256, a.size_bytes])?;
+            stmt.execute(params![
+                rel.id,
+                a.name,
+                a.path,
+                a.sha256,
+                a.size_bytes,
+                a.pinned
+            ])?;
         }
         Ok(())
     }
@@ -278,7 +286,8 @@ impl Store {
 
     pub fn artifacts(&self, id: &str) -> Result<Vec<Artifact>> {
         let mut stmt = self.conn.prepare(
-            "SELECT name, path, sha256, size_bytes FROM artifacts WHERE release_id = ?1 ORDER BY name",
+            "SELECT name, path, sha256, size_bytes, pinned FROM artifacts WHERE release_id = ?1 \
+             ORDER BY name",
         )?;
         let rows = stmt
             .query_map([id], |r| {
@@ -287,9 +296,22 @@ impl Store {
                     path: r.get(1)?,
                     sha256: r.get(2)?,
                     size_bytes: r.get(3)?,
+                    pinned: r.get(4)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Every pinned copy a remaining release (one in the releases table) records.
+    pub fn pinned_artifacts(&self) -> Result<std::collections::BTreeSet<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT a.pinned FROM artifacts a JOIN releases r ON r.id = a.release_id \
+             WHERE a.pinned IS NOT NULL",
+        )?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
 
