@@ -225,3 +225,28 @@ fn no_room_for_the_pinned_copy_is_a_refusal() {
     let releases = ws.json(&["releases"]);
     assert_eq!(releases.as_array().map(Vec::len), Some(0), "{releases}");
 }
+
+/// A deploy killed while streaming an artifact leaves `.pin-*.tmp`; the next command removes
+/// it once nothing has written it for the lease, and leaves one being written alone.
+#[test]
+fn half_written_pin_is_removed_by_the_next_command() {
+    let ws = Ws::new();
+    let dir = ws.path().join(".d1ops/artifacts");
+    std::fs::create_dir_all(&dir).expect("pin folder");
+    let stale = dir.join(".pin-4242-1.tmp");
+    let fresh = dir.join(".pin-4243-2.tmp");
+    std::fs::write(&stale, b"half a bundle").expect("stale pin");
+    std::fs::write(&fresh, b"being written").expect("fresh pin");
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(&stale)
+        .status()
+        .expect("touch");
+    assert!(touched.success());
+    ws.ok(&["releases"]);
+    assert!(!stale.exists(), "the stale half-written pin was removed");
+    assert!(
+        fresh.exists(),
+        "a pin written moments ago is left to its writer"
+    );
+}

@@ -451,8 +451,8 @@ impl Engine {
         removed
     }
 
-    /// Removes the temporary copies (`*.sqlite.tmp`) and unrecorded snapshot files that no
-    /// live operation can be writing. A copy is written only under the production lock
+    /// Removes the temporary copies (`*.sqlite.tmp`, and artifact copies `.pin-*.tmp` a killed
+    /// deploy left) and unrecorded snapshot files that no live operation can be writing. A copy is written only under the production lock
     /// (snapshots, restores, rollback checks) or by a recorded deploy (its preview), and a
     /// snapshot file is recorded right after it is complete. A file is left alone while its
     /// owner may be alive; it is removed when its owner was judged gone after the file was
@@ -460,6 +460,55 @@ impl Engine {
     /// before its lock was recovered), or, with no recorded owner, once it is older than the
     /// lease (a copy being written is touched continuously).
     pub fn remove_stale_temp_files(
+        &self,
+        dead_lock_judged: Option<std::time::SystemTime>,
+    ) -> Vec<(String, u64)> {
+        let mut removed = self.remove_stale_pin_files();
+        removed.extend(self.remove_stale_copies(dead_lock_judged));
+        removed
+    }
+
+    /// Removes artifact copies a killed deploy left half-written (`.pin-*.tmp` in
+    /// `.d1ops/artifacts/`). A pin being written is written continuously, so one untouched
+    /// for longer than the lease has no writer left (the pid in its name may be another
+    /// host's, so it is not consulted).
+    fn remove_stale_pin_files(&self) -> Vec<(String, u64)> {
+        let dir = self.ws.state_dir().join(super::deploy::ARTIFACTS_DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(".pin-") && name.ends_with(".tmp")) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let stale = meta.is_file()
+                && meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > LEASE);
+            if !stale {
+                continue;
+            }
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed.push((path.display().to_string(), meta.len())),
+                Err(e) => {
+                    tracing::warn!(error = %e, file = %path.display(), "temporary artifact copy not removed")
+                }
+            }
+        }
+        removed
+    }
+
+    /// The `*.sqlite.tmp` copies and unrecorded snapshot files (see
+    /// [`Engine::remove_stale_temp_files`]).
+    fn remove_stale_copies(
         &self,
         dead_lock_judged: Option<std::time::SystemTime>,
     ) -> Vec<(String, u64)> {
