@@ -143,11 +143,31 @@ pub(super) fn to_backend(e: CloudflareError, db: &DatabaseRef) -> BackendError {
     }
 }
 
-/// Splits D1's `message: SQLITE_CODE` into (message, code).
+/// Splits D1's `message: SQLITE_CODE` — or `message: SQLITE_CODE (extended:
+/// SQLITE_CODE_DETAIL)` — into (message, code), the code being the extended one when D1 names
+/// it (as the local executor reports `SQLITE_CONSTRAINT_UNIQUE`). The message is kept whole:
+/// only a trailing code, and its extended part, is taken off.
 pub(super) fn split_d1_message(text: &str) -> (String, String) {
-    match text.rsplit_once(": SQLITE_") {
-        Some((msg, code)) => (msg.to_string(), format!("SQLITE_{code}")),
-        None => (text.to_string(), "SQLITE_ERROR".to_string()),
+    let is_code = |c: &str| {
+        c.strip_prefix("SQLITE_").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_')
+        })
+    };
+    let (head, extended) = match text
+        .strip_suffix(')')
+        .and_then(|t| t.rsplit_once(" (extended: "))
+    {
+        Some((head, ext)) if is_code(ext) => (head, Some(ext)),
+        _ => (text, None),
+    };
+    match head.rsplit_once(": ") {
+        Some((msg, code)) if is_code(code) => {
+            (msg.to_string(), extended.unwrap_or(code).to_string())
+        }
+        _ => (text.to_string(), "SQLITE_ERROR".to_string()),
     }
 }
 
@@ -402,6 +422,28 @@ mod tests {
                 "UNIQUE constraint failed: users.username".into(),
                 "SQLITE_CONSTRAINT".into()
             )
+        );
+        // D1 names the extended code too; the sentence stays whole (it was cut at the last
+        // ": SQLITE_", leaving "… SQLITE_CONSTRAINT (extended").
+        assert_eq!(
+            split_d1_message(
+                "UNIQUE constraint failed: users.email: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_UNIQUE)"
+            ),
+            (
+                "UNIQUE constraint failed: users.email".into(),
+                "SQLITE_CONSTRAINT_UNIQUE".into()
+            )
+        );
+        assert_eq!(
+            split_d1_message("near \"SELEC\": syntax error at offset 0: SQLITE_ERROR"),
+            (
+                "near \"SELEC\": syntax error at offset 0".into(),
+                "SQLITE_ERROR".into()
+            )
+        );
+        assert_eq!(
+            split_d1_message("a message with no code"),
+            ("a message with no code".into(), "SQLITE_ERROR".into())
         );
         assert!(reads_only("SELECT * FROM t WHERE a = 'insert'"));
         assert!(reads_only("with x as (select 1) select * from x"));
