@@ -235,3 +235,27 @@ fn demo_builds_every_state() {
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["reused"], true);
 }
+
+/// The ledger is created byte for byte as wrangler creates it (no quotes around a plain
+/// name), so schema diffs between a wrangler- and a d1ops-migrated database show nothing.
+#[test]
+fn ledger_is_created_as_wrangler_writes_it() {
+    let ws = common::Ws::new();
+    ws.migration(
+        "0001_users.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY);\n",
+    );
+    ws.ship();
+    let sql: String = ws
+        .production()
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'd1_migrations'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("ledger");
+    assert!(
+        sql.starts_with("CREATE TABLE d1_migrations(\n"),
+        "not wrangler's text: {sql}"
+    );
+}

@@ -8,7 +8,7 @@ use crate::schema;
 pub fn ledger_ddl(table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {}(\n\tid INTEGER PRIMARY KEY AUTOINCREMENT,\n\tname TEXT UNIQUE,\n\tapplied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL\n)",
-        schema::quote_ident(table)
+        schema::ident(table)
     )
 }
 

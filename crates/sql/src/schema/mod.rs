@@ -132,6 +132,31 @@ pub enum SchemaError {
     },
 }
 
+/// `name` as SQL writes it: bare when it is a plain identifier that is no SQLite keyword
+/// (`d1_migrations`, as wrangler writes its ledger), else double-quoted like [`quote_ident`].
+pub fn ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain && !is_keyword(name) {
+        name.to_string()
+    } else {
+        quote_ident(name)
+    }
+}
+
+/// Whether SQLite reserves `word` as a keyword (its own list, any case).
+fn is_keyword(word: &str) -> bool {
+    let Ok(len) = std::os::raw::c_int::try_from(word.len()) else {
+        return true;
+    };
+    // SAFETY: the pointer and length describe `word`'s bytes, which outlive the call;
+    // sqlite3_keyword_check only reads them.
+    unsafe { rusqlite::ffi::sqlite3_keyword_check(word.as_ptr().cast(), len) != 0 }
+}
+
 /// Quotes an SQL identifier with double quotes, doubling any embedded double quote, so it
 /// can be spliced into SQL text: `my "t"` → `"my ""t"""`.
 pub fn quote_ident(name: &str) -> String {
@@ -154,4 +179,20 @@ pub fn is_internal_name(name: &str, ledger_table: &str) -> bool {
     lower.starts_with("sqlite_")
         || lower.starts_with("_cf_")
         || name.eq_ignore_ascii_case(ledger_table)
+}
+
+#[cfg(test)]
+mod ident_tests {
+    use super::*;
+
+    /// The ledger is created the way wrangler writes it: bare when the name allows.
+    #[test]
+    fn identifiers_are_quoted_only_when_needed() {
+        assert_eq!(ident("d1_migrations"), "d1_migrations");
+        assert_eq!(ident("_ledger2"), "_ledger2");
+        assert_eq!(ident("order"), "\"order\"");
+        assert_eq!(ident("my table"), "\"my table\"");
+        assert_eq!(ident("2fast"), "\"2fast\"");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
 }
