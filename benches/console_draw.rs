@@ -73,6 +73,9 @@ fn env(n: usize) -> EnvView {
             .is_multiple_of(3)
             .then(|| "release is superseded".to_string()),
         release_state: Some("superseded".into()),
+        read_replication: None,
+        unreadable: None,
+        code: Vec::new(),
     }
 }
 

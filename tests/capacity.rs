@@ -689,3 +689,79 @@ fn the_demo_has_a_month_of_history_a_flagged_live_release_and_a_limit_within_the
     let report = run(&["report", "weekly"]);
     assert!(!report["slow_queries"].as_array().unwrap().is_empty());
 }
+
+/// Issue 16 item 1: a plan with tiny limits and a few seconds of `traffic`: the crossed
+/// per-day limit is `exceeded` now (today's running total), with how much, since when and
+/// what it means, in `usage` and `forecast`, JSON and text.
+#[test]
+fn a_limit_crossed_today_is_exceeded_in_usage_and_forecast() {
+    let (ws, _id) = shipped();
+    let config = ws.path().join("d1ops.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace("plan = \"d1-free\"", "plan = \"tiny\"");
+    std::fs::write(
+        &config,
+        format!("{text}\n[plans.tiny]\ndatabase_size_bytes = 10000000\nrows_read_per_day = 100\nrows_written_per_day = 1000000\n"),
+    )
+    .expect("write config");
+    ws.ok_as(
+        "alice",
+        &[
+            "query",
+            "production",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50) INSERT INTO users (email) SELECT 'u' || x FROM c",
+            "--yes",
+        ],
+    );
+    let workload = ws.path().join("reads.jsonl");
+    std::fs::write(
+        &workload,
+        "{\"sql\": \"SELECT id FROM users WHERE email = ?\", \"params\": [\"u7\"]}\n",
+    )
+    .expect("workload");
+    ws.ok(&[
+        "traffic",
+        "production",
+        "--workload",
+        workload.to_str().expect("utf-8 path"),
+        "--duration",
+        "2s",
+        "--rate",
+        "20",
+    ]);
+
+    let usage = ws.json(&["usage"]);
+    let read = item(&usage["status"], "rows_read_per_day");
+    assert_eq!(read["status"], "exceeded", "{read}");
+    let used = read["used"].as_u64().expect("used");
+    assert!(used > 100, "{read}");
+    assert_eq!(read["over_by"].as_u64(), Some(used - 100), "{read}");
+    let since = read["exceeded_since"].as_str().expect("since");
+    assert!(since.starts_with(&today().to_string()), "{read}");
+    assert!(
+        read["meaning"]
+            .as_str()
+            .expect("meaning")
+            .contains("00:00 UTC"),
+        "{read}"
+    );
+    assert_eq!(
+        item(&usage["status"], "rows_written_per_day")["status"],
+        "ok"
+    );
+    assert_eq!(item(&usage["status"], "database_size")["status"], "ok");
+
+    let forecast = ws.json(&["forecast"]);
+    let f = item(&forecast["items"], "rows_read_per_day");
+    assert_eq!(f["status"], "exceeded", "{f}");
+    assert_eq!(f["exceeded_since"], read["exceeded_since"], "{f}");
+    assert_eq!(f["over_by"], read["over_by"], "{f}");
+    assert!(forecast["plan_checked"].is_string(), "{forecast}");
+
+    let text = ws.ok(&["usage"]);
+    assert!(text.contains("EXCEEDED"), "{text}");
+    assert!(text.contains("rows read / day exceeded by"), "{text}");
+    let text = ws.ok(&["forecast"]);
+    assert!(text.contains("exceeded now, since"), "{text}");
+    assert!(text.contains("plan limits checked"), "{text}");
+}

@@ -3,6 +3,9 @@
 //! Analytics API, 30 days of history give usage and forecasts, the GraphQL budget holds
 //! (ours and Cloudflare's 429), syncing again never counts twice, and the API token shows up
 //! in no output and no file.
+mod cf_support;
+mod common;
+
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -413,4 +416,27 @@ fn local_workspaces_have_no_analytics_to_sync() {
     assert!(out.status.success());
     let m: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(m["freshness"], Value::Null);
+}
+
+/// Issue 16 item 3: after `deploy`, `approve` and `promote` and no app traffic, the Monitor's
+/// top holds no statement d1ops sent itself (ledger reads, introspection, foreign-key
+/// checks, the migrations); `--include-d1ops` shows them, marked; usage still counts them.
+#[test]
+fn d1ops_own_statements_are_not_app_traffic() {
+    let (_server, ws) = cf_support::cloudflare_ws();
+    ws.migration(
+        "0001_users.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n",
+    );
+    ws.ship();
+    ws.migration(
+        "0002_index.sql",
+        "CREATE INDEX users_email ON users(email);\n",
+    );
+    ws.ship();
+    let all = ws.json(&["monitor", "--include-d1ops"]);
+    eprintln!("{all:#}");
+    let m = ws.json(&["monitor"]);
+    assert_eq!(m["top"], serde_json::json!([]), "{m:#}");
+    assert_eq!(m["totals"]["count"], 0, "{m:#}");
 }

@@ -13,7 +13,7 @@ use d1ops::engine::Engine;
 
 /// Snapshots the state at both sizes.
 fn check(name: &str, state: &mut State, ids: &[String]) {
-    for (w, h) in [(80, 24), (120, 40)] {
+    for (w, h) in [(60, 20), (80, 24), (120, 40)] {
         let screen = render(state, ids, w, h);
         insta::assert_snapshot!(format!("{name}_{w}x{h}"), screen);
     }

@@ -170,6 +170,16 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Make the database d1ops.toml names production (after changing its database_id):
+    /// reads its ledger, asks for a typed confirmation, records and audits the switch.
+    Adopt {
+        /// The production database id d1ops.toml now names.
+        #[arg(long, value_name = "ID")]
+        database_id: String,
+        /// Do not ask for the typed confirmation (the id's last 4 characters).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Production's migrations ledger beside d1ops' record of what it applied, and where they
     /// disagree; `ledger repair` reconciles them.
     Ledger {

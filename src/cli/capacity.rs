@@ -7,7 +7,7 @@ use crate::engine::capacity::SNAPSHOTS_ENV;
 use crate::engine::{Engine, ForecastItem, UsageReport};
 use crate::gate::thousands;
 use crate::metrics::forecast::Outcome;
-use crate::metrics::usage::{LimitMetric, LimitUse};
+use crate::metrics::usage::{LimitMetric, LimitStatus, LimitUse};
 
 mod weekly;
 
@@ -42,7 +42,7 @@ pub(crate) fn amount(metric: LimitMetric, v: f64) -> String {
 /// "84%" coloured by how close to the limit it is.
 fn share_cell(u: &LimitUse) -> String {
     let pct = if u.share.is_finite() {
-        format!("{:.0}%", u.share * 100.0)
+        format!("{}%", thousands((u.share * 100.0).round() as u64))
     } else {
         "over".into()
     };
@@ -111,7 +111,7 @@ fn print_days(report: &UsageReport) {
                 thousands(u.rows_read),
                 thousands(u.rows_written),
                 thousands(u.queries),
-                u.databases.to_string(),
+                thousands(u.databases),
             ]);
         }
         rows.push(
@@ -122,7 +122,7 @@ fn print_days(report: &UsageReport) {
                 thousands(total.rows_read),
                 thousands(total.rows_written),
                 thousands(total.queries),
-                total.databases.to_string(),
+                thousands(total.databases),
             ]
             .into_iter()
             .map(|c| paint(&c, BOLD))
@@ -146,6 +146,32 @@ fn print_days(report: &UsageReport) {
     );
 }
 
+/// `ok` / `warn` / `EXCEEDED`, coloured.
+fn status_cell(status: LimitStatus) -> String {
+    match status {
+        LimitStatus::Ok => paint("ok", GREEN),
+        LimitStatus::Warn => paint("warn", YELLOW),
+        LimitStatus::Exceeded => paint("EXCEEDED", RED),
+    }
+}
+
+/// One line per exceeded limit: by how much, since when, what it means on the plan.
+pub(crate) fn exceeded_line(
+    metric: LimitMetric,
+    over_by: Option<u64>,
+    since: Option<&str>,
+    meaning: Option<&str>,
+) -> String {
+    let over = over_by.map_or("–".into(), |v| amount(metric, v as f64));
+    format!(
+        "{} {} exceeded by {over} since {}: {}",
+        paint("✗", RED),
+        metric.label(),
+        since.unwrap_or("–"),
+        meaning.unwrap_or("over the plan's limit")
+    )
+}
+
 fn print_status(status: &[LimitUse]) {
     let rows: Vec<Vec<String>> = status
         .iter()
@@ -155,10 +181,25 @@ fn print_status(status: &[LimitUse]) {
                 amount(u.metric, u.used as f64),
                 amount(u.metric, u.limit as f64),
                 share_cell(u),
+                status_cell(u.status),
             ]
         })
         .collect();
-    print!("{}", output::table(&["LIMIT", "USED", "OF", "USE"], &rows));
+    print!(
+        "{}",
+        output::table(&["LIMIT", "USED", "OF", "USE", "STATUS"], &rows)
+    );
+    for u in status.iter().filter(|u| u.status == LimitStatus::Exceeded) {
+        println!(
+            "{}",
+            exceeded_line(
+                u.metric,
+                u.over_by,
+                u.exceeded_since.as_deref(),
+                u.meaning.as_deref()
+            )
+        );
+    }
 }
 
 fn forecast(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
@@ -168,11 +209,12 @@ fn forecast(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     println!(
-        "{} plan {}, trend fitted on the last {} days, horizon {} days",
+        "{} plan {}, trend fitted on the last {} days, horizon {} days (built-in plan limits checked {})",
         paint("forecast", BOLD),
         safe(&report.plan),
         report.lookback_days,
-        report.horizon_days
+        report.horizon_days,
+        report.plan_checked
     );
     if let Some(f) = &report.freshness {
         println!("{}", super::monitor::freshness_line(f));
@@ -183,6 +225,7 @@ fn forecast(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
         output::table(
             &[
                 "LIMIT",
+                "STATUS",
                 "NOW",
                 "LIMIT AT",
                 "DAYS UNTIL LIMIT",
@@ -193,6 +236,21 @@ fn forecast(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
             &rows
         )
     );
+    for i in report
+        .items
+        .iter()
+        .filter(|i| i.status == LimitStatus::Exceeded)
+    {
+        println!(
+            "{}",
+            exceeded_line(
+                i.metric,
+                i.over_by,
+                i.exceeded_since.as_deref(),
+                i.meaning.as_deref()
+            )
+        );
+    }
     println!(
         "{}",
         paint(
@@ -205,15 +263,21 @@ fn forecast(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
 
 fn forecast_row(i: &ForecastItem) -> Vec<String> {
     let colour = match (&i.outcome, i.days_until) {
+        _ if i.status == LimitStatus::Exceeded => RED,
         (Outcome::Reached { .. }, _) => RED,
         (_, Some(d)) if d <= 30 => YELLOW,
         (_, Some(_)) => GREEN,
         _ => DIM,
     };
     let day = |d: Option<chrono::NaiveDate>| d.map_or("-".into(), |d| d.to_string());
+    let now = match i.used_now {
+        Some(v) => Some(v as f64),
+        None => i.current,
+    };
     vec![
         i.label.to_string(),
-        i.current.map_or("-".into(), |v| amount(i.metric, v)),
+        status_cell(i.status),
+        now.map_or("–".into(), |v| amount(i.metric, v)),
         amount(i.metric, i.limit),
         paint(&i.summary, colour),
         day(i.pessimistic),

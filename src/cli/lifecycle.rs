@@ -37,7 +37,12 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             if cli.json {
                 print_json(&outcome)?;
             } else {
-                let what = if outcome.pending.is_empty() {
+                let what = if outcome.pending.is_empty() && outcome.preview.is_some() {
+                    format!(
+                        "code-only release (no pending migrations); its code's preview ran on {}",
+                        safe(outcome.preview.as_deref().unwrap_or("-"))
+                    )
+                } else if outcome.pending.is_empty() {
                     "code-only release (no pending migrations, no preview needed)".to_string()
                 } else {
                     let applied = outcome
@@ -184,12 +189,23 @@ fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Resul
             .map(|m| m.name)
             .collect();
         println!("promote release {} to production", paint(&rel.id, CYAN));
+        let code = engine.shipped_code(&rel.id)?;
         if pending.is_empty() {
             println!("  code only: no migrations to apply");
         } else {
             println!(
                 "  applies, in one transaction: {}",
                 safe(&pending.join(", "))
+            );
+        }
+        if !code.is_empty() {
+            let names: Vec<String> = code
+                .iter()
+                .map(|(t, _)| format!("{} ({})", t.name, t.kind.as_str()))
+                .collect();
+            println!(
+                "  then ships its code, in this order: {}",
+                safe(&names.join(", "))
             );
         }
         match ask(&format!(
@@ -214,6 +230,7 @@ fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Resul
             out.snapshot
                 .map_or(String::new(), |s| format!("; recovery point: snapshot {s}"))
         );
+        super::code::print_steps(&out.code);
         if let Some(prev) = &out.previous {
             println!("previous release {} is superseded", safe(prev));
         }
@@ -269,7 +286,21 @@ fn cleanup(
         } else {
             println!("dry run: nothing deleted");
         }
-        return Ok(exit::OK);
+        // A size D1 could not read is unknown, not 0 B: say which and why, exit 1.
+        let unreadable: Vec<_> = plan.iter().filter(|i| i.unreadable.is_some()).collect();
+        for i in &unreadable {
+            eprintln!(
+                "d1ops: {}: {} could not be read, its size is unknown: {}",
+                safe(&i.env),
+                safe(i.database.as_deref().unwrap_or("-")),
+                safe(i.unreadable.as_deref().unwrap_or_default())
+            );
+        }
+        return Ok(if unreadable.is_empty() {
+            exit::OK
+        } else {
+            exit::ERROR
+        });
     }
     if plan.is_empty() && snapshots.is_empty() && artifacts.is_empty() {
         if cli.json {
@@ -342,7 +373,10 @@ fn print_cleanup_plan(
                 vec![
                     safe(&i.env),
                     safe(i.release_state.as_deref().unwrap_or_default()),
-                    output::bytes(i.size_bytes),
+                    match &i.unreadable {
+                        Some(_) => "unknown".into(),
+                        None => output::bytes(i.size_bytes),
+                    },
                     safe(&i.reason),
                 ]
             })

@@ -21,6 +21,34 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &Engine) -> anyhow::Result<i
     }
 }
 
+/// `releases` reads only the state store. When opening failed because recovery could not
+/// settle an interrupted operation (a promotion waiting on an API that does not answer), the
+/// list is still shown, from a read-only open, after a warning saying so; the lock stays
+/// for the next command. Any other failure (the read-only open fails too) is the error.
+pub(super) fn open_unsettled(cli: &Cli, err: anyhow::Error) -> anyhow::Result<Engine> {
+    let opts = crate::engine::EngineOptions {
+        readonly: true,
+        ..super::engine_options(cli)
+    };
+    let Ok(engine) = Engine::open(&cli.workspace, opts) else {
+        return Err(err);
+    };
+    let what = match engine.store.lock() {
+        Ok(Some(lock)) => format!(
+            "the interrupted {} of {} (step {}) is not settled",
+            lock.operation.as_str(),
+            safe(&lock.release_id),
+            lock.step.as_str()
+        ),
+        _ => "an interrupted operation is not settled".into(),
+    };
+    eprintln!(
+        "d1ops: warning: {what}: {}; the list below is the state store's, the next command settles it",
+        safe(&format!("{err:#}"))
+    );
+    Ok(engine)
+}
+
 fn state_cell(state: &str) -> String {
     paint(state, output::status_colour(state))
 }
@@ -77,6 +105,7 @@ fn show(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {
     print_failure(&d.release);
     print_gate(d.gate.as_ref());
     print_migrations(&d);
+    super::code::print_targets(&d.targets);
     print_approvals(&d);
     Ok(exit::OK)
 }
@@ -130,9 +159,19 @@ fn print_failure(r: &Release) {
             safe(f.migration.as_deref().unwrap_or("")),
             f.line.map_or(String::new(), |l| format!(":{l}"))
         );
+        if let Some(t) = &f.target {
+            println!("  target     {}", safe(t));
+        }
         println!("  error      {}", safe(&f.error));
         if let Some(st) = &f.statement {
             println!("  statement  {}", safe(&crate::backend::one_line(st, 200)));
+        }
+        if let Some(o) = &f.outcome {
+            println!("  outcome    {}", safe(o));
+        }
+        if let Some(tail) = &f.output_tail {
+            println!("  output (last lines):");
+            super::code::print_tail(tail, false);
         }
     }
     if r.root_cause.is_some() || r.guardrail.is_some() {
@@ -339,44 +378,97 @@ fn print_probes(gate: &crate::model::GateReport) {
 
 fn envs(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
     let envs = engine.envs()?;
+    // What the backend could not answer is not "no database": say so, and exit 1.
+    let unreadable: Vec<&crate::engine::EnvView> =
+        envs.iter().filter(|e| e.unreadable.is_some()).collect();
+    let code = if unreadable.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    };
     if cli.json {
         print_json(&envs)?;
-        return Ok(exit::OK);
+        warn_unreadable(&unreadable);
+        return Ok(code);
     }
+    let replication = envs.iter().any(|e| e.read_replication.is_some());
     let rows: Vec<Vec<String>> = envs
         .iter()
         .map(|e| {
-            vec![
+            let size = match (e.size_bytes, &e.unreadable) {
+                (Some(b), _) => output::bytes(b),
+                (None, Some(_)) => paint("unknown", RED),
+                (None, None) => "no database".into(),
+            };
+            let head = match &e.unreadable {
+                Some(_) if e.schema_head.is_none() => paint("unknown", RED),
+                _ => safe_opt(&e.schema_head),
+            };
+            let mut row = vec![
                 safe(&e.env.name),
                 e.env.kind.as_str().to_string(),
                 safe_opt(&e.env.active_release),
-                e.size_bytes.map_or("no database".into(), output::bytes),
-                safe_opt(&e.schema_head),
+                size,
+                head,
+            ];
+            if replication {
+                row.push(safe_opt(&e.read_replication));
+            }
+            row.extend([
                 age(&e.env.created_at),
                 age(&e.env.last_activity_at),
-                e.stale
-                    .as_ref()
-                    .map_or(String::new(), |s| paint(&format!("stale: {s}"), YELLOW)),
-            ]
+                match (&e.unreadable, &e.stale) {
+                    (Some(_), _) => paint("unreadable (below)", RED),
+                    (None, Some(s)) => paint(&format!("stale: {s}"), YELLOW),
+                    (None, None) => String::new(),
+                },
+            ]);
+            row
         })
         .collect();
-    print!(
-        "{}",
-        output::table(
-            &[
-                "ENV",
-                "KIND",
-                "RELEASE",
-                "SIZE",
-                "SCHEMA HEAD",
-                "AGE",
-                "IDLE",
-                ""
-            ],
-            &rows
-        )
-    );
-    Ok(exit::OK)
+    let mut headers = vec!["ENV", "KIND", "RELEASE", "SIZE", "SCHEMA HEAD"];
+    if replication {
+        headers.push("READ REPLICATION");
+    }
+    headers.extend(["AGE", "IDLE", ""]);
+    print!("{}", output::table(&headers, &rows));
+    // Which release's code each target runs, per environment.
+    let code_rows: Vec<Vec<String>> = envs
+        .iter()
+        .flat_map(|e| {
+            e.code.iter().map(|c| {
+                vec![
+                    safe(&e.env.name),
+                    safe(&c.target),
+                    safe(&c.release_id),
+                    safe_opt(&c.version_id),
+                    age(&c.deployed_at),
+                ]
+            })
+        })
+        .collect();
+    if !code_rows.is_empty() {
+        println!();
+        print!(
+            "{}",
+            output::table(&["ENV", "TARGET", "CODE OF RELEASE", "VERSION", "DEPLOYED"], &code_rows)
+        );
+    }
+    warn_unreadable(&unreadable);
+    Ok(code)
+}
+
+/// One line per environment whose database could not be read, on stderr: what the state
+/// store knows was printed; this is what the backend did not answer, and why.
+fn warn_unreadable(envs: &[&crate::engine::EnvView]) {
+    for e in envs {
+        eprintln!(
+            "d1ops: {}: {} could not be read, shown as unknown: {}",
+            safe(&e.env.name),
+            safe_opt(&e.database),
+            safe(e.unreadable.as_deref().unwrap_or(""))
+        );
+    }
 }
 
 fn diff(cli: &Cli, engine: &Engine, id: &str) -> anyhow::Result<i32> {

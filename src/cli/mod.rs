@@ -8,9 +8,11 @@ use clap::Parser;
 use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::store::LockOperation;
 
+mod adopt;
 pub mod args;
 mod binding;
 mod capacity;
+mod code;
 mod ledger;
 mod lifecycle;
 mod lint;
@@ -38,7 +40,7 @@ fn exit_code(e: &EngineError) -> i32 {
     match e {
         EngineError::Refused(_) => exit::REFUSED,
         EngineError::Ledger(l) if l.is_refusal() => exit::REFUSED,
-        EngineError::PromotionFailed { .. } => exit::FAILED,
+        EngineError::PromotionFailed { .. } | EngineError::CodeFailed { .. } => exit::FAILED,
         _ => exit::ERROR,
     }
 }
@@ -68,6 +70,12 @@ pub fn main_with_args() -> i32 {
                 .map_or(exit::ERROR, exit_code);
             tracing::error!(error = %format!("{e:#}"), code, "command failed");
             eprintln!("d1ops: {}", error_sentence(&e));
+            if let Some(EngineError::CodeFailed { failure, .. }) = e.downcast_ref::<EngineError>()
+                && let Some(tail) = &failure.output_tail
+            {
+                eprintln!("  last lines of its output:");
+                code::print_tail(tail, true);
+            }
             code
         }
     }
@@ -200,8 +208,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         Some(Command::Lint) => lint::run(&cli),
+        Some(Command::Adopt { database_id, yes }) => adopt::run(&cli, database_id, *yes),
         Some(cmd) => {
-            let mut engine = open(&cli)?;
+            let mut engine = match open(&cli) {
+                Ok(engine) => engine,
+                Err(e) if matches!(cmd, Command::Releases) => listings::open_unsettled(&cli, e)?,
+                Err(e) => return Err(e),
+            };
             ledger::warn_on_drift(cmd, &engine);
             match cmd {
                 Command::Deploy { .. }

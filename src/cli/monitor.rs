@@ -80,6 +80,11 @@ fn ms(v: f64) -> String {
     format!("{v:.2} ms")
 }
 
+/// A percentile, `–` when the source carried none (unknown is not 0 ms).
+fn known_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), ms)
+}
+
 fn print_monitor(d: &MonitorData) {
     println!(
         "{} {} · window {} · top by {}",
@@ -101,8 +106,8 @@ fn print_monitor(d: &MonitorData) {
     } else {
         let secs = d.window.length().num_seconds().max(1) as f64;
         let errors = format!(
-            "{} error(s) ({:.2}%)",
-            thousands(t.errors),
+            "{} ({:.2}%)",
+            d1ops_sql::text::count_of(t.errors, "error", "errors"),
             t.error_rate * 100.0
         );
         let qps = t.count as f64 / secs;
@@ -119,7 +124,7 @@ fn print_monitor(d: &MonitorData) {
             } else {
                 errors
             },
-            t.p95.map_or("-".into(), ms)
+            known_ms(t.p95)
         );
     }
     if !d.top.is_empty() {
@@ -130,9 +135,9 @@ fn print_monitor(d: &MonitorData) {
                     thousands(q.count),
                     thousands(q.errors),
                     format!("{:.1}", q.total_ms),
-                    ms(q.p50),
-                    ms(q.p95),
-                    ms(q.p99),
+                    known_ms(q.p50_ms),
+                    known_ms(q.p95_ms),
+                    known_ms(q.p99_ms),
                     thousands(q.rows_read),
                 ]
             })

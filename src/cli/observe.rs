@@ -11,6 +11,7 @@ use crate::backend::StatementResult;
 use crate::engine::Engine;
 use crate::engine::observe::{ExecuteOptions, IngestReport, TrafficSummary, ingest};
 use crate::metrics::MetricsStore;
+use d1ops_sql::text::thousands;
 use crate::serve::{self, ServeConfig, d1};
 
 pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Result<i32> {
@@ -212,17 +213,17 @@ fn ms(v: Option<f64>) -> String {
 
 fn print_traffic(s: &TrafficSummary) {
     println!(
-        "traffic on {}{}: {} sent of {} planned in {:.1} s ({:.1} qps on {} workers), {} error(s)",
+        "traffic on {}{}: {} sent of {} planned in {:.1} s ({:.1} qps on {} workers), {}",
         safe(&s.env),
         s.release
             .as_ref()
             .map_or_else(String::new, |r| format!(" (release {})", safe(r))),
-        s.sent,
-        s.planned,
+        thousands(s.sent as u64),
+        thousands(s.planned as u64),
         s.elapsed_s,
         s.achieved_qps,
         s.workers,
-        s.errors
+        d1ops_sql::text::count_of(s.errors as u64, "error", "errors")
     );
     println!(
         "latency p50 {} · p95 {} · p99 {}",
@@ -242,7 +243,7 @@ fn print_traffic(s: &TrafficSummary) {
                     "read"
                 }
                 .into(),
-                i.count.to_string(),
+                thousands(i.count as u64),
                 i.errors.to_string(),
                 ms(i.p50_ms),
                 ms(i.p95_ms),

@@ -6,6 +6,7 @@ use super::lifecycle::ask;
 use super::output::{self, BOLD, CYAN, GREEN, RED, YELLOW, age, paint, safe, safe_opt};
 use super::{Cli, Command, exit, print_json};
 use crate::engine::{Engine, RestorePlan};
+use d1ops_sql::text::thousands;
 
 pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Result<i32> {
     match cmd {
@@ -131,6 +132,7 @@ fn rollback(
                 safe(&f.problem)
             );
         }
+        super::code::print_steps(&out.code);
     }
     Ok(exit::OK)
 }
@@ -148,7 +150,11 @@ fn snapshots(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
         );
         return Ok(exit::OK);
     }
-    let total: u64 = views.iter().map(|v| v.snapshot.size_bytes).sum();
+    // Time Travel bookmarks take no storage: they are neither sized nor counted.
+    let total: u64 = (views.iter())
+        .filter(|v| v.uses_storage)
+        .map(|v| v.snapshot.size_bytes)
+        .sum();
     let rows: Vec<Vec<String>> = views
         .iter()
         .map(|v| {
@@ -163,12 +169,11 @@ fn snapshots(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
                 safe_opt(&v.snapshot.release_id),
                 safe(&v.snapshot.created_at),
                 age(&v.snapshot.created_at),
-                v.snapshot
-                    .location
-                    .as_ref()
-                    .map_or("no database then".into(), |_| {
-                        output::bytes(v.snapshot.size_bytes)
-                    }),
+                match (&v.snapshot.location, v.uses_storage) {
+                    (None, _) => "no database then".into(),
+                    (Some(_), false) => "no storage".into(),
+                    (Some(_), true) => output::bytes(v.snapshot.size_bytes),
+                },
                 keep,
             ]
         })
@@ -180,11 +185,18 @@ fn snapshots(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
             &rows
         )
     );
-    println!(
-        "{} recovery point(s), {} in total",
-        views.len(),
-        output::bytes(total)
-    );
+    if views.iter().any(|v| v.uses_storage) {
+        println!(
+            "{}, {} in total",
+            d1ops_sql::text::count_of(views.len() as u64, "recovery point", "recovery points"),
+            output::bytes(total)
+        );
+    } else {
+        println!(
+            "{}: Time Travel bookmarks, no storage",
+            d1ops_sql::text::count_of(views.len() as u64, "recovery point", "recovery points")
+        );
+    }
     Ok(exit::OK)
 }
 
@@ -217,14 +229,26 @@ fn print_plan(plan: &RestorePlan) {
         })
         .map(|t| {
             // Table names are the user's: escaped like any other user text.
+            // Not countable (D1): unknown, `?`, never 0.
+            let counted = t.countable();
             vec![
                 safe(&t.table),
-                paint(
-                    &t.inserted.to_string(),
-                    if t.inserted > 0 { RED } else { GREEN },
-                ),
-                t.updated.map_or("?".into(), |u| u.to_string()),
-                t.deleted.to_string(),
+                if counted {
+                    paint(
+                        &thousands(t.inserted),
+                        if t.inserted > 0 { RED } else { GREEN },
+                    )
+                } else {
+                    paint("?", YELLOW)
+                },
+                t.updated
+                    .filter(|_| counted)
+                    .map_or("?".into(), thousands),
+                if counted {
+                    thousands(t.deleted)
+                } else {
+                    "?".into()
+                },
                 safe(t.note.as_deref().unwrap_or_default()),
             ]
         })

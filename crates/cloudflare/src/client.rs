@@ -46,6 +46,21 @@ pub struct Call {
     /// Most extra attempts for this call (`None`: the client's setting). A call whose every
     /// request is counted against a budget (GraphQL analytics) sets 0.
     pub retries: Option<u32>,
+    /// A body sent as is instead of `body`'s JSON (a multipart upload).
+    pub raw_body: Option<RawBody>,
+}
+
+/// A request body that is not JSON: its `Content-Type` and bytes.
+#[derive(Clone)]
+pub struct RawBody {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for RawBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawBody({}, {} bytes)", self.content_type, self.bytes.len())
+    }
 }
 
 impl Call {
@@ -65,7 +80,17 @@ impl Call {
             permission,
             idempotent,
             retries: None,
+            raw_body: None,
         }
+    }
+
+    /// Sends `bytes` with this `Content-Type` instead of a JSON body.
+    pub fn raw_body(mut self, content_type: impl Into<String>, bytes: Vec<u8>) -> Call {
+        self.raw_body = Some(RawBody {
+            content_type: content_type.into(),
+            bytes,
+        });
+        self
     }
 
     pub fn body(mut self, body: Value) -> Call {
@@ -159,7 +184,11 @@ impl Client {
                 .request(call.method.clone(), &url)
                 .bearer_auth(self.settings.token.expose())
                 .query(&call.query);
-            if let Some(b) = &call.body {
+            if let Some(raw) = &call.raw_body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, raw.content_type.as_str())
+                    .body(raw.bytes.clone());
+            } else if let Some(b) = &call.body {
                 req = req.json(b);
             }
             tracing::debug!(operation = %call.operation, method = %call.method, path = %call.path, attempt, "cloudflare call");
@@ -189,6 +218,17 @@ impl Client {
             tracing::warn!(operation = %call.operation, attempt, wait_ms = retry_wait.as_millis() as u64, "cloudflare call retried");
             std::thread::sleep(retry_wait);
         }
+    }
+
+    /// Extra attempts the client allows a call (its `Settings::retries`).
+    pub fn retries(&self) -> u32 {
+        self.settings.retries
+    }
+
+    /// Waits as the client does between attempts (`attempt` counts from 1), for callers that
+    /// retry a write themselves after checking whether it landed.
+    pub fn pause(&self, attempt: u32) {
+        std::thread::sleep(self.backoff(attempt));
     }
 
     fn backoff(&self, attempt: u32) -> Duration {

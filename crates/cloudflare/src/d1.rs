@@ -23,6 +23,17 @@ pub struct Database {
     pub num_tables: Option<u64>,
     #[serde(default)]
     pub file_size: Option<u64>,
+    /// Read replication (`{mode: "auto" | "disabled"}`); only `get` answers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_replication: Option<ReadReplication>,
+}
+
+/// A database's read-replication setting as D1 reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadReplication {
+    /// `auto` (replicas serve reads near the caller) or `disabled` (the primary serves all).
+    #[serde(default)]
+    pub mode: String,
 }
 
 /// One statement with positional parameters.

@@ -5,6 +5,7 @@
 pub mod analytics;
 mod client;
 pub mod d1;
+pub mod workers;
 mod envelope;
 mod error;
 mod token;

@@ -270,7 +270,9 @@ pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
                 ToastKind::Error
             };
             state.toast(kind, text);
-            return state.refresh(true);
+            let mut out = state.refresh(true);
+            out.extend(tabs::after_action(state));
+            return out;
         }
     }
     Vec::new()

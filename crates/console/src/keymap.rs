@@ -271,6 +271,28 @@ pub fn footer(state: &State) -> Vec<(String, &'static str)> {
     out
 }
 
+/// A footer word for a description, for when the full ones do not fit.
+pub fn short_desc(desc: &str) -> &str {
+    match desc {
+        "clean up previews" => "clean",
+        "roll back to" => "rollback",
+        "restore before" => "restore",
+        "back/quit" => "quit",
+        "write suggested index" => "index",
+        "next view" => "view",
+        "press button" => "press",
+        "next button" => "focus",
+        "environment" => "env",
+        "keep filter" => "keep",
+        "clear filter" => "clear",
+        "undo last restore" => "undo",
+        "copy" => "copy",
+        "command" => "cmd",
+        "alerts" => "alerts",
+        other => other.split_whitespace().next().unwrap_or(other),
+    }
+}
+
 /// The help overlay's sections: each context with its bindings.
 pub fn help_sections(readonly: bool) -> Vec<(Ctx, Vec<(String, &'static str)>)> {
     let order = [

@@ -161,6 +161,9 @@ pub struct MonitorState {
     /// A Monitor request is in flight.
     pub pending: bool,
     pub last: Option<DateTime<Utc>>,
+    /// The order changed (`o`): the next answer selects its top row instead of following
+    /// the previously selected query, so the slowest query's plan is one key away.
+    pub to_top: bool,
 }
 
 impl Default for MonitorState {
@@ -175,6 +178,7 @@ impl Default for MonitorState {
             plans_pending: HashSet::new(),
             pending: false,
             last: None,
+            to_top: false,
         }
     }
 }

@@ -50,6 +50,27 @@ pub fn load(state: &mut State) -> Vec<Effect> {
     }
 }
 
+/// An action finished (approve, promote, cleanup, rollback, restore, an index written):
+/// whatever the Monitor and Capacity tabs show may have changed (previews deleted, databases
+/// counted, the live release and its watch), so their data is re-read now if shown, else on
+/// the next visit.
+pub fn after_action(state: &mut State) -> Vec<Effect> {
+    state.capacity.last = None;
+    state.monitor.last = None;
+    if state.detail.is_some() {
+        return Vec::new();
+    }
+    match state.tab {
+        Tab::Capacity => {
+            // A read already queued ran before the action finished: ask again.
+            state.capacity.pending = false;
+            capacity_request(state)
+        }
+        Tab::Monitor => reload(state),
+        _ => Vec::new(),
+    }
+}
+
 /// Re-reads that are due at `now` for the shown tab.
 pub fn due(state: &mut State, now: DateTime<Utc>) -> Vec<Effect> {
     let older = |last: Option<DateTime<Utc>>, secs: i64| {
@@ -96,6 +117,7 @@ pub fn next_order(state: &mut State) -> Vec<Effect> {
         .unwrap_or(0);
     state.monitor.order = TOP_ORDERS[(i + 1) % TOP_ORDERS.len()];
     state.monitor.selected = 0;
+    state.monitor.to_top = true;
     reload(state)
 }
 
@@ -158,10 +180,12 @@ pub fn on_monitor(state: &mut State, result: Result<Box<MonitorData>, String>) -
     }
     state.monitor.pending = false;
     state.monitor.last = Some(state.now);
-    let selected_fp = state
-        .monitor
-        .selected_query()
-        .map(|q| q.fingerprint_id.clone());
+    let selected_fp = if std::mem::take(&mut state.monitor.to_top) {
+        state.monitor.selected = 0;
+        None
+    } else {
+        (state.monitor.selected_query()).map(|q| q.fingerprint_id.clone())
+    };
     if let Ok(d) = &result {
         if let Some(fp) = selected_fp
             && let Some(i) = d.top.iter().position(|q| q.fingerprint_id == fp)

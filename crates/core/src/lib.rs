@@ -8,6 +8,7 @@ pub mod fault;
 pub mod gate;
 pub mod model;
 pub mod store;
+pub mod targets;
 pub mod workspace;
 
 // The crates below the core, under the names the core's modules use.

@@ -151,6 +151,15 @@ pub struct Failure {
     pub statement: Option<String>,
     pub error: String,
     pub at: String,
+    /// Stage `code`: the target whose step failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Stage `code`: the last lines of the failing step's output (secrets redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
+    /// Stage `code`: what became of production's schema and code, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// A migration as carried by a release (content pinned at deploy time).

@@ -23,6 +23,7 @@ pub mod plans;
 mod query;
 mod record;
 mod rollup;
+pub mod source;
 mod store;
 #[cfg(test)]
 mod testing;

@@ -57,7 +57,9 @@ pub fn builtin(name: &str) -> Option<Plan> {
         "workers-paid" => Some(Plan {
             database_size_bytes: 10 * GB,
             total_storage_bytes: Some(1_000 * GB),
-            max_databases: Some(50_000),
+            // Raised from 50,000 in 2026; the first 100,000 are included, each one above
+            // costs $0.10 a month (not projected: d1ops counts databases, not their months).
+            max_databases: Some(1_000_000),
             rows_read_per_day: None,
             rows_written_per_day: None,
             rows_read_per_month: Some(25_000_000_000),
@@ -70,6 +72,13 @@ pub fn builtin(name: &str) -> Option<Plan> {
         _ => None,
     }
 }
+
+/// The day the built-in profiles were last checked against Cloudflare's D1 limits page
+/// (<https://developers.cloudflare.com/d1/platform/limits/>) and pricing page: databases per
+/// account 10 / 1,000,000, database size 500 MB / 10 GB, storage 5 GB / 1 TB, Free 5 M rows
+/// read and 100,000 written a day, Paid 25 B read and 50 M written a month included at $0.001
+/// and $1.00 per million above, 5 GB storage included at $0.75 per GB-month above.
+pub const CHECKED: &str = "2026-12-07";
 
 /// The names of the built-in profiles.
 pub const BUILTIN: [&str; 2] = ["d1-free", "workers-paid"];
@@ -85,5 +94,9 @@ mod tests {
         assert_eq!(free.database_size_bytes, 500_000_000);
         assert!(paid.database_size_bytes > free.database_size_bytes);
         assert!(builtin("nope").is_none());
+        // Cloudflare's D1 limits page, as of CHECKED.
+        assert_eq!(paid.max_databases, Some(1_000_000));
+        assert_eq!(free.max_databases, Some(10));
+        assert_eq!(paid.total_storage_bytes, Some(1_000_000_000_000));
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rollup::{Resolution, Span, Sums, cover};
 use super::store::MetricsStore;
+use super::source::{APP_SOURCE, D1OPS_SOURCE};
 use super::{MetricsError, Result, day_of, day_start, time_of};
 
 /// Most points one series call returns.
@@ -46,12 +47,31 @@ pub enum TopBy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueryStat {
     pub fingerprint_id: String,
+    /// `app`, or `d1ops` for d1ops' own statements (shown only when asked for).
+    #[serde(default)]
+    pub source: String,
     pub text: String,
     pub count: u64,
     pub errors: u64,
     pub total_ms: f64,
+    /// Percentiles in milliseconds; `None` (JSON `null`) when the source carried none (D1
+    /// analytics answered without `quantiles`): unknown, never 0. When only part of the
+    /// window carried them, they describe that part (`sampled` says how many).
+    #[serde(rename = "p50")]
+    pub p50_ms: Option<f64>,
+    #[serde(rename = "p95")]
+    pub p95_ms: Option<f64>,
+    #[serde(rename = "p99")]
+    pub p99_ms: Option<f64>,
+    /// Executions behind the percentiles (≤ `count`; 0: percentiles unknown).
+    #[serde(default)]
+    pub sampled: u64,
+    /// Legacy: the percentiles with unknown read as 0 (not serialised). Read `p50_ms` etc.
+    #[serde(skip)]
     pub p50: f64,
+    #[serde(skip)]
     pub p95: f64,
+    #[serde(skip)]
     pub p99: f64,
     pub rows_read: u64,
     pub rows_written: u64,
@@ -121,6 +141,11 @@ fn add_row(row: &rusqlite::Row, first: usize, into: &mut Sums) -> Result<()> {
 
 const SUMS: &str = "count, errors, sum_ms, rows_read, rows_written, rows_returned, hist";
 
+/// Which rows a reader takes: `?3` the environment (NULL: all), `?4` whether d1ops' own
+/// statements (keys `<env>@d1ops`) count.
+const ENV_FILTER: &str = "(CASE WHEN ?3 IS NULL THEN (?4 OR env NOT LIKE '%@d1ops') \
+     ELSE (env = ?3 OR (?4 AND env = ?3 || '@d1ops')) END)";
+
 impl MetricsStore {
     /// Environment-wide rows of `res` with `from <= t < to`, each passed to `f(t, row)`;
     /// the sums start at column 1.
@@ -128,17 +153,17 @@ impl MetricsStore {
         &self,
         res: Resolution,
         env: Option<&str>,
+        include_d1ops: bool,
         from: i64,
         to: i64,
         f: &mut dyn FnMut(i64, &rusqlite::Row) -> Result<()>,
     ) -> Result<()> {
         let sql = format!(
-            "SELECT t, {SUMS} FROM {} WHERE t >= ?1 AND t < ?2 AND (?3 IS NULL OR env = ?3) \
-             ORDER BY t",
+            "SELECT t, {SUMS} FROM {} WHERE t >= ?1 AND t < ?2 AND {ENV_FILTER} ORDER BY t",
             res.env_table()
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query((from, to, env))?;
+        let mut rows = stmt.query((from, to, env, include_d1ops))?;
         while let Some(row) = rows.next()? {
             f(row.get(0)?, row)?;
         }
@@ -199,7 +224,7 @@ impl MetricsStore {
         // reused, instead of a histogram per bucket.
         let (mut current, mut at) = (Sums::default(), None::<usize>);
         let end = -res.floor(-to);
-        self.scan_env(res, env, t0, end, &mut |t, row| {
+        self.scan_env(res, env, self.include_d1ops, t0, end, &mut |t, row| {
             let i = (((t - t0) / step) as usize).min(points.len() - 1);
             if let Some(prev) = at.filter(|p| *p != i) {
                 points[prev] = point(prev, &current);
@@ -229,7 +254,7 @@ impl MetricsStore {
             self.watermark("data_end")?,
         );
         for Span { res, from, to } in spans {
-            self.scan_env(res, env, from, to, &mut |_, row| {
+            self.scan_env(res, env, self.include_d1ops, from, to, &mut |_, row| {
                 add_row(row, 1, &mut total)
             })?;
         }
@@ -241,6 +266,36 @@ impl MetricsStore {
         })
     }
 
+    /// The first minute (hour, where minutes were dropped) of `[from, to)` at which the
+    /// running total of rows read (`written == false`) or written, all environments and
+    /// d1ops' own statements together (they count against the plan), reaches `limit`; `None` when the rollups never reach it.
+    pub fn running_total_reaches(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        written: bool,
+        limit: u64,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let (from, to) = (from.timestamp(), to.timestamp());
+        let res = if from >= self.watermark("env_minutes_from")? {
+            Resolution::Minute
+        } else {
+            Resolution::Hour
+        };
+        let (mut total, mut reached) = (0u64, None);
+        self.scan_env(res, None, true, res.floor(from), to, &mut |t, row| {
+            if reached.is_none() {
+                let column = if written { 5 } else { 4 };
+                total = total.saturating_add(row.get::<_, i64>(column)?.max(0) as u64);
+                if total >= limit {
+                    reached = Some(time_of(t));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(reached)
+    }
+
     /// The `limit` heaviest fingerprints over `[from, to)` by `order`.
     pub fn top_queries(
         &self,
@@ -250,7 +305,7 @@ impl MetricsStore {
         order: TopBy,
         limit: usize,
     ) -> Result<Vec<QueryStat>> {
-        let mut by_fp: HashMap<String, Sums> = HashMap::new();
+        let mut by_fp: HashMap<(String, bool), Sums> = HashMap::new();
         let spans = cover(
             from.timestamp(),
             to.timestamp(),
@@ -259,19 +314,21 @@ impl MetricsStore {
         );
         for Span { res, from, to } in spans {
             let sql = format!(
-                "SELECT fp, {SUMS} FROM {} WHERE t >= ?1 AND t < ?2 AND (?3 IS NULL OR env = ?3)",
+                "SELECT fp, {SUMS}, env LIKE '%@d1ops' FROM {} WHERE t >= ?1 AND t < ?2 \
+                 AND {ENV_FILTER}",
                 res.fp_table()
             );
             let mut stmt = self.conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query((from, to, env))?;
+            let mut rows = stmt.query((from, to, env, self.include_d1ops))?;
             while let Some(row) = rows.next()? {
                 let fp = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-                match by_fp.get_mut(fp) {
+                let own: bool = row.get(8)?;
+                match by_fp.get_mut(&(fp.to_string(), own)) {
                     Some(s) => add_row(row, 1, s)?,
                     None => {
                         let mut s = Sums::default();
                         add_row(row, 1, &mut s)?;
-                        by_fp.insert(fp.to_string(), s);
+                        by_fp.insert((fp.to_string(), own), s);
                     }
                 }
             }
@@ -279,14 +336,19 @@ impl MetricsStore {
         let mut stats: Vec<QueryStat> = by_fp
             .into_iter()
             .filter(|(_, s)| s.count > 0 && (order != TopBy::Errors || s.errors > 0))
-            .map(|(id, s)| {
+            .map(|((id, own), s)| {
                 let [p50, p95, p99] = s.hist.quantiles([0.50, 0.95, 0.99]);
                 QueryStat {
                     fingerprint_id: id,
+                    source: if own { D1OPS_SOURCE } else { APP_SOURCE }.to_string(),
                     text: String::new(),
                     count: s.count,
                     errors: s.errors,
                     total_ms: s.sum_ms,
+                    p50_ms: p50,
+                    p95_ms: p95,
+                    p99_ms: p99,
+                    sampled: s.hist.count(),
                     p50: p50.unwrap_or(0.0),
                     p95: p95.unwrap_or(0.0),
                     p99: p99.unwrap_or(0.0),
@@ -297,7 +359,8 @@ impl MetricsStore {
             .collect();
         let key = |q: &QueryStat| match order {
             TopBy::TotalTime => q.total_ms,
-            TopBy::P95 => q.p95,
+            // Unknown percentiles rank last, not as the fastest.
+            TopBy::P95 => q.p95_ms.unwrap_or(f64::NEG_INFINITY),
             TopBy::RowsRead => q.rows_read as f64,
             TopBy::Errors => q.errors as f64,
         };
@@ -310,6 +373,7 @@ impl MetricsStore {
                 .total_cmp(&rounded(a))
                 .then(b.count.cmp(&a.count))
                 .then_with(|| a.fingerprint_id.cmp(&b.fingerprint_id))
+                .then_with(|| a.source.cmp(&b.source))
         });
         stats.truncate(limit);
         let mut stmt = self
@@ -334,7 +398,8 @@ impl MetricsStore {
     ) -> Result<Vec<DailyTraffic>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT t, sum(count), sum(rows_read), sum(rows_written) FROM env_day
-             WHERE t >= ?1 AND t < ?2 AND (?3 IS NULL OR env = ?3) GROUP BY t ORDER BY t",
+             WHERE t >= ?1 AND t < ?2 AND (?3 IS NULL OR env = ?3 OR env = ?3 || '@d1ops')
+             GROUP BY t ORDER BY t",
         )?;
         let rows = stmt.query_map((day_start(from), day_start(to) + 86_400, env), |r| {
             Ok(DailyTraffic {
@@ -371,11 +436,27 @@ impl MetricsStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The start of the newest minute (hour, where minutes were dropped) in which `env` ran a
+    /// statement; `None` without recorded traffic.
+    pub fn last_traffic(&self, env: &str) -> Result<Option<DateTime<Utc>>> {
+        for res in [Resolution::Minute, Resolution::Hour] {
+            let sql = format!(
+                "SELECT max(t) FROM {} WHERE env = ?1 AND count > 0",
+                res.env_table()
+            );
+            let t: Option<i64> = self.conn.query_row(&sql, [env], |r| r.get(0))?;
+            if let Some(t) = t {
+                return Ok(Some(time_of(t)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Environments with traffic in the retained day rollups, by name.
     pub fn environments(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT DISTINCT env FROM env_day ORDER BY env")?;
+            .prepare_cached("SELECT DISTINCT env FROM env_day WHERE env NOT LIKE '%@d1ops' ORDER BY env")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

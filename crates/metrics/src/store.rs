@@ -131,6 +131,17 @@ impl Default for MetricsSettings {
 pub struct MetricsStore {
     pub(crate) conn: Connection,
     pub(crate) settings: MetricsSettings,
+    /// Whether readers of traffic (series, window totals, top queries) include d1ops' own
+    /// statements (see `source.rs`); off by default: they show the app's.
+    pub(crate) include_d1ops: bool,
+}
+
+impl MetricsStore {
+    /// Readers of traffic include d1ops' own statements (`true`) or show the app's only.
+    pub fn including_d1ops(mut self, include: bool) -> MetricsStore {
+        self.include_d1ops = include;
+        self
+    }
 }
 
 impl MetricsStore {
@@ -177,7 +188,11 @@ impl MetricsStore {
             .map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         register_functions(&conn).map_err(open_err)?;
-        let mut store = MetricsStore { conn, settings };
+        let mut store = MetricsStore {
+            conn,
+            settings,
+            include_d1ops: false,
+        };
         store.upgrade(&shown)?;
         Ok(store)
     }

@@ -13,6 +13,7 @@ use super::record::int;
 use super::store::MetricsStore;
 use super::{MetricsError, Result};
 use crate::plans::Plan;
+use crate::source::split_env;
 
 /// Environment name used for account-wide totals.
 pub const ALL_ENVS: &str = "*";
@@ -38,6 +39,18 @@ pub struct UsageDay {
     pub rows_written: u64,
     pub queries: u64,
     pub databases: u64,
+    /// How much of `queries`/`rows_*` were d1ops' own statements (they cost rows like any
+    /// other, so they stay in the totals).
+    #[serde(default)]
+    pub d1ops: D1opsShare,
+}
+
+/// d1ops' own part of a day's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct D1opsShare {
+    pub queries: u64,
+    pub rows_read: u64,
+    pub rows_written: u64,
 }
 
 /// A plan limit.
@@ -69,6 +82,29 @@ impl LimitMetric {
     }
 }
 
+/// Where a limit stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitStatus {
+    #[default]
+    Ok,
+    /// At 80 % or more, or the trend reaches the limit within 30 days.
+    Warn,
+    /// At or over the limit now (today's running total for per-day limits, month to date for
+    /// monthly inclusions, the latest sample for storage and databases).
+    Exceeded,
+}
+
+impl LimitStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitStatus::Ok => "ok",
+            LimitStatus::Warn => "warn",
+            LimitStatus::Exceeded => "exceeded",
+        }
+    }
+}
+
 /// Use of one limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LimitUse {
@@ -77,6 +113,21 @@ pub struct LimitUse {
     pub limit: u64,
     /// used / limit (1.0 = at the limit).
     pub share: f64,
+    /// `ok`, `warn` or `exceeded` (set by the engine, which knows today and the trend).
+    #[serde(default)]
+    pub status: LimitStatus,
+    /// When the current excess began: an RFC 3339 minute when the crossing is measured
+    /// (per-day traffic from today's rollups), else the first day (`YYYY-MM-DD`) of the run
+    /// of days over the limit. `None` unless exceeded.
+    #[serde(default)]
+    pub exceeded_since: Option<String>,
+    /// How far over the limit, in the limit's unit. `None` unless exceeded.
+    #[serde(default)]
+    pub over_by: Option<u64>,
+    /// What being over means on this plan ("queries fail until 00:00 UTC", "overage so far
+    /// this month: $1.20"). `None` unless exceeded.
+    #[serde(default)]
+    pub meaning: Option<String>,
 }
 
 impl MetricsStore {
@@ -105,6 +156,7 @@ impl MetricsStore {
                     rows_written: 0,
                     queries: 0,
                     databases: 0,
+                    d1ops: D1opsShare::default(),
                 });
             row.queries = t.queries;
             row.rows_read = t.rows_read;
@@ -143,6 +195,7 @@ impl MetricsStore {
                     rows_written: 0,
                     queries: 0,
                     databases: 0,
+                    d1ops: D1opsShare::default(),
                 });
                 row.storage_bytes = storage;
                 row.databases = dbs;
@@ -180,9 +233,34 @@ impl MetricsStore {
                 rows_read: u(3)?,
                 rows_written: u(4)?,
                 databases: 0,
+                d1ops: D1opsShare::default(),
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        // d1ops' own statements (`<env>@d1ops`) fold into their environment's day, counted
+        // and also kept apart.
+        let mut out: BTreeMap<(NaiveDate, String), UsageDay> = BTreeMap::new();
+        for row in rows {
+            let row = row?;
+            let (env, own) = split_env(&row.env);
+            let day = out
+                .entry((row.day, env.to_string()))
+                .or_insert_with(|| UsageDay {
+                    env: env.to_string(),
+                    queries: 0,
+                    rows_read: 0,
+                    rows_written: 0,
+                    ..row.clone()
+                });
+            day.queries += row.queries;
+            day.rows_read += row.rows_read;
+            day.rows_written += row.rows_written;
+            if own {
+                day.d1ops.queries += row.queries;
+                day.d1ops.rows_read += row.rows_read;
+                day.d1ops.rows_written += row.rows_written;
+            }
+        }
+        Ok(out.into_values().collect())
     }
 }
 
@@ -216,8 +294,12 @@ pub fn daily_totals(usage: &[UsageDay]) -> Vec<UsageDay> {
             rows_written: 0,
             queries: 0,
             databases: 0,
+            d1ops: D1opsShare::default(),
         });
         t.storage_bytes += u.storage_bytes;
+        t.d1ops.queries += u.d1ops.queries;
+        t.d1ops.rows_read += u.d1ops.rows_read;
+        t.d1ops.rows_written += u.d1ops.rows_written;
         t.rows_read += u.rows_read;
         t.rows_written += u.rows_written;
         t.queries += u.queries;
@@ -304,6 +386,10 @@ pub fn plan_status(plan: &Plan, usage: &[UsageDay]) -> Vec<LimitUse> {
                 used,
                 limit,
                 share,
+                status: LimitStatus::Ok,
+                exceeded_since: None,
+                over_by: None,
+                meaning: None,
             })
         })
         .collect()

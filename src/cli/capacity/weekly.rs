@@ -121,11 +121,11 @@ fn queries(out: &mut String, title: &str, list: &[QueryInsight], none: &str) {
     for q in list {
         let s = &q.stat;
         out.push_str(&format!(
-            "| `{}` | {} | {} | {:.1} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | {} |\n",
             cell(&s.text),
             thousands(s.count),
             thousands(s.errors),
-            s.p95,
+            s.p95_ms.map_or("–".into(), |v| format!("{v:.1}")),
             thousands(s.total_ms.round() as u64),
             thousands(s.rows_read)
         ));

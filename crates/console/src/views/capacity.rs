@@ -11,6 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph, Wrap};
 
 use super::charts::{bar, compact, y_labels};
+use super::fit::{self, FILL};
 use super::theme::Theme;
 use crate::data::CapacityData;
 use crate::engine::capacity::PROJECTION_DAYS;
@@ -54,10 +55,14 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
         }
         Some(Ok(d)) => d,
     };
-    let mut top = header(state, data, theme);
+    let mut top = fit::wrap_lines(
+        header(state, data, theme),
+        body.width as usize,
+        fit::CONTINUED,
+    );
     top.extend(gauges(state, data, theme, body.width as usize));
     top.push(Line::from(""));
-    let bottom = footer_lines(state, data, theme, body.height);
+    let bottom = footer_lines(state, data, theme, body.width, body.height);
     let chart_h = body
         .height
         .saturating_sub(top.len() as u16 + bottom.len() as u16);
@@ -126,7 +131,15 @@ fn header(state: &State, d: &CapacityData, theme: &Theme) -> Lines {
 }
 
 fn gauges(state: &State, d: &CapacityData, theme: &Theme, width: usize) -> Lines {
-    let bar_w = if width >= 110 { 24 } else { 10 };
+    // What stays at any width: the limit, the share used and when it is reached.
+    let cols = [
+        fit::col("LIMIT", 10, 21, 0),
+        fit::col("", 6, 24, 4),
+        fit::right("USED / LIMIT", 19, 21, 2),
+        fit::right("USE", 5, 5, 1),
+        fit::col("UNTIL LIMIT", 14, FILL, 0),
+    ];
+    let widths = fit::widths(&cols, width.saturating_sub(4) as u16);
     let mut out = Vec::new();
     for (i, f) in d.forecast.items.iter().enumerate() {
         let Some(u) = d.usage.status.iter().find(|u| u.metric == f.metric) else {
@@ -134,33 +147,42 @@ fn gauges(state: &State, d: &CapacityData, theme: &Theme, width: usize) -> Lines
         };
         let selected = i == state.capacity.selected;
         let marker = if selected { "▶" } else { " " };
-        let mut spans = vec![Span::styled(
-            format!(" {marker} {:<21}", f.label),
-            if selected { theme.bold() } else { Style::new() },
-        )];
-        spans.extend(bar(u.share, bar_w, theme));
-        spans.push(Span::raw(format!(
-            " {:>21} {:>5}  ",
-            format!(
-                "{} / {}",
-                amount(u.metric, u.used as f64),
-                amount(u.metric, u.limit as f64)
-            ),
-            share(u)
-        )));
-        let used: usize = spans.iter().map(|s| s.width()).sum();
         let style = match f.days_until {
             Some(0) => theme.bad(),
             Some(d) if d <= 30 => theme.warn(),
             _ => theme.dim(),
         };
-        let room = width.saturating_sub(used + 1);
+        let room = widths[4] as usize;
         let summary = if f.summary.chars().count() > room {
             short(f)
         } else {
             f.summary.clone()
         };
-        spans.push(Span::styled(format::clip(&summary, room), style));
+        let cells = vec![
+            (
+                f.label.to_string(),
+                if selected { theme.bold() } else { Style::new() },
+            ),
+            (String::new(), Style::new()),
+            (
+                format!(
+                    "{} / {}",
+                    amount(u.metric, u.used as f64),
+                    amount(u.metric, u.limit as f64)
+                ),
+                Style::new(),
+            ),
+            (share(u), Style::new()),
+            (summary, style),
+        ];
+        let mut spans = vec![Span::raw(format!(" {marker} "))];
+        let mut row = fit::text_row(&cols, &widths, cells);
+        if widths[1] > 0 {
+            // The gauge is drawn, not typed: replace the blank cell with the bar.
+            let at = 2; // label, space
+            row.splice(at..at + 1, bar(u.share, widths[1] as usize, theme));
+        }
+        spans.extend(row);
         out.push(Line::from(spans));
     }
     out
@@ -186,7 +208,7 @@ fn share(u: &LimitUse) -> String {
     }
 }
 
-fn footer_lines(state: &State, d: &CapacityData, theme: &Theme, height: u16) -> Lines {
+fn footer_lines(state: &State, d: &CapacityData, theme: &Theme, width: u16, height: u16) -> Lines {
     let bytes: u64 = d.stale.iter().map(|i| i.size_bytes).sum();
     let mut out = vec![Line::from(vec![
         Span::styled(
@@ -211,16 +233,21 @@ fn footer_lines(state: &State, d: &CapacityData, theme: &Theme, height: u16) -> 
         ),
     ])];
     let room = if height >= 34 { 4 } else { 2 };
+    let cols = [
+        fit::col("PREVIEW", 12, 36, 0),
+        fit::right("SIZE", 9, 10, 1),
+        fit::col("REASON", 8, FILL, 2),
+    ];
+    let widths = fit::widths(&cols, (width as u16).saturating_sub(4));
     for item in d.stale.iter().take(room) {
-        out.push(Line::from(Span::styled(
-            format!(
-                "   {:<36} {:>10}  {}",
-                format::clip(&item.env, 36),
-                format::bytes(item.size_bytes),
-                item.reason
-            ),
-            theme.dim(),
-        )));
+        let cells = vec![
+            (item.env.clone(), theme.dim()),
+            (format::bytes(item.size_bytes), theme.dim()),
+            (item.reason.clone(), theme.dim()),
+        ];
+        let mut spans = vec![Span::raw("   ")];
+        spans.extend(fit::text_row(&cols, &widths, cells));
+        out.push(Line::from(spans));
     }
     if d.stale.len() > room {
         out.push(Line::from(Span::styled(

@@ -11,7 +11,7 @@ use super::layout;
 use super::sql;
 use super::theme::Theme;
 use crate::format;
-use crate::model::{CheckStatus, Release, Verdict};
+use crate::model::{CheckStatus, Release, ReleaseState, Verdict};
 use crate::state::{Detail, DetailTab, State};
 
 pub(super) type Lines = Vec<Line<'static>>;
@@ -26,11 +26,14 @@ pub fn draw(frame: &mut Frame, state: &State, d: &Detail, theme: &Theme, body: R
             theme.release_state(r.state),
         ));
         let label = r.label.as_deref().or(r.commit.as_deref()).unwrap_or("");
-        title.push(Span::raw(format!(
+        let used: usize = title.iter().map(|s| s.content.chars().count()).sum();
+        let rest = format!(
             " · {} · {} ago · {label}",
             r.author,
             format::age(&r.created_at, state.now)
-        )));
+        );
+        let room = (body.width as usize).saturating_sub(used);
+        title.push(Span::raw(format::clip(&rest, room)));
     }
     frame.render_widget(
         Paragraph::new(Line::from(title)),
@@ -68,7 +71,14 @@ pub fn line_count(state: &State, d: &Detail) -> usize {
     content(state, d, &Theme { color: false }).len()
 }
 
+/// The sub-view's lines wrapped to the screen's width (continuations marked `↪`), so no
+/// statement, diff line or reason is cut.
 fn content(state: &State, d: &Detail, theme: &Theme) -> Lines {
+    let lines = unwrapped(state, d, theme);
+    super::fit::wrap_lines(lines, state.width.max(20) as usize, super::fit::CONTINUED)
+}
+
+fn unwrapped(state: &State, d: &Detail, theme: &Theme) -> Lines {
     if let Some(e) = &d.error {
         return vec![Line::from(Span::styled(
             format!(" Could not load release {}: {e}", d.id),
@@ -99,19 +109,31 @@ fn migrations(det: &crate::engine::ReleaseDetail, theme: &Theme) -> Lines {
         return vec![dim("This release carries no migrations.", theme)];
     }
     let pending = det.migrations.iter().filter(|m| m.pending).count();
-    let mut out = vec![dim(
+    // A release that went live applied its pending migrations (rolling back its code later
+    // keeps them; only a restore undoes them, and then the release is `reverted`).
+    let promoted = det.release.promoted_at.is_some()
+        && matches!(
+            det.release.state,
+            ReleaseState::Live | ReleaseState::Superseded | ReleaseState::RolledBack
+        );
+    let summary = if promoted {
+        format!(
+            "{} migration(s), {pending} applied to production by this release's promotion",
+            det.migrations.len()
+        )
+    } else {
         format!(
             "{} migration(s), {pending} pending against production at deploy time",
             det.migrations.len()
-        ),
-        theme,
-    )];
+        )
+    };
+    let mut out = vec![dim(summary, theme)];
     for m in &det.migrations {
         out.push(Line::from(""));
-        let (mark, style) = if m.pending {
-            ("pending", theme.warn())
-        } else {
-            ("applied", theme.dim())
+        let (mark, style) = match (m.pending, promoted) {
+            (true, false) => ("pending", theme.warn()),
+            (true, true) => ("applied by this release", theme.ok()),
+            (false, _) => ("applied", theme.dim()),
         };
         out.push(Line::from(vec![
             Span::styled(format!(" ▸ {} ", m.name), theme.bold()),

@@ -9,6 +9,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
+use super::fit;
 use super::theme::Theme;
 use crate::dialog::{CleanupDialog, Confirm, ConfirmAction, Dialog, Focus, IndexDialog};
 use crate::format;
@@ -28,13 +29,14 @@ pub fn draw(frame: &mut Frame, state: &State, dialog: &Dialog, theme: &Theme, bo
         ),
         Dialog::Cleanup(c) => (
             " Clean up stale previews ".to_string(),
-            cleanup_lines(state, c, theme, max_h),
+            cleanup_lines(c, theme, width as usize, max_h),
         ),
         Dialog::Index(c) => (
             " Write suggested index ".to_string(),
             index_lines(c, theme, width as usize),
         ),
     };
+    let lines = fit::wrap_lines(lines, width.saturating_sub(2) as usize, fit::CONTINUED);
     let height = (lines.len() as u16 + 2).min(body.height);
     let area = Rect::new(
         body.x + (body.width - width) / 2,
@@ -115,22 +117,13 @@ fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h:
             }));
             match &c.recovery {
                 None => middle.push(Line::from(Span::styled(" checking…", theme.dim()))),
-                Some(Err(e)) => middle.push(Line::from(Span::styled(
-                    format!(" {}", format::clip(e, width.saturating_sub(4))),
-                    theme.warn(),
-                ))),
+                Some(Err(e)) => middle.push(Line::from(Span::styled(format!(" {e}"), theme.warn()))),
                 Some(Ok(p)) => {
                     for l in &p.lines {
-                        middle.push(Line::from(format!(
-                            " {}",
-                            format::clip(l, width.saturating_sub(4))
-                        )));
+                        middle.push(Line::from(format!(" {l}")));
                     }
                     if let Some(b) = &p.blocker {
-                        middle.push(Line::from(Span::styled(
-                            format!(" {}", format::clip(b, width.saturating_sub(4))),
-                            theme.warn(),
-                        )));
+                        middle.push(Line::from(Span::styled(format!(" {b}"), theme.warn())));
                     }
                 }
             }
@@ -161,18 +154,17 @@ fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h:
     let enabled = c.blocked_by().is_none();
     let typing_hint = c.awaiting_code();
     if let (Some(why), true) = (c.blocked_by(), typing_hint) {
-        tail.push(Line::from(Span::styled(
-            format!(" {}", format::clip(&why, width.saturating_sub(4))),
-            theme.warn(),
-        )));
+        tail.push(Line::from(Span::styled(format!(" {why}"), theme.warn())));
     }
     tail.push(Line::from(""));
     tail.push(buttons(c.action.verb(), c.focus, enabled, theme));
-    fit(head, middle, tail, max_h, theme)
+    let inner = width.saturating_sub(2);
+    let wrap = |lines: Lines| fit::wrap_lines(lines, inner, fit::CONTINUED);
+    fit_parts(wrap(head), wrap(middle), wrap(tail), max_h, theme)
 }
 
 /// Joins the parts, trimming `middle` so the whole fits in `max_h` lines.
-fn fit(mut head: Lines, middle: Lines, tail: Lines, max_h: usize, theme: &Theme) -> Lines {
+fn fit_parts(mut head: Lines, middle: Lines, tail: Lines, max_h: usize, theme: &Theme) -> Lines {
     let room = max_h.saturating_sub(head.len() + tail.len() + 2);
     let n = middle.len();
     if n > room {
@@ -263,7 +255,7 @@ fn promote_summary(c: &Confirm, theme: &Theme, width: usize, head: &mut Lines, m
         middle.push(Line::from(" Schema changes:"));
         for l in &p.diff {
             middle.push(Line::from(Span::styled(
-                format!("   {}", format::clip(&l.text, width.saturating_sub(6))),
+                format!("   {}", l.text),
                 theme.diff(l.sign),
             )));
         }
@@ -277,8 +269,7 @@ fn input_line(prompt: &str, input: &str, theme: &Theme) -> Line<'static> {
     ])
 }
 
-fn cleanup_lines(state: &State, c: &CleanupDialog, theme: &Theme, max_h: usize) -> Lines {
-    let _ = state;
+fn cleanup_lines(c: &CleanupDialog, theme: &Theme, width: usize, max_h: usize) -> Lines {
     let mut out = Vec::new();
     let items = match &c.items {
         None => {
@@ -314,20 +305,29 @@ fn cleanup_lines(state: &State, c: &CleanupDialog, theme: &Theme, max_h: usize) 
     out.push(Line::from(
         " These preview databases will be deleted (production is never touched):",
     ));
-    out.push(Line::from(Span::styled(
-        format!(" {:<34} {:>10} {:>5}  REASON", "PREVIEW", "SIZE", "IDLE"),
-        theme.bold(),
-    )));
+    let cols = [
+        fit::col("PREVIEW", 12, 34, 0),
+        fit::right("SIZE", 9, 10, 1),
+        fit::right("IDLE", 5, 5, 3),
+        fit::col("REASON", 10, fit::FILL, 2),
+    ];
+    let widths = fit::widths(&cols, width.saturating_sub(3) as u16);
+    let heads: Vec<(String, Style)> = cols.iter().map(|c| (c.head.to_string(), theme.bold())).collect();
+    let mut head = vec![Span::raw(" ")];
+    head.extend(fit::text_row(&cols, &widths, heads));
+    out.push(Line::from(head));
     let room = max_h.saturating_sub(7).max(1);
     let start = c.scroll.min(items.len().saturating_sub(room));
     for item in items.iter().skip(start).take(room) {
-        out.push(Line::from(format!(
-            " {:<34} {:>10} {:>5}  {}",
-            item.env,
-            format::bytes(item.size_bytes),
-            format::secs(item.idle_seconds),
-            item.reason
-        )));
+        let cells = vec![
+            (item.env.clone(), Style::new()),
+            (format::bytes(item.size_bytes), Style::new()),
+            (format::secs(item.idle_seconds), Style::new()),
+            (item.reason.clone(), Style::new()),
+        ];
+        let mut spans = vec![Span::raw(" ")];
+        spans.extend(fit::text_row(&cols, &widths, cells));
+        out.push(Line::from(spans));
     }
     if items.len() > room {
         out.push(Line::from(Span::styled(
@@ -364,7 +364,7 @@ fn index_lines(c: &IndexDialog, theme: &Theme, width: usize) -> Lines {
     let mut out = vec![
         Line::from(" Write this index as the workspace's next migration file:"),
         Line::from(Span::styled(
-            format!("   {};", format::clip(&s.sql, inner.saturating_sub(4))),
+            format!("   {};", s.sql),
             theme.key(),
         )),
         Line::from(vec![
@@ -393,5 +393,5 @@ fn index_lines(c: &IndexDialog, theme: &Theme, width: usize) -> Lines {
     )));
     out.push(Line::from(""));
     out.push(buttons("Write file", c.focus, true, theme));
-    out
+    fit::wrap_lines(out, inner.saturating_add(2), fit::CONTINUED)
 }

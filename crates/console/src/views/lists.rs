@@ -1,11 +1,12 @@
 //! The three lists: Environments, Releases, Audit. Each draws a title line (count,
 //! filter), a column heading and only the rows that fit, with honest empty states.
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Paragraph, Row, Table};
 
+use super::fit::{self, Col, FILL};
 use super::layout;
 use super::theme::Theme;
 use crate::engine::EnvView;
@@ -94,14 +95,11 @@ fn frame_list(
     Some((body, offset, end))
 }
 
-fn table<'a>(
-    rows: Vec<Row<'a>>,
-    widths: Vec<Constraint>,
-    heading: &[&'a str],
-    theme: &Theme,
-) -> Table<'a> {
-    let head = Row::new(heading.iter().map(|h| Cell::from(*h))).style(theme.bold());
-    Table::new(rows, widths).header(head).column_spacing(1)
+fn table<'a>(rows: Vec<Row<'a>>, cols: &[Col], widths: &[u16], theme: &Theme) -> Table<'a> {
+    let head = Row::new(fit::heads(cols, widths)).style(theme.bold());
+    Table::new(rows, fit::constraints(widths))
+        .header(head)
+        .column_spacing(1)
 }
 
 fn row_style(selected: bool, theme: &Theme) -> Style {
@@ -131,27 +129,27 @@ pub fn environments(frame: &mut Frame, state: &State, theme: &Theme, body: Rect)
     ) else {
         return;
     };
-    let wide = body.width >= 100;
     let name_w = (list.visible[offset..end].iter())
         .filter_map(|&i| envs.get(i))
         .map(|e| e.env.name.chars().count())
         .max()
         .unwrap_or(10)
         .clamp(11, 34) as u16;
+    let cols = env_columns(name_w, body.width);
+    let widths = fit::widths(&cols, body.width);
     let rows: Vec<Row> = (list.visible[offset..end].iter().enumerate())
         .filter_map(|(pos, &i)| {
             let e = envs.get(i)?;
-            let cells = env_cells(state, e, wide, theme);
+            let cells = fit::row_cells(&cols, &widths, env_cells(state, e, theme));
             Some(Row::new(cells).style(row_style(offset + pos == list.selected, theme)))
         })
         .collect();
-    let (widths, heading) = env_columns(wide, name_w);
     let area = Rect {
         y: body.y + 1,
         height: body.height.saturating_sub(1),
         ..body
     };
-    frame.render_widget(table(rows, widths, &heading, theme), area);
+    frame.render_widget(table(rows, &cols, &widths, theme), area);
 }
 
 /// The Environments title's warnings: stale previews (and the key that cleans them up),
@@ -179,7 +177,7 @@ fn env_title_extra(state: &State, theme: &Theme) -> Vec<Span<'static>> {
 }
 
 /// One environment's cells, in [`env_columns`]' order.
-fn env_cells(state: &State, e: &EnvView, wide: bool, theme: &Theme) -> Vec<Cell<'static>> {
+fn env_cells(state: &State, e: &EnvView, theme: &Theme) -> Vec<(String, Style)> {
     let rstate = match e.env.kind {
         // Production's row shows the state of the release it runs.
         EnvKind::Production => (e.env.active_release.as_deref())
@@ -188,11 +186,8 @@ fn env_cells(state: &State, e: &EnvView, wide: bool, theme: &Theme) -> Vec<Cell<
         EnvKind::Preview => e.release_state.as_deref().and_then(ReleaseState::parse),
     };
     let state_cell = match rstate {
-        Some(s) => Cell::from(Span::styled(
-            format::state_marker(s),
-            theme.release_state(s),
-        )),
-        None => Cell::from(Span::styled("—", theme.dim())),
+        Some(s) => (format::state_marker(s), theme.release_state(s)),
+        None => ("—".to_string(), theme.dim()),
     };
     let (size, head) = match (&e.database, e.env.kind) {
         (None, EnvKind::Production) => (
@@ -207,76 +202,42 @@ fn env_cells(state: &State, e: &EnvView, wide: bool, theme: &Theme) -> Vec<Cell<
                 .unwrap_or_else(|| "(no migrations applied)".into()),
         ),
     };
-    let stale_cell = match &e.stale {
-        Some(why) if wide => Cell::from(Span::styled(format!("stale: {why}"), theme.warn())),
-        Some(_) => Cell::from(Span::styled("stale", theme.warn())),
-        None => Cell::from(""),
+    let stale = match &e.stale {
+        Some(why) => (format!("stale: {why}"), theme.warn()),
+        None => (String::new(), Style::new()),
     };
     let name_style = if e.env.kind == EnvKind::Production {
         theme.bold()
     } else {
         Style::new()
     };
-    let mut cells = vec![
-        Cell::from(Span::styled(e.env.name.clone(), name_style)),
+    vec![
+        (e.env.name.clone(), name_style),
         state_cell,
-        Cell::from(size),
-        Cell::from(head),
-    ];
-    if wide {
-        cells.push(Cell::from(format!("{}", e.applied)));
-        cells.push(Cell::from(format::age(&e.env.created_at, state.now)));
-    }
-    cells.push(Cell::from(format::age(&e.env.last_activity_at, state.now)));
-    cells.push(stale_cell);
-    cells
+        (size, Style::new()),
+        (head, Style::new()),
+        (format!("{}", e.applied), Style::new()),
+        (format::age(&e.env.created_at, state.now), Style::new()),
+        (format::age(&e.env.last_activity_at, state.now), Style::new()),
+        stale,
+    ]
 }
 
-/// The Environments table's column widths and headings; APPLIED and AGE only when wide.
-fn env_columns(wide: bool, name_w: u16) -> (Vec<Constraint>, Vec<&'static str>) {
-    if wide {
-        (
-            vec![
-                Constraint::Length(name_w),
-                Constraint::Length(13),
-                Constraint::Length(9),
-                Constraint::Fill(2),
-                Constraint::Length(7),
-                Constraint::Length(5),
-                Constraint::Length(5),
-                Constraint::Fill(1),
-            ],
-            vec![
-                "ENVIRONMENT",
-                "RELEASE",
-                "SIZE",
-                "SCHEMA HEAD",
-                "APPLIED",
-                "AGE",
-                "IDLE",
-                "STALE",
-            ],
-        )
-    } else {
-        (
-            vec![
-                Constraint::Length(name_w),
-                Constraint::Length(13),
-                Constraint::Length(9),
-                Constraint::Fill(2),
-                Constraint::Length(4),
-                Constraint::Fill(1),
-            ],
-            vec![
-                "ENVIRONMENT",
-                "RELEASE",
-                "SIZE",
-                "SCHEMA HEAD",
-                "IDLE",
-                "STALE",
-            ],
-        )
-    }
+/// The Environments table's columns: the name, state and stale reason stay longest; the
+/// schema head and the stale reason share what is left.
+fn env_columns(name_w: u16, width: u16) -> Vec<Col> {
+    // From 80 columns on, names are never cut; below, they give way first.
+    let name_min = if width >= 80 { name_w } else { 11 };
+    vec![
+        fit::col("ENVIRONMENT", name_min, name_w, 0),
+        fit::col("RELEASE", 12, 13, 0),
+        fit::right("SIZE", 9, 9, 3),
+        fit::col("SCHEMA HEAD", 11, FILL, 2),
+        fit::right("APPLIED", 7, 7, 6),
+        fit::col("AGE", 4, 5, 5),
+        fit::col("IDLE", 4, 5, 4),
+        fit::col("STALE", 6, FILL, 1),
+    ]
 }
 
 /// Releases, newest first.
@@ -299,50 +260,57 @@ pub fn releases(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
     ) else {
         return;
     };
+    let cols = release_columns();
+    let widths = fit::widths(&cols, body.width);
     let mut rows = Vec::with_capacity(end - offset);
     for (pos, &i) in list.visible[offset..end].iter().enumerate() {
         let Some(r) = all.get(i) else { continue };
         let verdict = match r.verdict {
-            Some(Verdict::Ready) => Span::styled("✓ ready", theme.ok()),
-            Some(Verdict::Blocked) => Span::styled("✗ blocked", theme.bad()),
-            None => Span::styled("—", theme.dim()),
+            Some(Verdict::Ready) => ("✓ ready".to_string(), theme.ok()),
+            Some(Verdict::Blocked) => ("✗ blocked".to_string(), theme.bad()),
+            None => ("—".to_string(), theme.dim()),
         };
         let label = r
             .label
             .clone()
             .or_else(|| r.commit.clone())
             .unwrap_or_default();
-        let mut cells = vec![
-            Cell::from(r.id.clone()),
-            Cell::from(Span::styled(
-                format::state_marker(r.state),
-                theme.release_state(r.state),
-            )),
-            Cell::from(format::age(&r.created_at, state.now)),
-            Cell::from(r.author.clone()),
-            Cell::from(format!("{}", r.pending_count)),
-            Cell::from(verdict),
+        let promoted = (r.promoted_at.as_deref())
+            .map_or_else(|| "—".to_string(), |t| format!("{} ago", format::age(t, state.now)));
+        let cells = vec![
+            (r.id.clone(), Style::new()),
+            (format::state_marker(r.state), theme.release_state(r.state)),
+            (format::age(&r.created_at, state.now), Style::new()),
+            (promoted, Style::new()),
+            (r.author.clone(), Style::new()),
+            (format!("{}", r.pending_count), Style::new()),
+            verdict,
+            (label, Style::new()),
         ];
-        cells.push(Cell::from(label));
+        let cells = fit::row_cells(&cols, &widths, cells);
         rows.push(Row::new(cells).style(row_style(offset + pos == list.selected, theme)));
     }
-    let mut widths = vec![
-        Constraint::Length(26),
-        Constraint::Length(13),
-        Constraint::Length(4),
-        Constraint::Length(10),
-        Constraint::Length(4),
-        Constraint::Length(9),
-    ];
-    let mut heading = vec!["RELEASE", "STATE", "AGE", "AUTHOR", "MIGS", "GATE"];
-    widths.push(Constraint::Fill(1));
-    heading.push("LABEL");
     let area = Rect {
         y: body.y + 1,
         height: body.height.saturating_sub(1),
         ..body
     };
-    frame.render_widget(table(rows, widths, &heading, theme), area);
+    frame.render_widget(table(rows, &cols, &widths, theme), area);
+}
+
+/// The Releases table's columns: id, state, gate and label stay longest.
+fn release_columns() -> Vec<Col> {
+    vec![
+        // Whole ids: they are what an operator types (`:release`, the CLI).
+        fit::col("RELEASE", 26, 26, 0),
+        fit::col("STATE", 12, 13, 0),
+        fit::col("AGE", 4, 4, 3),
+        fit::col("PROMOTED", 8, 8, 2),
+        fit::col("AUTHOR", 6, 10, 4),
+        fit::right("MIGS", 4, 4, 5),
+        fit::col("GATE", 9, 9, 1),
+        fit::col("LABEL", 8, FILL, 1),
+    ]
 }
 
 /// Audit events, newest first, with the hash chain's verdict.
@@ -379,6 +347,15 @@ pub fn audit(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
     ) else {
         return;
     };
+    let cols = [
+        fit::right("SEQ", 5, 5, 3),
+        fit::col("AGE", 4, 4, 4),
+        fit::col("ACTOR", 6, 10, 2),
+        fit::col("ACTION", 12, 19, 0),
+        fit::col("RELEASE", 10, 26, 1),
+        fit::col("DETAIL", 10, FILL, 0),
+    ];
+    let widths = fit::widths(&cols, body.width);
     let mut rows = Vec::with_capacity(end - offset);
     for (pos, &i) in list.visible[offset..end].iter().enumerate() {
         let Some(e) = events.get(i) else { continue };
@@ -387,39 +364,28 @@ pub fn audit(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
         } else {
             Style::new()
         };
+        let detail = format!(
+            "{} {}",
+            e.env.as_deref().unwrap_or(""),
+            format::audit_detail(&e.detail)
+        );
+        let cells = vec![
+            (format!("{}", e.seq), Style::new()),
+            (format::age(&e.at, state.now), Style::new()),
+            (e.actor.clone(), Style::new()),
+            (e.action.clone(), style),
+            (e.release_id.clone().unwrap_or_default(), Style::new()),
+            (detail.trim().to_string(), Style::new()),
+        ];
         rows.push(
-            Row::new(vec![
-                Cell::from(format!("{}", e.seq)),
-                Cell::from(format::age(&e.at, state.now)),
-                Cell::from(e.actor.clone()),
-                Cell::from(Span::styled(e.action.clone(), style)),
-                Cell::from(e.release_id.clone().unwrap_or_default()),
-                Cell::from(
-                    format!(
-                        "{} {}",
-                        e.env.as_deref().unwrap_or(""),
-                        format::audit_detail(&e.detail)
-                    )
-                    .trim()
-                    .to_string(),
-                ),
-            ])
-            .style(row_style(offset + pos == list.selected, theme)),
+            Row::new(fit::row_cells(&cols, &widths, cells))
+                .style(row_style(offset + pos == list.selected, theme)),
         );
     }
-    let widths = vec![
-        Constraint::Length(5),
-        Constraint::Length(4),
-        Constraint::Length(10),
-        Constraint::Length(19),
-        Constraint::Length(26),
-        Constraint::Fill(1),
-    ];
-    let heading = ["SEQ", "AGE", "ACTOR", "ACTION", "RELEASE", "DETAIL"];
     let area = Rect {
         y: body.y + 1,
         height: body.height.saturating_sub(1),
         ..body
     };
-    frame.render_widget(table(rows, widths, &heading, theme), area);
+    frame.render_widget(table(rows, &cols, &widths, theme), area);
 }

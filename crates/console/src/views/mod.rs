@@ -7,6 +7,7 @@ pub mod capacity;
 mod charts;
 pub mod detail;
 pub mod dialog;
+pub mod fit;
 pub mod help;
 pub mod layout;
 pub mod lists;
@@ -28,6 +29,10 @@ use theme::Theme;
 pub use detail::line_count as detail_line_count;
 pub use help::help_max_scroll;
 
+/// Below this size the console draws one line saying the size it needs.
+pub const MIN_WIDTH: u16 = 50;
+pub const MIN_HEIGHT: u16 = 12;
+
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
 /// Draws the whole console.
@@ -35,8 +40,12 @@ pub fn draw(frame: &mut Frame, state: &State) {
     let area = frame.area();
     let theme = Theme { color: state.color };
     let r = layout::regions(area.width, area.height);
-    if area.height < 6 || area.width < 30 {
-        frame.render_widget(Paragraph::new("d1ops: the terminal is too small"), area);
+    if area.height < MIN_HEIGHT || area.width < MIN_WIDTH {
+        let text = format!(
+            "d1ops needs at least {MIN_WIDTH}×{MIN_HEIGHT} (this terminal is {}×{})",
+            area.width, area.height
+        );
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
         return;
     }
     header(frame, state, &theme, r.header);
@@ -59,62 +68,102 @@ pub fn draw(frame: &mut Frame, state: &State) {
     toasts(frame, state, &theme, r.body);
 }
 
+/// The header: what must stay at any width (the name, the alert count, the READ-ONLY badge
+/// and who acts) first; then, as the width allows, production's live release (cut, then
+/// whole), the spinner, the clock, the backend and the workspace.
 fn header(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
     let bar = theme.header_bar();
     frame.render_widget(Block::new().style(bar), area);
-    let wide = area.width >= 100;
-    let clock = if wide {
-        format::clock(state.now)
-    } else {
-        state.now.format("%H:%M:%S").to_string()
-    };
-    let mut right: Vec<Span> = Vec::new();
-    if let Some(label) = state.in_flight.front() {
-        let frame_no = SPINNER[state.spinner % SPINNER.len()];
-        right.push(Span::styled(
-            format!("{frame_no} {label}… "),
-            bar.add_modifier(Modifier::BOLD),
-        ));
-    }
-    right.push(Span::styled(format!("{clock} "), bar));
-    let right_w: u16 = right.iter().map(|s| s.width() as u16).sum();
-    let live = state.live_release().unwrap_or("none");
+    let width = area.width as usize;
+    let wide = width >= 100;
     let alerts = state.alerts();
     let alert_style = if alerts > 0 {
         theme.bad().add_modifier(Modifier::BOLD)
     } else {
         bar
     };
-    let mut tail = Vec::new();
-    if let Some(label) = backend_label(&state.info.backend, state.info.account.as_deref(), wide) {
-        tail.push(Span::styled(format!("│ {label} "), bar));
+    let must = |s: &str| s.chars().count();
+    let name = " d1ops ";
+    let actor = format!("│ as {} ", format::clip(&state.info.actor, 12));
+    let alerts_text = format!("│ alerts {alerts} ");
+    let badge = if state.info.readonly { " READ-ONLY " } else { "" };
+    let mut left_room = width
+        .saturating_sub(must(name) + must(&actor) + must(&alerts_text) + must(badge) + 1);
+    let mut take = |w: usize| {
+        if w <= left_room {
+            left_room -= w;
+            true
+        } else {
+            false
+        }
+    };
+    let live_id = state.live_release().unwrap_or("none");
+    let live_short = format!("│ live {} ", format::clip(live_id, 10));
+    let show_live = take(must(&live_short));
+    let spinner = state.in_flight.front().map(|label| {
+        let glyph = SPINNER[state.spinner % SPINNER.len()];
+        (format!("{glyph} "), format!("{glyph} {label}… "))
+    });
+    let show_glyph = spinner.as_ref().is_some_and(|(g, _)| take(must(g)));
+    let clock_short = state.now.format("%H:%M:%S ").to_string();
+    let show_clock = take(must(&clock_short));
+    let live_full = format!("│ live {live_id} ");
+    let live = if show_live && take(must(&live_full) - must(&live_short)) {
+        live_full
+    } else if show_live {
+        live_short
+    } else {
+        String::new()
+    };
+    let spin_text = match &spinner {
+        Some((g, full)) if show_glyph && take(must(full) - must(g)) => full.clone(),
+        Some((g, _)) if show_glyph => g.clone(),
+        _ => String::new(),
+    };
+    let backend = backend_label(&state.info.backend, state.info.account.as_deref(), wide)
+        .map(|l| format!("│ {l} "))
+        .filter(|l| take(must(l)));
+    let clock_long = format!("{} ", format::clock(state.now));
+    let clock = if show_clock && wide && take(must(&clock_long) - must(&clock_short)) {
+        clock_long
+    } else if show_clock {
+        clock_short
+    } else {
+        String::new()
+    };
+    let ws = &state.info.workspace;
+    let n = ws.chars().count();
+    let ws = if n + 1 <= left_room {
+        format!("{ws} ")
+    } else if left_room >= 6 {
+        let keep = left_room - 2;
+        format!("…{} ", ws.chars().skip(n - keep).collect::<String>())
+    } else {
+        String::new()
+    };
+    let mut left = vec![
+        Span::styled(name, bar.add_modifier(Modifier::BOLD)),
+        Span::styled(ws, bar),
+    ];
+    if let Some(b) = backend {
+        left.push(Span::styled(b, bar));
     }
-    tail.push(Span::styled(format!("│ live {live} │ "), bar));
-    tail.push(Span::styled(format!("alerts {alerts} "), alert_style));
+    left.push(Span::styled(live, bar));
+    left.push(Span::styled(actor, bar));
+    left.push(Span::styled(alerts_text, alert_style));
     if state.info.readonly {
-        tail.push(Span::styled(
-            " READ-ONLY ",
+        left.push(Span::styled(
+            badge,
             theme
                 .warn()
                 .add_modifier(Modifier::REVERSED | Modifier::BOLD),
         ));
     }
-    let tail_w: usize = tail.iter().map(|s| s.width()).sum();
-    let room = (area.width.saturating_sub(right_w) as usize)
-        .saturating_sub(tail_w + 9)
-        .max(4);
-    let ws = &state.info.workspace;
-    let n = ws.chars().count();
-    let ws = if n > room {
-        format!("…{}", ws.chars().skip(n + 1 - room).collect::<String>())
-    } else {
-        ws.clone()
-    };
-    let mut left = vec![
-        Span::styled(" d1ops ", bar.add_modifier(Modifier::BOLD)),
-        Span::styled(format!("{ws} "), bar),
+    let right = vec![
+        Span::styled(spin_text, bar.add_modifier(Modifier::BOLD)),
+        Span::styled(clock, bar),
     ];
-    left.extend(tail);
+    let right_w: u16 = right.iter().map(|s| s.width() as u16).sum();
     let left_w = area.width.saturating_sub(right_w);
     frame.render_widget(
         Paragraph::new(Line::from(left)).style(bar),
@@ -172,32 +221,57 @@ fn tabs(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// The key-hint bar: every key of the current view, its words shortened (then left out)
+/// before any key is dropped; `? help` and `q` are kept last.
 fn footer(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
     let entries = super::keymap::footer(state);
-    let width = |(k, d): &(String, &str)| k.chars().count() + d.chars().count() + 3;
-    // The last two entries are `? help` and `q back/quit` where they apply: keep them.
+    let spans = footer_spans(&entries, area.width as usize, theme);
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The footer at the first level of detail that fits `width`.
+pub fn footer_spans(
+    entries: &[(String, &'static str)],
+    width: usize,
+    theme: &Theme,
+) -> Vec<Span<'static>> {
     let keep = entries.len().saturating_sub(2);
-    let reserved: usize = entries[keep..].iter().map(width).sum();
-    let mut used = reserved;
-    let mut shown = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        if i >= keep || used + width(e) <= area.width as usize {
-            if i < keep {
-                used += width(e);
-            }
-            shown.push(e);
-        }
+    let width_of = |(k, d): &(String, String)| {
+        k.chars().count() + 1 + if d.is_empty() { 0 } else { d.chars().count() + 2 }
+    };
+    let total = |items: &[(String, String)]| items.iter().map(width_of).sum::<usize>();
+    let full: Vec<(String, String)> = (entries.iter())
+        .map(|(k, d)| (k.clone(), d.to_string()))
+        .collect();
+    let mut chosen = full.clone();
+    if total(&chosen) > width {
+        chosen = (entries.iter())
+            .map(|(k, d)| (k.clone(), super::keymap::short_desc(d).to_string()))
+            .collect();
     }
-    let spans: Vec<Span> = shown
+    // Then the words go, from the end of the view's own keys (navigation such as `/` and
+    // Enter speaks for itself; the actions listed first keep theirs longest).
+    let mut i = keep;
+    while total(&chosen) > width && i > 0 {
+        i -= 1;
+        chosen[i].1.clear();
+    }
+    // Still too wide: drop keys from the end of the view's own, keeping help and quit.
+    while chosen.iter().map(width_of).sum::<usize>() > width && chosen.len() > 2 {
+        let at = chosen.len().saturating_sub(3);
+        chosen.remove(at);
+    }
+    chosen
         .into_iter()
         .flat_map(|(keys, desc)| {
-            [
-                Span::styled(format!(" {keys}"), theme.key()),
-                Span::raw(format!(" {desc} ")),
-            ]
+            let desc = if desc.is_empty() {
+                String::new()
+            } else {
+                format!(" {desc} ")
+            };
+            [Span::styled(format!(" {keys}"), theme.key()), Span::raw(desc)]
         })
-        .collect();
-    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+        .collect()
 }
 
 fn toasts(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {

@@ -13,6 +13,7 @@ use ratatui::widgets::{
 };
 
 use super::charts::{ago, compact, ms, pool, y_labels};
+use super::fit::{self, Col, FILL};
 use super::theme::Theme;
 use crate::engine::view::SeriesPoint;
 use crate::engine::{Freshness, MonitorData, WatchStatus};
@@ -22,7 +23,10 @@ use crate::state::{MonitorState, State, order_label};
 /// Draws the Monitor into the body.
 pub fn draw(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
     let m = &state.monitor;
-    frame.render_widget(Paragraph::new(title(m, theme)), Rect { height: 1, ..body });
+    frame.render_widget(
+        Paragraph::new(title(m, theme, body.width >= 80)),
+        Rect { height: 1, ..body },
+    );
     let rest = Rect {
         y: body.y + 1,
         height: body.height.saturating_sub(1),
@@ -75,18 +79,30 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
         return message(frame, rest, &text, theme.dim());
     }
     let tall = rest.height >= 30;
-    let [charts_area, table_area, plan_area] = Layout::vertical([
+    let errors_h = match data.errors.len() {
+        0 => 0,
+        n if tall => (n as u16).min(5) + 1,
+        _ if rest.height >= 16 => 3,
+        _ => 0,
+    };
+    let [charts_area, table_area, errors_area, plan_area] = Layout::vertical([
         if tall {
-            Constraint::Percentage(50)
-        } else {
+            Constraint::Percentage(45)
+        } else if rest.height >= 16 {
             Constraint::Length(7)
+        } else {
+            Constraint::Length(5)
         },
         Constraint::Min(3),
+        Constraint::Length(errors_h),
         Constraint::Length(if tall { 6 } else { 5 }),
     ])
     .areas(rest);
     charts(frame, data, theme, charts_area);
     top_table(frame, m, data, theme, table_area);
+    if errors_h > 0 {
+        errors_panel(frame, state, data, theme, errors_area);
+    }
     plan(frame, m, data, theme, plan_area);
 }
 
@@ -97,14 +113,15 @@ fn message(frame: &mut Frame, area: Rect, text: &str, style: Style) {
     );
 }
 
-fn title(m: &MonitorState, theme: &Theme) -> Line<'static> {
+fn title(m: &MonitorState, theme: &Theme, wide: bool) -> Line<'static> {
+    let word = |w: &'static str| if wide { w } else { " · " };
     Line::from(vec![
         Span::styled(" Monitor ", theme.title()),
-        Span::styled(" environment ", theme.dim()),
+        Span::styled(if wide { " environment " } else { " " }, theme.dim()),
         Span::styled(m.env_name().to_string(), theme.bold()),
-        Span::styled(" · window ", theme.dim()),
+        Span::styled(word(" · window "), theme.dim()),
         Span::styled(m.window.label(), theme.bold()),
-        Span::styled(" · top by ", theme.dim()),
+        Span::styled(if wide { " · top by " } else { " · by " }, theme.dim()),
         Span::styled(order_label(m.order), theme.bold()),
     ])
 }
@@ -269,32 +286,57 @@ fn latency(frame: &mut Frame, d: &MonitorData, theme: &Theme, area: Rect) {
         * 1.1;
     let n = d.series.len().max(2) as f64 - 1.0;
     let span = d.window.length().num_seconds();
+    // Each percentile has its own colour and, under NO_COLOR, its own marker; the title is
+    // the legend that names them.
+    let p99_marker = if theme.color {
+        Marker::Braille
+    } else {
+        Marker::Bar
+    };
+    let (p50_style, p95_style, p99_style) = (
+        theme.fg(Color::Green),
+        theme.fg(Color::Yellow),
+        theme.fg(Color::Red),
+    );
     let datasets = vec![
         Dataset::default()
             .name("p50")
             .marker(Marker::Dot)
             .graph_type(GraphType::Scatter)
-            .style(theme.fg(Color::Green))
+            .style(p50_style)
             .data(&p50),
         Dataset::default()
             .name("p95")
             .marker(Marker::Braille)
             .graph_type(GraphType::Line)
-            .style(theme.fg(Color::Yellow))
+            .style(p95_style)
             .data(&p95),
         Dataset::default()
             .name("p99")
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(theme.fg(Color::Red))
+            .marker(p99_marker)
+            .graph_type(if theme.color {
+                GraphType::Line
+            } else {
+                GraphType::Scatter
+            })
+            .style(p99_style)
             .data(&p99),
     ];
+    let p99_glyph = if theme.color { "⠤⠤" } else { "▄▄" };
+    let legend = Line::from(vec![
+        Span::styled(" latency ms ", theme.bold()),
+        Span::styled("• p50", p50_style.add_modifier(Modifier::BOLD)),
+        Span::raw(" "),
+        Span::styled("⠤⠤ p95", p95_style.add_modifier(Modifier::BOLD)),
+        Span::raw(" "),
+        Span::styled(format!("{p99_glyph} p99 "), p99_style.add_modifier(Modifier::BOLD)),
+    ]);
     let chart = Chart::new(datasets)
         .block(
             Block::new()
                 .borders(Borders::ALL)
                 .border_style(theme.dim())
-                .title(Span::styled(" latency ms · p50 • p95 p99 ", theme.bold())),
+                .title(legend),
         )
         .x_axis(
             Axis::default()
@@ -316,19 +358,31 @@ fn latency(frame: &mut Frame, d: &MonitorData, theme: &Theme, area: Rect) {
     frame.render_widget(chart, area);
 }
 
+/// The top queries' columns: the query text takes what the numbers leave.
+fn top_columns() -> [Col; 6] {
+    [
+        fit::col("QUERY", 12, FILL, 0),
+        fit::right("COUNT", 6, 6, 1),
+        fit::right("ERR", 5, 5, 2),
+        fit::right("P95(ms)", 8, 8, 1),
+        fit::right("TOTAL(ms)", 9, 9, 3),
+        fit::right("ROWS READ", 10, 10, 4),
+    ]
+}
+
 fn top_table(frame: &mut Frame, m: &MonitorState, d: &MonitorData, theme: &Theme, area: Rect) {
-    let numbers = 7 + 6 + 9 + 10 + 11;
-    let qw = (area.width as usize).saturating_sub(numbers + 3).max(12);
-    let head = format!(
-        " {:<qw$} {:>6} {:>5} {:>8} {:>9} {:>10}",
-        format!("TOP QUERIES BY {}", order_label(m.order).to_uppercase()),
-        "COUNT",
-        "ERR",
-        "P95(ms)",
-        "TOTAL(ms)",
-        "ROWS READ"
-    );
-    let mut lines = vec![Line::from(Span::styled(head, theme.bold()))];
+    let cols = top_columns();
+    let widths = fit::widths(&cols, area.width.saturating_sub(1));
+    let title = format!("TOP BY {}", order_label(m.order).to_uppercase());
+    let heads: Vec<(String, Style)> = (cols.iter().enumerate())
+        .map(|(i, c)| {
+            let h = if i == 0 { title.clone() } else { c.head.to_string() };
+            (h, theme.bold())
+        })
+        .collect();
+    let mut head = vec![Span::raw(" ")];
+    head.extend(fit::text_row(&cols, &widths, heads));
+    let mut lines = vec![Line::from(head)];
     if d.top.is_empty() {
         lines.push(Line::from(Span::styled(
             " no failing queries in this window",
@@ -338,15 +392,6 @@ fn top_table(frame: &mut Frame, m: &MonitorState, d: &MonitorData, theme: &Theme
     let rows = area.height.saturating_sub(1) as usize;
     let offset = m.selected.saturating_sub(rows.saturating_sub(1));
     for (i, q) in d.top.iter().enumerate().skip(offset).take(rows) {
-        let text = format!(
-            " {:<qw$} {:>6} {:>5} {:>8} {:>9} {:>10}",
-            format::clip(&q.text, qw),
-            compact(q.count as f64),
-            compact(q.errors as f64),
-            ms(q.p95),
-            ms(q.total_ms),
-            compact(q.rows_read as f64)
-        );
         let mut style = if q.errors > 0 {
             theme.warn()
         } else {
@@ -355,7 +400,52 @@ fn top_table(frame: &mut Frame, m: &MonitorState, d: &MonitorData, theme: &Theme
         if i == m.selected {
             style = theme.selected();
         }
-        lines.push(Line::from(Span::styled(text, style)));
+        let cells = vec![
+            (q.text.clone(), style),
+            (compact(q.count as f64), style),
+            (compact(q.errors as f64), style),
+            (ms(q.p95), style),
+            (ms(q.total_ms), style),
+            (compact(q.rows_read as f64), style),
+        ];
+        let mut spans = vec![Span::styled(" ", style)];
+        spans.extend(fit::text_row(&cols, &widths, cells));
+        lines.push(Line::from(spans));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// The newest errors of the environment (time, query, error), as `d1ops monitor` prints them.
+fn errors_panel(frame: &mut Frame, state: &State, d: &MonitorData, theme: &Theme, area: Rect) {
+    let cols = [
+        fit::col("AGE", 4, 5, 0),
+        fit::col("QUERY", 10, FILL, 1),
+        fit::col("ERROR", 14, FILL, 0),
+    ];
+    let widths = fit::widths(&cols, area.width.saturating_sub(1));
+    let heads: Vec<(String, Style)> = vec![
+        ("AGO".to_string(), theme.bold()),
+        (format!("RECENT ERRORS ({})", d.errors.len()), theme.bold()),
+        ("ERROR".to_string(), theme.bold()),
+    ];
+    let mut head = vec![Span::raw(" ")];
+    head.extend(fit::text_row(&cols, &widths, heads));
+    let mut lines = vec![Line::from(head)];
+    for e in d.errors.iter().take(area.height.saturating_sub(1) as usize) {
+        let at = e.at.to_rfc3339();
+        let query = if e.text.is_empty() {
+            e.fingerprint_id.clone()
+        } else {
+            e.text.clone()
+        };
+        let cells = vec![
+            (format::age(&at, state.now), theme.dim()),
+            (query, Style::new()),
+            (format!("{}: {}", e.code, e.message), theme.bad()),
+        ];
+        let mut spans = vec![Span::raw(" ")];
+        spans.extend(fit::text_row(&cols, &widths, cells));
+        lines.push(Line::from(spans));
     }
     frame.render_widget(Paragraph::new(lines), area);
 }

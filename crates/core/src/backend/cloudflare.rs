@@ -262,6 +262,17 @@ impl Backend for CloudflareBackend {
         }
     }
 
+    fn database_info(&self, db: &DatabaseRef) -> Result<Option<super::DatabaseInfo>> {
+        match self.client.get_database(&db.id) {
+            Ok(d) => Ok(Some(super::DatabaseInfo {
+                size_bytes: d.file_size,
+                read_replication: d.read_replication.map(|r| r.mode),
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(to_backend(e, db)),
+        }
+    }
+
     fn clone_database(&self, from: &DatabaseRef, name: &str) -> Result<DatabaseRef> {
         self.clone_preview(from, name)
     }
@@ -288,18 +299,39 @@ impl Backend for CloudflareBackend {
     }
 
     fn restore(&self, db: &DatabaseRef, snapshot: &SnapshotRef) -> Result<()> {
+        self.restore_returning_previous(db, snapshot).map(|_| ())
+    }
+
+    fn restore_names_previous(&self) -> bool {
+        true
+    }
+
+    /// Time Travel answers the bookmark it replaced (`previous_bookmark`): the exact point to
+    /// undo to, where a bookmark read beforehand would miss writes made between the two.
+    fn restore_returning_previous(
+        &self,
+        db: &DatabaseRef,
+        snapshot: &SnapshotRef,
+    ) -> Result<Option<SnapshotRef>> {
         let Some(location) = &snapshot.location else {
-            return self.delete_database(db);
+            return self.delete_database(db).map(|()| None);
         };
         let bookmark = location.strip_prefix(BOOKMARK_PREFIX).ok_or_else(|| {
             BackendError::Other(format!(
                 "recovery point {location} is not a D1 Time Travel bookmark"
             ))
         })?;
-        self.client
+        let answer = self
+            .client
             .restore_bookmark(&db.id, bookmark)
-            .map(|_| ())
-            .map_err(|e| to_backend(e, db))
+            .map_err(|e| to_backend(e, db))?;
+        Ok(answer
+            .previous_bookmark
+            .filter(|b| !b.trim().is_empty())
+            .map(|b| SnapshotRef {
+                location: Some(format!("{BOOKMARK_PREFIX}{b}")),
+                size_bytes: 0,
+            }))
     }
 
     fn delete_snapshot(&self, _snapshot: &SnapshotRef) -> Result<()> {

@@ -24,6 +24,9 @@ use crate::workspace::Migration;
 /// in it is always rolled back.
 const STOP: &str = "SELECT * FROM \"d1ops rollback marker\"";
 const STOP_MARK: &str = "d1ops rollback marker";
+
+#[path = "cloudflare_fk.rs"]
+mod cloudflare_fk;
 /// Marks the violations an [`fk_guard`] reports in its error message.
 const FK_MARK: &str = "d1ops-fk:";
 
@@ -129,7 +132,7 @@ impl CloudflareBackend {
                 })
                 .collect()),
             Err(CloudflareError::Sql { message, .. }) => {
-                Err(self.failure(db, migrations, plan, &message))
+                Err(self.failure(db, migrations, plan, ledger_table, &message))
             }
             Err(e) if e.is_ambiguous() => {
                 self.settle(db, migrations, plan, ledger_table, sent, &e.to_string())
@@ -264,33 +267,57 @@ impl CloudflareBackend {
         db: &DatabaseRef,
         migrations: &[Migration],
         plan: &[(Statement, Origin)],
+        ledger_table: &str,
         message: &str,
     ) -> BackendError {
         let statements: Vec<Statement> = plan.iter().map(|(s, _)| s.clone()).collect();
         let (text, _) = split_d1_message(message);
         if let Some(violations) = guard_violations(message) {
-            let first = violations.first();
-            return BackendError::Apply(Box::new(ApplyFailure {
-                migration: None,
-                path: None,
-                line: None,
-                statement: None,
-                error: format!(
-                    "foreign_key_check found {} new violation(s) before commit{}; nothing was applied",
-                    violations.len(),
-                    first.map_or(String::new(), |v| format!(
-                        ", first: {} row {} references missing {}",
-                        v.table,
-                        v.rowid.map_or("?".into(), |r| r.to_string()),
-                        v.parent
-                    ))
-                ),
-                fk_violations: violations,
-            }));
+            // The batch rolled back: what production holds now is what it held before.
+            let before = self.violation_count(db).unwrap_or(0);
+            let setup = plan
+                .iter()
+                .take_while(|(_, o)| matches!(o, Origin::Setup))
+                .count();
+            let at = self
+                .locate_violations(db, &statements, setup, before)
+                .ok()
+                .flatten();
+            let mut f = self.located(migrations, plan, at, String::new());
+            f.error = format!(
+                "foreign_key_check found {} new violation(s) before commit: {}; nothing was applied",
+                violations.len(),
+                cloudflare_fk::sample(&violations)
+            );
+            f.fk_violations = violations;
+            return BackendError::Apply(Box::new(f));
         }
         let at = self.locate_failure(db, &statements).ok().flatten();
+        if at.is_none() && text.contains("FOREIGN KEY") {
+            // A COMMIT refused by the deferred counter: no row to see, so the statement is
+            // the parent's DROP TABLE whose children hold rows.
+            if let Some((i, rows)) = self.dropped_parent(db, &statements, ledger_table) {
+                let mut f = self.located(migrations, plan, Some(i), String::new());
+                f.error = format!(
+                    "{text}: deferred foreign-key violations remain at commit (DROP TABLE of a parent in a table rebuild counts its children's rows as violations; renaming the new table does not clear them); violating rows: {rows}; use ALTER TABLE ... DROP/RENAME COLUMN instead of a rebuild, or delete or re-point those rows in the migration"
+                );
+                return BackendError::Apply(Box::new(f));
+            }
+        }
+        BackendError::Apply(Box::new(self.located(migrations, plan, at, text)))
+    }
+
+    /// An [`ApplyFailure`] at plan index `at` (migration, line and statement when it is one
+    /// of a migration's statements), with `text` as its error.
+    fn located(
+        &self,
+        migrations: &[Migration],
+        plan: &[(Statement, Origin)],
+        at: Option<usize>,
+        text: String,
+    ) -> ApplyFailure {
         let origin = at.and_then(|i| plan.get(i)).map(|(s, o)| (s, o.clone()));
-        let f = match origin {
+        match origin {
             Some((s, Origin::Statement { migration, line })) => {
                 let m = &migrations[migration];
                 ApplyFailure {
@@ -330,8 +357,7 @@ impl CloudflareBackend {
                 error: text,
                 fk_violations: Vec::new(),
             },
-        };
-        BackendError::Apply(Box::new(f))
+        }
     }
 
     /// How many foreign-key violations `db` holds now.

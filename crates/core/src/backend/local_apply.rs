@@ -20,6 +20,9 @@ use crate::backend::{ApplyFailure, Obstacle};
 use crate::schema::{self, Schema};
 use crate::workspace::Migration;
 
+#[path = "local_fk.rs"]
+mod local_fk;
+
 impl LocalBackend {
     /// `Backend::apply_migrations`: the batch in one transaction, within the room check and the
     /// statement clock.
@@ -93,7 +96,12 @@ impl LocalBackend {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
                 Err(match stopped {
-                    Stop::Failed(failure) => BackendError::Apply(failure),
+                    Stop::Failed(mut failure) => {
+                        if local_fk::is_fk_failure(&failure) {
+                            local_fk::locate(&conn, &clock, migrations, &mut failure);
+                        }
+                        BackendError::Apply(failure)
+                    }
                     Stop::Obstacle(obstacle, e) => {
                         environment_error(&path, obstacle, &e, free_before)
                     }
@@ -318,7 +326,7 @@ fn apply_in_transaction(
 
 /// Whether the open transaction holds unresolved deferred foreign-key violations (SQLite's
 /// own counter; unknown counts as yes).
-fn deferred_fk_violations(conn: &Connection) -> bool {
+pub(super) fn deferred_fk_violations(conn: &Connection) -> bool {
     let (mut current, mut high) = (0, 0);
     // SAFETY: the handle is valid while `conn` lives; sqlite3_db_status only writes the two
     // integers we pass.

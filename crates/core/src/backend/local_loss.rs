@@ -34,6 +34,8 @@ pub(super) fn loss_report(
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sql_err)?;
+    // The comparison reads every row of both: a face may cancel it (`cancel::interrupt_reads`).
+    let _cancellable = super::cancel::cancellable(&conn);
     let uri = format!("file:{}?mode=ro", snapshot.display());
     conn.execute("ATTACH DATABASE ?1 AS snap", [uri])
         .map_err(sql_err)?;

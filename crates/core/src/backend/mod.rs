@@ -15,6 +15,7 @@ use crate::workspace::Migration;
 pub mod cloudflare;
 #[cfg(feature = "d1")]
 mod cloudflare_apply;
+pub mod cancel;
 mod exec;
 pub mod local;
 mod local_exec;
@@ -57,6 +58,14 @@ pub struct LedgerRow {
     pub id: i64,
     pub name: String,
     pub applied_at: String,
+}
+
+/// What a backend reports about one existing database (see [`Backend::database_info`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DatabaseInfo {
+    pub size_bytes: Option<u64>,
+    /// D1's read-replication mode (`auto`, `disabled`); `None` where there is none (local).
+    pub read_replication: Option<String>,
 }
 
 /// A `PRAGMA foreign_key_check` row.
@@ -126,6 +135,26 @@ impl std::fmt::Display for ApplyFailure {
     }
 }
 
+/// The table a `DROP TABLE [IF EXISTS] [schema.]name` drops.
+pub(crate) fn dropped_table(sql: &str) -> Option<String> {
+    let tokens = crate::schema::sqltext::tokenize(sql);
+    let (first, rest) = tokens.split_first()?;
+    let (second, mut rest) = rest.split_first()?;
+    if !first.is_word("drop") || !second.is_word("table") {
+        return None;
+    }
+    if rest.first()?.is_word("if") {
+        rest = rest.get(2..)?;
+    }
+    let name = match rest {
+        [_, dot, n, ..] if dot.is_punct(".") => n,
+        [n, ..] => n,
+        [] => return None,
+    };
+    name.is_name()
+        .then(|| crate::schema::sqltext::unquote(name.raw))
+}
+
 /// Folds whitespace and shortens text, from the one text module.
 pub use d1ops_sql::text::one_line;
 
@@ -135,8 +164,14 @@ pub struct LossReport {
     pub tables: Vec<TableLoss>,
 }
 
-/// One table's changes since a recovery point (all of them lost by restoring it).
+/// How a loss that cannot be counted begins its note (D1: a bookmark's rows cannot be read
+/// without restoring it).
+pub const NOT_COUNTABLE: &str = "not countable on D1";
+
+/// One table's changes since a recovery point (all of them lost by restoring it). In JSON,
+/// counts that were not measured ([`TableLoss::countable`] false) are `null`, never 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "TableLossJson")]
 pub struct TableLoss {
     pub table: String,
     /// Rows added since the snapshot (gone after the restore).
@@ -147,6 +182,40 @@ pub struct TableLoss {
     pub deleted: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl TableLoss {
+    /// Whether `inserted`/`updated`/`deleted` were measured (false on D1, where the note says
+    /// the loss is stated, not counted: the numbers are then unknown, not 0).
+    pub fn countable(&self) -> bool {
+        !(self.note.as_deref()).is_some_and(|n| n.starts_with(NOT_COUNTABLE))
+    }
+}
+
+/// [`TableLoss`] as JSON: unknown counts are `null`.
+#[derive(Serialize)]
+struct TableLossJson {
+    table: String,
+    inserted: Option<u64>,
+    updated: Option<u64>,
+    deleted: Option<u64>,
+    countable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+impl From<TableLoss> for TableLossJson {
+    fn from(t: TableLoss) -> Self {
+        let countable = t.countable();
+        TableLossJson {
+            table: t.table,
+            inserted: countable.then_some(t.inserted),
+            updated: t.updated.filter(|_| countable),
+            deleted: countable.then_some(t.deleted),
+            countable,
+            note: t.note,
+        }
+    }
 }
 
 impl LossReport {
@@ -316,6 +385,17 @@ pub trait Backend: Send + Sync {
     fn create_database(&self, name: &str) -> Result<DatabaseRef>;
     fn delete_database(&self, db: &DatabaseRef) -> Result<()>;
     fn exists(&self, db: &DatabaseRef) -> Result<bool>;
+    /// What the backend knows of `db` in one read: `None` when it does not exist, `Err` when
+    /// the backend could not answer (which is not the same as "no database").
+    fn database_info(&self, db: &DatabaseRef) -> Result<Option<DatabaseInfo>> {
+        if !self.exists(db)? {
+            return Ok(None);
+        }
+        Ok(Some(DatabaseInfo {
+            size_bytes: self.size_bytes(db).ok(),
+            read_replication: None,
+        }))
+    }
     /// A new database `name` holding a consistent copy of `from` (local: online backup API).
     fn clone_database(&self, from: &DatabaseRef, name: &str) -> Result<DatabaseRef>;
     /// Applies `migrations` and their ledger rows in ONE atomic unit with deferred foreign
@@ -337,6 +417,20 @@ pub trait Backend: Send + Sync {
     fn snapshot(&self, db: &DatabaseRef, label: &str) -> Result<SnapshotRef>;
     /// Puts a recovery point back (a `location: None` snapshot deletes the database).
     fn restore(&self, db: &DatabaseRef, snapshot: &SnapshotRef) -> Result<()>;
+    /// Whether [`Backend::restore_returning_previous`] names the point the restore replaced
+    /// (D1: Time Travel's `previous_bookmark`), so no recovery point need be taken first.
+    fn restore_names_previous(&self) -> bool {
+        false
+    }
+    /// [`Backend::restore`], answering the recovery point of what it replaced when the
+    /// backend names one in the same answer (`None` otherwise).
+    fn restore_returning_previous(
+        &self,
+        db: &DatabaseRef,
+        snapshot: &SnapshotRef,
+    ) -> Result<Option<SnapshotRef>> {
+        self.restore(db, snapshot).map(|()| None)
+    }
     fn delete_snapshot(&self, snapshot: &SnapshotRef) -> Result<()>;
     /// Whether recovery points hold storage of their own (local: copies of the file; D1:
     /// Time Travel bookmarks, which do not count against the plan).
@@ -405,4 +499,43 @@ pub trait Backend: Send + Sync {
         sql: &str,
         params: &[serde_json::Value],
     ) -> Result<QueryResult>;
+}
+
+#[cfg(test)]
+mod loss_json_tests {
+    use super::*;
+
+    fn loss(note: Option<&str>) -> TableLoss {
+        TableLoss {
+            table: "users".into(),
+            inserted: 0,
+            updated: None,
+            deleted: 0,
+            note: note.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_loss_d1_cannot_count_is_null_not_zero() {
+        let d1 = loss(Some(&format!(
+            "{NOT_COUNTABLE}: every change since bookmark b is undone"
+        )));
+        assert!(!d1.countable());
+        let json = serde_json::to_value(&d1).unwrap();
+        assert!(
+            json["inserted"].is_null() && json["deleted"].is_null(),
+            "{json}"
+        );
+        assert_eq!(json["countable"], false);
+        let local = TableLoss {
+            inserted: 2,
+            ..loss(None)
+        };
+        let json = serde_json::to_value(&local).unwrap();
+        assert_eq!(
+            (json["inserted"].as_u64(), json["deleted"].as_u64()),
+            (Some(2), Some(0))
+        );
+        assert_eq!(json["countable"], true);
+    }
 }

@@ -13,8 +13,8 @@ use crate::backend::DatabaseRef;
 use crate::metrics::MetricsStore;
 use crate::metrics::forecast::{Forecast, ForecastOptions, Model, Outcome};
 use crate::metrics::usage::{
-    self, LimitMetric, LimitUse, UsageDay, UsageSample, daily_totals, metric_series, plan_status,
-    projected_monthly_cost,
+    self, LimitMetric, LimitStatus, LimitUse, UsageDay, UsageSample, daily_totals, metric_series,
+    plan_status, projected_monthly_cost,
 };
 use crate::model::{now_utc, parse_time};
 use crate::plans::Plan;
@@ -23,11 +23,13 @@ use crate::workspace::Workspace;
 mod monitor;
 mod next_migration;
 mod report;
+mod status;
 mod suggest;
 mod watch;
 
 pub use monitor::{MonitorData, MonitorWindow};
 pub use report::{DeployOutcome, Growth, QueryInsight, WeeklyReport};
+pub use status::{WARN_DAYS, WARN_SHARE};
 pub use suggest::{IndexSuggestion, QueryPlan, suggest_index};
 pub(super) use watch::watch_started;
 pub use watch::{WatchReport, WatchStatus};
@@ -91,6 +93,18 @@ pub struct ForecastItem {
     pub optimistic: Option<NaiveDate>,
     pub model: Option<Model>,
     pub outcome: Outcome,
+    /// `ok`, `warn` (80 % used, or the limit within 30 days at the trend) or `exceeded` (at
+    /// or over it now: today's running total, month to date, the latest sample).
+    pub status: LimitStatus,
+    /// When the current excess began (see [`LimitUse::exceeded_since`]).
+    pub exceeded_since: Option<String>,
+    /// How far over the limit now, in its unit.
+    pub over_by: Option<u64>,
+    /// What being over means on the plan.
+    pub meaning: Option<String>,
+    /// The value judged exceeded (today's running total, month to date, latest sample);
+    /// `current` is the last complete day the trend read.
+    pub used_now: Option<u64>,
     /// The daily values the fit read (for charts; not in JSON).
     #[serde(skip)]
     pub history: Vec<(NaiveDate, f64)>,
@@ -106,6 +120,9 @@ pub struct ForecastReport {
     pub lookback_days: i64,
     pub horizon_days: i64,
     pub items: Vec<ForecastItem>,
+    /// The day the built-in plans' limits were last checked against Cloudflare's D1 limits
+    /// page (`YYYY-MM-DD`).
+    pub plan_checked: &'static str,
     /// How current D1's analytics are (cloudflare backend; `null` locally).
     pub freshness: Option<Freshness>,
 }
@@ -191,15 +208,20 @@ impl Engine {
         self.sample_if_writable()?;
         let to = now_utc().date_naive();
         let from = to - chrono::Days::new(u64::from(days.clamp(1, 400)) - 1);
-        let history = open_metrics(&self.ws)?.usage_history(from.min(first_of_month(to)), to)?;
+        let metrics = open_metrics(&self.ws)?;
+        let opts = ForecastOptions::default();
+        let trend_from = to - chrono::Days::new(opts.lookback_days as u64 - 1);
+        let history = metrics.usage_history(from.min(first_of_month(to)).min(trend_from), to)?;
         let plan = self.plan();
         let days: Vec<UsageDay> = history.iter().filter(|u| u.day >= from).cloned().collect();
+        let trend = forecast_items(&plan, &history, to, &opts);
+        let judged = self.judged_limits(&metrics, &plan, &history, &trend)?;
         Ok(UsageReport {
             plan: self.ws.config.plan.clone(),
             from,
             to,
             totals: daily_totals(&days),
-            status: limit_use(&plan, &history, to),
+            status: judged,
             cost: cost_projection(&self.ws.config.plan, &plan, &history),
             days,
             freshness,
@@ -213,18 +235,81 @@ impl Engine {
         let to = now_utc().date_naive();
         let lookback = i64::from(days.clamp(7, 400));
         let from = to - chrono::Days::new(lookback as u64 - 1);
-        let history = open_metrics(&self.ws)?.usage_history(from, to)?;
+        let metrics = open_metrics(&self.ws)?;
+        let history = metrics.usage_history(from.min(first_of_month(to)), to)?;
         let opts = ForecastOptions {
             lookback_days: lookback,
             ..ForecastOptions::default()
         };
+        let plan = self.plan();
+        let trend: Vec<UsageDay> = history.iter().filter(|u| u.day >= from).cloned().collect();
+        let mut items = forecast_items(&plan, &trend, to, &opts);
+        let judged = self.judged_limits(&metrics, &plan, &history, &items)?;
+        status::mark_forecasts(&mut items, &judged);
         Ok(ForecastReport {
             plan: self.ws.config.plan.clone(),
             lookback_days: lookback,
             horizon_days: opts.horizon_days,
-            items: forecast_items(&self.plan(), &history, to, &opts),
+            items,
+            plan_checked: crate::plans::CHECKED,
             freshness,
         })
+    }
+}
+
+impl Engine {
+    /// Every limit of the plan with its status now (`ok`/`warn`/`exceeded`), from the usage
+    /// already recorded: no sampling, no analytics sync, so a face may call it on every
+    /// refresh (the console's header alert count).
+    pub fn limit_status(&self) -> Result<Vec<LimitUse>> {
+        let to = now_utc().date_naive();
+        let opts = ForecastOptions::default();
+        let from = to - chrono::Days::new(opts.lookback_days as u64 - 1);
+        let metrics = open_metrics(&self.ws)?;
+        let history = metrics.usage_history(from.min(first_of_month(to)), to)?;
+        let plan = self.plan();
+        let trend = forecast_items(&plan, &history, to, &opts);
+        self.judged_limits(&metrics, &plan, &history, &trend)
+    }
+
+    /// The limits exceeded right now (what an alert counts).
+    pub fn exceeded_limits(&self) -> Result<Vec<LimitUse>> {
+        let mut all = self.limit_status()?;
+        all.retain(|u| u.status == LimitStatus::Exceeded);
+        Ok(all)
+    }
+
+    fn judged_limits(
+        &self,
+        metrics: &MetricsStore,
+        plan: &Plan,
+        history: &[UsageDay],
+        trend: &[ForecastItem],
+    ) -> Result<Vec<LimitUse>> {
+        let now = now_utc();
+        let today = now.date_naive();
+        let mut uses = limit_use(plan, history, today);
+        let start = today.and_hms_opt(0, 0, 0).map_or(now, |t| t.and_utc());
+        let crossing = |metric: LimitMetric, limit: u64| {
+            let written = metric == LimitMetric::RowsWrittenPerDay;
+            match metrics.running_total_reaches(start, now, written, limit) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the minute a daily limit was crossed could not be read");
+                    None
+                }
+            }
+        };
+        status::judge(
+            &mut uses,
+            plan,
+            history,
+            &without_snapshots(history),
+            trend,
+            now,
+            &crossing,
+        );
+        Ok(uses)
     }
 }
 
@@ -390,6 +475,11 @@ fn item(metric: LimitMetric, f: Forecast, history: Vec<(NaiveDate, f64)>) -> For
         model: f.fit.as_ref().map(|m| m.model),
         projection: f.projection(PROJECTION_DAYS),
         outcome: f.outcome,
+        status: LimitStatus::Ok,
+        exceeded_since: None,
+        over_by: None,
+        meaning: None,
+        used_now: None,
         history,
     }
 }
@@ -411,6 +501,7 @@ mod tests {
             rows_written: written,
             queries: 0,
             databases: dbs,
+            d1ops: Default::default(),
         }
     }
 

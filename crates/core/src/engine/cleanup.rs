@@ -19,6 +19,10 @@ pub struct CleanupItem {
     pub size_bytes: u64,
     pub idle_seconds: u64,
     pub reason: String,
+    /// Why the backend could not say how large the database is (`size_bytes` is then 0
+    /// because it is unknown, not because the database is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -55,6 +59,9 @@ pub struct SnapshotView {
     pub protected: Option<String>,
     /// Outside the retention policy and not protected: `cleanup` deletes it.
     pub expired: bool,
+    /// Whether the recovery point takes storage: a local copy does, a D1 Time Travel
+    /// bookmark does not (its `size_bytes` is then no size: show "no storage", count nothing).
+    pub uses_storage: bool,
 }
 
 /// Why a preview is stale, if it is: its release is no longer a candidate, or it has been
@@ -186,6 +193,7 @@ impl Engine {
                 .unwrap_or(0);
             let kept = (i as u32) < keep.keep_last || age_days < i64::from(keep.keep_days);
             out.push(SnapshotView {
+                uses_storage: self.backend.recovery_points_use_storage(),
                 expired: protected.is_none() && !kept,
                 protected,
                 snapshot: snap,
@@ -249,10 +257,11 @@ impl Engine {
                 continue;
             }
             let db = env.database_id.clone().map(DatabaseRef::new);
-            let size_bytes = db
-                .as_ref()
-                .and_then(|d| self.backend.size_bytes(d).ok())
-                .unwrap_or(0);
+            let (size_bytes, unreadable) = match db.as_ref().map(|d| self.backend.database_info(d)) {
+                Some(Ok(info)) => (info.and_then(|i| i.size_bytes).unwrap_or(0), None),
+                Some(Err(e)) => (0, Some(e.to_string())),
+                None => (0, None),
+            };
             items.push(CleanupItem {
                 env: env.name.clone(),
                 release_id: env.release_id.clone(),
@@ -261,6 +270,7 @@ impl Engine {
                 size_bytes,
                 idle_seconds: idle.as_secs(),
                 reason,
+                unreadable,
             });
         }
         Ok(items)

@@ -269,9 +269,17 @@ impl Engine {
             pending_count: pending.len() as u32,
         };
         let probes = self.ws.config.probes.clone();
+        // The targets are pinned with the release: its deploys, reverts and rollbacks run
+        // what was reviewed, whatever d1ops.toml says later.
+        let targets = serde_json::to_string(&self.ws.config.targets)
+            .map_err(|e| EngineError::Input(format!("[[target]] cannot be recorded: {e}")))?;
+        let ships_code = self.ws.config.targets.iter().any(|t| {
+            artifacts.iter().any(|a| a.name == t.artifact_name())
+        });
         let run = self.store.atomically(|s| -> Result<crate::store::DeployRun> {
             s.insert_release(&release, &carried, &artifacts)?;
             s.set_release_probes(&id, &probes)?;
+            s.set_release_targets(&id, &targets)?;
             let run = s.insert_deploy_run(&id, &self.actor)?;
             s.audit(
                 &self.actor,
@@ -292,7 +300,9 @@ impl Engine {
         let _heartbeat = self.store.deploy_heartbeat(&run)?;
         crate::fault::point("deploy.before_clone");
 
-        let preview = if pending.is_empty() {
+        // A release that ships code gets a preview even without migrations: its code's
+        // preview step runs against a copy of production, never production itself.
+        let preview = if pending.is_empty() && !ships_code {
             None
         } else {
             let name = preview_name(&id);
@@ -330,7 +340,29 @@ impl Engine {
             }
         };
         crate::fault::point("deploy.before_gate");
-        let report = self.run_gate(&id, &migrations, &ledger, preview.clone())?;
+        let mut report = self.run_gate(&id, &migrations, &ledger, preview.clone())?;
+        if ships_code {
+            // The code's preview step, only once the schema's gate passed.
+            let check = match &preview {
+                Some(db) if report.verdict == Verdict::Ready => {
+                    self.preview_code(&id, db, &preview_name(&id))?
+                }
+                _ => Some(CheckResult {
+                    id: "code.preview".into(),
+                    status: CheckStatus::Skip,
+                    reason: "not run: the gate's other checks did not pass".into(),
+                    details: serde_json::Value::Null,
+                    duration_ms: 0.0,
+                }),
+            };
+            if let Some(check) = check {
+                if check.status == CheckStatus::Fail {
+                    report.verdict = Verdict::Blocked;
+                }
+                report.total_ms += check.duration_ms;
+                report.checks.push(check);
+            }
+        }
         crate::fault::point("deploy.before_verdict");
         self.finish_gate(&id, &report)?;
         let state = if report.verdict == Verdict::Ready {

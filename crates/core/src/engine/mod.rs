@@ -11,10 +11,12 @@ use crate::model::{Failure, Release};
 use crate::store::{Store, StoreError};
 use crate::workspace::{ConfigError, DiscoveryError, Workspace};
 
+mod adopt;
 pub mod analytics;
 mod binding;
 pub mod capacity;
 mod cleanup;
+mod code;
 pub mod connect;
 mod decisions;
 mod deploy;
@@ -26,6 +28,7 @@ mod restore;
 mod rollback;
 mod views;
 
+pub use adopt::{AdoptOutcome, AdoptPlan};
 pub use analytics::{Freshness, SyncOutcome, SyncReport};
 pub use binding::{Binding, DEFAULT_BINDING, DEFAULT_SERVE_LISTEN};
 pub use capacity::{
@@ -38,6 +41,7 @@ pub use deploy::{DeployOutcome, DeployRequest};
 pub use ledger::{
     LedgerDiff, LedgerError, LedgerReport, RecordEntry, RepairDecisions, RepairOutcome, RepairPlan,
 };
+pub use code::{CodeAction, CodeStepResult, TargetStepView, TargetView};
 pub use promote::PromoteOutcome;
 pub use recovery::{RecoveryReport, UnlockOutcome};
 pub use restore::{RestoreOutcome, RestorePlan};
@@ -58,6 +62,10 @@ pub mod view {
 }
 
 pub use crate::model::PRODUCTION;
+
+/// Interrupts the long local reads running now (the loss comparison a restore shows first):
+/// they fail at once, so a face can drop work the operator cancelled. Never stops a write.
+pub use crate::backend::cancel::interrupt_reads;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -89,6 +97,14 @@ pub enum EngineError {
         release: String,
         failure: Box<Failure>,
     },
+    /// The migrations were applied (or there were none) but a target's code failed: the
+    /// previous release's code serves again; `failure.outcome` says what became of the schema.
+    #[error("{operation} of {release} failed while shipping its code: {}", code_failure_text(.failure))]
+    CodeFailed {
+        operation: &'static str,
+        release: String,
+        failure: Box<Failure>,
+    },
     #[error("{0}")]
     Input(String),
     /// The machine, not the input, stopped the command (a lock, a read-only path, a full
@@ -115,6 +131,19 @@ fn failure_text(f: &Failure) -> String {
     s.push_str(&f.error);
     if let Some(st) = &f.statement {
         s.push_str(&format!(" (in: {})", crate::backend::one_line(st, 100)));
+    }
+    s
+}
+
+fn code_failure_text(f: &Failure) -> String {
+    let mut s = String::new();
+    if let Some(t) = &f.target {
+        s.push_str(&format!("target {t}: "));
+    }
+    s.push_str(&f.error);
+    if let Some(o) = &f.outcome {
+        s.push_str("; ");
+        s.push_str(o);
     }
     s
 }
@@ -211,6 +240,17 @@ impl Engine {
         };
         let production = engine.store.production()?;
         let prod_ref = engine.backend.production_ref();
+        // The configured database is the database: a D1 production id other than the one
+        // recorded is refused, naming both, until `d1ops adopt` switches it deliberately.
+        // (`production` is the local backend's name, which promotion also records: no D1
+        // database has it, so it names no other production.)
+        if engine.backend.kind() == "cloudflare"
+            && let Some(recorded) = production.database_id.as_deref()
+            && recorded != prod_ref.id
+            && recorded != PRODUCTION
+        {
+            return Err(adopt::mismatch(&prod_ref.id, recorded));
+        }
         if production.database_id.as_deref() != Some(prod_ref.id.as_str())
             && engine.store.lock()?.is_none()
             && engine.backend.exists(&prod_ref)?

@@ -20,6 +20,9 @@ pub struct PromoteOutcome {
     pub previous: Option<String>,
     pub applied: Vec<String>,
     pub snapshot: Option<i64>,
+    /// The code steps that made the release's code live, in config order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub code: Vec<super::code::CodeStepResult>,
     pub duration_ms: f64,
 }
 
@@ -174,6 +177,54 @@ impl Engine {
             }
             fault::point("promote.after_commit");
         }
+        // The code, only now that the migrations succeeded: each target in config order.
+        let code = self.shipped_code(&rel.id)?;
+        let mut shipped = Vec::new();
+        if !code.is_empty() {
+            if !self.store.set_lock_step_if_held(
+                heartbeat.lease(),
+                LockStep::Code,
+                None,
+                created_database,
+            )? {
+                return Err(lease_lost("promotion", &rel.id));
+            }
+            fault::point("promote.before_code");
+            let db = self
+                .production_db()?
+                .unwrap_or_else(|| self.backend.production_ref());
+            match self.ship_code(&rel.id, &db)? {
+                Ok(done) => shipped = done,
+                Err(failed) => {
+                    let f = &failed.failed;
+                    let failure = Failure {
+                        stage: "code".into(),
+                        migration: None,
+                        line: None,
+                        statement: None,
+                        error: format!(
+                            "{}; {}",
+                            f.detail,
+                            super::code::describe_reverts(&failed.reverted)
+                        ),
+                        at: now(),
+                        target: Some(f.target.clone()),
+                        output_tail: f.output_tail.clone(),
+                        outcome: None,
+                    };
+                    let e = self.fail_code_promotion(
+                        &rel.id,
+                        &pending,
+                        snapshot_id,
+                        created_database,
+                        previous.as_deref(),
+                        failure,
+                    )?;
+                    return Err(e);
+                }
+            }
+            fault::point("promote.after_code");
+        }
         if let Err(e) = self.finish_promotion(&rel.id, &pending, snapshot_id, previous.as_deref()) {
             if pending.is_empty() {
                 return Err(e);
@@ -196,6 +247,7 @@ impl Engine {
             previous,
             applied: pending.iter().map(|m| m.name.clone()).collect(),
             snapshot: snapshot_id,
+            code: shipped,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }
@@ -284,10 +336,12 @@ impl Engine {
         };
         let carried = self.store.release_migrations(id)?;
         let existing = self.store.applied_checksums(PRODUCTION)?;
+        // Production's own id (D1: its uuid), not the local backend's file name.
+        let prod_id = self.backend.production_ref().id;
         let db_id = if applied.is_empty() {
             None
         } else {
-            Some(PRODUCTION)
+            Some(prod_id.as_str())
         };
         // The watch window starts now; its verdict is evaluated lazily (engine/capacity).
         let watch = super::capacity::watch_started(&self.ws.config.watch, id);
@@ -416,6 +470,9 @@ impl Engine {
                     statement: f.statement,
                     error: f.error,
                     at: now(),
+                    target: None,
+                    output_tail: None,
+                    outcome: None,
                 };
                 self.record_failure(id, failure, created_database)
             }
@@ -438,6 +495,9 @@ impl Engine {
             statement: None,
             error,
             at: now(),
+            target: None,
+            output_tail: None,
+            outcome: None,
         };
         self.record_failure(id, failure, created_database)
     }

@@ -178,7 +178,12 @@ impl Engine {
             }
             _ => false,
         };
-        let outcome = if committed {
+        let ships_code = lock.step == LockStep::Code
+            || (committed && !self.shipped_code(&lock.release_id)?.is_empty());
+        let outcome = if ships_code {
+            // Migrations committed; code was (or was about to be) shipped: engine/code.rs.
+            self.recover_code_promotion(&lock)?
+        } else if committed {
             self.finish_promotion(
                 &lock.release_id,
                 &pending,

@@ -193,8 +193,19 @@ impl Engine {
             Some(&fingerprint),
         )?;
         fault::point("restore.after_lock");
-        // A snapshot of now, so this restore can itself be undone.
-        let pre = if self.backend.exists(&db)? {
+        // A snapshot of now, so this restore can itself be undone. D1 names that point in
+        // the restore's own answer (`previous_bookmark`): it is recorded once the restore
+        // returns, exact, with no bookmark read beforehand that later writes would outdate.
+        let exists = self.backend.exists(&db)?;
+        let deferred_pre = exists && self.backend.restore_names_previous();
+        let pre_size = if deferred_pre {
+            self.backend.size_bytes(&db).unwrap_or(0)
+        } else {
+            0
+        };
+        let pre = if deferred_pre {
+            None
+        } else if exists {
             match self.backend.snapshot(&db, "pre-restore") {
                 Ok(s) => Some(s),
                 Err(e) => {
@@ -261,7 +272,16 @@ impl Engine {
             Ok(id)
         })?;
         fault::point("restore.before_apply");
-        if let Err(e) = self.backend.restore(&db, &snapshot_ref(&plan.snapshot)) {
+        let restored = self
+            .backend
+            .restore_returning_previous(&db, &snapshot_ref(&plan.snapshot));
+        if deferred_pre && let Ok(Some(previous)) = &restored {
+            let active = production.active_release.as_deref();
+            if let Err(e) = self.record_previous_point(restore_id, previous, pre_size, active) {
+                tracing::warn!(restore = restore_id, error = %e, "the restore's previous point was not recorded; it cannot be undone");
+            }
+        }
+        if let Err(e) = restored {
             // The restore is one SQLite write transaction (one Time Travel restore on D1): a
             // failure normally changed nothing. An answer lost on its way back may hide a
             // restore that landed, though: production itself decides, as in recovery.
@@ -292,6 +312,29 @@ impl Engine {
         }
         fault::point("restore.after_apply");
         self.complete_restore(restore_id, started)
+    }
+
+    /// Records the point a restore replaced, as the backend named it in the restore's answer,
+    /// as this restore's pre-restore recovery point (what `restore --undo` goes back to).
+    fn record_previous_point(
+        &mut self,
+        restore_id: i64,
+        previous: &SnapshotRef,
+        size_bytes: u64,
+        active: Option<&str>,
+    ) -> Result<()> {
+        self.store.atomically(|s| -> Result<()> {
+            let id = s.insert_snapshot(
+                active,
+                PRODUCTION,
+                previous.location.as_deref(),
+                size_bytes,
+                "pre-restore",
+                active,
+            )?;
+            s.set_restore_pre_snapshot(restore_id, id)?;
+            Ok(())
+        })
     }
 
     /// After the apply landed: record the step `applied`, then the state half.

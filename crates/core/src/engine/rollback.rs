@@ -23,6 +23,9 @@ pub struct RollbackOutcome {
     pub probe_failures: Vec<ProbeFailure>,
     pub forced: bool,
     pub reason: Option<String>,
+    /// Per target: the code step that put the release's code back (or why none ran).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub code: Vec<super::code::CodeStepResult>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +154,45 @@ impl Engine {
                 list.join("; ")
             )));
         }
+        // The code of the release to go back to, target by target; a failure puts the
+        // targets switched so far back and leaves `from` active.
+        let code = match self.rollback_code(&target) {
+            Ok(Ok(done)) => done,
+            Ok(Err(failed)) => {
+                let f = &failed.failed;
+                let failure = crate::model::Failure {
+                    stage: "code".into(),
+                    migration: None,
+                    line: None,
+                    statement: None,
+                    error: format!(
+                        "{}; {}",
+                        f.detail,
+                        super::code::describe_reverts(&failed.reverted)
+                    ),
+                    at: crate::model::now(),
+                    target: Some(f.target.clone()),
+                    output_tail: f.output_tail.clone(),
+                    outcome: Some(format!("release {from} stays live")),
+                };
+                let actor = self.actor.clone();
+                self.store.atomically(|s| -> Result<()> {
+                    s.delete_lock()?;
+                    s.audit(&actor, "rollback.failed", Some(&target.id), Some(PRODUCTION),
+                        &json!({"from": from, "to": target.id, "failure": failure}))?;
+                    Ok(())
+                })?;
+                return Err(EngineError::CodeFailed {
+                    operation: "rollback",
+                    release: target.id.clone(),
+                    failure: Box::new(failure),
+                });
+            }
+            Err(e) => {
+                self.store.delete_lock()?;
+                return Err(e);
+            }
+        };
         fault::point("rollback.before_switch");
         let actor = self.actor.clone();
         let forced = force && !failures.is_empty();
@@ -176,6 +218,7 @@ impl Engine {
             probe_failures: failures,
             forced,
             reason: reason.map(str::to_string),
+            code,
         })
     }
 
@@ -188,6 +231,9 @@ impl Engine {
         if let Ok(Some(copy)) = self.backend.lookup(&check_copy(&lock.release_id)) {
             let _ = self.backend.delete_database(&copy);
         }
+        // Code it had started shipping goes back to the code of the release it rolled back
+        // from (the switch itself never happened).
+        let reverted = self.recover_rollback_code(lock)?;
         let actor = self.actor.clone();
         self.store.atomically(|s| -> Result<()> {
             s.delete_lock()?;
@@ -196,7 +242,7 @@ impl Engine {
                 "rollback.recovered",
                 Some(&lock.release_id),
                 Some(PRODUCTION),
-                &json!({"outcome": "rolled_back", "holder": lock.holder}),
+                &json!({"outcome": "rolled_back", "holder": lock.holder, "code_reverted": reverted}),
             )?;
             Ok(())
         })?;

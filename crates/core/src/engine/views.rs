@@ -25,6 +25,8 @@ pub struct ReleaseDetail {
     pub history: Vec<AuditEvent>,
     /// The post-promotion watch window (promoted releases only).
     pub watch: Option<super::WatchReport>,
+    /// Each `[[target]]` the release was deployed with: its preview and production steps.
+    pub targets: Vec<super::code::TargetView>,
 }
 
 /// An environment with what its database looks like right now.
@@ -40,6 +42,17 @@ pub struct EnvView {
     pub applied: usize,
     pub stale: Option<String>,
     pub release_state: Option<String>,
+    /// D1's read-replication mode of the database (`auto`, `disabled`); `None` locally or
+    /// when it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_replication: Option<String>,
+    /// Why the backend could not say what the database holds (a refused token, an account
+    /// the token cannot reach, no answer): size, head and applied count are then unknown,
+    /// not empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    /// Which release's code each target of this environment runs.
+    pub code: Vec<crate::store::LiveCode>,
 }
 
 /// What promoting a release would change.
@@ -75,6 +88,7 @@ impl Engine {
         });
         Ok(ReleaseDetail {
             watch,
+            targets: self.target_views(&release.id)?,
             gate: self.store.gate_report(&release.id)?,
             migrations: self.store.release_migrations(&release.id)?,
             artifacts: self.store.artifacts(&release.id)?,
@@ -92,35 +106,69 @@ impl Engine {
         let mut out = Vec::new();
         for env in self.store.envs(false)? {
             let db = env.database_id.clone().map(DatabaseRef::new);
-            let exists = match &db {
-                Some(d) => self.backend.exists(d).unwrap_or(false),
-                None => false,
+            // "Could not read" is kept apart from "no database": a refused token must not
+            // look like an empty environment.
+            let (info, mut unreadable) = match &db {
+                Some(d) => match self.backend.database_info(d) {
+                    Ok(info) => (info, None),
+                    Err(e) => (None, Some(e.to_string())),
+                },
+                None => (None, None),
             };
-            let (size, ledger) = match (&db, exists) {
-                (Some(d), true) => (
-                    self.backend.size_bytes(d).ok(),
-                    self.backend.ledger(d, table).unwrap_or_default(),
-                ),
-                _ => (None, Vec::new()),
+            let ledger = match (&db, &info) {
+                (Some(d), Some(_)) => match self.backend.ledger(d, table) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        unreadable.get_or_insert_with(|| e.to_string());
+                        Vec::new()
+                    }
+                },
+                _ => Vec::new(),
             };
             let release = match &env.release_id {
                 Some(id) => self.store.release(id)?,
                 None => None,
             };
             out.push(EnvView {
+                code: self.store.live_code(&env.name)?,
                 database: db
                     .as_ref()
-                    .filter(|_| exists)
+                    .filter(|_| info.is_some() || unreadable.is_some())
                     .map(|d| self.backend.describe(d)),
-                size_bytes: size,
+                size_bytes: info.as_ref().and_then(|i| i.size_bytes),
                 schema_head: ledger.last().map(|r| r.name.clone()),
                 applied: ledger.len(),
+                read_replication: info.and_then(|i| i.read_replication),
+                unreadable,
                 stale: stale_reason(&env, release.as_ref(), ttl),
                 release_state: release.map(|r| r.state.as_str().to_string()),
                 env,
             });
         }
+        self.count_app_queries_as_activity(&mut out);
         Ok(out)
+    }
+
+    /// Production's last activity includes the app's queries, not only lifecycle actions:
+    /// an IDLE that ignored traffic would call a busy database idle. Best effort: a metrics
+    /// store that cannot be read leaves the lifecycle time.
+    fn count_app_queries_as_activity(&self, envs: &mut [EnvView]) {
+        let Some(prod) = envs.iter_mut().find(|e| e.env.name == PRODUCTION) else {
+            return;
+        };
+        let last = super::capacity::open_metrics(&self.ws)
+            .and_then(|m| Ok(m.last_traffic(PRODUCTION)?));
+        match last {
+            Ok(Some(t)) => {
+                let newer = crate::model::parse_time(&prod.env.last_activity_at).is_none_or(|a| t > a);
+                if newer {
+                    prod.env.last_activity_at =
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "production's last query could not be read"),
+        }
     }
 
     /// Pending migration SQL plus the schema diff preview-vs-production.

@@ -77,6 +77,9 @@ pub enum LockStep {
     Applying,
     /// The production write returned successfully; only the state transaction is missing.
     Applied,
+    /// The migrations are committed (or there were none); the release's code is being
+    /// shipped target by target (each step recorded in `code_steps`).
+    Code,
 }
 
 impl LockStep {
@@ -86,6 +89,7 @@ impl LockStep {
             LockStep::Snapshotted => "snapshotted",
             LockStep::Applying => "applying",
             LockStep::Applied => "applied",
+            LockStep::Code => "code",
         }
     }
 
@@ -94,6 +98,7 @@ impl LockStep {
             "locked" => LockStep::Locked,
             "snapshotted" => LockStep::Snapshotted,
             "applied" => LockStep::Applied,
+            "code" => LockStep::Code,
             // Unknown means "assume the worst": recovery inspects production.
             _ => LockStep::Applying,
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension};
 
 mod audit;
+mod code;
 mod envs;
 mod lock;
 mod records;
@@ -16,6 +17,7 @@ mod restores;
 mod watch;
 
 pub use audit::ChainStatus;
+pub use code::{CodeStep, CodeStepEnd, LiveCode, NewCodeStep};
 pub use lock::{
     DeployRun, Heartbeat, Holder, LEASE, LockOperation, LockRow, LockStep, deploy_holder,
     holder_alive_row, hostname, lock_holder,
@@ -245,6 +247,43 @@ const UPGRADES: &[&str] = &[
     // shared by releases); NULL for artifacts recorded before pinning.
     r#"
     ALTER TABLE artifacts ADD COLUMN pinned TEXT;
+    "#,
+    // v8: code targets. Every step that ships a release's code (a preview, a production
+    // deploy, a revert, a rollback) is a row, written `running` before it starts; `code_live`
+    // says which release's code each target of an environment runs. See store/code.rs.
+    r#"
+    CREATE TABLE code_steps(
+        id INTEGER PRIMARY KEY,
+        release_id TEXT NOT NULL,
+        operation_release TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        env TEXT NOT NULL,
+        action TEXT NOT NULL,
+        status TEXT NOT NULL,
+        artifact_sha256 TEXT,
+        version_id TEXT,
+        url TEXT,
+        exit_code INTEGER,
+        detail TEXT,
+        output_tail TEXT,
+        log_path TEXT,
+        actor TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE INDEX code_steps_by_release ON code_steps(release_id, target);
+    CREATE INDEX code_steps_by_operation ON code_steps(operation_release, operation);
+    CREATE TABLE code_live(
+        env TEXT NOT NULL,
+        target TEXT NOT NULL,
+        release_id TEXT NOT NULL,
+        version_id TEXT,
+        deployed_at TEXT NOT NULL,
+        PRIMARY KEY(env, target)
+    );
+    ALTER TABLE releases ADD COLUMN targets TEXT;
     "#,
 ];
 

@@ -101,6 +101,16 @@ impl Store {
         Ok(())
     }
 
+    /// Links a restore to the recovery point of what it replaced, when the backend names that
+    /// point only in the restore's own answer (D1's `previous_bookmark`).
+    pub fn set_restore_pre_snapshot(&self, id: i64, snapshot_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE restores SET pre_snapshot_id = ?2 WHERE id = ?1",
+            params![id, snapshot_id],
+        )?;
+        Ok(())
+    }
+
     pub fn restore_record(&self, id: i64) -> Result<Option<RestoreRecord>> {
         optional(self.conn.query_row(
             &format!("SELECT {COLUMNS} FROM restores WHERE id = ?1"),

@@ -15,9 +15,12 @@ use super::{files, secrets};
 mod config_gate;
 #[path = "config_sections.rs"]
 mod config_sections;
+#[path = "config_targets.rs"]
+mod config_targets;
 
 pub use config_gate::{DEFAULT_PROBE_RUNS, GateConfig, ProbeConfig, RowRange};
 pub use config_sections::{CloudflareConfig, Policy, PreviewSeed, SnapshotRetention, WatchConfig};
+pub use config_targets::{CodeFailurePolicy, DEFAULT_TARGET_TIMEOUT, TargetConfig, TargetKind};
 
 /// The name of the configuration file at the workspace root.
 pub const CONFIG_FILE: &str = "d1ops.toml";
@@ -99,6 +102,9 @@ pub struct Config {
     /// Custom capacity plans, by name (see `plan`).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub plans: std::collections::BTreeMap<String, crate::plans::Plan>,
+    /// `[[target]]`: where a release's code goes live, in deploy order.
+    #[serde(rename = "target", skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetConfig>,
 }
 
 impl Default for Config {
@@ -119,6 +125,7 @@ impl Default for Config {
             watch: WatchConfig::default(),
             probes: Vec::new(),
             plans: Default::default(),
+            targets: Vec::new(),
         }
     }
 }
@@ -293,6 +300,9 @@ impl Config {
                     "gate.severity.{id} = {sev:?}: use \"fail\", \"warn\" or \"off\""
                 )));
             }
+        }
+        if let Some(problem) = config_targets::targets_problem(&self.targets) {
+            return Err(invalid(problem));
         }
         let mut seen = std::collections::BTreeSet::new();
         for p in &self.probes {

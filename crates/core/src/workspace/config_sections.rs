@@ -143,6 +143,8 @@ pub struct Policy {
     pub allow_self_approval: bool,
     /// A preview idle longer than this is stale (humantime, e.g. `7d`).
     pub preview_ttl: String,
+    /// What a promotion does with the schema it applied when a target's code then fails.
+    pub on_code_failure: super::CodeFailurePolicy,
 }
 
 impl Default for Policy {
@@ -152,6 +154,7 @@ impl Default for Policy {
             allow_no_approval: false,
             allow_self_approval: false,
             preview_ttl: "7d".into(),
+            on_code_failure: super::CodeFailurePolicy::KeepSchema,
         }
     }
 }

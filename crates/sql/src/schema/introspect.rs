@@ -5,7 +5,7 @@
 //! the private in-memory one [`schema_from_sql`] opens. Object names always travel as bound
 //! parameters, except in `count(*)`, where they are quoted with [`quote_ident`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
@@ -71,6 +71,68 @@ pub fn read_schema(conn: &Connection, ledger_table: &str) -> Result<Schema, Sche
         }
     }
     Ok(schema)
+}
+
+/// The user tables of `conn`'s `main` database among `names` (matched case-insensitively, as
+/// SQLite matches names), read as [`read_schema`] reads tables, for a caller that knows which
+/// tables a change touched (lint's replay, once per migration): the cost is one pass over
+/// `sqlite_schema`'s names plus the tables asked for. Unlike [`read_schema`], WITHOUT ROWID
+/// and STRICT come from the table's own SQL (its options after the column list), not from
+/// `pragma_table_list`, which walks every table on each call; and a virtual table's shadow
+/// tables are not told apart, so ask only for names statements wrote. Indexes, triggers and
+/// views are not read.
+pub fn read_tables(
+    conn: &Connection,
+    ledger_table: &str,
+    names: &[String],
+) -> Result<BTreeMap<String, Table>, SchemaError> {
+    let mut out = BTreeMap::new();
+    if names.is_empty() {
+        return Ok(out);
+    }
+    let wanted: HashSet<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    let mut infos = Vec::new();
+    let mut stmt = conn.prepare("SELECT name, sql FROM main.sqlite_schema WHERE type = 'table'")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let name = match row.get_ref(0)?.as_str() {
+            Ok(n) if wanted.contains(&n.to_ascii_lowercase()) => n.to_string(),
+            _ => continue,
+        };
+        if is_internal_name(&name, ledger_table) {
+            continue;
+        }
+        let sql = row.get::<_, Option<String>>(1)?.unwrap_or_default();
+        let (without_rowid, strict, virtual_table) = table_options(&sql);
+        infos.push(TableInfo {
+            name,
+            sql,
+            without_rowid,
+            strict,
+            virtual_table,
+        });
+    }
+    for info in infos {
+        let table = read_table(conn, info)?;
+        out.insert(table.name.clone(), table);
+    }
+    Ok(out)
+}
+
+/// WITHOUT ROWID, STRICT and VIRTUAL as a stored `CREATE TABLE` states them: the options
+/// follow the column list's closing parenthesis.
+fn table_options(sql: &str) -> (bool, bool, bool) {
+    let toks = super::sqltext::tokenize(sql);
+    let virtual_table = toks.get(1).is_some_and(|t| t.is_word("virtual"));
+    let tail = toks
+        .iter()
+        .rposition(|t| t.depth == 0 && t.is_punct(")"))
+        .map_or(&toks[..0], |i| &toks[i + 1..]);
+    let without_rowid = tail
+        .windows(2)
+        .any(|w| w[0].is_word("without") && w[1].is_word("rowid"));
+    let strict = tail.iter().any(|t| t.is_word("strict"));
+    (without_rowid, strict, virtual_table)
 }
 
 /// Builds a schema by executing `sql` (any number of statements) on a fresh in-memory
@@ -139,25 +201,37 @@ struct TableInfo {
 
 fn user_tables(conn: &Connection, ledger_table: &str) -> Result<Vec<TableInfo>, SchemaError> {
     // `pragma_table_list` knows WITHOUT ROWID, STRICT and which tables are virtual-table
-    // shadows; `sqlite_schema` has the SQL.
-    let mut stmt = conn.prepare(
-        "SELECT s.name, s.sql, coalesce(l.type, 'table'), coalesce(l.wr, 0), coalesce(l.strict, 0) \
-         FROM main.sqlite_schema AS s \
-         LEFT JOIN pragma_table_list AS l ON l.schema = 'main' AND l.name = s.name \
-         WHERE s.type = 'table' ORDER BY s.name",
-    )?;
-    let rows = stmt.query_map([], |row| {
+    // shadows; `sqlite_schema` has the SQL. Each is read once and joined here: SQLite would
+    // run the pragma again for every table (a join on a table-valued pragma has no index),
+    // which made reading 10,000 tables take a minute.
+    let mut flags: HashMap<String, (String, bool, bool)> = HashMap::new();
+    let mut list =
+        conn.prepare("SELECT name, type, wr, strict FROM pragma_table_list WHERE schema = 'main'")?;
+    let listed = list.query_map([], |row| {
         Ok((
             row.get::<_, String>(0)?,
-            row.get::<_, Option<String>>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, bool>(3)?,
-            row.get::<_, bool>(4)?,
+            (
+                row.get::<_, String>(1)?,
+                row.get::<_, bool>(2)?,
+                row.get::<_, bool>(3)?,
+            ),
         ))
+    })?;
+    for row in listed {
+        let (name, f) = row?;
+        flags.insert(name, f);
+    }
+    let mut stmt = conn
+        .prepare("SELECT name, sql FROM main.sqlite_schema WHERE type = 'table' ORDER BY name")?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (name, sql, kind, without_rowid, strict) = row?;
+        let (name, sql) = row?;
+        let (kind, without_rowid, strict) = flags
+            .remove(&name)
+            .unwrap_or_else(|| ("table".to_string(), false, false));
         if kind == "shadow" || is_internal_name(&name, ledger_table) {
             continue;
         }

@@ -126,3 +126,39 @@ fn schema_from_sql_reports_bad_sql() {
         "{err}"
     );
 }
+
+/// `read_tables` reads the tables it is asked for as `read_schema` reads them, names matched
+/// case-insensitively, internal tables and unknown names left out.
+#[test]
+fn read_tables_matches_read_schema() {
+    let conn = Connection::open_in_memory().expect("open");
+    conn.execute_batch(
+        "CREATE TABLE d1_migrations (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE Parent (a INTEGER, b TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID;
+         CREATE TABLE child (
+           x INTEGER, y TEXT, note TEXT DEFAULT 'strict)',
+           FOREIGN KEY (x, y) REFERENCES Parent (a, b) ON DELETE CASCADE
+         ) STRICT;
+         CREATE TABLE other (z);
+         CREATE VIRTUAL TABLE docs USING fts5(title, body);",
+    )
+    .expect("setup");
+    let all = read_schema(&conn, DEFAULT_LEDGER_TABLE).expect("read");
+    let names: Vec<String> = ["PARENT", "child", "docs", "nope", "D1_MIGRATIONS"]
+        .map(String::from)
+        .to_vec();
+    let some = read_tables(&conn, DEFAULT_LEDGER_TABLE, &names).expect("read some");
+    assert_eq!(
+        some.keys().collect::<Vec<_>>(),
+        ["Parent", "child", "docs"],
+        "{some:?}"
+    );
+    for (name, table) in &some {
+        assert_eq!(table, &all.tables[name], "{name}");
+    }
+    assert!(
+        read_tables(&conn, DEFAULT_LEDGER_TABLE, &[])
+            .expect("none")
+            .is_empty()
+    );
+}

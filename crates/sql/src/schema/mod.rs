@@ -23,7 +23,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use diff::{Change, ColumnChange, ObjectKind, SchemaDiff, diff};
-pub use introspect::{read_schema, schema_fingerprint, schema_from_sql, table_row_counts};
+pub use introspect::{
+    read_schema, read_tables, schema_fingerprint, schema_from_sql, table_row_counts,
+};
 pub use render::DiffLine;
 
 /// wrangler's default name for the migrations ledger table (`migrations_table`).

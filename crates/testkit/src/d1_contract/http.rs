@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::sql::SqlError;
 use super::state::State;
-use super::{Fault, Permission, Recorded, graphql, rest};
+use super::{Fault, Permission, Recorded, graphql, rest, workers};
 
 /// What to answer.
 pub struct Resp {
@@ -336,6 +336,7 @@ pub fn handle(st: &mut State, req: &Req) -> Resp {
     }
     let result = match segs.as_slice() {
         ["accounts", account, "d1", "database", rest @ ..] => d1(st, req, account, rest),
+        ["accounts", account, "workers", rest @ ..] => workers::route(st, req, account, rest),
         _ => Err(Reject::new(404, 7000, "No route for that URI")),
     };
     result.unwrap_or_else(Reject::into_resp)

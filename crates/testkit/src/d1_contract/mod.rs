@@ -23,6 +23,14 @@
 //! | `POST …/{id}/export` `{output_format: "polling", current_bookmark?, dump_options?}` | edit | `{success, type: "export", at_bookmark, status, messages[, result: {filename, signed_url}][, error]}`; HTTP 202 while `status` is `"active"` (as wrangler's own mocks show), 200 once `"complete"` or `"error"` |
 //! | `POST …/{id}/import` `{action: "init", etag}` | edit | `{success, type: "import", filename, upload_url}` |
 //! | `POST …/{id}/import` `{action: "ingest", etag, filename}` / `{action: "poll", current_bookmark}` | edit | `{success, type: "import", at_bookmark, status, messages[, result: {final_bookmark, num_queries, meta}][, error]}`, HTTP 200 |
+//! | `POST /accounts/{a}/workers/scripts/{s}/versions` multipart (`metadata` JSON + one part per module) | any | the version `{id, number, metadata {author_email, author_id, created_on, modified_on, source, has_preview, hasPreview}, annotations {workers/message, workers/tag, workers/triggered_by: "version_upload"}, resources {bindings, script {etag, handlers, last_deployed_from}, script_runtime {compatibility_date, compatibility_flags, usage_model, limits}}, startup_time_ms}`; D1 bindings answered with both `database_id` and (deprecated) `id` |
+//! | `GET …/workers/scripts/{s}/versions?page=&per_page=` | any | `{items: [{id, number, metadata, annotations}]}`, newest first, + `result_info {page, per_page, count, total_count}`; `per_page` defaults to 10, clamped to 1..=100 |
+//! | `GET …/workers/scripts/{s}/versions/{id}` | any | the version (as uploaded) |
+//! | `POST …/workers/scripts/{s}/deployments` `{strategy: "percentage", versions: [{version_id, percentage}], annotations?}` | any | `{id, created_on, source: "api", strategy, author_email, versions[, annotations {workers/message}]}` |
+//! | `GET …/workers/scripts/{s}/deployments` | any | `{deployments: [deployment]}`, the live one first |
+//! | `PUT /accounts/{a}/workers/scripts/{s}` multipart | any | creates the Worker if needed, adds a version (`workers/triggered_by: "upload"`) and a 100% deployment; answers the SDK's `ScriptUpdateResponse` subset `{id: <script>, created_on, modified_on, etag, has_assets, has_modules, logpush, startup_time_ms, usage_model, compatibility_date, compatibility_flags, handlers}` (no version id) |
+//! | `GET …/workers/scripts/{s}/subdomain` | any | `{enabled: true, previews_enabled: true}` |
+//! | `GET /accounts/{a}/workers/subdomain` | any | `{subdomain}` once [`D1Server::set_workers_subdomain`] named one, else 404 code 10007 |
 //! | `POST /graphql` `{query, variables}` | analytics | `{data: {viewer: {accounts: [{<dataset>: [groups]}]}}, errors: null}` |
 //!
 //! Outside `/client/v4` (no token expected, like R2 presigned URLs):
@@ -34,6 +42,13 @@
 //! [`D1Server::requests`] records whether each request carried `Authorization`. A
 //! [`Fault::Status`] on an `/r2/` path answers S3's XML (`SlowDown` for 429/503, else
 //! `InternalError`).
+//!
+//! Workers (`workers.rs`): scripts, versions and deployments live in memory; the module
+//! parts of each version are kept as sent ([`D1Server::version_modules`]). The server does
+//! not model Workers permissions (any valid token may call these) nor run the Worker.
+//! Faults ([`Fault::Status`], [`Fault::DelayAnswer`]) apply to these paths like any other.
+//! [`D1Server::live_deployment`], [`D1Server::worker_versions`] and
+//! [`D1Server::version_d1_bindings`] let tests read what was deployed.
 //!
 //! # SQL
 //!
@@ -59,6 +74,9 @@
 //! | wrong number of parameters | 400 | 7500 | `Wrong number of parameter bindings for SQL query.: SQLITE_RANGE` | plausible choice |
 //! | several statements in one `sql` with `params` | 400 | 7500 | `params were given for SQL holding several statements: SQLITE_RANGE` | plausible choice |
 //! | [`Fault::FailStatement`] | 400 | 7500 | `<message>: SQLITE_ERROR` (unless the message already names a `SQLITE_` code) | — |
+//! | Worker script does not exist (every `…/workers/scripts/{s}/…` call but `PUT`) | 404 | 10007 | `This Worker does not exist on your account.` | code as wrangler handles it; message as briefed (issue 14) |
+//! | upload without `metadata` or `main_module`, main module not among the parts or not `application/javascript+module`, a binding without type or name, a D1 binding (`database_id` or `id`) naming no database of the server; a deployment whose strategy is not `percentage`, with an unknown version, a percentage outside 0..=100, a version twice, not one or two versions, or percentages not adding up to 100 | 400 | 10021 | a sentence saying what is wrong | plausible choice (wrangler calls 10021 a validation error) |
+//! | unknown version id | 404 | 10225 | `The version <id> does not exist on this Worker` | plausible choice |
 //! | unknown database | 404 | 7404 | `The database <id> could not be found` | live API (`not_found.json`) |
 //! | missing or wrong token | 401 | 10000 | `Authentication error` | code and message as the API answers them (workers-sdk#3977); 401 as briefed |
 //! | token lacks the permission | 403 | 10000 | `Authentication error` | as the API answers (pages-action#112, a 403 with 10000) |
@@ -141,6 +159,7 @@ mod rest;
 mod sql;
 mod state;
 mod travel;
+mod workers;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -336,6 +355,15 @@ impl D1Server {
     /// GraphQL queries allowed per 5-minute window (default 300).
     pub fn set_graphql_budget(&self, n: u32) {
         self.lock().settings.graphql_budget = n;
+    }
+
+    /// Sets a database's read-replication mode (`"auto"` or `"disabled"`, the default), as
+    /// the get endpoint answers it in `read_replication.mode`.
+    pub fn set_read_replication(&self, uuid: &str, mode: &str) {
+        let mut st = self.lock();
+        if let Some(db) = st.dbs.iter_mut().find(|d| d.uuid == uuid) {
+            db.read_replication = mode.to_string();
+        }
     }
 
     /// Every request so far, oldest first.

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::analytics::Analytics;
 use super::travel::Travel;
+use super::workers::Workers;
 use super::{Fault, Permission, Recorded, random_hex};
 
 /// One D1 database.
@@ -16,6 +17,8 @@ pub struct Db {
     pub uuid: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// `read_replication.mode`: `disabled` (the default) or `auto`.
+    pub read_replication: String,
 }
 
 /// What tests can tune.
@@ -42,6 +45,8 @@ pub struct State {
     pub travel: Travel,
     /// Start of the current GraphQL budget window and the queries made in it.
     pub graphql_window: Option<(Instant, u32)>,
+    /// Workers scripts, versions and deployments (`workers.rs`).
+    pub workers: Workers,
 }
 
 impl State {
@@ -72,6 +77,7 @@ impl State {
             analytics: Analytics::default(),
             travel: Travel::default(),
             graphql_window: None,
+            workers: Workers::default(),
         }
     }
 
@@ -99,6 +105,7 @@ impl State {
             uuid: uuid.clone(),
             name: name.to_string(),
             created_at: now,
+            read_replication: "disabled".into(),
         });
         self.snapshot(&uuid)?;
         let size = self.file_size(&uuid);
@@ -140,7 +147,7 @@ impl State {
             "num_tables": self.num_tables(&db.uuid)?,
             "file_size": self.file_size(&db.uuid),
             "jurisdiction": null,
-            "read_replication": { "mode": "disabled" },
+            "read_replication": { "mode": db.read_replication },
         }))
     }
 

@@ -167,8 +167,20 @@ fn rollup(env: &str, g: &QueryGroup) -> Rollup {
         rows_read: g.rows_read,
         rows_written: g.rows_written,
         rows_returned: g.rows_returned,
-        histogram: Histogram::from_summary(g.count, g.duration_ms, g.p50_ms, g.p95_ms, g.p99_ms),
+        histogram: if quantiles_absent(g) {
+            // Unknown is not zero: no samples, so readers say the percentiles are unknown.
+            Histogram::new()
+        } else {
+            Histogram::from_summary(g.count, g.duration_ms, g.p50_ms, g.p95_ms, g.p99_ms)
+        },
     }
+}
+
+/// Whether D1 answered this group without `quantiles` (the client reads an absent value as
+/// 0): all three are 0 while the queries took time. One query's total is its duration, so a
+/// single query always has a known distribution.
+fn quantiles_absent(g: &QueryGroup) -> bool {
+    g.count > 1 && g.duration_ms > 0.0 && g.p50_ms == 0.0 && g.p95_ms == 0.0 && g.p99_ms == 0.0
 }
 
 /// Turns what was fetched into one batch for the store.

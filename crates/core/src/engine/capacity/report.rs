@@ -6,8 +6,7 @@ use chrono::{Duration, NaiveDate};
 use serde::Serialize;
 
 use super::{
-    CostProjection, ForecastItem, IndexSuggestion, cost_projection, forecast_items, limit_use,
-    open_metrics,
+    CostProjection, ForecastItem, IndexSuggestion, cost_projection, forecast_items, open_metrics,
 };
 use crate::engine::{CleanupItem, Engine, PRODUCTION, Result, SnapshotView, WatchStatus};
 use crate::metrics::forecast::ForecastOptions;
@@ -101,10 +100,15 @@ impl Engine {
         let start = from.and_hms_opt(0, 0, 0).map_or(now_utc(), |t| t.and_utc());
         let end = now_utc();
         let pool = metrics.top_queries(Some(PRODUCTION), start, end, TopBy::TotalTime, 50)?;
+        // Unknown percentiles are skipped, not ranked as the fastest (or the slowest).
         let mut slow: Vec<QueryStat> = (pool.into_iter())
-            .filter(|q| q.count >= MIN_SLOW_COUNT)
+            .filter(|q| q.count >= MIN_SLOW_COUNT && q.p95_ms.is_some())
             .collect();
-        slow.sort_by(|a, b| b.p95.total_cmp(&a.p95));
+        slow.sort_by(|a, b| {
+            (b.p95_ms.unwrap_or(0.0))
+                .total_cmp(&a.p95_ms.unwrap_or(0.0))
+                .then_with(|| a.fingerprint_id.cmp(&b.fingerprint_id))
+        });
         slow.truncate(TOP);
         let failing = metrics.top_queries(Some(PRODUCTION), start, end, TopBy::Errors, TOP)?;
         let errors = metrics.recent_errors(Some(PRODUCTION), 200)?;
@@ -126,16 +130,22 @@ impl Engine {
             .into_iter()
             .filter(|s| s.expired)
             .collect();
+        let mut forecasts = forecast_items(&plan, &usage, to, &opts);
+        let status = self.judged_limits(&metrics, &plan, &usage, &forecasts)?;
+        super::status::mark_forecasts(&mut forecasts, &status);
         let frees = stale.iter().map(|i| i.size_bytes).sum::<u64>()
-            + expired.iter().map(|s| s.snapshot.size_bytes).sum::<u64>();
+            + (expired.iter())
+                .filter(|s| s.uses_storage)
+                .map(|s| s.snapshot.size_bytes)
+                .sum::<u64>();
         Ok(WeeklyReport {
             generated_at: now(),
             plan: self.ws.config.plan.clone(),
             from,
             to,
             growth: growth(&usage, from, to),
-            status: limit_use(&plan, &usage, to),
-            forecasts: forecast_items(&plan, &usage, to, &opts),
+            status,
+            forecasts,
             cost: cost_projection(&self.ws.config.plan, &plan, &usage),
             slow_queries: slow.into_iter().map(insight).collect::<Result<_>>()?,
             failing_queries: failing.into_iter().map(insight).collect::<Result<_>>()?,

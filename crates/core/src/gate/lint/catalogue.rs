@@ -9,6 +9,8 @@ pub const CHECK_DESTRUCTIVE: &str = "lint.destructive";
 pub const CHECK_RISK: &str = "lint.risk";
 /// A statement the sandbox refuses: never suppressed or re-graded (it could not run anyway).
 pub const REFUSED: &str = "d1.refused";
+/// A double-quoted name that resolves to no column, so SQLite reads it as a string.
+pub const DQS: &str = "lint.dqs";
 
 /// One lint rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +81,12 @@ pub const RULES: &[Rule] = &[
         CHECK_D1,
         Severity::Fail,
         "remove it: a migration may change only its own database's tables, as on D1 (no ATTACH, VACUUM INTO, load_extension, pragmas outside D1's list, or writes to the ledger, _cf_ or sqlite_ tables)",
+    ),
+    rule(
+        DQS,
+        CHECK_D1,
+        Severity::Fail,
+        "write strings in single quotes ('text'); a double-quoted name must be a column that exists at this point (a rebuild copying a column the old table lacks writes this text into every row)",
     ),
     rule(
         "lint.apply-failed",

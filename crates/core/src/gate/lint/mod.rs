@@ -23,6 +23,7 @@ mod destructive;
 mod gate;
 mod replay;
 mod rules;
+mod scope;
 mod sql;
 mod suppress;
 
@@ -199,11 +200,25 @@ pub fn lint_migrations(input: &LintInput<'_>) -> Result<LintReport, LintError> {
                 .map_or(0, |(_, n)| *n),
         )
     };
+    let kinds: Vec<Vec<sql::Kind>> = input
+        .migrations
+        .iter()
+        .map(|m| m.statements.iter().map(|s| sql::classify(&s.sql)).collect())
+        .collect();
+    let scopes: Vec<scope::Scope> = input
+        .migrations
+        .iter()
+        .zip(&kinds)
+        .map(|(m, k)| scope::of(m, k))
+        .collect();
     let mut drafts = Vec::new();
     let mut directives = Vec::new();
     let mut replaying = true;
+    // The tables the next migration compares, read with the previous migration's result
+    // (the replay's state between the two is the same): one read per migration.
+    let mut carried: Option<Schema> = None;
     for (mi, m) in input.migrations.iter().enumerate() {
-        let kinds: Vec<sql::Kind> = m.statements.iter().map(|s| sql::classify(&s.sql)).collect();
+        let kinds = &kinds[mi];
         let mut out = Drafts {
             migration: mi,
             out: &mut drafts,
@@ -211,13 +226,38 @@ pub fn lint_migrations(input: &LintInput<'_>) -> Result<LintReport, LintError> {
         let found = suppress::directives(m);
         suppress::check_directives(&found, &mut out);
         directives.push(found);
-        rules::statement_rules(m, &kinds, &rows, input, &mut out);
+        rules::statement_rules(m, kinds, &rows, input, &mut out);
         if !replaying {
             continue;
         }
-        replaying = replay_migration(&replay, m, &kinds, &rows, input, &mut out, &mut notes)?;
+        let scopes = Scopes {
+            this: &scopes[mi],
+            next: scopes.get(mi + 1),
+        };
+        let step = Step {
+            m,
+            kinds,
+            rows: &rows,
+            input,
+        };
+        replaying = replay_migration(&replay, &step, scopes, &mut carried, &mut out, &mut notes)?;
     }
     Ok(finish(input, drafts, &directives, notes))
+}
+
+/// One migration being replayed, and what its rules read.
+struct Step<'a> {
+    m: &'a Migration,
+    kinds: &'a [sql::Kind],
+    rows: &'a rules::Rows<'a>,
+    input: &'a LintInput<'a>,
+}
+
+/// The tables this migration may change, and those the next one may.
+#[derive(Clone, Copy)]
+struct Scopes<'a> {
+    this: &'a scope::Scope,
+    next: Option<&'a scope::Scope>,
 }
 
 /// A statement the sandbox refuses, found by replaying migrations before anything runs.
@@ -275,18 +315,28 @@ pub fn refusals(
 }
 
 /// Replays one migration statement by statement and applies the rules that need the replay
-/// (cascades at each DROP TABLE, the schema diff at the end). Returns whether the replay
-/// could apply all of it, i.e. whether later migrations can still be diffed.
+/// (cascades at each DROP TABLE, the schema diff of the tables it may change at the end).
+/// Returns whether the replay could apply all of it, i.e. whether later migrations can still
+/// be diffed. `carried` holds the tables this migration compares as the previous one left
+/// them, and receives those the next one compares.
 fn replay_migration(
     replay: &replay::Replay,
-    m: &Migration,
-    kinds: &[sql::Kind],
-    rows: &rules::Rows<'_>,
-    input: &LintInput<'_>,
+    step: &Step<'_>,
+    scopes: Scopes<'_>,
+    carried: &mut Option<Schema>,
     out: &mut Drafts<'_>,
     notes: &mut Vec<String>,
 ) -> Result<bool, LintError> {
-    let before = replay.schema()?;
+    let Step {
+        m,
+        kinds,
+        rows,
+        input,
+    } = *step;
+    let before = match carried.take() {
+        Some(s) => s,
+        None => replay.tables(scopes.this)?,
+    };
     for (si, st) in m.statements.iter().enumerate() {
         if let sql::Kind::DropTable(table) = &kinds[si] {
             let children = replay.dependent_children(table);
@@ -295,7 +345,11 @@ fn replay_migration(
         if matches!(kinds[si], sql::Kind::Transaction(_)) {
             continue;
         }
+        let dq = replay.dq_strings(&st.sql);
         let Err(e) = replay.execute(&st.sql) else {
+            if !dq.is_empty() {
+                out.push(catalogue::DQS, Some(si), dqs_message(&dq));
+            }
             continue;
         };
         if let Some(reason) = e.refused {
@@ -320,9 +374,31 @@ fn replay_migration(
         }
         return Ok(false);
     }
-    let after = replay.schema()?;
+    let read = match scopes.next {
+        Some(next) => scopes.this.union(next),
+        None => scopes.this.clone(),
+    };
+    let both = replay.tables(&read)?;
+    let after = scopes.this.restrict(&both);
+    *carried = scopes.next.map(|next| next.restrict(&both));
     destructive::schema_rules(kinds, &before, &after, rows, out);
     Ok(true)
+}
+
+/// The `lint.dqs` message for the double-quoted names SQLite read as strings.
+fn dqs_message(names: &[String]) -> String {
+    let quoted = |f: fn(&str) -> String| names.iter().map(|n| f(n)).collect::<Vec<_>>().join(", ");
+    let dq = quoted(|n| format!("\"{n}\""));
+    let sq = quoted(|n| format!("'{}'", n.replace('\'', "''")));
+    if names.len() == 1 {
+        format!(
+            "{dq} is not a column here, so SQLite reads it as the string {sq} (no error: every row gets that text)"
+        )
+    } else {
+        format!(
+            "{dq} are not columns here, so SQLite reads them as the strings {sq} (no error: every row gets that text)"
+        )
+    }
 }
 
 /// Applies severity overrides and suppressions, orders and counts.

@@ -13,9 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 
+use super::scope::Scope;
 use crate::backend::sandbox::{self, Sandbox};
-use crate::schema::{Schema, SchemaError, read_schema};
+use crate::schema::sqltext::{TokKind, tokenize, unquote};
+use crate::schema::{Schema, SchemaError, read_schema, read_tables};
 
 /// A replayed statement running longer than this is stopped (the replay holds no production
 /// data, so only a runaway statement, e.g. an unbounded recursive CTE, gets near it).
@@ -93,6 +96,20 @@ impl Replay {
         read_schema(&self.conn, &self.ledger_table)
     }
 
+    /// The tables `scope` names as they are now (the whole schema for [`Scope::All`]).
+    pub fn tables(&self, scope: &Scope) -> Result<Schema, SchemaError> {
+        match scope {
+            Scope::All => self.schema(),
+            Scope::Tables(names) => {
+                let names: Vec<String> = names.iter().cloned().collect();
+                Ok(Schema {
+                    tables: read_tables(&self.conn, &self.ledger_table, &names)?,
+                    ..Schema::default()
+                })
+            }
+        }
+    }
+
     /// Executes one migration statement.
     pub fn execute(&self, sql: &str) -> Result<(), ReplayError> {
         if let Ok(mut t) = self.started.lock() {
@@ -114,6 +131,53 @@ impl Replay {
         })
     }
 
+    /// The double-quoted names in `sql` that SQLite reads as string literals because they
+    /// resolve to no column in scope (SQLite's "double-quoted string" misfeature, which D1
+    /// shares): the statement is prepared, not run, with double-quoted strings off
+    /// (`DQS_DML`/`DQS_DDL`), where such a name is "no such column"; each one found is
+    /// rewritten as a string literal and the statement prepared again, so all are named.
+    /// Empty when the statement prepares as written, or fails for another reason (what the
+    /// replay then reports). Call it before executing the statement.
+    pub fn dq_strings(&self, sql: &str) -> Vec<String> {
+        if !sql.contains('"') {
+            return Vec::new();
+        }
+        let configs = [
+            DbConfig::SQLITE_DBCONFIG_DQS_DML,
+            DbConfig::SQLITE_DBCONFIG_DQS_DDL,
+        ];
+        let saved: Vec<bool> = configs
+            .iter()
+            .map(|c| self.conn.db_config(*c).unwrap_or(true))
+            .collect();
+        let off = configs
+            .iter()
+            .all(|c| self.conn.set_db_config(*c, false).is_ok());
+        let mut found: Vec<String> = Vec::new();
+        let mut text = sql.to_string();
+        // Bounded: each round names a new token or stops.
+        while off && found.len() < MAX_DQ_NAMED {
+            let Err(e) = self.conn.prepare(&text) else {
+                break;
+            };
+            let Some(name) = no_such_column(&e) else {
+                break;
+            };
+            match as_string_literal(&text, &name) {
+                Some(rewritten) if !found.contains(&name) => {
+                    found.push(name);
+                    text = rewritten;
+                }
+                _ => break,
+            }
+        }
+        for (c, v) in configs.iter().zip(saved) {
+            let _ = self.conn.set_db_config(*c, v);
+        }
+        sandbox::take_refusal();
+        found
+    }
+
     /// Tables whose foreign keys reference `parent` with a row-changing `ON DELETE` action
     /// (CASCADE, SET NULL, SET DEFAULT), as (child, action); the parent itself is left out.
     pub fn dependent_children(&self, parent: &str) -> Vec<(String, String)> {
@@ -130,6 +194,47 @@ impl Replay {
             .and_then(|rows| rows.collect())
             .unwrap_or_default()
     }
+}
+
+/// At most this many double-quoted strings are named per statement.
+const MAX_DQ_NAMED: usize = 20;
+
+/// The name in SQLite's "no such column: X" (unqualified only: `"a"."b"` is never a
+/// string). SQLite 3.50 and later write it `"X" - should this be a string literal in
+/// single-quotes?`.
+fn no_such_column(e: &rusqlite::Error) -> Option<String> {
+    let m = match e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) => m,
+        rusqlite::Error::SqlInputError { msg, .. } => msg,
+        _ => return None,
+    };
+    let rest = m.strip_prefix("no such column: ")?;
+    let name = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.rsplit_once("\" - should")?.0,
+        None => rest,
+    };
+    (!name.contains('.')).then(|| name.to_string())
+}
+
+/// `sql` with every double-quoted token naming `name` written as a string literal, or `None`
+/// when the statement has no such token (the error came from elsewhere: a trigger, a view).
+fn as_string_literal(sql: &str, name: &str) -> Option<String> {
+    let mut out = String::with_capacity(sql.len());
+    let mut at = 0;
+    for t in tokenize(sql) {
+        if t.kind == TokKind::Quoted && t.raw.starts_with('"') && unquote(t.raw) == name {
+            out.push_str(&sql[at..t.offset]);
+            out.push('\'');
+            out.push_str(&name.replace('\'', "''"));
+            out.push('\'');
+            at = t.offset + t.raw.len();
+        }
+    }
+    if at == 0 {
+        return None;
+    }
+    out.push_str(&sql[at..]);
+    Some(out)
 }
 
 /// The schema after applying `migrations` on an empty database, or `None` when one of them

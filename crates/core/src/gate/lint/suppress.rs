@@ -28,8 +28,9 @@ pub(super) fn directives(m: &Migration) -> Vec<Vec<Directive>> {
 
 /// The reason a directive in `list` gives for suppressing `rule`, if any does.
 pub(super) fn matching(list: &[Directive], rule: &Rule) -> Option<String> {
-    // Findings about the directives themselves cannot be suppressed by them.
-    if rule.id.starts_with("lint.") {
+    // Findings about the directives themselves cannot be suppressed by them, nor a
+    // statement that does not apply.
+    if rule.id.starts_with("lint.suppression") || rule.id == "lint.apply-failed" {
         return None;
     }
     list.iter().find_map(|d| {

@@ -106,3 +106,12 @@ fn replay_failure_is_a_note_in_the_gate() {
         r.notes
     );
 }
+
+#[test]
+fn dqs_names_double_quoted_strings() {
+    let start = "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL);";
+    let sql = "CREATE TABLE `__new_users` (`id` integer PRIMARY KEY NOT NULL, `name` text NOT NULL, `bio` text);
+INSERT INTO `__new_users`(\"id\", \"name\", \"bio\") SELECT \"id\", \"name\", \"bio\" FROM `users`;";
+    let r = lint(start, &[sql], None);
+    assert_eq!(ids(&r), [("lint.dqs".into(), 2)], "{r:#?}");
+}
