@@ -434,9 +434,51 @@ fn d1ops_own_statements_are_not_app_traffic() {
         "CREATE INDEX users_email ON users(email);\n",
     );
     ws.ship();
-    let all = ws.json(&["monitor", "--include-d1ops"]);
-    eprintln!("{all:#}");
     let m = ws.json(&["monitor"]);
     assert_eq!(m["top"], serde_json::json!([]), "{m:#}");
     assert_eq!(m["totals"]["count"], 0, "{m:#}");
+    let hidden = m["d1ops_queries"].as_u64().expect("d1ops_queries");
+    assert!(hidden > 0, "{m:#}");
+    assert!(
+        m["watch"]["reasons"].to_string().contains("0 queries"),
+        "the watch counts app queries only: {m:#}"
+    );
+
+    let all = ws.json(&["monitor", "--include-d1ops", "--limit", "100"]);
+    let top = all["top"].as_array().expect("top");
+    assert!(!top.is_empty(), "{all:#}");
+    assert!(top.iter().all(|q| q["source"] == "d1ops"), "{all:#}");
+    let texts = all["top"].to_string();
+    assert!(
+        texts.contains("d1_migrations") && texts.contains("CREATE INDEX"),
+        "{all:#}"
+    );
+    assert_eq!(all["totals"]["count"].as_u64(), Some(hidden), "{all:#}");
+
+    // App traffic shows, as the app's.
+    ws.ok(&[
+        "query",
+        "production",
+        "SELECT id FROM users WHERE email = 'a'",
+    ]);
+    let m = ws.json(&["analytics", "sync", "--force"]);
+    assert_eq!(m["outcome"], "synced", "{m}");
+    let m = ws.json(&["monitor"]);
+    let top = m["top"].as_array().expect("top");
+    assert_eq!(top.len(), 1, "{m:#}");
+    assert_eq!(top[0]["source"], "app", "{m:#}");
+
+    // Usage keeps counting d1ops' statements (they cost rows on D1) and says how many.
+    let usage = ws.json(&["usage", "--days", "1"]);
+    let total = &usage["totals"][0];
+    assert!(
+        total["d1ops"]["queries"].as_u64().unwrap_or(0) >= hidden,
+        "{usage:#}"
+    );
+    assert!(
+        total["queries"].as_u64().unwrap_or(0) > total["d1ops"]["queries"].as_u64().unwrap_or(0),
+        "{usage:#}"
+    );
+    let text = ws.ok(&["usage", "--days", "1"]);
+    assert!(text.contains("of which d1ops' own statements"), "{text}");
 }

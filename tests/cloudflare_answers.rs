@@ -94,7 +94,7 @@ fn listings_mark_what_d1_would_not_answer_and_exit_1() {
     );
     let (code, out, err) = with_token(&ws, wrong, &["cleanup", "--dry-run"]);
     assert_eq!(code, Some(1), "{out}{err}");
-    assert!(out.contains("unknown") && !out.contains("0 B"), "{out}");
+    assert!(out.contains("size(s) unknown"), "{out}");
     assert!(err.contains("its size is unknown"), "{err}");
 
     // 403: a token without D1 read on the account.
@@ -309,4 +309,81 @@ fn envs_show_each_databases_read_replication_mode() {
     server.set_read_replication(&production_id(&ws), "disabled");
     let envs = ws.json(&["envs"]);
     assert_eq!(envs[0]["read_replication"], "disabled", "{envs}");
+}
+
+#[test]
+fn schema_only_previews_say_what_they_cannot_check_and_use_productions_figures() {
+    let (_server, ws) = cloudflare_ws();
+    ws.migration("0001_users.sql", USERS);
+    ws.migration(
+        "0002_events.sql",
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, kind TEXT);\n",
+    );
+    ws.ship();
+    // Two users; more events than the bounded count reads (unknown, not scanned).
+    ws.production()
+        .execute_batch(
+            "INSERT INTO users(username) VALUES ('ann'), ('ben');
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100001)
+             INSERT INTO events(kind) SELECT 'k' FROM n;",
+        )
+        .unwrap();
+    let production_bytes = std::fs::metadata(ws.production_path()).unwrap().len();
+    let path = ws.path().join("d1ops.toml");
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "[cloudflare]\n",
+            "[cloudflare]\npreview_seed = \"schema\"\n",
+        )
+        .replace("index_rows_warn = 100000", "index_rows_warn = 1");
+    text.push_str(
+        "\n[[probe]]\nname = \"by_name\"\nsql = \"SELECT id FROM users WHERE username = ?\"\nparams = [\"ann\"]\nexpect_rows = 1\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    ws.migration(
+        "0003_bio_idx.sql",
+        "CREATE INDEX idx_users_bio ON users(bio);\n",
+    );
+    let (code, d) = ws.deploy();
+    assert_ne!(code, Some(3), "{d}");
+    let reason = |id: &str| {
+        common::check(&d, id)["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let probe = reason("probe.result");
+    assert!(
+        probe.starts_with("schema-only preview:")
+            && probe.contains("production has 2 row(s)")
+            && probe.contains("above 100,000 rows not counted (unknown)")
+            && !probe.contains("no data yet"),
+        "{probe}"
+    );
+    let size = common::check(&d, "limit.size");
+    assert!(
+        size["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("schema-only preview:"),
+        "{size}"
+    );
+    assert_eq!(size["details"]["size_before"], production_bytes, "{size}");
+    assert!(
+        reason("lint.risk").contains("risk.index-large-table"),
+        "{}",
+        common::check(&d, "lint.risk")
+    );
+    let loss = common::check(&d, "data.loss");
+    assert_eq!(loss["status"], "skip", "{loss}");
+    assert!(
+        reason("data.loss").starts_with("schema-only preview:"),
+        "{loss}"
+    );
+    assert!(
+        reason("fk.check").starts_with("schema-only preview:"),
+        "{}",
+        reason("fk.check")
+    );
 }

@@ -18,6 +18,8 @@ struct Console {
     state: State,
     worker: Worker,
     replies: Receiver<Reply>,
+    /// What `y` put on the clipboard (the text of each OSC 52 sequence).
+    copied: Vec<String>,
 }
 
 impl Console {
@@ -33,6 +35,7 @@ impl Console {
             state: State::new(info, chrono::Utc::now(), 120, 40),
             worker,
             replies,
+            copied: Vec::new(),
         };
         let effects = update(&mut c.state, Action::Tick(chrono::Utc::now()));
         c.run(effects);
@@ -42,15 +45,24 @@ impl Console {
 
     /// Sends effects and feeds replies back until nothing is in flight.
     fn run(&mut self, effects: Vec<Effect>) {
-        for Effect::Engine(req) in effects {
-            assert!(self.worker.send(req), "worker alive");
-        }
+        self.send(effects);
         while self.state.busy() {
             let reply =
                 (self.replies.recv_timeout(Duration::from_secs(60))).expect("a reply within 60 s");
             let more = update(&mut self.state, Action::Reply(reply));
-            for Effect::Engine(req) in more {
-                assert!(self.worker.send(req), "worker alive");
+            self.send(more);
+        }
+    }
+
+    /// Carries out effects as the shell does: requests to the worker, copies kept.
+    fn send(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Engine(req) => assert!(self.worker.send(req), "worker alive"),
+                Effect::Copy(text) => self.copied.push(text),
+                Effect::Cancel => {
+                    d1ops::engine::interrupt_reads();
+                }
             }
         }
     }

@@ -66,7 +66,10 @@ fn key(s: &mut State, code: KeyCode) -> Vec<Effect> {
 fn requests(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
-        .map(|Effect::Engine(r)| format!("{r:?}"))
+        .map(|e| match e {
+            Effect::Engine(r) => format!("{r:?}"),
+            other => format!("{other:?}"),
+        })
         .collect()
 }
 

@@ -238,6 +238,10 @@ pub enum Command {
         /// How many top queries.
         #[arg(long, default_value_t = 10)]
         limit: usize,
+        /// Include d1ops' own statements (ledger reads, introspection, migrations, probes);
+        /// by default the Monitor shows the app's traffic only.
+        #[arg(long)]
+        include_d1ops: bool,
     },
     /// D1's GraphQL Analytics (backend = "cloudflare").
     Analytics {
@@ -258,6 +262,12 @@ pub enum Command {
     Report {
         #[command(subcommand)]
         command: ReportCommand,
+    },
+    /// The live release's post-promotion watch; `watch ack` acknowledges a raised regression
+    /// (it stays in the record, dated, and no longer alerts).
+    Watch {
+        #[command(subcommand)]
+        command: Option<WatchCommand>,
     },
     /// Lint the migrations folder alone (D1 compatibility, destructive and risky changes);
     /// exits 1 when any finding is at fail severity.
@@ -281,6 +291,12 @@ pub enum AnalyticsCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WatchCommand {
+    /// Acknowledge the live release's raised regression (audited).
+    Ack,
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,8 +27,34 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             }
             Ok(exit::OK)
         }
+        Command::Watch { command } => watch(cli, engine, command.is_some()),
         other => anyhow::bail!("internal error: {other:?} reached the wrong handler"),
     }
+}
+
+/// `watch`: the live release's watch; `watch ack`: acknowledge its raised regression.
+fn watch(cli: &Cli, engine: &mut Engine, ack: bool) -> anyhow::Result<i32> {
+    let report = if ack {
+        Some(engine.watch_ack()?)
+    } else {
+        engine.live_watch()
+    };
+    if cli.json {
+        print_json(&report)?;
+        return Ok(exit::OK);
+    }
+    match report {
+        None => println!("no live release has been promoted: nothing is watched"),
+        Some(w) if ack => println!("acknowledged: {}", safe(&w.summary())),
+        Some(w) => {
+            let colour = if w.alert { RED } else { DIM };
+            println!("{}", paint(&safe(&w.summary()), colour));
+            if w.alert {
+                println!("acknowledge it with `d1ops watch ack` (or `k` in the console)");
+            }
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// A limit's value in its unit: bytes for storage, a count otherwise.
@@ -71,6 +97,7 @@ fn usage(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
         println!("{}", super::monitor::freshness_line(f));
     }
     print_days(&report);
+    print_d1ops_share(&report);
     println!();
     print_status(&report.status);
     if let Some(c) = &report.cost {
@@ -86,6 +113,30 @@ fn usage(cli: &Cli, engine: &Engine, days: u32) -> anyhow::Result<i32> {
         );
     }
     Ok(exit::OK)
+}
+
+/// How much of the traffic above was d1ops' own statements (counted: they cost rows).
+fn print_d1ops_share(report: &UsageReport) {
+    let (mut q, mut r, mut w) = (0, 0, 0);
+    for t in &report.totals {
+        q += t.d1ops.queries;
+        r += t.d1ops.rows_read;
+        w += t.d1ops.rows_written;
+    }
+    if q > 0 {
+        println!(
+            "{}",
+            paint(
+                &format!(
+                    "of which d1ops' own statements (ledger, introspection, migrations, probes): {}, {} rows read, {} rows written",
+                    d1ops_sql::text::count_of(q, "query", "queries"),
+                    thousands(r),
+                    thousands(w)
+                ),
+                DIM
+            )
+        );
+    }
 }
 
 /// One row per (day, environment), each day closed by its total.

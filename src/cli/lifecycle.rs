@@ -404,10 +404,18 @@ fn print_cleanup_plan(
             output::table(&["SNAPSHOT", "RELEASE", "TAKEN", "SIZE"], &rows)
         );
     }
+    let unknown = plan.iter().filter(|i| i.unreadable.is_some()).count();
     println!(
-        "{} preview(s), {} recovery point(s), {} in total",
+        "{} preview(s), {} recovery point(s), {}",
         plan.len(),
         snapshots.len(),
-        output::bytes(total)
+        if unknown == 0 {
+            format!("{} in total", output::bytes(total))
+        } else {
+            format!(
+                "{} known in total ({unknown} size(s) unknown)",
+                output::bytes(total)
+            )
+        }
     );
 }

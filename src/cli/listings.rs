@@ -153,12 +153,15 @@ fn print_summary(d: &ReleaseDetail) {
 fn print_failure(r: &Release) {
     if let Some(f) = &r.failure {
         println!("{}", paint("failure", RED));
-        println!(
-            "  {} {}{}",
-            safe(&f.stage),
-            safe(f.migration.as_deref().unwrap_or("")),
-            f.line.map_or(String::new(), |l| format!(":{l}"))
-        );
+        match &f.migration {
+            Some(m) => println!(
+                "  {} {}{}",
+                safe(&f.stage),
+                safe(m),
+                f.line.map_or(String::new(), |l| format!(":{l}"))
+            ),
+            None => println!("  stage      {}", safe(&f.stage)),
+        }
         if let Some(t) = &f.target {
             println!("  target     {}", safe(t));
         }

@@ -233,9 +233,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 | Command::Serve { .. }
                 | Command::Traffic { .. }
                 | Command::Ingest { .. } => observe::run(&cli, cmd, &mut engine),
-                Command::Usage { .. } | Command::Forecast { .. } | Command::Report { .. } => {
-                    capacity::run(&cli, cmd, &mut engine)
-                }
+                Command::Usage { .. }
+                | Command::Forecast { .. }
+                | Command::Report { .. }
+                | Command::Watch { .. } => capacity::run(&cli, cmd, &mut engine),
                 Command::Monitor { .. } | Command::Analytics { .. } => {
                     monitor::run(&cli, cmd, &engine)
                 }

@@ -16,8 +16,15 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &Engine) -> anyhow::Result<i
             window,
             by,
             limit,
+            include_d1ops,
         } => {
-            let data = engine.monitor(env.as_deref(), window_of(window), order_of(by), *limit)?;
+            let data = engine.monitor_with(
+                env.as_deref(),
+                window_of(window),
+                order_of(by),
+                *limit,
+                *include_d1ops,
+            )?;
             if cli.json {
                 print_json(&data)?;
             } else {
@@ -127,11 +134,30 @@ fn print_monitor(d: &MonitorData) {
             known_ms(t.p95)
         );
     }
+    if d.d1ops_queries > 0 {
+        let note = if d.include_d1ops {
+            format!(
+                "including {} d1ops sent itself (marked [d1ops])",
+                d1ops_sql::text::count_of(d.d1ops_queries, "statement", "statements")
+            )
+        } else {
+            format!(
+                "app traffic only: {} d1ops sent itself left out (--include-d1ops shows them; usage counts them)",
+                d1ops_sql::text::count_of(d.d1ops_queries, "statement", "statements")
+            )
+        };
+        println!("{}", paint(&note, DIM));
+    }
     if !d.top.is_empty() {
         let rows: Vec<Vec<String>> = (d.top.iter())
             .map(|q| {
+                let mark = if q.source == crate::metrics::source::D1OPS_SOURCE {
+                    "[d1ops] "
+                } else {
+                    ""
+                };
                 vec![
-                    safe(&crate::backend::one_line(&q.text, 60)),
+                    format!("{mark}{}", safe(&crate::backend::one_line(&q.text, 60))),
                     thousands(q.count),
                     thousands(q.errors),
                     format!("{:.1}", q.total_ms),

@@ -11,8 +11,8 @@ use crate::backend::StatementResult;
 use crate::engine::Engine;
 use crate::engine::observe::{ExecuteOptions, IngestReport, TrafficSummary, ingest};
 use crate::metrics::MetricsStore;
-use d1ops_sql::text::thousands;
 use crate::serve::{self, ServeConfig, d1};
+use d1ops_sql::text::thousands;
 
 pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Result<i32> {
     match cmd {

@@ -241,9 +241,7 @@ fn print_plan(plan: &RestorePlan) {
                 } else {
                     paint("?", YELLOW)
                 },
-                t.updated
-                    .filter(|_| counted)
-                    .map_or("?".into(), thousands),
+                t.updated.filter(|_| counted).map_or("?".into(), thousands),
                 if counted {
                     thousands(t.deleted)
                 } else {

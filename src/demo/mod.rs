@@ -262,10 +262,7 @@ impl Story<'_> {
         std::fs::create_dir_all(&dist)?;
         let mut out = Vec::new();
         for (name, body) in [
-            (
-                "app",
-                format!("// mini-app bundle v{version}\nexport const version = {version};\n"),
-            ),
+            ("app", traffic::app_bundle(version)?),
             (
                 "bot",
                 format!(
@@ -273,7 +270,8 @@ impl Story<'_> {
                 ),
             ),
         ] {
-            let path = dist.join(format!("{name}-v{version}.js"));
+            let ext = if name == "app" { "json" } else { "js" };
+            let path = dist.join(format!("{name}-v{version}.{ext}"));
             std::fs::write(&path, body)?;
             out.push((name.to_string(), path));
         }
@@ -287,14 +285,77 @@ impl Story<'_> {
         version: u32,
         supersedes: Option<&str>,
     ) -> anyhow::Result<String> {
-        let mut e = self.engine(actor)?;
-        let out = e.deploy(DeployRequest {
-            label: Some(label.into()),
-            commit: Some(format!("{:07x}", 0x5eed000 + version * 0x1f3)),
-            artifacts: self.artifact(version)?,
-            supersedes: supersedes.map(str::to_string),
-        })?;
-        Ok(out.id)
+        // The story needs each release's verdict to come from its migrations, never from a
+        // loaded machine: a release blocked by a timing check alone (the gate re-measures a
+        // missed limit, yet a busy CPU can outlast that) is abandoned and deployed again,
+        // and the last attempt reads timing checks as warnings.
+        for attempt in 1..=TIMING_ATTEMPTS {
+            let last = attempt == TIMING_ATTEMPTS;
+            let config = self.config()?;
+            if last {
+                std::fs::write(self.root.join("d1ops.toml"), timing_as_warnings(&config))?;
+            }
+            let mut e = self.engine(actor)?;
+            let out = e.deploy(DeployRequest {
+                label: Some(label.into()),
+                commit: Some(format!("{:07x}", 0x5eed000 + version * 0x1f3)),
+                artifacts: self.artifact(version)?,
+                supersedes: supersedes.map(str::to_string),
+            });
+            if last {
+                std::fs::write(self.root.join("d1ops.toml"), &config)?;
+            }
+            let out = out?;
+            let timing_only = out.checks.iter().any(|c| c.status.as_str() == "fail")
+                && out
+                    .checks
+                    .iter()
+                    .filter(|c| c.status.as_str() == "fail")
+                    .all(|c| TIMING_CHECKS.contains(&c.id.as_str()));
+            if last || !timing_only {
+                return Ok(out.id);
+            }
+            if std::env::var_os("D1OPS_DEMO_TRACE").is_some() {
+                eprintln!("demo: {label}: blocked by a timing check alone, deploying again");
+            }
+            e.abandon(
+                &out.id,
+                Some("blocked by a timing check alone (a busy machine); deployed again"),
+            )?;
+            let plan: Vec<_> = e
+                .cleanup_plan(None, false)?
+                .into_iter()
+                .filter(|i| i.release_id.as_deref() == Some(out.id.as_str()))
+                .collect();
+            e.cleanup(&plan)?;
+        }
+        bail!("demo: deploy attempts exhausted")
+    }
+
+    fn config(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.root.join("d1ops.toml"))?)
+    }
+}
+
+/// Gate checks whose verdict is a measured time, not a property of the migrations.
+const TIMING_CHECKS: &[&str] = &["probe.latency"];
+
+/// Deploys of the story blocked by timing checks alone are attempted this often in all.
+const TIMING_ATTEMPTS: usize = 3;
+
+/// `config` with the timing checks graded `warn` (`[gate] severity`).
+fn timing_as_warnings(config: &str) -> String {
+    let entries: Vec<String> = TIMING_CHECKS
+        .iter()
+        .map(|id| format!("\"{id}\" = \"warn\""))
+        .collect();
+    let line = format!("severity = {{ {} }}\n", entries.join(", "));
+    match config.find("[gate]\n") {
+        Some(i) => {
+            let at = i + "[gate]\n".len();
+            format!("{}{line}{}", &config[..at], &config[at..])
+        }
+        None => format!("{config}\n[gate]\n{line}"),
     }
 }
 
@@ -403,4 +464,20 @@ fn build(dir: &Path, scale: Scale) -> anyhow::Result<DemoWorkspace> {
         releases,
         build_ms: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_checks_read_as_warnings_on_the_last_attempt() {
+        let toml = timing_as_warnings(CONFIG);
+        assert!(
+            toml.contains("[gate]\nseverity = { \"probe.latency\" = \"warn\" }\n"),
+            "{toml}"
+        );
+        assert!(toml.parse::<toml::Table>().is_ok());
+        assert!(timing_as_warnings(launch_config()).contains("\"probe.latency\" = \"warn\""));
+    }
 }

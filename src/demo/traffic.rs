@@ -15,6 +15,49 @@ use crate::engine::{Engine, EngineOptions, PRODUCTION};
 pub const RATE: u64 = 8;
 /// Read probes too heavy to replay continuously (they scan a million rows).
 const SKIP: &[&str] = &["popular_feed"];
+/// Queries of the likes feature, which the app runs from its version 2 on.
+const LIKES: &[&str] = &["did_i_like", "item_likers", "my_likes"];
+/// Where the demo app's `deploy` puts the live bundle (relative to the workspace).
+pub const LIVE_BUNDLE: &str = ".d1ops/demo-app/live.json";
+
+/// One query the demo app runs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct AppQuery {
+    name: String,
+    sql: String,
+    #[serde(default)]
+    params: Vec<serde_json::Value>,
+}
+
+/// The demo app's bundle for `version`: which queries that version runs (the demo config's
+/// read probes; the likes queries from version 2 on), as JSON.
+pub fn app_bundle(version: u32) -> anyhow::Result<String> {
+    let config = crate::workspace::Config::parse(super::CONFIG, "assets/demo/d1ops.toml")?;
+    let queries: Vec<AppQuery> = (config.probes.iter())
+        .filter(|p| !p.is_write() && !SKIP.contains(&p.name.as_str()))
+        .filter(|p| version >= 2 || !LIKES.contains(&p.name.as_str()))
+        .map(|p| AppQuery {
+            name: p.name.clone(),
+            sql: p.sql.clone(),
+            params: (p.params.iter())
+                .map(|v| serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
+                .collect(),
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "app": "mini-app",
+        "version": version,
+        "queries": queries,
+    }))?)
+}
+
+/// The queries of the live bundle, when the app's code was deployed.
+fn live_queries(root: &Path) -> Option<Vec<(String, Vec<serde_json::Value>)>> {
+    let text = std::fs::read_to_string(root.join(LIVE_BUNDLE)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let queries: Vec<AppQuery> = serde_json::from_value(v.get("queries")?.clone()).ok()?;
+    Some(queries.into_iter().map(|q| (q.sql, q.params)).collect())
+}
 
 /// The running replay; stops (and waits for the thread) when dropped.
 pub struct BackgroundTraffic {
@@ -61,7 +104,9 @@ fn run(root: &Path, stop: &AtomicBool) {
             return;
         }
     };
-    let probes: Vec<(String, Vec<serde_json::Value>)> = (engine.ws.config.probes.iter())
+    // The queries of the app's live code (switched by `promote` and `rollback`), re-read
+    // every few seconds; the read probes when no app code was deployed.
+    let fallback: Vec<(String, Vec<serde_json::Value>)> = (engine.ws.config.probes.iter())
         .filter(|p| !p.is_write() && !SKIP.contains(&p.name.as_str()))
         .map(|p| {
             let params = (p.params.iter())
@@ -70,12 +115,18 @@ fn run(root: &Path, stop: &AtomicBool) {
             (p.sql.clone(), params)
         })
         .collect();
-    if probes.is_empty() {
-        return;
-    }
+    let mut probes = live_queries(root).unwrap_or_else(|| fallback.clone());
     let pause = Duration::from_millis(1_000 / RATE);
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
+        if i % (RATE as usize * 2) == 0 {
+            probes = live_queries(root).unwrap_or_else(|| fallback.clone());
+        }
+        if probes.is_empty() {
+            std::thread::sleep(pause);
+            i = i.wrapping_add(1);
+            continue;
+        }
         // A skewed mix: the first probes (the hot paths) run most often.
         let pick = (i * 7 + i / 3) % probes.len();
         let pick = pick.min(i % (probes.len() / 2).max(1) + pick / 3);

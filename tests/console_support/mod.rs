@@ -161,15 +161,18 @@ pub fn info(root: &Path, readonly: bool) -> Info {
         account: None,
         actor: "bob".into(),
         readonly,
+        allow_self_approval: false,
     }
 }
 
 /// Sends effects straight to the engine (synchronously, via the worker's handler) and
 /// feeds the replies back, until nothing is left.
 pub fn run_effects(state: &mut State, engine: &mut Engine, mut effects: Vec<Effect>) {
-    while let Some(Effect::Engine(req)) = effects.pop() {
-        let reply = worker::handle(engine, req);
-        effects.extend(update(state, Action::Reply(reply)));
+    while let Some(effect) = effects.pop() {
+        if let Effect::Engine(req) = effect {
+            let reply = worker::handle(engine, req);
+            effects.extend(update(state, Action::Reply(reply)));
+        }
     }
 }
 

@@ -293,7 +293,8 @@ impl Client {
     }
 
     /// Sends a call about `script`, mapping a 404 to [`WorkersError::MissingWorker`] and a 403
-    /// to the Workers permission.
+    /// to the Workers permission (the D1 `Permission` a Workers call carries is never shown:
+    /// a 403 names [`WORKERS_PERMISSION`]).
     fn workers_send<T: serde::de::DeserializeOwned>(&self, script: &str, call: &Call) -> Result<T> {
         match self.send::<T>(call) {
             Ok(env) => env.result.ok_or_else(|| WorkersError::Unexpected {

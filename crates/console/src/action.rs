@@ -43,6 +43,16 @@ pub enum Action {
     Rollback,
     /// `S`: restore production's database to before the selected release.
     Restore,
+    /// `U`: undo the last restore (Releases).
+    RestoreUndo,
+    /// A dangerous key pressed in a read-only console: what it would have done.
+    ReadOnly(&'static str),
+    /// `!`: the alerts list.
+    Alerts,
+    /// `:`: the command palette.
+    Palette,
+    /// `y`: copy what is selected to the clipboard (OSC 52).
+    Copy,
     /// Monitor: the next environment.
     NextEnv,
     /// Monitor: the next time window (5m, 1h, 24h, 7d).

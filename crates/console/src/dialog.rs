@@ -52,6 +52,8 @@ pub struct Confirm {
     pub action: ConfirmAction,
     pub release: String,
     pub label: Option<String>,
+    /// Who deployed the release (the approve dialog warns its author up front).
+    pub author: String,
     pub state: String,
     /// The note (approve, abandon) or the typed id suffix (promote).
     pub input: String,
@@ -60,6 +62,8 @@ pub struct Confirm {
     pub preview: Option<Result<Box<PromotePreview>, String>>,
     /// Rollback / restore only: the probe check or the loss report (`None` while loading).
     pub recovery: Option<Result<Box<RecoveryPreview>, String>>,
+    /// How far the dialog's middle (the diff, the loss report) is scrolled (`↓`/`↑`).
+    pub scroll: usize,
 }
 
 impl Confirm {
@@ -160,17 +164,69 @@ impl IndexDialog {
     }
 }
 
+/// `q` while a write to production is in flight: wait for it (Cancel, focused first) or
+/// quit now and leave it to the recovery the next command runs (Confirm).
+#[derive(Debug, Clone)]
+pub struct QuitDialog {
+    /// What is in flight, as the spinner says it ("promoting").
+    pub what: String,
+    pub focus: Focus,
+}
+
+/// The word `restore --undo` asks for, in the CLI and here.
+pub const UNDO_WORD: &str = "undo";
+
+/// `U`: undo the last restore, with the CLI's typed confirmation (`undo`).
+#[derive(Debug, Clone)]
+pub struct UndoDialog {
+    pub input: String,
+    pub focus: Focus,
+    /// What the undo would do (`None` while loading).
+    pub preview: Option<Result<Box<RecoveryPreview>, String>>,
+}
+
+impl UndoDialog {
+    /// Whether pressing Confirm would act now, else why not.
+    pub fn blocked_by(&self) -> Option<String> {
+        match &self.preview {
+            None => Some("checking…".into()),
+            Some(Err(e)) => Some(e.clone()),
+            Some(Ok(p)) if p.blocker.is_some() => p.blocker.clone(),
+            Some(Ok(_)) if !self.input.trim().eq_ignore_ascii_case(UNDO_WORD) => {
+                Some(format!("type {UNDO_WORD} to enable Undo"))
+            }
+            Some(Ok(_)) => None,
+        }
+    }
+}
+
 /// The open dialog, if any.
 #[derive(Debug, Clone)]
 pub enum Dialog {
     Confirm(Confirm),
     Cleanup(CleanupDialog),
     Index(IndexDialog),
+    Quit(QuitDialog),
+    Undo(UndoDialog),
 }
 
 impl Dialog {
     /// Whether the dialog has a text field that takes typed characters.
     pub fn takes_text(&self) -> bool {
-        matches!(self, Dialog::Confirm(_))
+        matches!(self, Dialog::Confirm(_) | Dialog::Undo(_))
+    }
+
+    /// Whether the dialog waits on a read that Esc should cancel (a preview still loading).
+    pub fn loading(&self) -> bool {
+        match self {
+            Dialog::Confirm(c) => match c.action {
+                ConfirmAction::Promote => c.preview.is_none(),
+                ConfirmAction::Rollback | ConfirmAction::Restore => c.recovery.is_none(),
+                _ => false,
+            },
+            Dialog::Cleanup(c) => c.items.is_none(),
+            Dialog::Undo(u) => u.preview.is_none(),
+            Dialog::Index(_) | Dialog::Quit(_) => false,
+        }
     }
 }

@@ -12,6 +12,12 @@ use crate::engine::{CleanupItem, IndexSuggestion, MonitorData, MonitorWindow, Qu
 pub enum Effect {
     /// Send a request to the engine worker; exactly one [`Reply`] comes back for it.
     Engine(Request),
+    /// Interrupt the engine's cancellable reads now (the operator cancelled what they were
+    /// for); the interrupted request still answers, with an error nobody shows.
+    Cancel,
+    /// Put this text on the clipboard: the shell writes it as an OSC 52 sequence (works over
+    /// SSH, and in tmux with `set-clipboard on`).
+    Copy(String),
 }
 
 /// Work for the engine worker.
@@ -37,6 +43,10 @@ pub enum Request {
     RestorePreview(String),
     Rollback(String),
     Restore(String),
+    /// What undoing the last restore would do (`restore --undo`'s plan, in words).
+    RestoreUndoPreview,
+    /// Undo the last restore.
+    RestoreUndo,
     /// The Monitor's data for an environment (`None`: production), window and order.
     Monitor {
         env: Option<String>,
@@ -55,6 +65,15 @@ pub enum Request {
 }
 
 impl Request {
+    /// Whether the request changes production (quitting while it runs leaves it to
+    /// recovery, so the console asks first).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Request::Promote(_) | Request::Restore(_) | Request::Rollback(_) | Request::RestoreUndo
+        )
+    }
+
     /// What the spinner says while this request runs.
     pub fn label(&self) -> String {
         match self {
@@ -70,6 +89,8 @@ impl Request {
             Request::RestorePreview(_) => "comparing with the recovery point".into(),
             Request::Rollback(_) => "rolling back".into(),
             Request::Restore(_) => "restoring".into(),
+            Request::RestoreUndoPreview => "comparing with the pre-restore snapshot".into(),
+            Request::RestoreUndo => "undoing the last restore".into(),
             Request::Monitor { .. } => "reading metrics".into(),
             Request::QueryPlan { .. } => "reading the query plan".into(),
             Request::Capacity => "reading usage".into(),
@@ -95,6 +116,8 @@ pub enum Reply {
         id: String,
         result: Result<Box<RecoveryPreview>, String>,
     },
+    /// What undoing the last restore would do.
+    UndoPreview(Result<Box<RecoveryPreview>, String>),
     Monitor(Result<Box<MonitorData>, String>),
     QueryPlan {
         env: String,

@@ -4,7 +4,9 @@
 //! Pure like `update`: decisions are made here, engine calls only requested. The engine
 //! has the final word on every action; the checks here only spare a pointless dialog.
 use crate::action::Action;
-use crate::dialog::{CleanupDialog, Confirm, ConfirmAction, Dialog, Focus, IndexDialog};
+use crate::dialog::{
+    CleanupDialog, Confirm, ConfirmAction, Dialog, Focus, IndexDialog, QuitDialog, UndoDialog,
+};
 use crate::effects::{Effect, Reply, Request};
 use crate::format;
 use crate::model::ReleaseState;
@@ -70,11 +72,13 @@ pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
         action: kind,
         release: rel.id.clone(),
         label: rel.label.clone(),
+        author: rel.author.clone(),
         state: rel.state.to_string(),
         input: String::new(),
         focus: Focus::Cancel,
         preview: None,
         recovery: None,
+        scroll: 0,
     };
     let id = rel.id.clone();
     state.dialog = Some(Dialog::Confirm(confirm));
@@ -93,8 +97,41 @@ pub fn dialog(state: &mut State, action: Action) -> Vec<Effect> {
     };
     let press = match (open, action) {
         (_, Action::Cancel) => {
+            // Esc drops what the dialog was waiting for: a comparison still running is
+            // interrupted, its answer ignored.
+            let loading = state.dialog.as_ref().is_some_and(Dialog::loading);
             state.dialog = None;
+            return if loading { vec![Effect::Cancel] } else { Vec::new() };
+        }
+        (Dialog::Quit(_), Action::ForceQuit | Action::Quit) => {
+            state.quit = true;
             return Vec::new();
+        }
+        (Dialog::Undo(u), Action::Input(ch)) => {
+            if u.input.chars().count() < 200 {
+                u.input.push(ch);
+            }
+            false
+        }
+        (Dialog::Undo(u), Action::Backspace) => {
+            u.input.pop();
+            false
+        }
+        (Dialog::Undo(u), Action::FocusNext | Action::FocusPrev) => {
+            u.focus = u.focus.toggle();
+            false
+        }
+        (Dialog::Quit(q), Action::FocusNext | Action::FocusPrev) => {
+            q.focus = q.focus.toggle();
+            false
+        }
+        (Dialog::Confirm(c), Action::Down | Action::WheelDown | Action::PageDown) => {
+            c.scroll = c.scroll.saturating_add(1);
+            false
+        }
+        (Dialog::Confirm(c), Action::Up | Action::WheelUp | Action::PageUp) => {
+            c.scroll = c.scroll.saturating_sub(1);
+            false
         }
         (Dialog::Confirm(c), Action::Input(ch)) => {
             if c.input.chars().count() < 200 {
@@ -161,8 +198,68 @@ fn press_focused(state: &mut State) -> Vec<Effect> {
             }
         },
         Dialog::Index(c) if c.focus == Focus::Confirm => vec![state.send(c.request())],
+        Dialog::Undo(u) if u.focus == Focus::Confirm => {
+            if let Some(why) = u.blocked_by() {
+                state.toast(ToastKind::Error, why);
+                state.dialog = Some(Dialog::Undo(u));
+                return Vec::new();
+            }
+            vec![state.send(Request::RestoreUndo)]
+        }
+        Dialog::Quit(q) if q.focus == Focus::Confirm => {
+            state.quit = true;
+            Vec::new()
+        }
+        Dialog::Quit(q) => {
+            state.quit_when_idle = true;
+            state.toast(
+                ToastKind::Info,
+                format!("The console quits as soon as {} finishes.", q.what),
+            );
+            Vec::new()
+        }
         _ => Vec::new(),
     }
+}
+
+/// `q` at the top level (and Ctrl-C): quit at once, unless a write to production is in
+/// flight — then say so and offer to wait for it or to leave it to recovery.
+pub fn quit(state: &mut State) -> Vec<Effect> {
+    match state.write_in_flight() {
+        Some(what) if !state.quit_when_idle => {
+            state.dialog = Some(Dialog::Quit(QuitDialog {
+                what: what.to_string(),
+                focus: Focus::Cancel,
+            }));
+        }
+        _ => state.quit = true,
+    }
+    Vec::new()
+}
+
+/// `U` on the Releases tab: undo the last restore, as `restore --undo` does.
+pub fn start_undo(state: &mut State) -> Vec<Effect> {
+    if state.info.readonly {
+        return read_only(state, "undoing a restore");
+    }
+    if state.tab != Tab::Releases && state.detail.is_none() {
+        return Vec::new();
+    }
+    state.dialog = Some(Dialog::Undo(UndoDialog {
+        input: String::new(),
+        focus: Focus::Cancel,
+        preview: None,
+    }));
+    vec![state.send(Request::RestoreUndoPreview)]
+}
+
+/// A dangerous key in a read-only console: say why nothing happens.
+pub fn read_only(state: &mut State, what: &str) -> Vec<Effect> {
+    state.toast(
+        ToastKind::Info,
+        format!("read-only console: {what} is disabled (opened with --readonly)"),
+    );
+    Vec::new()
 }
 
 /// `i` on the Monitor: confirm writing the selected query's suggested index.
@@ -204,7 +301,10 @@ pub fn start_write_index(state: &mut State) -> Vec<Effect> {
 
 /// A worker reply.
 pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
-    state.in_flight.pop_front();
+    state.answered();
+    if state.quit_when_idle && state.write_in_flight().is_none() {
+        state.quit = true;
+    }
     match reply {
         Reply::Snapshot(result) => {
             state.refresh_pending = false;
@@ -247,6 +347,11 @@ pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
                 && matches!(c.action, ConfirmAction::Rollback | ConfirmAction::Restore)
             {
                 c.recovery = Some(result);
+            }
+        }
+        Reply::UndoPreview(result) => {
+            if let Some(Dialog::Undo(u)) = state.dialog.as_mut() {
+                u.preview = Some(result);
             }
         }
         Reply::CleanupPlan(result) => {

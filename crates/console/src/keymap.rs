@@ -68,6 +68,8 @@ pub enum Ctx {
     Dialog,
     Filter,
     Help,
+    Alerts,
+    Palette,
 }
 
 impl Ctx {
@@ -84,6 +86,8 @@ impl Ctx {
             Ctx::Dialog => "Dialogs",
             Ctx::Filter => "Filter",
             Ctx::Help => "Help",
+            Ctx::Alerts => "Alerts list",
+            Ctx::Palette => "Command palette",
         }
     }
 }
@@ -142,6 +146,13 @@ const CTRL_C: Key = Key {
 #[rustfmt::skip]
 pub static KEYMAP: &[Binding] = &[
     f(&[code(KeyCode::Esc), k('?'), k('q')], Action::Help, Ctx::Help, "close help"),
+    f(&[code(KeyCode::Enter)], Action::Accept, Ctx::Palette, "run"),
+    f(&[code(KeyCode::Tab)], Action::FocusNext, Ctx::Palette, "complete"),
+    b(&[code(KeyCode::Down)], Action::Down, Ctx::Palette, "next completion"),
+    b(&[code(KeyCode::Up)], Action::Up, Ctx::Palette, "previous completion"),
+    f(&[code(KeyCode::Esc)], Action::Cancel, Ctx::Palette, "close"),
+    f(&[code(KeyCode::Enter)], Action::Open, Ctx::Alerts, "go to"),
+    f(&[code(KeyCode::Esc), k('!'), k('q')], Action::Alerts, Ctx::Alerts, "close"),
     f(&[code(KeyCode::Tab), code(KeyCode::Right)], Action::FocusNext, Ctx::Dialog, "next button"),
     b(&[code(KeyCode::BackTab), code(KeyCode::Left)], Action::FocusPrev, Ctx::Dialog, "previous button"),
     f(&[code(KeyCode::Enter)], Action::Press, Ctx::Dialog, "press button"),
@@ -156,6 +167,7 @@ pub static KEYMAP: &[Binding] = &[
     danger(&[k('x')], Action::Abandon, Ctx::Release, "abandon"),
     danger(&[k('R')], Action::Rollback, Ctx::Release, "roll back to"),
     danger(&[k('S')], Action::Restore, Ctx::Release, "restore before"),
+    danger(&[k('U')], Action::RestoreUndo, Ctx::Release, "undo last restore"),
     danger(&[k('c')], Action::Cleanup, Ctx::Environments, "clean up previews"),
     f(&[k('e')], Action::NextEnv, Ctx::Monitor, "environment"),
     f(&[k('w')], Action::NextWindow, Ctx::Monitor, "window"),
@@ -178,6 +190,9 @@ pub static KEYMAP: &[Binding] = &[
     b(&[k('5')], Action::GoTab(Tab::Audit), Ctx::Global, "Audit tab"),
     b(&[code(KeyCode::Tab)], Action::NextTab, Ctx::Global, "next tab"),
     b(&[code(KeyCode::BackTab)], Action::PrevTab, Ctx::Global, "previous tab"),
+    b(&[k('!')], Action::Alerts, Ctx::Global, "alerts"),
+    b(&[k(':')], Action::Palette, Ctx::Global, "command"),
+    b(&[k('y')], Action::Copy, Ctx::Global, "copy"),
     f(&[k('r')], Action::Refresh, Ctx::Global, "refresh"),
     f(&[k('?')], Action::Help, Ctx::Global, "help"),
     f(&[k('q')], Action::Quit, Ctx::Global, "back/quit"),
@@ -189,10 +204,15 @@ pub fn active_contexts(state: &State) -> Vec<Ctx> {
     if state.help.is_some() {
         return vec![Ctx::Help, Ctx::Move];
     }
+    if state.palette.is_some() {
+        return vec![Ctx::Palette];
+    }
+    if state.alerts_open.is_some() {
+        return vec![Ctx::Alerts, Ctx::Move];
+    }
     match &state.dialog {
-        Some(Dialog::Confirm(_)) => return vec![Ctx::Dialog],
-        Some(Dialog::Cleanup(_)) => return vec![Ctx::Dialog, Ctx::Move],
-        Some(Dialog::Index(_)) => return vec![Ctx::Dialog],
+        Some(Dialog::Confirm(_) | Dialog::Cleanup(_)) => return vec![Ctx::Dialog, Ctx::Move],
+        Some(Dialog::Index(_) | Dialog::Quit(_) | Dialog::Undo(_)) => return vec![Ctx::Dialog],
         None => {}
     }
     if state.list(state.tab).is_some_and(|l| l.editing) && state.detail.is_none() {
@@ -229,7 +249,7 @@ pub fn resolve(state: &State, ev: &KeyEvent) -> Option<Action> {
         return Some(Action::ForceQuit);
     }
     let contexts = active_contexts(state);
-    let typing = contexts.first() == Some(&Ctx::Filter)
+    let typing = matches!(contexts.first(), Some(Ctx::Filter | Ctx::Palette))
         || (contexts.first() == Some(&Ctx::Dialog)
             && state.dialog.as_ref().is_some_and(Dialog::takes_text));
     if typing && !ctrl {
@@ -242,10 +262,13 @@ pub fn resolve(state: &State, ev: &KeyEvent) -> Option<Action> {
     for ctx in contexts {
         let found = KEYMAP
             .iter()
-            .filter(|b| b.ctx == ctx && enabled(b, state.info.readonly))
+            .filter(|b| b.ctx == ctx)
             .find(|b| b.keys.iter().any(|key| matches(key, ev)));
-        if let Some(b) = found {
-            return Some(b.action.clone());
+        match found {
+            // Read-only: the key still answers, saying why it does nothing.
+            Some(b) if !enabled(b, state.info.readonly) => return Some(Action::ReadOnly(b.desc)),
+            Some(b) => return Some(b.action.clone()),
+            None => {}
         }
     }
     None
@@ -306,6 +329,8 @@ pub fn help_sections(readonly: bool) -> Vec<(Ctx, Vec<(String, &'static str)>)> 
         Ctx::Detail,
         Ctx::Dialog,
         Ctx::Filter,
+        Ctx::Alerts,
+        Ctx::Palette,
     ];
     order
         .into_iter()
@@ -357,5 +382,27 @@ pub fn keymap_markdown() -> String {
         }
     }
     out.push_str("| mouse wheel, click | scroll; select a tab, a row (again: open) or a sub-view | Everywhere | |\n");
+    for c in crate::palette::COMMANDS {
+        let arg = match c.arg {
+            crate::palette::Arg::None => "",
+            crate::palette::Arg::Release => " ID",
+            crate::palette::Arg::Env => " NAME",
+            crate::palette::Arg::Window => " [WINDOW]",
+        };
+        let hidden = if DANGEROUS_COMMANDS.contains(&c.name) {
+            "yes"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "| `:{}{arg}` | {} | Command palette | {hidden} |\n",
+            c.name, c.desc
+        ));
+    }
     out
 }
+
+/// The palette commands that act (refused read-only, like their keys).
+pub const DANGEROUS_COMMANDS: [&str; 7] = [
+    "approve", "promote", "abandon", "rollback", "restore", "undo", "cleanup",
+];

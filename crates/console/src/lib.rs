@@ -7,12 +7,15 @@
 //! restore (also on panic), the event loop, and nothing else. The console never prints to
 //! the terminal it draws on; logs go to the file the CLI set up.
 pub mod action;
+pub mod alerts;
+pub mod copy;
 pub mod data;
 pub mod dialog;
 pub mod effects;
 pub mod flows;
 pub mod format;
 pub mod keymap;
+pub mod palette;
 pub mod state;
 pub mod tabs;
 pub mod update;
@@ -64,6 +67,7 @@ pub fn run(root: PathBuf, opts: EngineOptions) -> anyhow::Result<()> {
         account: engine.cloudflare_account(),
         actor: engine.actor.clone(),
         readonly: engine.readonly,
+        allow_self_approval: engine.ws.config.policy.allow_self_approval,
     };
     if let Some(rec) = &engine.recovered {
         tracing::info!(?rec, "recovered an interrupted promotion on open");
@@ -82,7 +86,11 @@ pub fn run(root: PathBuf, opts: EngineOptions) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     restore_terminal();
     let _ = input.join();
-    drop(worker);
+    // Quitting never waits for the engine: a read still running is interrupted and left
+    // behind, and a write the operator chose to leave (the quit dialog) is finished by the
+    // recovery the next command runs. The process exit ends the thread.
+    engine::interrupt_reads();
+    worker.detach();
     result
 }
 
@@ -172,9 +180,25 @@ fn event_loop(
     let exit_after_data = std::env::var_os("D1OPS_CONSOLE_EXIT_AFTER_FIRST_DATA").is_some();
     let mut got_data = false;
     loop {
-        for Effect::Engine(req) in effects.drain(..) {
-            if !worker.send(req) {
-                anyhow::bail!("the engine worker stopped unexpectedly; see the log under .d1ops/");
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Engine(req) => {
+                    if !worker.send(req) {
+                        anyhow::bail!(
+                            "the engine worker stopped unexpectedly; see the log under .d1ops/"
+                        );
+                    }
+                }
+                Effect::Cancel => {
+                    let n = engine::interrupt_reads();
+                    tracing::info!(reads = n, "cancelled reads interrupted");
+                }
+                Effect::Copy(text) => {
+                    use std::io::Write;
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(copy::osc52(&text).as_bytes());
+                    let _ = out.flush();
+                }
             }
         }
         if state.quit {

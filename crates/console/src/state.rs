@@ -14,8 +14,8 @@ use crate::data::{CapacityData, DetailData, Snapshot};
 use crate::dialog::Dialog;
 use crate::effects::{Effect, Request};
 use crate::engine::view::{QueryStat, TopBy};
-use crate::engine::{MonitorData, MonitorWindow, QueryPlan, WatchStatus};
-use crate::model::{EnvKind, ReleaseState};
+use crate::engine::{MonitorData, MonitorWindow, QueryPlan};
+use crate::model::EnvKind;
 
 /// The five top-level tabs, in key order `1`–`5`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +226,8 @@ pub struct Info {
     pub account: Option<String>,
     pub actor: String,
     pub readonly: bool,
+    /// `[policy] allow_self_approval`: whether an author may approve their own release.
+    pub allow_self_approval: bool,
 }
 
 /// The console state.
@@ -247,9 +249,17 @@ pub struct State {
     pub dialog: Option<Dialog>,
     /// The help overlay's scroll position when it is open.
     pub help: Option<usize>,
+    /// The alerts list's selected row when it is open (`!`).
+    pub alerts_open: Option<usize>,
+    /// The command palette when it is open (`:`).
+    pub palette: Option<crate::palette::Palette>,
     pub toasts: Vec<Toast>,
     /// Labels of the requests in flight, oldest first (the worker answers in order).
     pub in_flight: VecDeque<String>,
+    /// Beside `in_flight`: whether each request writes to production.
+    pub in_flight_writes: VecDeque<bool>,
+    /// The operator chose to quit once the write in flight finishes.
+    pub quit_when_idle: bool,
     pub refresh_pending: bool,
     pub last_refresh: Option<DateTime<Utc>>,
     pub spinner: usize,
@@ -278,8 +288,12 @@ impl State {
             capacity: CapacityState::default(),
             dialog: None,
             help: None,
+            alerts_open: None,
+            palette: None,
             toasts: Vec::new(),
             in_flight: VecDeque::new(),
+            in_flight_writes: VecDeque::new(),
+            quit_when_idle: false,
             refresh_pending: false,
             last_refresh: None,
             spinner: 0,
@@ -400,22 +414,9 @@ impl State {
         self.data.production.as_ref()?.active_release.as_deref()
     }
 
-    /// Things needing attention: a broken audit chain, failed releases without a
-    /// root-cause note, a promotion stuck in `promoting`, a live release whose watch window
-    /// regressed.
+    /// How many things need attention: the length of the alerts list (`crate::alerts`).
     pub fn alerts(&self) -> usize {
-        let watch = usize::from(
-            (self.data.watch.as_ref()).is_some_and(|w| w.status == WatchStatus::Regressed),
-        );
-        let chain = usize::from(self.data.chain.as_ref().is_some_and(|c| !c.ok));
-        let releases = (self.data.releases.iter())
-            .filter(|r| {
-                (r.state == ReleaseState::Failed && r.root_cause.is_none())
-                    || r.state == ReleaseState::Promoting
-            })
-            .count();
-        let ledger = usize::from(self.data.ledger.is_some());
-        chain + releases + watch + ledger
+        crate::alerts::list(self).len()
     }
 
     /// Whether an engine request is running.
@@ -426,7 +427,21 @@ impl State {
     /// The effect that sends `req` to the worker, remembering what the spinner should say.
     pub fn send(&mut self, req: Request) -> Effect {
         self.in_flight.push_back(req.label());
+        self.in_flight_writes.push_back(req.is_write());
         Effect::Engine(req)
+    }
+
+    /// Forgets the oldest request in flight (its answer arrived).
+    pub fn answered(&mut self) {
+        self.in_flight.pop_front();
+        self.in_flight_writes.pop_front();
+    }
+
+    /// What the write to production in flight is doing, if one is.
+    pub fn write_in_flight(&self) -> Option<&str> {
+        (self.in_flight.iter().zip(&self.in_flight_writes))
+            .find(|(_, w)| **w)
+            .map(|(label, _)| label.as_str())
     }
 
     /// A refresh of the lists (unless one is already queued) and of the open detail.
@@ -442,13 +457,18 @@ impl State {
         out
     }
 
-    /// Shows a toast for a few seconds (errors stay longer); at most three at a time.
+    /// Shows a toast for a few seconds; an error stays until Esc dismisses it. At most three
+    /// at a time.
     pub fn toast(&mut self, kind: ToastKind, text: impl Into<String>) {
-        let secs = if kind == ToastKind::Error { 12 } else { 6 };
+        let until = if kind == ToastKind::Error {
+            DateTime::<Utc>::MAX_UTC
+        } else {
+            self.now + Duration::seconds(6)
+        };
         self.toasts.push(Toast {
             kind,
             text: text.into(),
-            until: self.now + Duration::seconds(secs),
+            until,
         });
         if self.toasts.len() > 3 {
             self.toasts.remove(0);

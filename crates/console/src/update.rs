@@ -5,7 +5,7 @@
 //! Navigation lives here; dialogs, actions and worker replies live in `flows`.
 use crate::action::Action;
 use crate::effects::{Effect, Request};
-use crate::state::{Detail, DetailTab, State, Tab};
+use crate::state::{Detail, DetailTab, State, Tab, ToastKind};
 use crate::views::{self, layout};
 use crate::{flows, tabs};
 
@@ -28,17 +28,93 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             state.height = h;
             Vec::new()
         }
-        Action::ForceQuit => {
-            state.quit = true;
-            Vec::new()
-        }
+        Action::ForceQuit if state.dialog.is_none() => flows::quit(state),
         action if state.help.is_some() => {
             help(state, action);
             Vec::new()
         }
+        action if state.palette.is_some() => palette(state, action),
+        action if state.alerts_open.is_some() => alerts(state, action),
         action if state.dialog.is_some() => flows::dialog(state, action),
+        Action::Back | Action::Cancel if state.toasts.iter().any(|t| t.kind == ToastKind::Error) => {
+            // Esc first dismisses the errors (which stay until dismissed).
+            state.toasts.clear();
+            Vec::new()
+        }
         action => main(state, action),
     }
+}
+
+/// A key while the command palette is open.
+fn palette(state: &mut State, action: Action) -> Vec<Effect> {
+    let Some(p) = state.palette.as_mut() else {
+        return Vec::new();
+    };
+    match action {
+        Action::Input(c) => {
+            p.input.push(c);
+            p.selected = 0;
+        }
+        Action::Backspace => {
+            p.input.pop();
+            p.selected = 0;
+        }
+        Action::Down => p.selected = p.selected.saturating_add(1),
+        Action::Up => p.selected = p.selected.saturating_sub(1),
+        Action::FocusNext => {
+            let input = p.input.clone();
+            let options = crate::palette::completions(state, &input);
+            if let Some(p) = state.palette.as_mut()
+                && let Some(c) = options.get(p.selected.min(options.len().saturating_sub(1)))
+            {
+                p.input = c.clone();
+                p.selected = 0;
+            }
+        }
+        Action::Cancel | Action::Quit => state.palette = None,
+        Action::Accept => {
+            let Some(p) = state.palette.take() else {
+                return Vec::new();
+            };
+            return crate::palette::run(state, &p.input, p.selected);
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+/// A key while the alerts list is open.
+fn alerts(state: &mut State, action: Action) -> Vec<Effect> {
+    let n = crate::alerts::list(state).len();
+    let Some(sel) = state.alerts_open.as_mut() else {
+        return Vec::new();
+    };
+    match action {
+        Action::Down | Action::WheelDown => *sel = (*sel + 1).min(n.saturating_sub(1)),
+        Action::Up | Action::WheelUp => *sel = sel.saturating_sub(1),
+        Action::Alerts | Action::Cancel | Action::Back | Action::Quit => state.alerts_open = None,
+        Action::Open => {
+            let i = *sel;
+            state.alerts_open = None;
+            let Some(alert) = crate::alerts::list(state).into_iter().nth(i) else {
+                return Vec::new();
+            };
+            return match alert.go {
+                crate::alerts::Go::Tab(tab) => go_tab(state, tab.index()),
+                crate::alerts::Go::Release(id) => {
+                    let mut out = go_tab(state, Tab::Releases.index());
+                    out.extend(open_release(state, id));
+                    out
+                }
+                crate::alerts::Go::Limit(i) => {
+                    state.capacity.selected = i;
+                    go_tab(state, Tab::Capacity.index())
+                }
+            };
+        }
+        _ => {}
+    }
+    Vec::new()
 }
 
 fn tick(state: &mut State, now: chrono::DateTime<chrono::Utc>) -> Vec<Effect> {
@@ -100,9 +176,14 @@ fn main(state: &mut State, action: Action) -> Vec<Effect> {
             if state.detail.is_some() {
                 state.detail = None;
             } else {
-                state.quit = true;
+                return flows::quit(state);
             }
         }
+        Action::RestoreUndo => return flows::start_undo(state),
+        Action::Alerts => state.alerts_open = Some(0),
+        Action::Palette => state.palette = Some(crate::palette::Palette::default()),
+        Action::Copy => return copy(state),
+        Action::ReadOnly(what) => return flows::read_only(state, what),
         Action::Filter => {
             if let Some(list) = state.list_mut() {
                 list.editing = true;
@@ -292,4 +373,19 @@ fn click(state: &mut State, col: u16, row: u16) -> Vec<Effect> {
     list.selected = index;
     list.offset = offset;
     if again { open(state) } else { Vec::new() }
+}
+
+/// `y`: the selected thing to the clipboard (OSC 52), and a toast saying what was copied.
+fn copy(state: &mut State) -> Vec<Effect> {
+    match crate::copy::selection(state) {
+        Some((what, text)) => {
+            let shown = crate::format::one_line(&text, 60);
+            state.toast(ToastKind::Info, format!("Copied {what}: {shown}"));
+            vec![Effect::Copy(text)]
+        }
+        None => {
+            state.toast(ToastKind::Info, "Nothing here to copy.");
+            Vec::new()
+        }
+    }
 }

@@ -43,6 +43,15 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Lets the worker go without waiting for the request it is running: it stops after
+    /// it (or when the process exits). Quitting uses this so it never waits.
+    pub fn detach(mut self) {
+        self.tx.take();
+        self.handle.take();
+    }
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         self.tx.take();
@@ -113,6 +122,8 @@ pub fn handle(engine: &mut Engine, req: Request) -> Reply {
             result: boxed(restore_preview(engine, &id)),
             id,
         },
+        Request::RestoreUndoPreview => Reply::UndoPreview(boxed(undo_preview(engine))),
+        Request::RestoreUndo => restore_undo(engine),
         Request::Rollback(id) => rollback(engine, &id),
         Request::Restore(id) => restore(engine, &id),
         Request::Monitor { env, window, order } => Reply::Monitor(boxed(engine.monitor(
@@ -210,6 +221,16 @@ fn restore(engine: &mut Engine, id: &str) -> Reply {
             o.live.as_deref().unwrap_or("none")
         )),
         Err(e) => failed("Restore", e),
+    }
+}
+
+fn restore_undo(engine: &mut Engine) -> Reply {
+    match (engine.undo_plan()).and_then(|plan| engine.restore(&plan)) {
+        Ok(o) => done(format!(
+            "The last restore is undone; live: {}.",
+            o.live.as_deref().unwrap_or("none")
+        )),
+        Err(e) => failed("Undoing the restore", e),
     }
 }
 
@@ -318,7 +339,17 @@ fn restore_preview(engine: &Engine, id: &str) -> Result<RecoveryPreview, EngineE
         "Recovery point: snapshot {}, taken just before this release was promoted.",
         plan.snapshot.id
     )];
-    lines.push("What would be lost:".into());
+    lines.extend(loss_lines(&plan));
+    lines.push("The current state is snapshotted first: d1ops restore --undo puts it back.".into());
+    Ok(RecoveryPreview {
+        blocker: None,
+        lines,
+    })
+}
+
+/// A restore plan's losses, undone migrations and state changes, one line each.
+fn loss_lines(plan: &crate::engine::RestorePlan) -> Vec<String> {
+    let mut lines = vec!["What would be lost:".to_string()];
     if plan.losses.is_empty() {
         lines.push("  nothing: no row changed since the recovery point".into());
     }
@@ -346,7 +377,22 @@ fn restore_preview(engine: &Engine, id: &str) -> Result<RecoveryPreview, EngineE
     for (rel, state) in &plan.state_changes {
         lines.push(format!("Release {rel} becomes {state}."));
     }
-    lines.push("The current state is snapshotted first: d1ops restore --undo puts it back.".into());
+    lines
+}
+
+/// What `restore --undo` would do, in the words its plan gives the CLI.
+fn undo_preview(engine: &Engine) -> Result<RecoveryPreview, EngineError> {
+    let plan = engine.undo_plan()?;
+    let mut lines = vec![format!(
+        "Puts back what restore {} replaced: production returns to snapshot {}, taken just before that restore.",
+        plan.undo_of.map_or("?".into(), |r| r.to_string()),
+        plan.snapshot.id
+    )];
+    lines.extend(loss_lines(&plan));
+    lines.push(format!(
+        "Live afterwards: {}.",
+        plan.becomes_live.as_deref().unwrap_or("none")
+    ));
     Ok(RecoveryPreview {
         blocker: None,
         lines,

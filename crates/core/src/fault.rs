@@ -7,7 +7,8 @@
 //! `promote.after_snapshot`, `promote.before_apply`, `apply.after_first_migration`,
 //! `apply.before_commit`, `promote.after_commit`, `restore.after_lock`, `restore.before_apply`,
 //! `restore.after_apply` (before the step `applied` is recorded), `restore.before_finish`
-//! (after it), `rollback.after_copy`, `rollback.before_switch`. Outside tests the variables
+//! (after it), `rollback.after_copy`, `rollback.before_switch`, and the code steps'
+//! `promote.before_code`, `code.before_<action>`, `code.after_<action>`, `promote.after_code`. Outside tests the variables
 //! are unset and every point is a no-op.
 
 /// The environment variable that names the step to crash at.

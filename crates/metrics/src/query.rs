@@ -9,8 +9,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::rollup::{Resolution, Span, Sums, cover};
-use super::store::MetricsStore;
 use super::source::{APP_SOURCE, D1OPS_SOURCE};
+use super::store::MetricsStore;
 use super::{MetricsError, Result, day_of, day_start, time_of};
 
 /// Most points one series call returns.
@@ -454,9 +454,9 @@ impl MetricsStore {
 
     /// Environments with traffic in the retained day rollups, by name.
     pub fn environments(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT DISTINCT env FROM env_day WHERE env NOT LIKE '%@d1ops' ORDER BY env")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT env FROM env_day WHERE env NOT LIKE '%@d1ops' ORDER BY env",
+        )?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

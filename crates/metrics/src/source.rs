@@ -32,9 +32,9 @@ pub fn split_env(key: &str) -> (&str, bool) {
 
 /// Recognises the statements d1ops sends by their fingerprints: anything on SQLite's own
 /// catalogue (`sqlite_master`, `sqlite_schema`, `sqlite_sequence`, D1's `_cf_` tables) or a
-/// `PRAGMA`, anything on the migrations ledger, schema changes (on D1 only migrations change
-/// the schema), and the exact fingerprints given (every release's migration statements, the
-/// gate's probes).
+/// `PRAGMA`, anything on the migrations ledger, and the exact fingerprints given (every
+/// release's migration statements, the gate's probes). SQL an operator runs through `d1ops
+/// query` is the operator's, not d1ops' own, unless it is one of those.
 #[derive(Debug, Clone, Default)]
 pub struct OwnStatements {
     ledger_table: String,
@@ -68,7 +68,7 @@ impl OwnStatements {
                 .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .any(|t| t == w)
         };
-        matches!(first, "PRAGMA" | "CREATE" | "ALTER" | "DROP")
+        first == "PRAGMA"
             || upper.contains("SQLITE_MASTER")
             || upper.contains("SQLITE_SCHEMA")
             || upper.contains("SQLITE_SEQUENCE")
@@ -92,7 +92,6 @@ mod tests {
             "SELECT name, sql FROM sqlite_master WHERE type = 'table'",
             "PRAGMA foreign_key_check",
             "SELECT * FROM pragma_table_info('users')",
-            "CREATE INDEX users_email ON users(email)",
             "update users set email = lower(email) where email <> lower(email)",
         ] {
             assert!(own.is_own(sql), "{sql}");
@@ -101,6 +100,7 @@ mod tests {
             "SELECT id FROM users WHERE email = ?",
             "INSERT INTO migrations_log(note) VALUES (?)",
             "UPDATE users SET email = ? WHERE id = ?",
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY)",
         ] {
             assert!(!own.is_own(sql), "{sql}");
         }

@@ -35,6 +35,11 @@ pub fn draw(frame: &mut Frame, state: &State, dialog: &Dialog, theme: &Theme, bo
             " Write suggested index ".to_string(),
             index_lines(c, theme, width as usize),
         ),
+        Dialog::Quit(q) => (" Quit? ".to_string(), quit_lines(q, theme)),
+        Dialog::Undo(u) => (
+            " Undo the last restore ".to_string(),
+            undo_lines(u, theme, width as usize, max_h),
+        ),
     };
     let lines = fit::wrap_lines(lines, width.saturating_sub(2) as usize, fit::CONTINUED);
     let height = (lines.len() as u16 + 2).min(body.height);
@@ -73,6 +78,15 @@ fn button(label: &str, focused: bool, enabled: bool, theme: &Theme) -> Span<'sta
     Span::styled(text, style)
 }
 
+fn buttons_labeled((cancel, confirm): (&str, &str), focus: Focus, theme: &Theme) -> Line<'static> {
+    Line::from(vec![
+        Span::raw("   "),
+        button(cancel, focus == Focus::Cancel, true, theme),
+        Span::raw("   "),
+        button(confirm, focus == Focus::Confirm, true, theme),
+    ])
+}
+
 fn buttons(confirm: &str, focus: Focus, enabled: bool, theme: &Theme) -> Line<'static> {
     Line::from(vec![
         Span::raw("   "),
@@ -101,6 +115,17 @@ fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h:
                 " as {}. Your approval is recorded in the audit log.",
                 state.info.actor
             )));
+            if crate::model::same_person(&c.author, &state.info.actor)
+                && !state.info.allow_self_approval
+            {
+                head.push(Line::from(Span::styled(
+                    format!(
+                        " ⚠ You ({}) deployed this release and policy.allow_self_approval is off: the approval will be refused. Ask another operator.",
+                        state.info.actor
+                    ),
+                    theme.warn(),
+                )));
+            }
             tail.push(input_line(" Note (optional): ", &c.input, theme));
         }
         ConfirmAction::Abandon => {
@@ -160,18 +185,27 @@ fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h:
     tail.push(buttons(c.action.verb(), c.focus, enabled, theme));
     let inner = width.saturating_sub(2);
     let wrap = |lines: Lines| fit::wrap_lines(lines, inner, fit::CONTINUED);
-    fit_parts(wrap(head), wrap(middle), wrap(tail), max_h, theme)
+    fit_parts(wrap(head), wrap(middle), wrap(tail), (max_h, c.scroll), theme)
 }
 
-/// Joins the parts, trimming `middle` so the whole fits in `max_h` lines.
-fn fit_parts(mut head: Lines, middle: Lines, tail: Lines, max_h: usize, theme: &Theme) -> Lines {
+/// Joins the parts; when they do not fit in `max_h` lines, `middle` shows from line
+/// `scroll` on with a marker saying how much more there is and that `↓`/`↑` scroll it.
+fn fit_parts(
+    mut head: Lines,
+    middle: Lines,
+    tail: Lines,
+    (max_h, scroll): (usize, usize),
+    theme: &Theme,
+) -> Lines {
     let room = max_h.saturating_sub(head.len() + tail.len() + 2);
     let n = middle.len();
     if n > room {
-        head.extend(middle.into_iter().take(room.saturating_sub(1)));
-        let more = n - room.saturating_sub(1);
+        let shown = room.saturating_sub(1).max(1);
+        let start = scroll.min(n.saturating_sub(shown));
+        head.extend(middle.into_iter().skip(start).take(shown));
+        let below = n.saturating_sub(start + shown);
         head.push(Line::from(Span::styled(
-            format!("   … {more} more line(s) — see the release's Schema diff view"),
+            format!("   ↑ {start} line(s) above · ↓ {below} more below (↑/↓ scroll)"),
             theme.dim(),
         )));
     } else {
@@ -179,6 +213,49 @@ fn fit_parts(mut head: Lines, middle: Lines, tail: Lines, max_h: usize, theme: &
     }
     head.extend(tail);
     head
+}
+
+fn quit_lines(q: &crate::dialog::QuitDialog, theme: &Theme) -> Lines {
+    vec![
+        Line::from(Span::styled(
+            format!(" A write to production is in flight: {}.", q.what),
+            theme.warn(),
+        )),
+        Line::from(
+            " Wait for it, or quit now and leave it to recovery: the next d1ops command settles it from the lock's recorded step (rolled forward or back).",
+        ),
+        Line::from(""),
+        buttons_labeled(("Wait, then quit", "Quit now"), q.focus, theme),
+    ]
+}
+
+fn undo_lines(u: &crate::dialog::UndoDialog, theme: &Theme, width: usize, max_h: usize) -> Lines {
+    let head = vec![Line::from(
+        " Puts production back as it was before the last restore (restore --undo).",
+    )];
+    let mut middle = Vec::new();
+    match &u.preview {
+        None => middle.push(Line::from(Span::styled(" checking…", theme.dim()))),
+        Some(Err(e)) => middle.push(Line::from(Span::styled(format!(" {e}"), theme.warn()))),
+        Some(Ok(p)) => middle.extend(p.lines.iter().map(|l| Line::from(format!(" {l}")))),
+    }
+    let mut tail = vec![
+        Line::from(""),
+        input_line(
+            &format!(" Type {} to confirm: ", crate::dialog::UNDO_WORD),
+            &u.input,
+            theme,
+        ),
+    ];
+    let blocked = u.blocked_by();
+    if let Some(why) = &blocked {
+        tail.push(Line::from(Span::styled(format!(" {why}"), theme.warn())));
+    }
+    tail.push(Line::from(""));
+    tail.push(buttons("Undo", u.focus, blocked.is_none(), theme));
+    let inner = width.saturating_sub(2);
+    let wrap = |lines: Lines| fit::wrap_lines(lines, inner, fit::CONTINUED);
+    fit_parts(wrap(head), wrap(middle), wrap(tail), (max_h, 0), theme)
 }
 
 fn promote_summary(c: &Confirm, theme: &Theme, width: usize, head: &mut Lines, middle: &mut Lines) {

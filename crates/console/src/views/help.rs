@@ -7,6 +7,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use super::theme::Theme;
 use crate::keymap;
+use crate::model::ReleaseState;
 use crate::state::State;
 
 type Lines = Vec<Line<'static>>;
@@ -28,6 +29,32 @@ fn help_lines(state: &State, theme: &Theme) -> Lines {
     out.push(Line::from(Span::styled(" Mouse", theme.title())));
     out.push(Line::from("  wheel         scroll"));
     out.push(Line::from("  click         tab, row (twice: open), view"));
+    out.push(Line::from(Span::styled(" Commands (:)", theme.title())));
+    for c in crate::palette::COMMANDS {
+        if state.info.readonly && keymap::DANGEROUS_COMMANDS.contains(&c.name) {
+            continue;
+        }
+        let arg = match c.arg {
+            crate::palette::Arg::None => "",
+            crate::palette::Arg::Release => " ID",
+            crate::palette::Arg::Env => " NAME",
+            crate::palette::Arg::Window => " [W]",
+        };
+        out.push(Line::from(vec![
+            Span::styled(format!("  {:<14}", format!(":{}{arg}", c.name)), theme.key()),
+            Span::raw(c.desc),
+        ]));
+    }
+    out.push(Line::from(Span::styled(" Release states", theme.title())));
+    for (s, what) in STATES {
+        out.push(Line::from(vec![
+            Span::styled(
+                format!("  {:<14}", crate::format::state_marker(s)),
+                theme.release_state(s),
+            ),
+            Span::raw(what),
+        ]));
+    }
     if state.info.readonly {
         out.push(Line::from(Span::styled(
             " Read-only: actions are hidden.",
@@ -36,6 +63,21 @@ fn help_lines(state: &State, theme: &Theme) -> Lines {
     }
     out
 }
+
+/// The release states, in lifecycle order, with what each means.
+const STATES: [(ReleaseState, &str); 11] = [
+    (ReleaseState::Previewing, "the gate runs on its preview"),
+    (ReleaseState::Ready, "the gate passed; needs approval"),
+    (ReleaseState::Blocked, "the gate failed (Gate view says why)"),
+    (ReleaseState::Approved, "approved enough; can be promoted"),
+    (ReleaseState::Promoting, "being promoted now"),
+    (ReleaseState::Live, "what production runs"),
+    (ReleaseState::Superseded, "was live; a newer release replaced it"),
+    (ReleaseState::RolledBack, "was live; code rolled back (R), schema kept"),
+    (ReleaseState::Reverted, "its migrations undone by a restore (S)"),
+    (ReleaseState::Failed, "its promotion failed; production unchanged"),
+    (ReleaseState::Abandoned, "never to be promoted"),
+];
 
 fn help_geometry(area: Rect) -> (Rect, bool) {
     let width = area.width.saturating_sub(4).min(110);

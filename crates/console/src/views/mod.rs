@@ -12,6 +12,7 @@ pub mod help;
 pub mod layout;
 pub mod lists;
 pub mod monitor;
+mod overlays;
 mod probes;
 pub mod sql;
 pub mod theme;
@@ -62,10 +63,36 @@ pub fn draw(frame: &mut Frame, state: &State) {
     if let Some(d) = &state.dialog {
         dialog::draw(frame, state, d, &theme, r.body);
     }
+    if let Some(i) = state.alerts_open {
+        overlays::alerts(frame, state, i, &theme, r.body);
+    }
+    if let Some(p) = &state.palette {
+        overlays::palette(frame, state, p, &theme, r.body);
+    }
     if let Some(scroll) = state.help {
         help::help(frame, state, scroll, &theme, area);
     }
-    toasts(frame, state, &theme, r.body);
+    if state.dialog.is_some() || state.help.is_some() {
+        // Toasts never stack over a dialog: the newest takes the key-hint line instead.
+        toast_line(frame, state, &theme, r.footer);
+    } else {
+        toasts(frame, state, &theme, r.body);
+    }
+}
+
+/// The newest toast as one line (while a dialog is open).
+fn toast_line(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
+    let Some(t) = state.toasts.last() else {
+        return;
+    };
+    let (mark, style) = match t.kind {
+        ToastKind::Success => ("✓", theme.ok()),
+        ToastKind::Error => ("✗", theme.bad()),
+        ToastKind::Info => ("i", theme.dim()),
+    };
+    let text = format::clip(&format!(" {mark} {}", t.text), area.width as usize);
+    frame.render_widget(Clear, area);
+    frame.render_widget(Paragraph::new(Span::styled(text, style)), area);
 }
 
 /// The header: what must stay at any width (the name, the alert count, the READ-ONLY badge

@@ -50,17 +50,29 @@ mod tests {
 
     #[test]
     fn an_interrupted_read_fails_and_unregisters() {
-        let conn = Connection::open_in_memory().expect("db");
-        let guard = cancellable(&conn);
-        assert!(interrupt_reads() >= 1);
-        let r: rusqlite::Result<i64> = conn.query_row(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n",
-            [],
-            |row| row.get(0),
-        );
-        assert!(r.is_err(), "the interrupted read stops");
-        drop(guard);
-        let left = READS.lock().map(|r| r.iter().count()).unwrap_or(0);
-        assert!(left < usize::MAX);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let conn = Connection::open_in_memory().expect("db");
+            let guard = cancellable(&conn);
+            let _ = tx.send(guard.0);
+            // Endless unless interrupted.
+            let r: rusqlite::Result<i64> = conn.query_row(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n",
+                [],
+                |row| row.get(0),
+            );
+            r.is_err()
+        });
+        let id = rx.recv().expect("registered");
+        for _ in 0..1_000 {
+            if reader.is_finished() {
+                break;
+            }
+            interrupt_reads();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(reader.join().expect("reader"), "the interrupted read fails");
+        let still = READS.lock().map(|r| r.iter().any(|(i, _)| *i == id));
+        assert_eq!(still.ok(), Some(false), "the guard unregistered the read");
     }
 }

@@ -95,6 +95,10 @@ impl CloudflareBackend {
         format!("{}-{}", self.name_prefix, d1_name(name))
     }
 
+    pub(super) fn production_ref_here(&self) -> DatabaseRef {
+        DatabaseRef::new(self.production.clone())
+    }
+
     pub(super) fn is_production(&self, db: &DatabaseRef) -> bool {
         db.id == self.production
     }
@@ -211,6 +215,10 @@ impl Backend for CloudflareBackend {
             db.id,
             self.client.account_id()
         )
+    }
+
+    fn platform_name(&self, name: &str) -> Option<String> {
+        Some(self.d1_name_of(name))
     }
 
     fn production_ref(&self) -> DatabaseRef {
@@ -385,6 +393,18 @@ impl Backend for CloudflareBackend {
         remove: &[String],
     ) -> Result<()> {
         self.edit_ledger(db, ledger_table, add, remove)
+    }
+
+    fn previews_hold_rows(&self) -> bool {
+        self.seed != PreviewSeed::Schema
+    }
+
+    fn production_figures(
+        &self,
+        ledger_table: &str,
+        row_limit: u64,
+    ) -> Result<super::ProductionFigures> {
+        self.figures(ledger_table, row_limit)
     }
 
     fn row_counts(&self, db: &DatabaseRef, ledger_table: &str) -> Result<BTreeMap<String, u64>> {

@@ -285,7 +285,7 @@ impl CloudflareBackend {
                 .flatten();
             let mut f = self.located(migrations, plan, at, String::new());
             f.error = format!(
-                "foreign_key_check found {} new violation(s) before commit: {}; nothing was applied",
+                "foreign_key_check found {} new violation(s) before commit, nothing was applied; violating rows: {}",
                 violations.len(),
                 cloudflare_fk::sample(&violations)
             );

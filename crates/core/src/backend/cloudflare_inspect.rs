@@ -119,6 +119,46 @@ impl CloudflareBackend {
         Ok(out)
     }
 
+    /// `Backend::production_figures`: production's size from D1's metadata and, per table,
+    /// its row count read by a bounded `count(*)` (at most `limit + 1` rows read per table,
+    /// so a large table costs no full scan; `None` beyond the limit).
+    pub(super) fn figures(&self, ledger_table: &str, limit: u64) -> Result<super::super::ProductionFigures> {
+        let db = self.production_ref_here();
+        let size_bytes = self
+            .client
+            .get_database(&db.id)
+            .map_err(|e| to_backend(e, &db))?
+            .file_size;
+        let tables = self.table_names(&db, ledger_table)?;
+        let mut rows = BTreeMap::new();
+        for chunk in tables.chunks(self.max_batch_statements.max(1)) {
+            let statements: Vec<Statement> = chunk
+                .iter()
+                .map(|t| {
+                    Statement::new(format!(
+                        "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {})",
+                        schema::quote_ident(t),
+                        limit.saturating_add(1)
+                    ))
+                })
+                .collect();
+            for (t, r) in chunk.iter().zip(self.read(&db, &statements)?) {
+                let n = r
+                    .results
+                    .rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(Value::as_u64);
+                rows.insert(t.clone(), n.filter(|n| *n <= limit));
+            }
+        }
+        Ok(super::super::ProductionFigures {
+            size_bytes,
+            rows,
+            row_limit: limit,
+        })
+    }
+
     /// `Backend::foreign_key_check`.
     pub(super) fn check_foreign_keys(&self, db: &DatabaseRef) -> Result<Vec<FkViolation>> {
         let r = self.read_one(db, "PRAGMA foreign_key_check", vec![])?;

@@ -68,6 +68,51 @@ pub struct DatabaseInfo {
     pub read_replication: Option<String>,
 }
 
+/// Production's own figures, for a gate whose preview was seeded without rows
+/// (`preview_seed = "schema"`): what the data-dependent checks use instead of the preview's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProductionFigures {
+    /// From the database's metadata (D1's `file_size`).
+    pub size_bytes: Option<u64>,
+    /// Rows per table by a read-only, bounded `count(*)`; `None`: more than `row_limit`
+    /// (not counted, unknown).
+    pub rows: BTreeMap<String, Option<u64>>,
+    pub row_limit: u64,
+}
+
+impl ProductionFigures {
+    /// Rows per table for rules that need "how many at least": a table past the count
+    /// limit counts as `row_limit + 1`.
+    pub fn counts_at_least(&self) -> BTreeMap<String, u64> {
+        self.rows
+            .iter()
+            .map(|(t, n)| (t.clone(), n.unwrap_or(self.row_limit.saturating_add(1))))
+            .collect()
+    }
+
+    /// `production has 1,204 rows in 3 tables` / `…; 2 tables above 100,000 rows not
+    /// counted (unknown)` / `production's row counts are unknown`.
+    pub fn rows_summary(&self) -> String {
+        if self.rows.is_empty() && self.size_bytes.is_none() {
+            return "production's row counts are unknown".into();
+        }
+        let known: u64 = self.rows.values().flatten().sum();
+        let counted = self.rows.values().filter(|n| n.is_some()).count();
+        let unknown = self.rows.len() - counted;
+        let mut s = format!(
+            "production has {} row(s) in {counted} counted table(s)",
+            d1ops_sql::text::thousands(known)
+        );
+        if unknown > 0 {
+            s.push_str(&format!(
+                ", {unknown} table(s) above {} rows not counted (unknown)",
+                d1ops_sql::text::thousands(self.row_limit)
+            ));
+        }
+        s
+    }
+}
+
 /// A `PRAGMA foreign_key_check` row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FkViolation {
@@ -371,6 +416,12 @@ pub trait Backend: Send + Sync {
     fn kind(&self) -> &'static str;
     /// How to show a database to a person (local: its file path; D1: its id).
     fn describe(&self, db: &DatabaseRef) -> String;
+
+    /// The name the platform itself gives the database d1ops calls `name` (D1's database
+    /// name, with its prefix); `None` where d1ops' name is the name (local files).
+    fn platform_name(&self, _name: &str) -> Option<String> {
+        None
+    }
     /// Production's database (local: `production`; D1: the configured database id).
     fn production_ref(&self) -> DatabaseRef {
         DatabaseRef::new("production")
@@ -453,6 +504,21 @@ pub trait Backend: Send + Sync {
     ) -> Result<()> {
         Err(BackendError::Other(
             "this backend cannot repair a migrations ledger".into(),
+        ))
+    }
+    /// Whether a preview cloned from production holds its rows (`false`: schema only, and
+    /// the gate reads [`Backend::production_figures`] for its data-dependent checks).
+    fn previews_hold_rows(&self) -> bool {
+        true
+    }
+    /// Production's size and bounded row counts (read only; see [`ProductionFigures`]).
+    fn production_figures(
+        &self,
+        _ledger_table: &str,
+        _row_limit: u64,
+    ) -> Result<ProductionFigures> {
+        Err(BackendError::Other(
+            "this backend's previews hold production's rows".into(),
         ))
     }
     /// Exact row counts of every user table.

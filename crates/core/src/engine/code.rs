@@ -222,7 +222,9 @@ impl Engine {
                 .and_then(|d| d.database_name.clone())
                 .unwrap_or_else(|| PRODUCTION.to_string())
         } else {
-            env.to_string()
+            self.backend
+                .platform_name(env)
+                .unwrap_or_else(|| env.to_string())
         };
         Ok(CodeEnv {
             env: env.to_string(),
@@ -394,11 +396,15 @@ impl Engine {
                 .into(),
                 exit_code: out.exit_code.map(i64::from),
                 detail: Some(format!(
-                    "{} command {}",
-                    action.as_str(),
+                    "{} {}",
+                    match action {
+                        CodeAction::Revert | CodeAction::Rollback if t.rollback.is_none() =>
+                            "deploy command (it has no rollback command)".to_string(),
+                        a => format!("{} command", a.as_str()),
+                    },
                     out.summary(step.timeout)
                 )),
-                output_tail: Some(out.tail),
+                output_tail: Some(out.tail).filter(|t| !t.trim().is_empty()),
                 ..Default::default()
             },
             Err(e) => failed_end(e.to_string()),
@@ -413,6 +419,7 @@ impl Engine {
         }
     }
 
+    #[cfg(not(feature = "d1"))]
     fn run_worker_step(
         &self,
         _plan: &StepPlan<'_>,
@@ -1010,6 +1017,10 @@ pub struct TargetView {
     /// The latest step that shipped this release's code to production (deploy, revert
     /// back to it, or rollback to it).
     pub production: Option<TargetStepView>,
+    /// A worker target's gradual rollout of this release: the current split and step
+    /// (`engine/rollout.rs`); absent when it did not roll out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::rollout::RolloutView>,
 }
 
 /// The outcome of one step, for views.
@@ -1070,6 +1081,7 @@ impl Engine {
                         .map(|a| a.sha256.clone()),
                     preview,
                     production,
+                    rollout: self.target_rollout(id, &t.name).ok().flatten(),
                     name: t.name,
                 }
             })

@@ -404,6 +404,9 @@ impl Engine {
             }
             None => None,
         };
+        if ctx.preview.is_some() && !self.backend.previews_hold_rows() {
+            ctx.production_figures = Some(self.schema_only_figures());
+        }
         let checks = gate::default_checks();
         let report = gate::run(&checks, &mut ctx);
         self.record_probe_events(id, &ctx.probe_runs);

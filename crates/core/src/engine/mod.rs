@@ -17,6 +17,8 @@ mod binding;
 pub mod capacity;
 mod cleanup;
 mod code;
+#[cfg(feature = "d1")]
+mod code_worker;
 pub mod connect;
 mod decisions;
 mod deploy;
@@ -26,6 +28,8 @@ mod promote;
 mod recovery;
 mod restore;
 mod rollback;
+mod schema_only;
+mod rollout;
 mod views;
 
 pub use adopt::{AdoptOutcome, AdoptPlan};
@@ -46,6 +50,7 @@ pub use promote::PromoteOutcome;
 pub use recovery::{RecoveryReport, UnlockOutcome};
 pub use restore::{RestoreOutcome, RestorePlan};
 pub use rollback::{ProbeFailure, RollbackOutcome};
+pub use rollout::{RolloutCheck, RolloutMove, RolloutShare, RolloutState, RolloutView};
 pub use views::{EnvView, ReleaseDetail, ReleaseDiff};
 
 /// The types the engine's read calls hand out that are defined below it (metrics, store,

@@ -156,11 +156,12 @@ impl Engine {
         let Some(prod) = envs.iter_mut().find(|e| e.env.name == PRODUCTION) else {
             return;
         };
-        let last = super::capacity::open_metrics(&self.ws)
-            .and_then(|m| Ok(m.last_traffic(PRODUCTION)?));
+        let last =
+            super::capacity::open_metrics(&self.ws).and_then(|m| Ok(m.last_traffic(PRODUCTION)?));
         match last {
             Ok(Some(t)) => {
-                let newer = crate::model::parse_time(&prod.env.last_activity_at).is_none_or(|a| t > a);
+                let newer =
+                    crate::model::parse_time(&prod.env.last_activity_at).is_none_or(|a| t > a);
                 if newer {
                     prod.env.last_activity_at =
                         t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

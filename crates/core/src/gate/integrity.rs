@@ -23,6 +23,12 @@ impl Check for FkCheck {
             Some(Ok(_)) => Vec::new(),
         };
         if violations.is_empty() {
+            if let Some(f) = &ctx.production_figures {
+                return CheckOutcome::pass(format!(
+                    "schema-only preview: PRAGMA foreign_key_check is clean, but the preview holds no rows to check ({}); promotion's foreign-key guard checks production's rows",
+                    f.rows_summary()
+                ));
+            }
             return CheckOutcome::pass("PRAGMA foreign_key_check is clean after migrations");
         }
         let mut by_table: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
@@ -35,7 +41,28 @@ impl Check for FkCheck {
             .iter()
             .map(|((t, p), n)| format!("{n} row(s) of {t} reference missing {p}"))
             .collect();
-        CheckOutcome::fail(format!("foreign key violations: {}", summary.join("; ")))
+        // Where the violations came from, when the apply could place them (the statement
+        // after which they appeared and stayed, and a sample of the rows).
+        let left_by = match &ctx.apply {
+            Some(Err(f)) => match (&f.path, f.line) {
+                (Some(p), Some(l)) => format!(
+                    "; left by {p}:{l}{}{}",
+                    f.statement.as_deref().map_or(String::new(), |s| format!(
+                        " ({})",
+                        crate::backend::one_line(s, 80)
+                    )),
+                    f.error
+                        .split_once("; violating rows: ")
+                        .map_or(String::new(), |(_, rows)| format!("; rows: {rows}"))
+                ),
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        CheckOutcome::fail(format!(
+            "foreign key violations: {}{left_by}",
+            summary.join("; ")
+        ))
             .with_details(json!({ "violations": violations.iter().take(100).collect::<Vec<_>>() }))
     }
 }
@@ -50,6 +77,14 @@ impl Check for DataLoss {
         Phase::AfterApply
     }
     fn run(&self, ctx: &mut GateContext<'_>) -> CheckOutcome {
+        if let Some(f) = &ctx.production_figures
+            && ctx.apply.is_some()
+        {
+            return CheckOutcome::skip(format!(
+                "schema-only preview: the preview holds no rows, so rows lost by the migrations cannot be measured ({}); set preview_seed = \"full\" to check",
+                f.rows_summary()
+            ));
+        }
         let (Some(before), Some(after)) = (&ctx.counts_before, &ctx.counts_after) else {
             return if ctx.apply.is_none() {
                 CheckOutcome::pass("no pending migrations")

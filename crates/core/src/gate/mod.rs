@@ -106,6 +106,10 @@ pub struct GateContext<'a> {
     pub scratch: BTreeMap<String, serde_json::Value>,
     /// Probe measurements before and after the apply, shared by the probe checks.
     pub probe_runs: probes::ProbeRuns,
+    /// Production's own size and row counts when the preview was seeded schema only
+    /// (`preview_seed = "schema"`): the data-dependent checks say "schema-only preview: …"
+    /// and use these instead of the empty preview's. `None`: the preview holds the rows.
+    pub production_figures: Option<crate::backend::ProductionFigures>,
     /// Set when the machine, not the migrations, stopped the preview apply (the preview
     /// locked by another process, a read-only path, a full disk): the gate has no verdict on
     /// the migrations, and the deploy reports the obstacle instead of blaming one.
@@ -140,6 +144,7 @@ impl<'a> GateContext<'a> {
             live_probes: None,
             apply: None,
             counts_before: None,
+            production_figures: None,
             counts_after: None,
             schema_before: None,
             schema_after: None,

@@ -60,7 +60,24 @@ impl Check for LimitSize {
                     .collect()
             })
             .unwrap_or_default();
-        let before = ctx.size_before.unwrap_or(after);
+        let mut before = ctx.size_before.unwrap_or(after);
+        let mut after = after;
+        // A schema-only preview is a few pages: production's size (D1's metadata) plus what
+        // the migrations added to the preview is the size to judge.
+        let schema_only = match ctx.production_figures.as_ref().map(|f| f.size_bytes) {
+            Some(Some(production)) => {
+                after = production + after.saturating_sub(before);
+                before = production;
+                "schema-only preview: production's size from D1 plus the migrations' growth on the preview: "
+            }
+            Some(None) => {
+                return CheckOutcome::warn(format!(
+                    "schema-only preview: production's size is unknown (D1 did not report it); the preview grew by {} with no rows in it",
+                    mb(after.saturating_sub(before))
+                ));
+            }
+            None => "",
+        };
         let transient: u64 = rebuilt.iter().map(|(_, b)| *b).sum();
         let peak = after.max(before + transient);
         let limit = plan.database_size_bytes;
@@ -83,7 +100,7 @@ impl Check for LimitSize {
             String::new()
         };
         let text = format!(
-            "{} after migrations{peak_note}: {:.0}% of {}'s {} per database",
+            "{schema_only}{} after migrations{peak_note}: {:.0}% of {}'s {} per database",
             mb(after),
             share * 100.0,
             ctx.config.plan,

@@ -14,6 +14,7 @@ mod lock;
 mod records;
 mod releases;
 mod restores;
+mod rollouts;
 mod watch;
 
 pub use audit::ChainStatus;
@@ -24,6 +25,7 @@ pub use lock::{
 };
 pub use records::AppliedChecksum;
 pub use restores::RestoreRecord;
+pub use rollouts::{NewRollout, RolloutRow};
 
 /// File name of the state database inside `.d1ops/`.
 pub const STATE_FILE: &str = "state.sqlite";
@@ -284,6 +286,29 @@ const UPGRADES: &[&str] = &[
         PRIMARY KEY(env, target)
     );
     ALTER TABLE releases ADD COLUMN targets TEXT;
+    "#,
+    // v9: gradual rollouts of worker targets: the two versions sharing the traffic, the
+    // steps, the step live now and the next one's due time. See store/rollouts.rs.
+    r#"
+    CREATE TABLE rollouts(
+        id INTEGER PRIMARY KEY,
+        release_id TEXT NOT NULL,
+        target TEXT NOT NULL,
+        script TEXT NOT NULL,
+        previous_version TEXT NOT NULL,
+        new_version TEXT NOT NULL,
+        steps TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('rolling', 'done', 'halted', 'aborted')),
+        wait_secs INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        next_at TEXT,
+        last_check TEXT,
+        detail TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX rollouts_by_release ON rollouts(release_id, target);
+    CREATE INDEX rollouts_by_status ON rollouts(status);
     "#,
 ];
 

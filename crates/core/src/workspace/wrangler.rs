@@ -21,6 +21,33 @@ pub struct WranglerD1 {
 struct WranglerFile {
     #[serde(default)]
     d1_databases: Vec<WranglerD1>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    compatibility_date: Option<String>,
+    #[serde(default)]
+    compatibility_flags: Option<Vec<String>>,
+}
+
+/// What a `worker` target takes from wrangler's config when `d1ops.toml` does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerDefaults {
+    /// The file it came from (`wrangler.toml`…).
+    pub file: String,
+    pub name: Option<String>,
+    pub compatibility_date: Option<String>,
+    pub compatibility_flags: Vec<String>,
+}
+
+/// The Worker's name, compatibility date and flags from the wrangler file in `dir`; `None`
+/// when there is no wrangler file.
+pub fn worker_defaults(dir: &Path) -> Result<Option<WorkerDefaults>, WranglerError> {
+    Ok(read(dir)?.map(|(file, w)| WorkerDefaults {
+        file,
+        name: w.name,
+        compatibility_date: w.compatibility_date,
+        compatibility_flags: w.compatibility_flags.unwrap_or_default(),
+    }))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +61,17 @@ pub struct WranglerError {
 /// `dir`, with the name of the file it came from; `None` when there is no wrangler file or it
 /// declares no D1 database.
 pub fn import(dir: &Path) -> Result<Option<(String, WranglerD1)>, WranglerError> {
+    Ok(read(dir)?.and_then(|(name, file)| {
+        file.d1_databases
+            .into_iter()
+            .next()
+            .map(|d| (name.to_string(), d))
+    }))
+}
+
+/// The first wrangler file in `dir` (`wrangler.toml`, `.jsonc`, `.json`), parsed, with its
+/// name.
+fn read(dir: &Path) -> Result<Option<(String, WranglerFile)>, WranglerError> {
     for name in ["wrangler.toml", "wrangler.jsonc", "wrangler.json"] {
         let path = dir.join(name);
         let shown = path.display().to_string();
@@ -73,11 +111,7 @@ pub fn import(dir: &Path) -> Result<Option<(String, WranglerD1)>, WranglerError>
             json5::from_str(&text).map_err(|e| json5_message(&e, &text))
         };
         let file = parsed.map_err(fail)?;
-        return Ok(file
-            .d1_databases
-            .into_iter()
-            .next()
-            .map(|d| (name.to_string(), d)));
+        return Ok(Some((name.to_string(), file)));
     }
     Ok(None)
 }

@@ -90,27 +90,33 @@ pub fn read_tables(
     if names.is_empty() {
         return Ok(out);
     }
-    let wanted: HashSet<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    // The names are filtered in SQLite's scan (far cheaper than handing every row over),
+    // a bounded number of bound parameters at a time.
     let mut infos = Vec::new();
-    let mut stmt = conn.prepare("SELECT name, sql FROM main.sqlite_schema WHERE type = 'table'")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let name = match row.get_ref(0)?.as_str() {
-            Ok(n) if wanted.contains(&n.to_ascii_lowercase()) => n.to_string(),
-            _ => continue,
-        };
-        if is_internal_name(&name, ledger_table) {
-            continue;
+    for chunk in names.chunks(500) {
+        let list = vec!["?"; chunk.len()].join(", ");
+        let mut stmt = conn.prepare(&format!(
+            "SELECT name, sql FROM main.sqlite_schema \
+             WHERE type = 'table' AND name COLLATE NOCASE IN ({list})"
+        ))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(chunk))?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(0)?;
+            if is_internal_name(&name, ledger_table)
+                || infos.iter().any(|i: &TableInfo| i.name == name)
+            {
+                continue;
+            }
+            let sql = row.get::<_, Option<String>>(1)?.unwrap_or_default();
+            let (without_rowid, strict, virtual_table) = table_options(&sql);
+            infos.push(TableInfo {
+                name,
+                sql,
+                without_rowid,
+                strict,
+                virtual_table,
+            });
         }
-        let sql = row.get::<_, Option<String>>(1)?.unwrap_or_default();
-        let (without_rowid, strict, virtual_table) = table_options(&sql);
-        infos.push(TableInfo {
-            name,
-            sql,
-            without_rowid,
-            strict,
-            virtual_table,
-        });
     }
     for info in infos {
         let table = read_table(conn, info)?;

@@ -12,6 +12,7 @@ use crate::engine::{Engine, Result, capacity::open_metrics, connect};
 use crate::metrics::analytics::{
     AnalyticsBatch, AnalyticsStatus, ApplyReport, DatabasePull, SyncCursor, UsageTraffic,
 };
+use crate::metrics::source::{OwnStatements, d1ops_env};
 use crate::metrics::usage::UsageSample;
 use crate::metrics::{Histogram, MetricsStore, Resolution, Rollup, fingerprint};
 use crate::model::now_utc;
@@ -66,7 +67,8 @@ pub(super) fn run(engine: &Engine, force: bool) -> Result<SyncReport> {
     };
     let (outcome, buckets, truncated) = match fetched {
         Ok(got) => {
-            let batch = batch_of(&plan, &got, now);
+            let own = engine.own_statements()?;
+            let batch = batch_of(&plan, &got, now, &own);
             let applied = metrics.apply_analytics(&batch)?;
             status.synced_at = Some(now);
             status.outcome = Some("synced".into());
@@ -106,6 +108,23 @@ pub(super) fn run(engine: &Engine, force: bool) -> Result<SyncReport> {
 }
 
 impl Engine {
+    /// The statements d1ops sends itself, to tell them from the app's in D1's analytics:
+    /// the ledger's, SQLite's catalogue, every release's migrations, the gate's probes.
+    fn own_statements(&self) -> Result<OwnStatements> {
+        let mut own = OwnStatements::new(&self.ws.config.migrations_table);
+        for rel in self.store.releases()? {
+            for m in self.store.release_migrations(&rel.id)? {
+                for sql in d1ops_sql::splitter::batch_statements(&m.sql) {
+                    own.add(sql);
+                }
+            }
+        }
+        for p in &self.ws.config.probes {
+            own.add(&p.sql);
+        }
+        Ok(own)
+    }
+
     /// `(environment, D1 database id)` of every environment that has a database.
     fn analytics_databases(&self) -> Result<Vec<(String, String)>> {
         Ok(self
@@ -151,15 +170,20 @@ pub(super) fn send(
     analytics::send(client, request).map_err(pull::Stop::Api)
 }
 
-/// A query group as a rollup of its environment.
-fn rollup(env: &str, g: &QueryGroup) -> Rollup {
+/// A query group as a rollup of its environment (`<env>@d1ops` for d1ops' own statements).
+fn rollup(env: &str, g: &QueryGroup, own: &OwnStatements) -> Rollup {
+    let env = if own.is_own(&g.query) {
+        d1ops_env(env)
+    } else {
+        env.to_string()
+    };
     Rollup {
         start: g.start,
         resolution: match g.bucket {
             analytics::Bucket::Minute => Resolution::Minute,
             analytics::Bucket::Hour => Resolution::Hour,
         },
-        env: env.to_string(),
+        env,
         fingerprint: fingerprint(&g.query),
         count: g.count,
         errors: 0,
@@ -184,7 +208,12 @@ fn quantiles_absent(g: &QueryGroup) -> bool {
 }
 
 /// Turns what was fetched into one batch for the store.
-fn batch_of(plan: &plan::Plan, got: &pull::Fetched, now: DateTime<Utc>) -> AnalyticsBatch {
+fn batch_of(
+    plan: &plan::Plan,
+    got: &pull::Fetched,
+    now: DateTime<Utc>,
+    own: &OwnStatements,
+) -> AnalyticsBatch {
     let env_of: BTreeMap<&str, &str> = (plan.groups.iter())
         .flat_map(|g| g.databases.iter().map(|(e, d)| (d.as_str(), e.as_str())))
         .collect();
@@ -206,7 +235,7 @@ fn batch_of(plan: &plan::Plan, got: &pull::Fetched, now: DateTime<Utc>) -> Analy
                 },
                 from: group.from,
                 to,
-                rollups: groups.iter().map(|g| rollup(env, g)).collect(),
+                rollups: groups.iter().map(|g| rollup(env, g, own)).collect(),
             });
         }
     }

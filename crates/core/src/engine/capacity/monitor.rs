@@ -80,10 +80,17 @@ pub struct MonitorData {
     /// How current D1's analytics are (cloudflare backend; `null` locally, where metrics
     /// are recorded as statements run).
     pub freshness: Option<crate::engine::Freshness>,
+    /// Whether series, totals and top include d1ops' own statements (ledger reads,
+    /// introspection, migrations, probes); by default they show the app's traffic only.
+    pub include_d1ops: bool,
+    /// d1ops' own statements in the window (counted in usage; left out of the rest unless
+    /// `include_d1ops`).
+    pub d1ops_queries: u64,
 }
 
 impl Engine {
-    /// The Monitor's data; `env` defaults to production.
+    /// The Monitor's data; `env` defaults to production. App traffic only (see
+    /// [`Engine::monitor_with`]).
     pub fn monitor(
         &self,
         env: Option<&str>,
@@ -91,8 +98,21 @@ impl Engine {
         order: TopBy,
         limit: usize,
     ) -> Result<MonitorData> {
+        self.monitor_with(env, window, order, limit, false)
+    }
+
+    /// The Monitor's data, with d1ops' own statements included when `include_d1ops` (each
+    /// top query then says its `source`).
+    pub fn monitor_with(
+        &self,
+        env: Option<&str>,
+        window: MonitorWindow,
+        order: TopBy,
+        limit: usize,
+        include_d1ops: bool,
+    ) -> Result<MonitorData> {
         let freshness = self.refresh_analytics();
-        let metrics = open_metrics(&self.ws)?;
+        let metrics = open_metrics(&self.ws)?.including_d1ops(include_d1ops);
         let mut envs = vec![PRODUCTION.to_string()];
         envs.extend(
             metrics
@@ -105,6 +125,16 @@ impl Engine {
         let from = to - window.length();
         let series = metrics.series(Some(&env), from, to, window.step())?;
         let totals = metrics.window_stats(Some(&env), from, to)?;
+        let everything =
+            open_metrics(&self.ws)?
+                .including_d1ops(true)
+                .window_stats(Some(&env), from, to)?;
+        let app = if include_d1ops {
+            open_metrics(&self.ws)?.window_stats(Some(&env), from, to)?
+        } else {
+            totals.clone()
+        };
+        let d1ops_queries = everything.count.saturating_sub(app.count);
         let top = metrics.top_queries(Some(&env), from, to, order, limit)?;
         let errors = metrics.recent_errors(Some(&env), 5)?;
         let watch = if env == PRODUCTION {
@@ -124,6 +154,8 @@ impl Engine {
             errors,
             watch,
             freshness,
+            include_d1ops,
+            d1ops_queries,
         })
     }
 }

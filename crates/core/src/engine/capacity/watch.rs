@@ -54,37 +54,113 @@ pub struct WatchReport {
     /// One sentence per tripped threshold (or why nothing could be judged).
     pub reasons: Vec<String>,
     pub evaluated_at: String,
+    /// When a regression was first seen in the open window. It latches: the watch stays
+    /// `regressed` (with the reasons seen then) until the window closes, even if traffic
+    /// recovers, and the final verdict keeps it.
+    #[serde(default)]
+    pub raised_at: Option<String>,
+    /// Who acknowledged the regression (`d1ops watch ack`, `k` in the console), and when:
+    /// it no longer alerts.
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
+    #[serde(default)]
+    pub acknowledged_at: Option<String>,
+    /// Whether this watch is a current alert: regressed, not acknowledged, and its window
+    /// open or closed less than [`ALERT_HOURS`] ago. Older regressions are dated history.
+    #[serde(default)]
+    pub alert: bool,
 }
 
+/// How long after its window closed an unacknowledged regression still alerts.
+pub const ALERT_HOURS: i64 = 24;
+
 impl WatchReport {
+    /// The window as text: "promoted 2026-12-07 14:02 UTC, window 14:02–14:32".
+    pub fn window_text(&self) -> String {
+        let Some(start) = parse_time(&self.promoted_at) else {
+            return format!("window {} min", self.window_secs / 60);
+        };
+        let end = start + Duration::seconds(self.window_secs as i64);
+        format!(
+            "promoted {}, window {}–{}",
+            start.format("%Y-%m-%d %H:%M UTC"),
+            start.format("%H:%M"),
+            end.format("%H:%M")
+        )
+    }
+
+    /// Whether it alerts now (see [`WatchReport::alert`]), judged at `now`.
+    fn alerting_at(&self, now: DateTime<Utc>) -> bool {
+        if self.status != WatchStatus::Regressed || self.acknowledged_at.is_some() {
+            return false;
+        }
+        if !self.complete {
+            return true;
+        }
+        parse_time(&self.promoted_at).is_some_and(|p| {
+            now - (p + Duration::seconds(self.window_secs as i64)) < Duration::hours(ALERT_HOURS)
+        })
+    }
+
     /// One line for humans.
     pub fn summary(&self) -> String {
         let minutes = self.window_secs / 60;
         match self.status {
-            WatchStatus::Regressed => format!(
-                "regressed in the {minutes} min after promotion: {}",
-                self.reasons.join("; ")
-            ),
+            WatchStatus::Regressed if !self.alert => {
+                let ack = match (&self.acknowledged_by, &self.acknowledged_at) {
+                    (Some(by), Some(at)) => format!(", acknowledged by {by} at {at}"),
+                    _ => String::new(),
+                };
+                format!(
+                    "release {} regressed ({}{ack}): {}",
+                    self.release,
+                    self.window_text(),
+                    self.reasons.join("; ")
+                )
+            }
+            WatchStatus::Regressed => {
+                let state = if self.complete {
+                    "regressed"
+                } else {
+                    "regressed, still watching"
+                };
+                format!(
+                    "release {} {state} in the {minutes} min after promotion ({}): {}",
+                    self.release,
+                    self.window_text(),
+                    self.reasons.join("; ")
+                )
+            }
             WatchStatus::Ok => format!(
                 "no regression in the {minutes} min after promotion{}",
                 self.compared()
             ),
             WatchStatus::Watching => {
                 let n = self.after.as_ref().map_or(0, |a| a.count);
-                let so_far = format!("{n} quer{} so far", if n == 1 { "y" } else { "ies" });
-                if n == 0 {
-                    format!("watching the {minutes} min after promotion: {so_far}")
-                } else {
-                    format!(
-                        "watching the {minutes} min after promotion: {so_far}{}",
-                        self.compared()
-                    )
-                }
+                let so_far = d1ops_sql::text::count_of(n, "app query", "app queries");
+                format!(
+                    "watching the {minutes} min after promotion (so far: {so_far}{})",
+                    self.compared_inline()
+                )
             }
             WatchStatus::NoData => format!(
                 "not judged: {}",
                 self.reasons.first().map_or("no traffic", String::as_str)
             ),
+        }
+    }
+
+    /// ", errors 0.0% → 1.0%, p95 2.0 ms → 3.0 ms" once both windows have traffic.
+    fn compared_inline(&self) -> String {
+        match (&self.before, &self.after) {
+            (Some(b), Some(a)) if a.count > 0 => format!(
+                ", errors {:.1}% → {:.1}%, p95 {} → {}",
+                b.error_rate * 100.0,
+                a.error_rate * 100.0,
+                ms(b.p95),
+                ms(a.p95)
+            ),
+            _ => String::new(),
         }
     }
 
@@ -103,7 +179,7 @@ impl WatchReport {
 }
 
 fn ms(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| format!("{v:.1} ms"))
+    v.map_or("–".into(), |v| format!("{v:.1} ms"))
 }
 
 fn secs(d: std::time::Duration) -> u64 {
@@ -124,6 +200,10 @@ pub(crate) fn watch_started(cfg: &WatchConfig, release: &str) -> String {
         after: None,
         reasons: Vec::new(),
         evaluated_at: now(),
+        raised_at: None,
+        acknowledged_by: None,
+        acknowledged_at: None,
+        alert: false,
     };
     serde_json::to_string(&report).unwrap_or_default()
 }
@@ -192,7 +272,9 @@ impl Engine {
         let stored: Option<WatchReport> =
             (self.store.release_watch(&rel.id)?).and_then(|json| serde_json::from_str(&json).ok());
         if let Some(w) = stored.as_ref().filter(|w| w.complete) {
-            return Ok(Some(w.clone()));
+            let mut w = w.clone();
+            w.alert = w.alerting_at(now_utc());
+            return Ok(Some(w));
         }
         let cfg = &self.ws.config.watch;
         let window = stored
@@ -218,11 +300,22 @@ impl Engine {
             && self
                 .analytics_final_until(PRODUCTION)?
                 .is_none_or(|t| t >= end);
-        let (mut status, reasons) = judge(cfg, &before, &after);
+        let (mut status, mut reasons) = judge(cfg, &before, &after);
+        // A regression latches: once raised in the open window it stays raised (with the
+        // reasons seen then) until the window closes or an operator acknowledges it.
+        let latched = stored.as_ref().filter(|w| w.raised_at.is_some());
+        let newly_raised = latched.is_none() && status == WatchStatus::Regressed;
+        if let Some(w) = latched
+            && status != WatchStatus::Regressed
+        {
+            status = WatchStatus::Regressed;
+            reasons = w.reasons.clone();
+        }
         if !complete && status != WatchStatus::Regressed {
             status = WatchStatus::Watching;
         }
-        let report = WatchReport {
+        let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut report = WatchReport {
             release: rel.id.clone(),
             env: PRODUCTION.into(),
             promoted_at: rel.promoted_at.clone().unwrap_or_default(),
@@ -233,13 +326,58 @@ impl Engine {
             before: Some(before),
             after: Some(after),
             reasons,
-            evaluated_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            evaluated_at: stamp.clone(),
+            raised_at: latched
+                .and_then(|w| w.raised_at.clone())
+                .or_else(|| newly_raised.then(|| stamp.clone())),
+            acknowledged_by: stored.as_ref().and_then(|w| w.acknowledged_by.clone()),
+            acknowledged_at: stored.as_ref().and_then(|w| w.acknowledged_at.clone()),
+            alert: false,
         };
-        if complete && !self.readonly {
+        report.alert = report.alerting_at(now);
+        if (complete || newly_raised) && !self.readonly {
             let json = serde_json::to_string(&report).unwrap_or_default();
             self.store.set_release_watch(&rel.id, &json)?;
         }
         Ok(Some(report))
+    }
+
+    /// Acknowledges the live release's raised regression (`d1ops watch ack`, `k` in the
+    /// console): it stays in the record, dated, but no longer alerts. Audited
+    /// (`watch.acknowledged`). Refused when nothing is raised.
+    pub fn watch_ack(&mut self) -> Result<WatchReport> {
+        self.ensure_writable("acknowledge the watch")?;
+        let none = || {
+            crate::engine::EngineError::Input(
+                "nothing to acknowledge: the live release's watch has raised no regression".into(),
+            )
+        };
+        let id = self.store.production()?.active_release.ok_or_else(none)?;
+        let rel = self.store.release(&id)?.ok_or_else(none)?;
+        let mut w = self.watch(&rel)?.ok_or_else(none)?;
+        if w.status != WatchStatus::Regressed {
+            return Err(none());
+        }
+        if w.acknowledged_at.is_some() {
+            return Ok(w);
+        }
+        w.acknowledged_by = Some(self.actor.clone());
+        w.acknowledged_at = Some(now());
+        w.raised_at.get_or_insert_with(now);
+        w.alert = false;
+        let json = serde_json::to_string(&w).unwrap_or_default();
+        let actor = self.actor.clone();
+        let detail = serde_json::json!({
+            "promoted_at": w.promoted_at,
+            "window_secs": w.window_secs,
+            "reasons": w.reasons,
+        });
+        self.store.atomically(|s| -> Result<()> {
+            s.set_release_watch(&rel.id, &json)?;
+            s.audit(&actor, "watch.acknowledged", Some(&rel.id), None, &detail)?;
+            Ok(())
+        })?;
+        Ok(w)
     }
 
     /// The live release's watch, if production has a promoted live release. Errors reading

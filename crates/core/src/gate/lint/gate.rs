@@ -64,12 +64,14 @@ fn report(ctx: &mut GateContext<'_>) -> Result<LintReport, super::LintError> {
         Some(Ok(report)) => Some(report.slow_statements.as_slice()),
         _ => None,
     };
+    // A schema-only preview has no rows: the row rules read production's own counts.
+    let production_counts = ctx.production_figures.as_ref().map(|f| f.counts_at_least());
     let report = lint_migrations(&LintInput {
         migrations: &ctx.pending,
         start: &start,
         ledger_table: ledger,
         gate: &ctx.config.gate,
-        counts: ctx.counts_before.as_ref(),
+        counts: production_counts.as_ref().or(ctx.counts_before.as_ref()),
         timings,
         report_apply_failures: false,
     })?;

@@ -4,10 +4,13 @@
 //! statement responsible and a one-line fix hint; `-- d1ops:allow <id> <reason>` suppresses
 //! one, `[gate] severity` re-grades or silences them.
 //!
-//! Migrations are replayed on a private in-memory database (from the preview's schema in the
-//! gate, from an empty one for `d1ops lint`), so lint never touches a real database and never
-//! writes state. The rules live in `rules.rs` (per statement) and `destructive.rs` (per
-//! schema diff); `catalogue.rs` is the id table; `gate.rs` is the face the gate runner sees.
+//! Migrations are replayed once, in order, on a private in-memory database (from the
+//! preview's schema in the gate, from an empty one for `d1ops lint`), so lint never touches a
+//! real database and never writes state; each migration's schema diff covers only the tables
+//! it may change (`scope.rs`), so lint grows with the migrations, not with their square. The
+//! rules live in `rules.rs` (per statement), `destructive.rs` (per schema diff) and the
+//! replay itself (`lint.dqs`: double-quoted names SQLite reads as strings); `catalogue.rs`
+//! is the id table; `gate.rs` is the face the gate runner sees.
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -200,7 +200,7 @@ impl Replay {
 const MAX_DQ_NAMED: usize = 20;
 
 /// The name in SQLite's "no such column: X" (unqualified only: `"a"."b"` is never a
-/// string). SQLite 3.50 and later write it `"X" - should this be a string literal in
+/// string). Recent SQLite versions write it `"X" - should this be a string literal in
 /// single-quotes?`.
 fn no_such_column(e: &rusqlite::Error) -> Option<String> {
     let m = match e {

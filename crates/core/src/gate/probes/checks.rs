@@ -96,9 +96,15 @@ impl Check for ProbeResult {
         let details = json!({ "probes": entries, "baseline_ms": baseline_ms(ctx, self.id()) });
         let n = entries.len();
         let outcome = if problems.is_empty() && !data {
-            CheckOutcome::pass(format!(
-                "{n} probe(s) ran without errors; row and change expectations not checked: every table was empty before migrations (production has no data yet)"
-            ))
+            CheckOutcome::pass(match &ctx.production_figures {
+                Some(f) => format!(
+                    "schema-only preview: {n} probe(s) ran without errors; row and change expectations not checked: the preview holds no rows ({})",
+                    f.rows_summary()
+                ),
+                None => format!(
+                    "{n} probe(s) ran without errors; row and change expectations not checked: every table was empty before migrations (production has no data yet)"
+                ),
+            })
         } else if problems.is_empty() {
             CheckOutcome::pass(format!(
                 "{n} probe(s) met their expectations after migrations"
@@ -160,18 +166,27 @@ impl Check for ProbeLatency {
                 }
             };
             let mut problem = after.as_ref().and_then(judge);
-            let mut remeasured = false;
-            if problem.is_some() {
-                // A slow result must reproduce before it blocks: noise rarely strikes twice,
-                // a lost index always does. The faster measurement counts.
-                remeasured = true;
-                if let Some(again) = remeasure(ctx, p)
-                    && after.is_none_or(|a| again.p95_ms < a.p95_ms)
-                {
+            let mut measurements: Vec<f64> = after.iter().map(|a| a.p95_ms).collect();
+            // A slow result must reproduce before it blocks: noise (another process taking
+            // the CPU) rarely strikes every round, a lost index always does. Up to
+            // `MEASURE_ROUNDS` rounds in all, stopping at the first within limits; the
+            // fastest round counts, and the reason lists every round's p95.
+            while problem.is_some() && measurements.len() < MEASURE_ROUNDS {
+                let Some(again) = remeasure(ctx, p) else {
+                    break;
+                };
+                measurements.push(again.p95_ms);
+                if after.is_none_or(|a| again.p95_ms < a.p95_ms) {
                     after = Some(again);
                     problem = judge(&again);
                 }
-                problem = problem.map(|p| format!("{p} (measured twice)"));
+            }
+            let remeasured = measurements.len() > 1;
+            if remeasured {
+                let spread: Vec<String> = measurements.iter().map(|v| ms(*v)).collect();
+                let rounds = measurements.len();
+                problem = problem
+                    .map(|p| format!("{p} (measured {rounds}×, p95 {} ms)", spread.join(", ")));
             }
             if after.is_none() {
                 errored += 1;
@@ -187,6 +202,7 @@ impl Check for ProbeLatency {
                 budget_ms: p.p95_ms,
                 limit_ms: limit,
                 problem,
+                measurements: if remeasured { measurements } else { Vec::new() },
             });
         }
         let problems: Vec<String> = entries
@@ -224,6 +240,10 @@ impl Check for ProbeLatency {
     }
 }
 
+/// How many times a probe that misses its latency limit is measured, in all, before the
+/// miss counts: each round runs the probe its configured number of times.
+const MEASURE_ROUNDS: usize = 3;
+
 /// Measures a probe again on the migrated preview (not cached).
 fn remeasure(ctx: &GateContext<'_>, p: &ProbeConfig) -> Option<Latency> {
     let preview = ctx.preview.as_ref()?;
@@ -249,11 +269,15 @@ impl Check for PlanScan {
             Ok(p) => p,
             Err(outcome) => return outcome,
         };
-        let rows = ctx
-            .counts_after
-            .clone()
-            .or_else(|| ctx.counts_before.clone())
-            .unwrap_or_default();
+        // A schema-only preview has no rows: production's own counts say what a scan costs.
+        let rows = match &ctx.production_figures {
+            Some(f) => f.counts_at_least(),
+            None => ctx
+                .counts_after
+                .clone()
+                .or_else(|| ctx.counts_before.clone())
+                .unwrap_or_default(),
+        };
         let threshold = ctx.config.gate.scan_rows_warn;
         let mut entries = Vec::with_capacity(probes.len());
         for (p, before, after) in &probes {

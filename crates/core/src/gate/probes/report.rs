@@ -56,10 +56,13 @@ pub struct LatencyEntry {
     pub limit_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
-    /// Whether `after` was measured a second time (a first measurement was too slow; the
-    /// faster one is kept).
+    /// Whether `after` was measured again (a first measurement was too slow; the fastest
+    /// round is kept).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remeasured: bool,
+    /// When re-measured: every round's p95 after migrations, in order (the spread).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<f64>,
 }
 
 /// One probe in `plan.scan`: both plan trees (indented lines) and what was flagged.

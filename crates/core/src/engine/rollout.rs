@@ -1,0 +1,838 @@
+//! Gradual rollout of `worker` targets (`rollout = [10, 50, 100]`, `rollout_wait = "5m"`):
+//! the release's version takes a growing share of the Worker's traffic, in two-version
+//! deployments (new p% / previous (100-p)%), and each step is watched before the next.
+//!
+//! - The first step is the target's production deploy inside `promote` (`start_rollout`,
+//!   under the promotion lock). With no version live yet there is nothing to split with: the
+//!   version goes live at 100% and the step says so.
+//! - Between steps the watch window (`engine/capacity/watch.rs`) compares production's error
+//!   rate and p95 with the baseline before the promotion. A regression halts the rollout:
+//!   every target the release shipped goes back to the previous release's code (the Worker to
+//!   the previous version at 100%), the previous release is active again, as after a
+//!   rollback, and the release is `failed` at stage `rollout`. The schema stays.
+//! - `promote` waits through the steps; `promote --no-wait` (and the console) return after the
+//!   first, and `rollout status|continue|abort` drive it later.
+//!
+//! Crash safety: a rollout is a `rollouts` row (store/rollouts.rs) that outlives its process.
+//! A step deploys its split first and records it after: a deployment with the same split is
+//! harmless, so a step killed in between is repeated by the next `continue`, never skipped. A
+//! `promote` killed while waiting leaves a `rolling` rollout that `rollout continue/abort`
+//! drive. A rolling rollout whose release is no longer production's active one (rolled back,
+//! or failed by recovery) is over: views show it `aborted` and the next write records it so.
+//!
+//! Must not: print, or change production's code outside a recorded step.
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::code::{CodeStepResult, describe_reverts};
+use super::{Engine, EngineError, PRODUCTION, Result};
+use crate::model::{Failure, Release, ReleaseState, now, now_utc, parse_time};
+use crate::store::{LiveCode, RolloutRow};
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutState {
+    /// Part of the traffic on the new version; the next step is pending.
+    Rolling,
+    /// The new version takes all the traffic.
+    Done,
+    /// A regression stopped it; the previous version serves again.
+    Halted,
+    /// Stopped by an operator (or its release stopped being live); the previous version
+    /// serves again.
+    Aborted,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::Rolling => "rolling",
+            RolloutState::Done => "done",
+            RolloutState::Halted => "halted",
+            RolloutState::Aborted => "aborted",
+        }
+    }
+
+    fn parse(s: &str) -> RolloutState {
+        match s {
+            "done" => RolloutState::Done,
+            "halted" => RolloutState::Halted,
+            "aborted" => RolloutState::Aborted,
+            _ => RolloutState::Rolling,
+        }
+    }
+}
+
+/// One version's share of the traffic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutShare {
+    pub version_id: String,
+    pub percentage: u32,
+    /// `new` (the release's version) or `previous`.
+    pub role: &'static str,
+}
+
+/// A regression check between two steps: the watch window's verdict then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutCheck {
+    pub at: String,
+    /// The watch status (`watching`, `ok`, `regressed`, `no data`).
+    pub status: String,
+    pub regressed: bool,
+    /// One line for humans.
+    pub summary: String,
+    pub reasons: Vec<String>,
+}
+
+/// A rollout as both faces show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutView {
+    pub release: String,
+    pub target: String,
+    /// The Worker's name.
+    pub script: String,
+    pub status: RolloutState,
+    /// The step live now, from 1.
+    pub step: usize,
+    pub total_steps: usize,
+    /// The new version's percentage at each step.
+    pub steps: Vec<u32>,
+    /// The new version's share now.
+    pub percent: u32,
+    /// Who takes the traffic now (as d1ops last deployed it).
+    pub split: Vec<RolloutShare>,
+    pub new_version: String,
+    pub previous_version: String,
+    /// The new version's share at the next step, while rolling.
+    pub next_percent: Option<u32>,
+    /// When the next step is due, while rolling.
+    pub next_at: Option<String>,
+    /// The next step is due now.
+    pub due: bool,
+    pub wait_secs: u64,
+    pub started_at: String,
+    pub updated_at: String,
+    pub last_check: Option<RolloutCheck>,
+    /// Why it ended, when it did not reach 100%.
+    pub detail: Option<String>,
+}
+
+/// What `rollout continue`, `rollout abort` or the wait after `promote` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutMove {
+    pub release: String,
+    /// `advanced`, `done`, `halted` or `aborted`.
+    pub outcome: &'static str,
+    /// The release's rollouts after the move.
+    pub rollouts: Vec<RolloutView>,
+    /// The regression check that allowed (or stopped) it.
+    pub check: Option<RolloutCheck>,
+    /// Halt/abort: the steps that put the previous release's code back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reverted: Vec<CodeStepResult>,
+    /// The release active in production afterwards.
+    pub active_release: Option<String>,
+    /// One sentence: what happened.
+    pub detail: String,
+}
+
+impl RolloutMove {
+    /// The move ended the rollout by a regression: the release failed.
+    pub fn halted(&self) -> bool {
+        self.outcome == "halted"
+    }
+}
+
+enum Advance {
+    NotDue(chrono::DateTime<chrono::Utc>),
+    Moved(RolloutMove),
+}
+
+/// `(version, percentage)` pairs for the new version at `pct`.
+fn split_for(row: &RolloutRow, pct: u32) -> Vec<(String, f64)> {
+    if pct >= 100 {
+        vec![(row.new_version.clone(), 100.0)]
+    } else {
+        vec![
+            (row.new_version.clone(), f64::from(pct)),
+            (row.previous_version.clone(), f64::from(100 - pct)),
+        ]
+    }
+}
+
+fn pct_at(row: &RolloutRow, step: usize) -> u32 {
+    row.steps.get(step).copied().unwrap_or(100)
+}
+
+/// `rfc3339` for the store.
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn next_due(wait_secs: u64) -> String {
+    stamp(now_utc() + chrono::Duration::seconds(i64::try_from(wait_secs).unwrap_or(i64::MAX / 2)))
+}
+
+/// The view of a row; a `rolling` row whose release is not `active` is shown `aborted`.
+fn view(row: &RolloutRow, active: Option<&str>) -> RolloutView {
+    let mut status = RolloutState::parse(&row.status);
+    let mut detail = row.detail.clone();
+    if status == RolloutState::Rolling && active != Some(row.release_id.as_str()) {
+        status = RolloutState::Aborted;
+        detail = Some(stale_reason(&row.release_id));
+    }
+    let percent = match status {
+        RolloutState::Halted | RolloutState::Aborted => 0,
+        RolloutState::Done => 100,
+        RolloutState::Rolling => pct_at(row, row.step),
+    };
+    let mut split = Vec::new();
+    if percent > 0 {
+        split.push(RolloutShare {
+            version_id: row.new_version.clone(),
+            percentage: percent,
+            role: "new",
+        });
+    }
+    if percent < 100 {
+        split.push(RolloutShare {
+            version_id: row.previous_version.clone(),
+            percentage: 100 - percent,
+            role: "previous",
+        });
+    }
+    let rolling = status == RolloutState::Rolling;
+    let next_at = row.next_at.clone().filter(|_| rolling);
+    RolloutView {
+        release: row.release_id.clone(),
+        target: row.target.clone(),
+        script: row.script.clone(),
+        status,
+        step: row.step + 1,
+        total_steps: row.steps.len(),
+        steps: row.steps.clone(),
+        percent,
+        split,
+        new_version: row.new_version.clone(),
+        previous_version: row.previous_version.clone(),
+        next_percent: rolling.then(|| pct_at(row, row.step + 1)),
+        due: rolling
+            && next_at
+                .as_deref()
+                .and_then(parse_time)
+                .is_none_or(|t| t <= now_utc()),
+        next_at,
+        wait_secs: row.wait_secs,
+        started_at: row.started_at.clone(),
+        updated_at: row.updated_at.clone(),
+        last_check: row
+            .last_check
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j).ok()),
+        detail,
+    }
+}
+
+fn stale_reason(release: &str) -> String {
+    format!(
+        "release {release} is no longer production's active release (rolled back, or failed by recovery), so its rollout stopped; its code was put back by that operation"
+    )
+}
+
+impl Engine {
+    /// The rollouts in progress: `rolling`, of production's active release (what the
+    /// console's worker shows as the current split). Reads the state store only.
+    pub fn rollouts(&self) -> Result<Vec<RolloutView>> {
+        let active = self.store.production()?.active_release;
+        Ok(self
+            .store
+            .rolling_rollouts()?
+            .iter()
+            .filter(|r| active.as_deref() == Some(r.release_id.as_str()))
+            .map(|r| view(r, active.as_deref()))
+            .collect())
+    }
+
+    /// Every rollout of release `id` (one per worker target that rolled out), oldest first.
+    pub fn release_rollouts(&self, id: &str) -> Result<Vec<RolloutView>> {
+        let rel = self.resolve(id)?;
+        let active = self.store.production()?.active_release;
+        Ok(self
+            .store
+            .release_rollouts(&rel.id)?
+            .iter()
+            .map(|r| view(r, active.as_deref()))
+            .collect())
+    }
+
+    /// The latest rollout of `target` in release `id`, for its target view.
+    pub(super) fn target_rollout(&self, id: &str, target: &str) -> Result<Option<RolloutView>> {
+        let active = self.store.production()?.active_release;
+        Ok(self
+            .store
+            .release_rollouts(id)?
+            .iter()
+            .rfind(|r| r.target == target)
+            .map(|r| view(r, active.as_deref())))
+    }
+
+    /// `rollout continue`: checks production for a regression and moves every rolling
+    /// rollout of release `id` one step on (refused before `rollout_wait` has passed unless
+    /// `now`). A regression halts it instead (see the module documentation).
+    pub fn rollout_continue(&mut self, id: &str, now: bool) -> Result<RolloutMove> {
+        match self.advance(id, now)? {
+            Advance::Moved(m) => Ok(m),
+            Advance::NotDue(at) => {
+                let left = (at - now_utc()).num_seconds().max(1);
+                Err(EngineError::Refused(format!(
+                    "the next rollout step of release {id} is due at {} (in {}); pass --now to take it anyway",
+                    stamp(at),
+                    crate::text::secs(u64::try_from(left).unwrap_or(1))
+                )))
+            }
+        }
+    }
+
+    /// `rollout abort`: every rolling rollout of release `id` ends; the previous release's
+    /// code goes back (its Worker version at 100%), the previous release is active again and
+    /// release `id` fails at stage `rollout`.
+    pub fn rollout_abort(&mut self, id: &str, reason: Option<&str>) -> Result<RolloutMove> {
+        self.ensure_writable("rollout abort")?;
+        let rel = self.resolve(id)?;
+        let rows = self.rolling_of(&rel)?;
+        if let Some(m) = self.settle_stale(&rel, &rows)? {
+            return Ok(m);
+        }
+        self.refuse_while_locked()?;
+        let why = match reason.map(str::trim).filter(|r| !r.is_empty()) {
+            Some(r) => format!("rollout aborted by {}: {r}", self.actor),
+            None => format!("rollout aborted by {}", self.actor),
+        };
+        self.halt(&rel, &rows, RolloutState::Aborted, why, None)
+    }
+
+    /// The wait after `promote`: sleeps until each step is due, checks for a regression and
+    /// moves on, until release `id`'s rollouts are done or halted; `on_step` hears of every
+    /// move. Killed while sleeping, it leaves the rollout `rolling` for `rollout continue`.
+    /// `None` when the release has no rollout in progress.
+    pub fn rollout_wait(
+        &mut self,
+        id: &str,
+        on_step: &mut dyn FnMut(&RolloutMove),
+    ) -> Result<Option<RolloutMove>> {
+        let mut last = None;
+        loop {
+            let rel = self.resolve(id)?;
+            let rows = self.store.release_rollouts(&rel.id)?;
+            let rolling: Vec<&RolloutRow> =
+                rows.iter().filter(|r| r.status == "rolling").collect();
+            if rolling.is_empty() {
+                return Ok(last);
+            }
+            let due = rolling
+                .iter()
+                .filter_map(|r| r.next_at.as_deref().and_then(parse_time))
+                .max();
+            if let Some(due) = due
+                && let Ok(left) = (due - now_utc()).to_std()
+            {
+                std::thread::sleep(left + std::time::Duration::from_millis(20));
+            }
+            match self.advance(&rel.id, false)? {
+                Advance::NotDue(_) => continue,
+                Advance::Moved(m) => {
+                    on_step(&m);
+                    let over = m.outcome != "advanced";
+                    last = Some(m);
+                    if over {
+                        return Ok(last);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What a bare `promote` needs to know: whether release `id` has a rollout in progress.
+    pub fn rolling_rollouts_of(&self, id: &str) -> Result<Vec<RolloutView>> {
+        Ok(self
+            .release_rollouts(id)?
+            .into_iter()
+            .filter(|v| v.status == RolloutState::Rolling)
+            .collect())
+    }
+
+    fn rolling_of(&self, rel: &Release) -> Result<Vec<RolloutRow>> {
+        let rows: Vec<RolloutRow> = self
+            .store
+            .release_rollouts(&rel.id)?
+            .into_iter()
+            .filter(|r| r.status == "rolling")
+            .collect();
+        if rows.is_empty() {
+            let latest = self.store.release_rollouts(&rel.id)?.pop();
+            return Err(EngineError::Refused(match latest {
+                Some(r) => format!(
+                    "release {}'s rollout is {} (step {} of {}); nothing to drive",
+                    rel.id,
+                    r.status,
+                    r.step + 1,
+                    r.steps.len()
+                ),
+                None => format!(
+                    "release {} has no rollout: only a worker target with rollout = […] rolls out, during promote",
+                    rel.id
+                ),
+            }));
+        }
+        Ok(rows)
+    }
+
+    fn refuse_while_locked(&self) -> Result<()> {
+        if let Some(lock) = self.store.lock()? {
+            return Err(EngineError::Refused(format!(
+                "production is locked by a {} of release {} (by {}); try again once it is over",
+                lock.operation.as_str(),
+                lock.release_id,
+                lock.holder
+            )));
+        }
+        Ok(())
+    }
+
+    /// A rolling rollout whose release is no longer active: recorded as aborted (its code
+    /// was put back by the operation that made another release active).
+    fn settle_stale(&mut self, rel: &Release, rows: &[RolloutRow]) -> Result<Option<RolloutMove>> {
+        let active = self.store.production()?.active_release;
+        if active.as_deref() == Some(rel.id.as_str()) && rel.state == ReleaseState::Live {
+            return Ok(None);
+        }
+        let why = stale_reason(&rel.id);
+        let actor = self.actor.clone();
+        self.store.atomically(|s| -> Result<()> {
+            for r in rows {
+                if s.end_rollout(r.id, "aborted", &why)? {
+                    s.audit(&actor, "rollout.aborted", Some(&rel.id), Some(PRODUCTION),
+                        &json!({"target": r.target, "script": r.script, "step": r.step + 1,
+                            "percent": pct_at(r, r.step), "reason": why, "redeployed": false}))?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Some(RolloutMove {
+            release: rel.id.clone(),
+            outcome: "aborted",
+            rollouts: self.release_rollouts(&rel.id)?,
+            check: None,
+            reverted: Vec::new(),
+            active_release: active,
+            detail: why,
+        }))
+    }
+
+    /// One move of every rolling rollout of `id`: regression check, then the next step (or
+    /// the halt).
+    fn advance(&mut self, id: &str, now: bool) -> Result<Advance> {
+        self.ensure_writable("rollout continue")?;
+        let rel = self.resolve(id)?;
+        let rows = self.rolling_of(&rel)?;
+        if let Some(m) = self.settle_stale(&rel, &rows)? {
+            return Err(EngineError::Refused(m.detail));
+        }
+        self.refuse_while_locked()?;
+        if !now {
+            let due = rows
+                .iter()
+                .filter_map(|r| r.next_at.as_deref().and_then(parse_time))
+                .max();
+            if let Some(due) = due
+                && due > now_utc()
+            {
+                return Ok(Advance::NotDue(due));
+            }
+        }
+        let check = self.regression_check(&rel)?;
+        let check_json = serde_json::to_string(&check).unwrap_or_default();
+        for r in &rows {
+            self.store.set_rollout_check(r.id, &check_json)?;
+        }
+        if check.regressed {
+            let why = format!(
+                "production regressed during the rollout: {}",
+                check.reasons.join("; ")
+            );
+            return self
+                .halt(&rel, &rows, RolloutState::Halted, why, Some(check))
+                .map(Advance::Moved);
+        }
+        let actor = self.actor.clone();
+        let mut finished = true;
+        for r in &rows {
+            let next = r.step + 1;
+            let pct = pct_at(r, next);
+            let total = r.steps.len();
+            let message = format!(
+                "d1ops rollout of release {}: step {} of {total} ({pct}%)",
+                rel.id,
+                next + 1
+            );
+            // Deploy first, record after: a step killed in between is repeated, never skipped.
+            self.deploy_split(&r.script, &split_for(r, pct), &message)?;
+            let done = pct >= 100;
+            finished &= done;
+            let next_at = (!done).then(|| next_due(r.wait_secs));
+            self.store.atomically(|s| -> Result<()> {
+                if s.advance_rollout(r.id, r.step, next, done, next_at.as_deref())? {
+                    let detail = json!({"target": r.target, "script": r.script,
+                        "step": next + 1, "of": total, "percent": pct,
+                        "new_version": r.new_version, "previous_version": r.previous_version,
+                        "check": check.status, "next_at": next_at});
+                    s.audit(&actor, "rollout.step", Some(&rel.id), Some(PRODUCTION), &detail)?;
+                    if done {
+                        s.audit(&actor, "rollout.done", Some(&rel.id), Some(PRODUCTION), &detail)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let rollouts = self.release_rollouts(&rel.id)?;
+        let detail = rollouts
+            .iter()
+            .map(|v| match v.status {
+                RolloutState::Done => format!(
+                    "{}: version {} of Worker {} takes all the traffic (rollout done)",
+                    v.target, v.new_version, v.script
+                ),
+                _ => format!(
+                    "{}: version {} of Worker {} takes {}% (step {} of {})",
+                    v.target, v.new_version, v.script, v.percent, v.step, v.total_steps
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Ok(Advance::Moved(RolloutMove {
+            release: rel.id.clone(),
+            outcome: if finished { "done" } else { "advanced" },
+            rollouts,
+            check: Some(check),
+            reverted: Vec::new(),
+            active_release: Some(rel.id.clone()),
+            detail,
+        }))
+    }
+
+    /// The watch window's verdict now, as a rollout check.
+    fn regression_check(&self, rel: &Release) -> Result<RolloutCheck> {
+        Ok(match self.watch(rel)? {
+            Some(w) => RolloutCheck {
+                at: now(),
+                status: w.status.as_str().to_string(),
+                regressed: w.status == super::WatchStatus::Regressed,
+                summary: w.summary(),
+                reasons: w.reasons.clone(),
+            },
+            None => RolloutCheck {
+                at: now(),
+                status: "no data".into(),
+                regressed: false,
+                summary: format!("release {} has no promotion to watch", rel.id),
+                reasons: Vec::new(),
+            },
+        })
+    }
+
+    /// Ends `rows` as `state`: every target the release shipped goes back to the previous
+    /// release's code (each rollout's Worker to its previous version at 100%), the previous
+    /// release is active again and `rel` fails at stage `rollout`. A revert that fails leaves
+    /// the rollout `rolling` (and says so), so `rollout abort` can try again.
+    fn halt(
+        &mut self,
+        rel: &Release,
+        rows: &[RolloutRow],
+        state: RolloutState,
+        why: String,
+        check: Option<RolloutCheck>,
+    ) -> Result<RolloutMove> {
+        // The release live before this one (`rollback_target` reads it so while `rel` is
+        // production's active release).
+        let previous = self.rollback_target().ok();
+        let db = self
+            .production_db()?
+            .unwrap_or_else(|| self.backend.production_ref());
+        let env = self.code_env(PRODUCTION, &db)?;
+        let names: Vec<String> = self
+            .shipped_code(&rel.id)?
+            .into_iter()
+            .map(|(t, _)| t.name)
+            .collect();
+        let mut before = Vec::new();
+        if let Some(prev) = &previous {
+            for name in &names {
+                if let Some((rid, _, _, version)) = self.code_as_of(&prev.id, name)? {
+                    let rolled = rows.iter().find(|r| &r.target == name);
+                    before.push(LiveCode {
+                        env: PRODUCTION.into(),
+                        target: name.clone(),
+                        release_id: rid,
+                        version_id: rolled.map(|r| r.previous_version.clone()).or(version),
+                        deployed_at: String::new(),
+                    });
+                }
+            }
+        }
+        let op = super::code::Op {
+            release: &rel.id,
+            operation: "rollout",
+        };
+        let reverted = self.revert_code(&names, &before, op, &env)?;
+        // A Worker whose previous version d1ops did not ship (deployed by hand before):
+        // its previous version goes back at 100% all the same.
+        let mut unrecorded = Vec::new();
+        for r in rows {
+            let step = reverted.iter().find(|s| s.target == r.target);
+            if step.is_some_and(CodeStepResult::failed) {
+                continue;
+            }
+            if step.is_none_or(|s| s.status == "skipped") {
+                self.deploy_split(
+                    &r.script,
+                    &[(r.previous_version.clone(), 100.0)],
+                    &format!("d1ops rollout of release {} {}", rel.id, state.as_str()),
+                )?;
+                unrecorded.push(r.target.clone());
+            }
+        }
+        if let Some(bad) = reverted.iter().find(|s| s.failed()) {
+            return Err(EngineError::Input(format!(
+                "{why}; putting the previous code back failed for {} ({}); the rollout stays rolling: run `d1ops rollout abort {}` once the cause is fixed",
+                bad.target, bad.detail, rel.id
+            )));
+        }
+        let reverts = describe_reverts(&reverted);
+        let prev_id = previous.as_ref().map(|p| p.id.clone());
+        let serving = match &prev_id {
+            Some(p) => format!("release {p} is live again and its code serves"),
+            None => "no earlier release was live, so none is active now".into(),
+        };
+        let failure = Failure {
+            stage: "rollout".into(),
+            migration: None,
+            line: None,
+            statement: None,
+            error: format!("{why}; {reverts}"),
+            at: now(),
+            target: rows.first().map(|r| r.target.clone()),
+            output_tail: None,
+            outcome: Some(format!(
+                "{serving}; production keeps release {}'s migrations (the schema stays: it passed compat.live, so the previous code runs on it)",
+                rel.id
+            )),
+        };
+        let actor = self.actor.clone();
+        let action = format!("rollout.{}", state.as_str());
+        self.store.atomically(|s| -> Result<()> {
+            for r in rows {
+                if !s.end_rollout(r.id, state.as_str(), &why)? {
+                    return Err(EngineError::Refused(format!(
+                        "another d1ops process ended release {}'s rollout first",
+                        rel.id
+                    )));
+                }
+                s.audit(&actor, &action, Some(&rel.id), Some(PRODUCTION), &json!({
+                    "target": r.target, "script": r.script, "step": r.step + 1,
+                    "of": r.steps.len(), "percent": pct_at(r, r.step),
+                    "new_version": r.new_version, "previous_version": r.previous_version,
+                    "reason": why, "check": check, "redeployed": r.previous_version,
+                    "previous_release": prev_id,
+                }))?;
+            }
+            for t in &unrecorded {
+                s.clear_live_code(PRODUCTION, t)?;
+            }
+            s.set_release_failure(&rel.id, &failure)?;
+            if let Some(p) = &prev_id {
+                s.set_release_state(p, ReleaseState::Live)?;
+            }
+            s.set_env_active(PRODUCTION, prev_id.as_deref())?;
+            Ok(())
+        })?;
+        Ok(RolloutMove {
+            release: rel.id.clone(),
+            outcome: state.as_str(),
+            rollouts: self.release_rollouts(&rel.id)?,
+            check,
+            reverted,
+            active_release: prev_id,
+            detail: format!("{why}; {reverts}; {serving}"),
+        })
+    }
+
+    #[cfg(feature = "d1")]
+    fn deploy_split(&self, script: &str, split: &[(String, f64)], message: &str) -> Result<()> {
+        let (client, _, _) = super::connect::cloudflare_client(&self.ws)?;
+        client
+            .create_deployment(script, split, message)
+            .map(|_| ())
+            .map_err(|e| EngineError::Input(client.redact(&e.to_string())))
+    }
+
+    #[cfg(not(feature = "d1"))]
+    fn deploy_split(&self, _script: &str, _split: &[(String, f64)], _message: &str) -> Result<()> {
+        Err(EngineError::Input(format!(
+            "a worker rollout needs the Cloudflare backend, which this build leaves out: {}",
+            super::connect::NO_D1
+        )))
+    }
+}
+
+#[cfg(feature = "d1")]
+mod start {
+    use serde_json::json;
+
+    use super::super::code::{Op, StepPlan};
+    use super::super::{Engine, EngineError, PRODUCTION, Result};
+    use super::{next_due, split_for};
+    use crate::store::{CodeStepEnd, NewRollout, RolloutRow};
+
+    impl Engine {
+        /// The first step of a worker target's rollout, as its production deploy inside
+        /// `promote` (`None` when the target has no `rollout`: it deploys at 100%). With no
+        /// version live there is nothing to split with: `version` goes live at 100% and the
+        /// step says so. The rollout is recorded before its first split is deployed.
+        pub(in crate::engine) fn start_rollout(
+            &self,
+            client: &crate::cloudflare::Client,
+            plan: &StepPlan<'_>,
+            op: Op<'_>,
+            script: &str,
+            version: &str,
+        ) -> Result<Option<CodeStepEnd>> {
+            let t = plan.target;
+            if t.rollout.is_empty() {
+                return Ok(None);
+            }
+            let fail = |e: crate::cloudflare::workers::WorkersError| {
+                EngineError::Input(client.redact(&e.to_string()))
+            };
+            let active = self.store.production()?.active_release;
+            if let Some(r) = self.store.rolling_rollouts()?.into_iter().find(|r| {
+                r.script == script
+                    && r.release_id != plan.release
+                    && active.as_deref() == Some(r.release_id.as_str())
+            }) {
+                return Err(EngineError::Refused(format!(
+                    "Worker {script} is still rolling out release {} (step {} of {}): run `d1ops rollout continue {}` or `d1ops rollout abort {}` before promoting another release",
+                    r.release_id,
+                    r.step + 1,
+                    r.steps.len(),
+                    r.release_id,
+                    r.release_id
+                )));
+            }
+            let steps = &t.rollout;
+            let current = client.current_deployment(script).map_err(fail)?;
+            let previous = match &current {
+                None => None,
+                Some(d) => match d.sole_version() {
+                    Some(v) => Some(v.to_string()),
+                    None => {
+                        let shares: Vec<String> = d
+                            .versions
+                            .iter()
+                            .map(|(v, p)| format!("{v} {p}%"))
+                            .collect();
+                        return Err(EngineError::Refused(format!(
+                            "Worker {script} is split between versions ({}); a rollout starts from one version at 100%: finish the split first",
+                            shares.join(", ")
+                        )));
+                    }
+                },
+            };
+            let message = format!(
+                "d1ops rollout of release {}: step 1 of {} ({}%)",
+                plan.release,
+                steps.len(),
+                steps[0]
+            );
+            let Some(previous) = previous.filter(|p| p != version) else {
+                client
+                    .create_deployment(script, &[(version.to_string(), 100.0)], &message)
+                    .map_err(fail)?;
+                return Ok(Some(CodeStepEnd {
+                    status: "succeeded".into(),
+                    detail: Some(format!(
+                        "version {version} of Worker {script} deployed at 100%: no earlier version was live, so rollout {steps:?} had nothing to split with"
+                    )),
+                    version_id: Some(version.to_string()),
+                    ..Default::default()
+                }));
+            };
+            let wait_secs = t.rollout_wait().as_secs();
+            let next_at = next_due(wait_secs);
+            let new = NewRollout {
+                release_id: plan.release,
+                target: &t.name,
+                script,
+                previous_version: &previous,
+                new_version: version,
+                steps,
+                wait_secs,
+                next_at: Some(&next_at),
+            };
+            let detail = json!({"target": t.name, "script": script, "step": 1,
+                "of": steps.len(), "percent": steps[0], "new_version": version,
+                "previous_version": previous, "operation": op.operation, "next_at": next_at});
+            let id = self
+                .store
+                .insert_rollout(&new, &self.actor, "rollout.step", &detail)?;
+            let row = RolloutRow {
+                id,
+                release_id: plan.release.to_string(),
+                target: t.name.clone(),
+                script: script.to_string(),
+                previous_version: previous.clone(),
+                new_version: version.to_string(),
+                steps: steps.clone(),
+                step: 0,
+                status: "rolling".into(),
+                wait_secs,
+                started_at: String::new(),
+                next_at: None,
+                last_check: None,
+                detail: None,
+                updated_at: String::new(),
+            };
+            if let Err(e) = client.create_deployment(script, &split_for(&row, steps[0]), &message) {
+                let e = fail(e);
+                let why = format!("its first step could not be deployed: {e}");
+                self.store.end_rollout_audited(
+                    id,
+                    "aborted",
+                    &why,
+                    &self.actor,
+                    plan.release,
+                    &json!({"target": t.name, "script": script, "step": 1, "reason": why,
+                        "env": PRODUCTION}),
+                )?;
+                return Err(e);
+            }
+            let pct = steps[0];
+            let detail = if pct >= 100 {
+                format!("version {version} of Worker {script} deployed at 100% (rollout {steps:?}: one step)")
+            } else {
+                format!(
+                    "version {version} of Worker {script} takes {pct}% of requests and version {previous} keeps {}% (rollout step 1 of {}; the next step is due after {} if production does not regress)",
+                    100 - pct,
+                    steps.len(),
+                    crate::text::secs(wait_secs)
+                )
+            };
+            Ok(Some(CodeStepEnd {
+                status: "succeeded".into(),
+                detail: Some(detail),
+                version_id: Some(version.to_string()),
+                ..Default::default()
+            }))
+        }
+    }
+}
