@@ -765,3 +765,105 @@ fn a_limit_crossed_today_is_exceeded_in_usage_and_forecast() {
     assert!(text.contains("exceeded now, since"), "{text}");
     assert!(text.contains("plan limits checked"), "{text}");
 }
+
+/// Issue 16 item 5: a regression raised in the open window latches (traffic that recovers
+/// does not clear it), names the release, its promotion time and the window, and clears
+/// only when acknowledged (`d1ops watch ack`, audited); a regression from a promotion 19
+/// days ago is dated history, not a current alert.
+#[test]
+fn a_raised_regression_latches_until_acknowledged_and_old_ones_are_history() {
+    let (ws, _r1) = shipped();
+    ws.migration(
+        "0002_plan_index.sql",
+        "CREATE INDEX users_email ON users(email);\n",
+    );
+    let r2 = ws.ship();
+    let w = ws.json(&["watch"]);
+    assert_eq!(w["status"], "watching", "{w}");
+    let text = ws.ok(&["watch"]);
+    assert!(text.contains("(so far: 0 app queries)"), "{text}");
+
+    let show = ws.json(&["release", "show", &r2]);
+    let promoted = DateTime::parse_from_rfc3339(show["promoted_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    traffic_around(&ws, promoted, 0);
+    let bad: Vec<QueryEvent> = (0..30)
+        .map(|k| {
+            let mut e =
+                QueryEvent::for_sql("production", "SELECT id FROM users WHERE id = ?", 45.0);
+            e.at = Utc::now();
+            if k % 5 == 0 {
+                e.error = Some(QueryError {
+                    code: "SQLITE_BUSY".into(),
+                    message: "database is locked".into(),
+                });
+            }
+            e
+        })
+        .collect();
+    metrics(&ws).record(&bad).expect("record");
+    let w = ws.json(&["watch"]);
+    assert_eq!(w["status"], "regressed", "{w}");
+    assert_eq!(w["alert"], true, "{w}");
+    assert!(w["raised_at"].is_string(), "{w}");
+
+    // Traffic recovers: judged on the window so far it would be fine, but it stays raised.
+    let good: Vec<QueryEvent> = (0..3_000)
+        .map(|_| {
+            let mut e = QueryEvent::for_sql("production", "SELECT id FROM users WHERE id = ?", 1.0);
+            e.at = Utc::now();
+            e
+        })
+        .collect();
+    metrics(&ws).record(&good).expect("record");
+    let w = ws.json(&["watch"]);
+    assert_eq!(w["status"], "regressed", "latched: {w}");
+    assert_eq!(w["alert"], true, "{w}");
+    let text = ws.ok(&["watch"]);
+    assert!(text.contains(&format!("release {r2}")), "{text}");
+    assert!(
+        text.contains("promoted ") && text.contains("window "),
+        "{text}"
+    );
+    assert!(text.contains("d1ops watch ack"), "{text}");
+
+    ws.ok_as("bob", &["watch", "ack"]);
+    let w = ws.json(&["watch"]);
+    assert_eq!(w["status"], "regressed", "kept in the record: {w}");
+    assert_eq!(w["alert"], false, "{w}");
+    assert_eq!(w["acknowledged_by"], "bob", "{w}");
+    let audit = ws.ok(&["audit"]);
+    assert!(audit.contains("watch.acknowledged"), "{audit}");
+
+    // A regression 19 days old is history: dated, no alert, nothing to acknowledge.
+    let (old, _) = shipped();
+    old.migration(
+        "0002_plan_index.sql",
+        "CREATE INDEX users_email ON users(email);\n",
+    );
+    let r = old.ship();
+    let p = minute(Utc::now() - Duration::days(19));
+    rusqlite::Connection::open(old.path().join(".d1ops/state.sqlite"))
+        .unwrap()
+        .execute(
+            "UPDATE releases SET promoted_at = ?1 WHERE id = ?2",
+            (p.to_rfc3339(), &r),
+        )
+        .unwrap();
+    traffic_around(&old, p, 30);
+    let w = old.json(&["watch"]);
+    assert_eq!(w["status"], "regressed", "{w}");
+    assert_eq!(w["complete"], true, "{w}");
+    assert_eq!(w["alert"], false, "{w}");
+    let text = old.ok(&["watch"]);
+    assert!(text.contains("history, not a current alert"), "{text}");
+    assert!(text.contains(&p.format("%Y-%m-%d").to_string()), "{text}");
+    assert!(!text.contains("watch ack"), "{text}");
+    let (code, _, err) = old.run_as("bob", &["watch", "ack"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "an old regression may still be acknowledged: {err}"
+    );
+}

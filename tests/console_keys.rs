@@ -24,12 +24,16 @@ struct Console {
 
 impl Console {
     fn open(f: &Fixture, actor: &str) -> Console {
+        Console::open_as(f, actor, false)
+    }
+
+    fn open_as(f: &Fixture, actor: &str, readonly: bool) -> Console {
         let (tx, replies) = channel();
         let worker = Worker::spawn(open(f.root(), actor), move |r| {
             let _ = tx.send(r);
         })
         .expect("worker");
-        let mut info = info(f.root(), false);
+        let mut info = info(f.root(), readonly);
         info.actor = actor.into();
         let mut c = Console {
             state: State::new(info, chrono::Utc::now(), 120, 40),
@@ -388,4 +392,141 @@ fn rollback_then_restore_from_the_console() {
             .collect::<Result<_, _>>()
             .expect("names");
     assert_eq!(ledger, vec!["0001_users.sql".to_string()]);
+}
+
+#[test]
+fn cleanup_from_capacity_empties_its_stale_list() {
+    let f = populated();
+    let mut c = Console::open(&f, "bob");
+    c.typed("4");
+    let stale = |c: &Console| match &c.state.capacity.data {
+        Some(Ok(d)) => d.stale.len(),
+        other => panic!("capacity data: {other:?}"),
+    };
+    let databases = |c: &Console| match &c.state.capacity.data {
+        Some(Ok(d)) => d.usage.totals.last().map(|t| t.databases),
+        other => panic!("capacity data: {other:?}"),
+    };
+    assert_eq!(stale(&c), 3, "three stale previews before cleanup");
+    let before = databases(&c);
+    c.typed("c");
+    c.press(KeyCode::Tab);
+    c.press(KeyCode::Enter);
+    let (kind, text) = c.last_toast();
+    assert_eq!(kind, ToastKind::Success, "{text}");
+    assert_eq!(stale(&c), 0, "the Capacity panel lists no deleted preview");
+    assert!(
+        databases(&c) < before,
+        "the database count follows: {:?} → {:?}",
+        before,
+        databases(&c)
+    );
+    // A second `c` finds nothing, and the panel agrees.
+    c.typed("c");
+    let Some(Dialog::Cleanup(d)) = &c.state.dialog else {
+        panic!("c opens the cleanup dialog");
+    };
+    assert!(matches!(&d.items, Some(Ok(items)) if items.is_empty()));
+}
+
+#[test]
+fn palette_release_prefix_opens_that_release() {
+    let f = populated();
+    let mut c = Console::open(&f, "bob");
+    let r3 = f.ids[2].clone();
+    // The shortest prefix that names R3 alone.
+    let prefix = (4..=r3.len())
+        .map(|n| &r3[..n])
+        .find(|p| f.ids.iter().filter(|id| id.starts_with(p)).count() == 1)
+        .expect("a unique prefix")
+        .to_string();
+    c.typed(":rel");
+    c.press(KeyCode::Tab);
+    c.typed(&prefix.to_lowercase());
+    c.press(KeyCode::Enter);
+    assert_eq!(c.state.palette.as_ref().map(|p| p.input.clone()), None);
+    assert_eq!(c.state.detail.as_ref().map(|d| d.id.clone()), Some(r3));
+    assert!(
+        c.state.detail.as_ref().is_some_and(|d| d.data.is_some()),
+        "the release detail loaded"
+    );
+    // An ambiguous prefix says so and opens nothing.
+    c.press(KeyCode::Esc);
+    c.typed(":release 0");
+    c.press(KeyCode::Enter);
+    assert!(c.state.detail.is_none());
+    let (kind, text) = c.last_toast();
+    assert_eq!(kind, ToastKind::Error);
+    assert!(text.contains("releases start with 0"), "{text}");
+}
+
+#[test]
+fn y_copies_the_selected_release_id_with_osc52() {
+    let f = populated();
+    let mut c = Console::open(&f, "bob");
+    c.select_release(&f.ids[1]);
+    c.typed("y");
+    assert_eq!(c.copied, vec![f.ids[1].clone()]);
+    let seq = d1ops::console::copy::osc52(&c.copied[0]);
+    assert!(seq.starts_with("\x1b]52;c;") && seq.ends_with('\x07'), "{seq:?}");
+    assert!(seq.contains(&d1ops::console::copy::base64(f.ids[1].as_bytes())));
+    let (_, text) = c.last_toast();
+    assert!(text.contains("Copied the release id"), "{text}");
+}
+
+#[test]
+fn read_only_keys_say_why_they_do_nothing() {
+    let f = populated();
+    let mut c = Console::open_as(&f, "bob", true);
+    c.select_release(&f.ids[2]);
+    for (key, what) in [
+        ('a', "approve"),
+        ('p', "promote"),
+        ('R', "roll back to"),
+        ('S', "restore before"),
+        ('U', "undo last restore"),
+    ] {
+        c.typed(&key.to_string());
+        assert!(c.state.dialog.is_none(), "{key} opened a dialog");
+        let (_, text) = c.last_toast();
+        assert_eq!(
+            text,
+            format!("read-only console: {what} is disabled (opened with --readonly)")
+        );
+    }
+    c.press(KeyCode::Esc);
+    c.typed("1c");
+    assert!(c.state.dialog.is_none());
+    assert!(c.last_toast().1.contains("clean up previews is disabled"));
+}
+
+#[test]
+fn undo_the_restore_with_the_typed_word() {
+    let f = populated();
+    let r2 = &f.ids[1];
+    let mut c = Console::open(&f, "carol");
+    c.select_release(r2);
+    c.press(KeyCode::Char('S'));
+    c.typed(&r2[22..]);
+    c.press(KeyCode::Tab);
+    c.press(KeyCode::Enter);
+    assert_eq!(c.last_toast().0, ToastKind::Success, "{:?}", c.last_toast());
+    assert_eq!(state_of(&f, r2), ReleaseState::Reverted);
+
+    c.press(KeyCode::Char('U'));
+    let Some(Dialog::Undo(u)) = &c.state.dialog else {
+        panic!("U opens the undo confirmation");
+    };
+    let lines = u.preview.clone().expect("loaded").expect("ok").lines;
+    assert!(lines.iter().any(|l| l.contains("What would be lost")), "{lines:?}");
+    // Confirm stays disabled until the word is typed.
+    c.press(KeyCode::Tab);
+    c.press(KeyCode::Enter);
+    assert!(matches!(c.state.dialog, Some(Dialog::Undo(_))));
+    assert_eq!(state_of(&f, r2), ReleaseState::Reverted);
+    c.typed("undo");
+    c.press(KeyCode::Enter);
+    let (kind, text) = c.last_toast();
+    assert_eq!(kind, ToastKind::Success, "{text}");
+    assert_eq!(state_of(&f, r2), ReleaseState::Live);
 }

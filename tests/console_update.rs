@@ -4,7 +4,7 @@ use chrono::{TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use d1ops::console::action::{Action, Effect, Reply, Request, Snapshot};
 use d1ops::console::dialog::{Dialog, Focus};
-use d1ops::console::state::{Info, State, Tab};
+use d1ops::console::state::{Info, State, Tab, ToastKind};
 use d1ops::console::{keymap, update::update};
 use d1ops::model::{Release, ReleaseState};
 
@@ -291,4 +291,105 @@ fn keymap_markdown_lists_every_action() {
     ] {
         assert!(md.contains(needle), "{needle} missing from\n{md}");
     }
+}
+
+#[test]
+fn quit_is_immediate_unless_a_write_is_in_flight() {
+    let mut s = state(false, &[ReleaseState::Ready]);
+    s.in_flight.push_back("reading metrics".into());
+    key(&mut s, KeyCode::Char('q'));
+    assert!(s.quit, "a read in flight never holds q");
+
+    let mut s = state(false, &[ReleaseState::Approved]);
+    s.send(Request::Promote("R1".into()));
+    key(&mut s, KeyCode::Char('q'));
+    assert!(!s.quit, "a promotion in flight: q asks first");
+    let Some(Dialog::Quit(q)) = &s.dialog else {
+        panic!("the quit dialog: {:?}", s.dialog)
+    };
+    assert_eq!(q.what, "promoting");
+    // Enter on the focused "Wait": quit once the promotion answers.
+    key(&mut s, KeyCode::Enter);
+    assert!(!s.quit && s.quit_when_idle);
+    update(
+        &mut s,
+        Action::Reply(Reply::Outcome {
+            ok: true,
+            text: "R1 is live".into(),
+        }),
+    );
+    assert!(s.quit, "quits as soon as the write finished");
+
+    // "Quit now" leaves it to recovery.
+    let mut s = state(false, &[ReleaseState::Approved]);
+    s.send(Request::Restore("R1".into()));
+    key(&mut s, KeyCode::Char('q'));
+    key(&mut s, KeyCode::Tab);
+    key(&mut s, KeyCode::Enter);
+    assert!(s.quit);
+}
+
+#[test]
+fn esc_on_a_loading_dialog_cancels_its_read() {
+    let mut s = state(false, &[ReleaseState::Live]);
+    s.data.releases[0].recovery_snapshot = Some(1);
+    let fx = key(&mut s, KeyCode::Char('S'));
+    assert_eq!(requests(&fx), vec!["RestorePreview(\"R1\")".to_string()]);
+    let fx = key(&mut s, KeyCode::Esc);
+    assert!(s.dialog.is_none());
+    assert!(matches!(fx.as_slice(), [Effect::Cancel]), "{fx:?}");
+    // A loaded dialog has nothing to cancel.
+    key(&mut s, KeyCode::Char('a'));
+    let fx = key(&mut s, KeyCode::Esc);
+    assert!(fx.is_empty());
+}
+
+#[test]
+fn errors_stay_until_esc_and_info_toasts_expire() {
+    let mut s = state(false, &[]);
+    s.toast(ToastKind::Error, "boom");
+    s.toast(ToastKind::Info, "fyi");
+    let later = s.now + chrono::Duration::hours(1);
+    s.last_refresh = Some(later);
+    update(&mut s, Action::Tick(later));
+    assert_eq!(s.toasts.len(), 1, "the error stays, the info went");
+    key(&mut s, KeyCode::Esc);
+    assert!(s.toasts.is_empty(), "Esc dismisses it");
+}
+
+#[test]
+fn the_footer_keeps_every_key_at_80_and_60_columns() {
+    use d1ops::console::views::footer_spans;
+    use d1ops::console::views::theme::Theme;
+    let mut s = state(false, &[ReleaseState::Ready]);
+    let keys: Vec<String> = keymap::footer(&s).into_iter().map(|(k, _)| k).collect();
+    for width in [60, 80] {
+        let spans = footer_spans(&keymap::footer(&s), width, &Theme { color: false });
+        let text: String = spans.iter().map(|sp| sp.content.as_ref()).collect();
+        assert!(text.chars().count() <= width, "{width}: {text}");
+        for k in &keys {
+            assert!(text.contains(&format!(" {k}")), "{width}: {k} missing in {text}");
+        }
+    }
+    key(&mut s, KeyCode::Enter);
+    let text: String = footer_spans(&keymap::footer(&s), 80, &Theme { color: false })
+        .iter()
+        .map(|sp| sp.content.to_string())
+        .collect();
+    assert!(text.contains(" S") && text.contains(" Esc"), "{text}");
+}
+
+#[test]
+fn palette_completes_commands_and_ids() {
+    let mut s = state(false, &[ReleaseState::Ready, ReleaseState::Live]);
+    key(&mut s, KeyCode::Char(':'));
+    for c in "prom".chars() {
+        key(&mut s, KeyCode::Char(c));
+    }
+    key(&mut s, KeyCode::Tab);
+    assert_eq!(s.palette.as_ref().map(|p| p.input.as_str()), Some("promote "));
+    let ids: Vec<String> = d1ops::console::palette::completions(&s, "promote 0");
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let fx = key(&mut s, KeyCode::Esc);
+    assert!(fx.is_empty() && s.palette.is_none());
 }

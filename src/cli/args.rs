@@ -107,6 +107,16 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Return after the first step of a worker target's gradual rollout (drive the rest
+        /// with `d1ops rollout`).
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Drive a worker target's gradual rollout (`rollout = [10, 50, 100]`): see where it
+    /// stands, move it one step on, or abort it.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
     },
     /// Delete stale preview databases.
     Cleanup {
@@ -326,6 +336,32 @@ pub enum EnvCommand {
 pub enum ReleaseCommand {
     /// Show one release: state, gate checklist, migrations, approvals, history.
     Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// The current split, step, next step's due time and latest regression check (of
+    /// release ID, or of every rollout in progress).
+    Status { id: Option<String> },
+    /// Check production for a regression, then move release ID's rollout one step on (a
+    /// regression halts it instead: the previous version at 100%, the release failed).
+    Continue {
+        id: String,
+        /// Take the next step before rollout_wait has passed.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Stop release ID's rollout: the previous version goes back to 100%, the previous
+    /// release is active again, release ID fails at stage rollout.
+    Abort {
+        id: String,
+        /// Why (recorded in the audit log and the failure).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Do not ask for the typed confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

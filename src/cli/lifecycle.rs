@@ -130,7 +130,7 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &mut Engine) -> anyhow::Resu
             }
             Ok(exit::OK)
         }
-        Command::Promote { id, yes } => promote(cli, engine, id, *yes),
+        Command::Promote { id, yes, no_wait } => promote(cli, engine, id, *yes, *no_wait),
         Command::Cleanup {
             older_than,
             dry_run,
@@ -175,7 +175,13 @@ pub(super) fn ask(prompt: &str) -> Option<String> {
     Some(line.trim().to_string())
 }
 
-fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Result<i32> {
+fn promote(
+    cli: &Cli,
+    engine: &mut Engine,
+    id: &str,
+    yes: bool,
+    no_wait: bool,
+) -> anyhow::Result<i32> {
     let rel = engine.resolve(id)?;
     if !yes {
         if let Some(why) = engine.promotion_blocker(&rel)? {
@@ -219,7 +225,8 @@ fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Resul
     }
     let out = engine.promote(&rel.id)?;
     if cli.json {
-        print_json(&out)?;
+        // The rollout's steps (when a worker target rolls out) join the promotion's JSON.
+        return super::rollout::after_promote(cli, engine, &out, no_wait);
     } else {
         println!(
             "release {} is {} in production ({} migration(s) applied in {:.0} ms{})",
@@ -235,7 +242,7 @@ fn promote(cli: &Cli, engine: &mut Engine, id: &str, yes: bool) -> anyhow::Resul
             println!("previous release {} is superseded", safe(prev));
         }
     }
-    Ok(exit::OK)
+    super::rollout::after_promote(cli, engine, &out, no_wait)
 }
 
 fn cleanup(

@@ -21,6 +21,7 @@ mod monitor;
 mod observe;
 pub mod output;
 mod recovery;
+mod rollout;
 mod unlock;
 
 pub use args::{Cli, Command};
@@ -227,6 +228,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     recovery::run(&cli, cmd, &mut engine)
                 }
                 Command::Unlock { .. } => unlock::run(&cli, cmd, &mut engine),
+                Command::Rollout { .. } => rollout::run(&cli, cmd, &mut engine),
                 Command::Env { .. } => binding::run(&cli, cmd, &engine),
                 Command::Ledger { .. } => ledger::run(&cli, cmd, &mut engine),
                 Command::Query { .. }

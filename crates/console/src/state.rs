@@ -58,16 +58,18 @@ pub enum DetailTab {
     Schema,
     Gate,
     Probes,
+    Code,
     History,
     Failure,
 }
 
 impl DetailTab {
-    pub const ALL: [DetailTab; 6] = [
+    pub const ALL: [DetailTab; 7] = [
         DetailTab::Migrations,
         DetailTab::Schema,
         DetailTab::Gate,
         DetailTab::Probes,
+        DetailTab::Code,
         DetailTab::History,
         DetailTab::Failure,
     ];
@@ -78,6 +80,7 @@ impl DetailTab {
             DetailTab::Schema => "Schema diff",
             DetailTab::Gate => "Gate",
             DetailTab::Probes => "Probes",
+            DetailTab::Code => "Code",
             DetailTab::History => "Approvals",
             DetailTab::Failure => "Failure",
         }

@@ -95,6 +95,7 @@ fn unwrapped(state: &State, d: &Detail, theme: &Theme) -> Lines {
         DetailTab::Schema => schema(data, theme),
         DetailTab::Gate => gate(det, theme, width),
         DetailTab::Probes => super::probes::lines(det, theme, width),
+        DetailTab::Code => super::code::lines(det, theme, width),
         DetailTab::History => history(state, det, theme, width),
         DetailTab::Failure => failure(&det.release, theme, width),
     }

@@ -211,9 +211,22 @@ fn env_cells(state: &State, e: &EnvView, theme: &Theme) -> Vec<(String, Style)> 
     } else {
         Style::new()
     };
+    // Which release's code each target runs (`app@01M98HAX`); `—` when no code was shipped.
+    let code = if e.code.is_empty() {
+        ("—".to_string(), theme.dim())
+    } else {
+        let parts: Vec<String> = (e.code.iter())
+            .map(|c| {
+                let id: String = c.release_id.chars().take(8).collect();
+                format!("{}@{id}", c.target)
+            })
+            .collect();
+        (parts.join(" "), Style::new())
+    };
     vec![
         (e.env.name.clone(), name_style),
         state_cell,
+        code,
         (size, Style::new()),
         (head, Style::new()),
         (format!("{}", e.applied), Style::new()),
@@ -231,6 +244,7 @@ fn env_columns(name_w: u16, width: u16) -> Vec<Col> {
     vec![
         fit::col("ENVIRONMENT", name_min, name_w, 0),
         fit::col("RELEASE", 12, 13, 0),
+        fit::col("CODE", 6, 14, 5),
         fit::right("SIZE", 9, 9, 3),
         fit::col("SCHEMA HEAD", 11, FILL, 2),
         fit::right("APPLIED", 7, 7, 6),

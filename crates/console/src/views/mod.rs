@@ -5,6 +5,7 @@
 //! Lists build rows only for what is visible; every time shown comes from `State::now`.
 pub mod capacity;
 mod charts;
+mod code;
 pub mod detail;
 pub mod dialog;
 pub mod fit;

@@ -108,29 +108,27 @@ impl WatchReport {
         match self.status {
             WatchStatus::Regressed if !self.alert => {
                 let ack = match (&self.acknowledged_by, &self.acknowledged_at) {
-                    (Some(by), Some(at)) => format!(", acknowledged by {by} at {at}"),
-                    _ => String::new(),
+                    (Some(by), Some(at)) => format!("acknowledged by {by} at {at}"),
+                    _ => "history, not a current alert".into(),
                 };
                 format!(
-                    "release {} regressed ({}{ack}): {}",
+                    "regressed (release {}, {}; {ack}): {}",
                     self.release,
                     self.window_text(),
                     self.reasons.join("; ")
                 )
             }
-            WatchStatus::Regressed => {
-                let state = if self.complete {
-                    "regressed"
+            WatchStatus::Regressed => format!(
+                "regressed in the {minutes} min after promotion{} (release {}, {}): {}",
+                if self.complete {
+                    ""
                 } else {
-                    "regressed, still watching"
-                };
-                format!(
-                    "release {} {state} in the {minutes} min after promotion ({}): {}",
-                    self.release,
-                    self.window_text(),
-                    self.reasons.join("; ")
-                )
-            }
+                    ", still watching"
+                },
+                self.release,
+                self.window_text(),
+                self.reasons.join("; ")
+            ),
             WatchStatus::Ok => format!(
                 "no regression in the {minutes} min after promotion{}",
                 self.compared()
