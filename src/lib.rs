@@ -5,8 +5,8 @@
 //! re-exported under the module names the binary (and the tests) use.
 pub use d1ops_console as console;
 pub use d1ops_core::{
-    backend, cloudflare, engine, fault, gate, metrics, model, plans, schema, schema_upgrade, store,
-    workspace,
+    backend, cloudflare, engine, fault, gate, metrics, model, plans, progress, schema,
+    schema_upgrade, store, workspace,
 };
 
 pub mod cli;

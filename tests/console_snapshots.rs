@@ -96,7 +96,8 @@ fn failed_release_and_error_toast() {
     key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
     check("promotion_failed_toast", &mut state, &f.ids);
     key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
-    for _ in 0..5 {
+    // The last sub-view is the failure record.
+    for _ in 1..DetailTab::ALL.len() {
         key(&mut state, &mut engine, &f.ids, KeyCode::Tab);
     }
     check("detail_failure_record", &mut state, &f.ids);

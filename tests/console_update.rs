@@ -334,7 +334,10 @@ fn esc_on_a_loading_dialog_cancels_its_read() {
     let mut s = state(false, &[ReleaseState::Live]);
     s.data.releases[0].recovery_snapshot = Some(1);
     let fx = key(&mut s, KeyCode::Char('S'));
-    assert_eq!(requests(&fx), vec!["RestorePreview(\"R1\")".to_string()]);
+    assert_eq!(
+        requests(&fx),
+        vec!["RestorePreview(\"01TEST00000000000000000001\")".to_string()]
+    );
     let fx = key(&mut s, KeyCode::Esc);
     assert!(s.dialog.is_none());
     assert!(matches!(fx.as_slice(), [Effect::Cancel]), "{fx:?}");

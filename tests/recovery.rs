@@ -595,3 +595,42 @@ fn concurrent_commands_recover_once() {
         assert_eq!(ws.json(&["audit", "--verify"])["ok"], true, "{point}");
     }
 }
+
+/// Issue 15 item 5: a promotion completed by recovery keeps its promoter — `promoted_by` and
+/// the `promotion.succeeded` actor are the operator who ran it (from the lock); whoever
+/// settled it is recorded apart (`settled_by`, and the actor of `promotion.recovered`).
+#[test]
+fn who_promoted_stays_who_promoted_after_a_roll_forward() {
+    let ws = Ws::new();
+    ws.migration("0001_users.sql", "CREATE TABLE users(id INTEGER PRIMARY KEY);");
+    let (code, v) = ws.deploy();
+    assert_eq!(code, Some(0), "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    ws.ok_as("bob", &["approve", &id]);
+    let killed = ws
+        .cmd("bob")
+        .env("D1OPS_FAULT", "promote.after_commit")
+        .args(["promote", &id, "--yes"])
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    ws.ok_as("carol", &["releases"]);
+    let shown = ws.json(&["release", "show", &id]);
+    assert_eq!(shown["state"], "live");
+    assert_eq!(shown["promoted_by"], "bob", "{shown}");
+    let audit = ws.json(&["audit"]);
+    let events = audit.as_array().unwrap();
+    let succeeded = events
+        .iter()
+        .find(|e| e["action"] == "promotion.succeeded")
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert_eq!(succeeded["actor"], "bob", "{succeeded}");
+    let detail: serde_json::Value =
+        serde_json::from_str(succeeded["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["settled_by"], "carol", "{succeeded}");
+    let recovered = events
+        .iter()
+        .find(|e| e["action"] == "promotion.recovered")
+        .unwrap();
+    assert_eq!(recovered["actor"], "carol");
+}

@@ -43,7 +43,9 @@ pub(super) fn run(cli: &Cli, database_id: &str, yes: bool) -> anyhow::Result<i32
             Some(a) if crate::model::confirms(&plan.to, &a) => {}
             Some(_) => bail!("confirmation did not match; production was left as it is"),
             None => {
-                bail!("adopt needs --yes when not run from a terminal; production was left as it is")
+                bail!(
+                    "adopt needs --yes when not run from a terminal; production was left as it is"
+                )
             }
         }
     }

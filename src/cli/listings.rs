@@ -454,7 +454,10 @@ fn envs(cli: &Cli, engine: &Engine) -> anyhow::Result<i32> {
         println!();
         print!(
             "{}",
-            output::table(&["ENV", "TARGET", "CODE OF RELEASE", "VERSION", "DEPLOYED"], &code_rows)
+            output::table(
+                &["ENV", "TARGET", "CODE OF RELEASE", "VERSION", "DEPLOYED"],
+                &code_rows
+            )
         );
     }
     warn_unreadable(&unreadable);

@@ -90,11 +90,58 @@ const GROWTH: f64 = 1.03;
 const WEEKEND: f64 = 1.25;
 /// Latency spread (log-normal sigma): p95 ≈ 2.7 × the median.
 const SIGMA: f64 = 0.6;
-/// Φ⁻¹((k + 0.5) / 16): sixteen equal-mass points of a standard normal.
-const Z16: [f64; 16] = [
-    -1.8627, -1.3180, -1.0100, -0.7764, -0.5791, -0.4023, -0.2372, -0.0784, 0.0784, 0.2372, 0.4023,
-    0.5791, 0.7764, 1.0100, 1.3180, 1.8627,
-];
+/// Equal-mass points a busy rollup's body is spread over (enough that p50, p95 and p99 fall
+/// on different points, as in real traffic).
+const POINTS: u64 = 100;
+
+/// Φ⁻¹(p), the standard normal's quantile (Acklam's rational approximation, |error| < 1e-8
+/// on (0, 1); ample for a demo's latencies).
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let p = p.clamp(1e-9, 1.0 - 1e-9);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
 
 /// The regression after the likes release: how much slower and how error-prone, fading out
 /// over six hours (the team shipped a client-side debounce that evening).
@@ -107,6 +154,13 @@ fn regression(since_promotion: Duration) -> f64 {
     } else {
         (6.0 - h) / 5.0
     }
+}
+
+/// A seed from a statement's text (FNV-1a), so each query's draws are its own.
+fn fingerprint_seed(sql: &str) -> u64 {
+    sql.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A tiny deterministic generator (splitmix64).
@@ -168,27 +222,35 @@ impl Story {
             error_rate += 0.15 * r;
         }
         let mut hist = Histogram::new();
-        if count < 16 {
-            // Too few calls for a spread: they all take the median.
-            hist.record_n(median, count);
-        }
-        let count_spread = if count < 16 { 0 } else { count };
-        let tail = count_spread / 100;
-        let body = count_spread - tail;
-        let mut sum_ms = if count < 16 {
-            median * count as f64
-        } else {
-            0.0
-        };
-        for (k, z) in Z16.iter().enumerate() {
-            let n = body / 16 + u64::from((k as u64) < body % 16);
-            let v = median * (SIGMA * z).exp();
+        let mut sum_ms = 0.0;
+        let mut add = |v: f64, n: u64| {
             hist.record_n(v, n);
             sum_ms += v * n as f64;
-        }
+        };
+        // 1 % of calls are slow outliers (a cold cache, a lock wait).
         let slow = median * 8.0;
-        hist.record_n(slow, tail);
-        sum_ms += slow * tail as f64;
+        if count < POINTS {
+            // Few calls: each one drawn from the distribution (its own generator, so the
+            // story's other numbers do not move), so merged rollups carry a real spread.
+            let mut own = Rng(start.timestamp() as u64 ^ fingerprint_seed(q.sql));
+            for _ in 0..count {
+                let u = own.unit();
+                if u > 0.99 {
+                    add(slow, 1);
+                } else {
+                    add(median * (SIGMA * normal_quantile(u / 0.99)).exp(), 1);
+                }
+            }
+        } else {
+            let tail = count / 100;
+            let body = count - tail;
+            for k in 0..POINTS {
+                let n = body / POINTS + u64::from(k < body % POINTS);
+                let z = normal_quantile((k as f64 + 0.5) / POINTS as f64);
+                add(median * (SIGMA * z).exp(), n);
+            }
+            add(slow, tail);
+        }
         let rows_read = if q.scans_items {
             self.items
         } else {
@@ -400,6 +462,47 @@ mod tests {
         assert_eq!(regression(Duration::minutes(20)), 1.0);
         assert!((regression(Duration::hours(3)) - 0.6).abs() < 1e-9);
         assert_eq!(regression(Duration::hours(7)), 0.0);
+    }
+
+    #[test]
+    fn normal_quantiles_are_right_where_it_matters() {
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.95, 1.644_854),
+            (0.99, 2.326_348),
+            (0.01, -2.326_348),
+        ] {
+            assert!((normal_quantile(p) - z).abs() < 1e-5, "{p}");
+        }
+    }
+
+    /// Issue 16 item 9: every demo fingerprint's history has p50 < p95 < p99, busy or rare.
+    #[test]
+    fn demo_rollups_carry_distributions() {
+        let story = Story {
+            now: Utc::now(),
+            likes_live: Utc::now() - Duration::days(30),
+            items: 1_000.0,
+        };
+        let start = Utc::now() - Duration::days(2);
+        for (count, rollups) in [(5_000, 1), (3, 40), (1, 60)] {
+            let mut rng = Rng(7);
+            let mut merged = Histogram::new();
+            for i in 0..rollups {
+                let at = start + Duration::hours(i);
+                let r = story
+                    .rollup(&QUERIES[0], at, Resolution::Hour, count, &mut rng)
+                    .unwrap();
+                assert_eq!(r.histogram.count(), count);
+                assert!(r.sum_ms > 0.0);
+                merged.merge(&r.histogram);
+            }
+            let [p50, p95, p99] = merged.quantiles([0.5, 0.95, 0.99]).map(Option::unwrap);
+            assert!(
+                p50 < p95 && p95 < p99,
+                "{count} × {rollups}: {p50} {p95} {p99}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use anyhow::Context;
 use rusqlite::{Connection, params};
 
 use super::Scale;
+use crate::progress;
 
 const FIRST_NAMES: &[&str] = &[
     "Alex", "Maria", "Ivan", "Olga", "Dmitry", "Anna", "Sergey", "Elena", "Pavel", "Nadia",
@@ -55,6 +56,8 @@ pub fn production(dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<()> {
     let mut conn = open(dir)?;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
     let tx = conn.transaction()?;
+    let total = scale.users + scale.items + scale.users * 2;
+    let mut progress = progress::stage("demo data", Some(total), progress::Unit::Rows);
     {
         let mut user = tx.prepare(
             "INSERT INTO users(id, telegram_id, username, first_name, language_code, is_premium, legacy_ref, created_at) \
@@ -74,11 +77,17 @@ pub fn production(dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<()> {
                 legacy,
                 format!("-{} minutes", rng.below(29 * 24 * 60)),
             ])?;
+            if id % 4096 == 0 {
+                progress.set(id);
+            }
         }
         let mut item = tx.prepare(
             "INSERT INTO items(owner_id, kind, title, price_stars, created_at) VALUES (?1, ?2, ?3, ?4, datetime('now', ?5))",
         )?;
-        for _ in 0..scale.items {
+        for n in 0..scale.items {
+            if n % 4096 == 0 {
+                progress.set(scale.users + n);
+            }
             item.execute(params![
                 1 + rng.below(scale.users),
                 rng.pick(KINDS),
@@ -95,7 +104,10 @@ pub fn production(dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<()> {
         let mut score = tx.prepare(
             "INSERT INTO scores(user_id, game_id, score, achieved_at) VALUES (?1, ?2, ?3, datetime('now', ?4))",
         )?;
-        for _ in 0..scale.users * 2 {
+        for n in 0..scale.users * 2 {
+            if n % 4096 == 0 {
+                progress.set(scale.users + scale.items + n);
+            }
             score.execute(params![
                 1 + rng.below(scale.users),
                 1 + rng.below(GAMES),
@@ -104,6 +116,7 @@ pub fn production(dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<()> {
             ])?;
         }
     }
+    progress.set(total);
     tx.commit()?;
     Ok(())
 }

@@ -360,7 +360,7 @@ const GO_TAB: &str = "go to tab";
 /// README's key table (Markdown), generated from the keymap.
 pub fn keymap_markdown() -> String {
     let mut out =
-        String::from("| Keys | Action | Where | Hidden by `--readonly` |\n|---|---|---|---|\n");
+        String::from("| Keys | Action | Where | Off in `--readonly` (says why) |\n|---|---|---|---|\n");
     for (ctx, _) in help_sections(false) {
         let mut tabs_done = false;
         for b in KEYMAP.iter().filter(|b| b.ctx == ctx) {

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod fault;
 pub mod gate;
 pub mod model;
+pub mod progress;
 pub mod store;
 pub mod targets;
 pub mod workspace;

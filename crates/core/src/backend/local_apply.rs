@@ -249,7 +249,13 @@ fn apply_in_transaction(
         .map_err(|e| fail(None, None, None, format!("reading the schema: {e}")))?;
     let mut statements = 0usize;
     let mut slow = Vec::new();
+    let mut progress = crate::progress::stage(
+        "apply",
+        Some(migrations.len() as u64),
+        crate::progress::Unit::Migrations,
+    );
     for (i, m) in migrations.iter().enumerate() {
+        progress.set(i as u64);
         for st in &m.statements {
             clock.start();
             let started = Instant::now();

@@ -175,6 +175,9 @@ impl LocalBackend {
 
 /// Fills `tmp` with a consistent copy of the database at `from`.
 fn copy_into(from: &Path, tmp: &Path, durable: bool) -> Result<()> {
+    // One call copies the whole file, so the stage shows its size and time, then the end.
+    let bytes = source_bytes(from);
+    let mut progress = crate::progress::stage("copy", Some(bytes), crate::progress::Unit::Bytes);
     // Opened read-write so that SQLite rolls back a hot journal a crashed writer left.
     let src = open_path(
         from,
@@ -209,6 +212,7 @@ fn copy_into(from: &Path, tmp: &Path, durable: bool) -> Result<()> {
             .and_then(|f| f.sync_all())
             .map_err(|e| io_error(tmp, e))?;
     }
+    progress.set(bytes);
     Ok(())
 }
 

@@ -784,7 +784,13 @@ impl Engine {
                     .any(|s| s.target == t.name && s.status == "succeeded")
             });
         if complete {
-            self.finish_promotion(&id, &pending, lock.snapshot_id, lock.prev_active.as_deref())?;
+            self.finish_promotion(
+                &id,
+                &pending,
+                lock.snapshot_id,
+                lock.prev_active.as_deref(),
+                Some(&lock.holder),
+            )?;
             return Ok("rolled_forward");
         }
         let why = "interrupted: the d1ops process running it is gone";

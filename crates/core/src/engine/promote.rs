@@ -225,7 +225,9 @@ impl Engine {
             }
             fault::point("promote.after_code");
         }
-        if let Err(e) = self.finish_promotion(&rel.id, &pending, snapshot_id, previous.as_deref()) {
+        if let Err(e) =
+            self.finish_promotion(&rel.id, &pending, snapshot_id, previous.as_deref(), None)
+        {
             if pending.is_empty() {
                 return Err(e);
             }
@@ -322,8 +324,13 @@ impl Engine {
         applied: &[Migration],
         snapshot: Option<i64>,
         previous: Option<&str>,
+        promoter: Option<&str>,
     ) -> Result<()> {
-        let actor = self.actor.clone();
+        // Who promoted stays who promoted: a recovery that completes someone else's
+        // promotion records that operator (from the lock) and itself as the settler.
+        let settler = self.actor.clone();
+        let actor = promoter.map_or_else(|| settler.clone(), str::to_string);
+        let settled_by = promoter.is_some().then_some(settler);
         // Read the ledger from the database itself: a database this promotion provisioned is
         // not yet recorded on the production environment.
         let ledger = if applied.is_empty() {
@@ -368,7 +375,7 @@ impl Engine {
             s.set_env_active(PRODUCTION, Some(id))?;
             s.delete_lock()?;
             s.audit(&actor, "promotion.succeeded", Some(id), Some(PRODUCTION),
-                &json!({"applied": applied.iter().map(|m| &m.name).collect::<Vec<_>>(), "previous": previous, "snapshot": snapshot}))?;
+                &json!({"applied": applied.iter().map(|m| &m.name).collect::<Vec<_>>(), "previous": previous, "snapshot": snapshot, "settled_by": settled_by}))?;
             Ok(())
         })?;
         Ok(())

@@ -189,6 +189,7 @@ impl Engine {
                 &pending,
                 lock.snapshot_id,
                 lock.prev_active.as_deref(),
+                Some(&lock.holder),
             )?;
             "rolled_forward"
         } else {

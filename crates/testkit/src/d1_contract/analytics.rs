@@ -18,6 +18,8 @@ pub struct Point {
     pub at: DateTime<Utc>,
     pub db: String,
     pub query: Option<String>,
+    /// `servedByRegion`: the region of the instance that answered (requests and statements).
+    pub region: Option<String>,
     pub values: Vec<(&'static str, f64)>,
 }
 
@@ -29,6 +31,9 @@ impl Point {
             .map_or(0.0, |(_, v)| *v)
     }
 }
+
+/// The region the server's one instance answers from (as `meta.served_by_region` says).
+pub const SERVED_BY_REGION: &str = "WEUR";
 
 #[derive(Default)]
 pub struct Analytics {
@@ -51,6 +56,7 @@ impl Analytics {
             at,
             db: db.to_string(),
             query: None,
+            region: Some(SERVED_BY_REGION.into()),
             values: vec![
                 ("readQueries", reads as f64),
                 ("writeQueries", (ran.len() - reads) as f64),
@@ -83,6 +89,26 @@ impl Analytics {
         }
     }
 
+    /// [`Analytics::record_history`] answered by `region` (a replica's region, or the
+    /// primary's): the events carry it as `servedByRegion`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_history_from(
+        &mut self,
+        region: &str,
+        db: &str,
+        at: DateTime<Utc>,
+        sql: &str,
+        count: u64,
+        duration_ms: f64,
+        rows_read: u64,
+    ) {
+        let (b, s) = (self.batches.len(), self.statements.len());
+        self.record_history(db, at, sql, count, duration_ms, rows_read, 0);
+        for p in self.batches[b..].iter_mut().chain(&mut self.statements[s..]) {
+            p.region = Some(region.to_string());
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn record_history(
         &mut self,
@@ -100,6 +126,7 @@ impl Analytics {
                 at,
                 db: db.to_string(),
                 query: None,
+                region: Some(SERVED_BY_REGION.into()),
                 values: vec![
                     ("readQueries", if read { 1.0 } else { 0.0 }),
                     ("writeQueries", if read { 0.0 } else { 1.0 }),
@@ -127,6 +154,7 @@ impl Analytics {
             at,
             db: db.to_string(),
             query: None,
+            region: None,
             values: vec![("databaseSizeBytes", bytes as f64)],
         });
     }
@@ -145,6 +173,7 @@ fn statement_point(
         at,
         db: db.to_string(),
         query: Some(sql.to_string()),
+        region: Some(SERVED_BY_REGION.into()),
         values: vec![
             ("queryDurationMs", duration_ms),
             ("rowsRead", rows_read as f64),
@@ -178,6 +207,7 @@ pub const DATASETS: [Dataset; 3] = [
             "datetimeFifteenMinutes",
             "datetimeHour",
             "databaseId",
+            "servedByRegion",
         ],
         sum: &[
             "readQueries",
@@ -215,6 +245,7 @@ pub const DATASETS: [Dataset; 3] = [
             "datetimeFiveMinutes",
             "datetimeFifteenMinutes",
             "datetimeHour",
+            "servedByRegion",
         ],
         sum: &["queryDurationMs", "rowsRead", "rowsWritten", "rowsReturned"],
         avg: &[

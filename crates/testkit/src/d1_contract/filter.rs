@@ -33,6 +33,7 @@ pub fn dimension(p: &Point, dim: &str) -> String {
         "datetimeHour" => t.format("%Y-%m-%dT%H:00:00Z").to_string(),
         "databaseId" => p.db.clone(),
         "query" => p.query.clone().unwrap_or_default(),
+        "servedByRegion" => p.region.clone().unwrap_or_default(),
         _ => String::new(),
     }
 }

@@ -349,6 +349,7 @@ fn points_for(state: &State, dataset: &str) -> Vec<Point> {
                     at: now,
                     db: db.uuid.clone(),
                     query: None,
+                    region: None,
                     values: vec![("databaseSizeBytes", state.file_size(&db.uuid) as f64)],
                 });
             }

@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | `GET /accounts/{a}/d1/database?page=&per_page=&name=` | read | `[{uuid, name, created_at, version, jurisdiction}]` + `result_info {page, per_page, count, total_count}`; `per_page` defaults to 1000, clamped to 1..=10000; `name` matches as a substring |
 //! | `POST /accounts/{a}/d1/database` `{name}` | edit | the database object `{uuid, name, created_at, version: "production", num_tables, file_size, jurisdiction: null, read_replication: {mode: "disabled"}}` |
-//! | `GET /accounts/{a}/d1/database/{id}` | read | the database object; `file_size` is the file's size, `num_tables` leaves out `_cf_*` and `sqlite_*` |
+//! | `GET /accounts/{a}/d1/database/{id}` | read | the database object; `file_size` is the file's size, `num_tables` leaves out `_cf_*` and `sqlite_*`, `read_replication.mode` is `disabled` unless [`D1Server::set_read_replication`] set it |
 //! | `DELETE /accounts/{a}/d1/database/{id}` | edit | `result: null` |
 //! | `POST …/{id}/query` `{sql, params}` or `{batch: [{sql, params}]}` | edit | one `{results, success, meta}` per statement (rows as objects) |
 //! | `POST …/{id}/raw` (same bodies) | edit | one `{results: {columns, rows}, success, meta}` per statement |
@@ -113,14 +113,16 @@
 //!   `count`; `sum {readQueries writeQueries rowsRead rowsWritten queryBatchResponseBytes}`;
 //!   `avg {queryBatchTimeMs sampleInterval}`; `quantiles {queryBatchTimeMsP50
 //!   queryBatchTimeMsP90 queryBatchTimeMsP99}`; `dimensions {date datetime datetimeMinute
-//!   datetimeFiveMinutes datetimeFifteenMinutes datetimeHour databaseId}`.
+//!   datetimeFiveMinutes datetimeFifteenMinutes datetimeHour databaseId servedByRegion}`
+//!   (`servedByRegion`: `WEUR` for real requests, any region through
+//!   [`D1Server::record_history_from`]).
 //! - `d1StorageAdaptiveGroups` (a sample at creation, after every change and one per database
 //!   at query time): `max {databaseSizeBytes}`; `dimensions {date datetimeHour databaseId}`.
 //! - `d1QueriesAdaptiveGroups` (one event per executed statement, `query` = its SQL text):
 //!   `count`; `sum {queryDurationMs rowsRead rowsWritten rowsReturned}`; `avg {queryDurationMs
 //!   rowsRead rowsWritten rowsReturned sampleInterval}`; `quantiles {queryDurationMsP50
 //!   queryDurationMsP95 queryDurationMsP99}`; `dimensions {query databaseId date datetime
-//!   datetimeMinute datetimeFiveMinutes datetimeFifteenMinutes datetimeHour}`.
+//!   datetimeMinute datetimeFiveMinutes datetimeFifteenMinutes datetimeHour servedByRegion}`.
 //!
 //! `filter` keys (combined with AND; `AND: [{…}]` lists are merged): `databaseId`,
 //! `databaseId_in`, `databaseId_neq`, `query` (queries dataset), and for each time dimension
@@ -394,6 +396,25 @@ impl D1Server {
             rows_read,
             rows_written,
         );
+    }
+
+    /// [`D1Server::record_history`] (no rows written) as answered from `region` — a read
+    /// replica's region, say `ENAM` — which the datasets' `servedByRegion` dimension reports
+    /// (real requests answer from `WEUR`, the region `meta.served_by_region` names).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_history_from(
+        &self,
+        region: &str,
+        uuid: &str,
+        at: DateTime<Utc>,
+        sql: &str,
+        count: u64,
+        duration_ms: f64,
+        rows_read: u64,
+    ) {
+        self.lock()
+            .analytics
+            .record_history_from(region, uuid, at, sql, count, duration_ms, rows_read);
     }
 
     /// Adds a synthetic storage sample (`d1StorageAdaptiveGroups`).

@@ -220,7 +220,13 @@ pub fn lint_migrations(input: &LintInput<'_>) -> Result<LintReport, LintError> {
     // The tables the next migration compares, read with the previous migration's result
     // (the replay's state between the two is the same): one read per migration.
     let mut carried: Option<Schema> = None;
+    let mut progress = crate::progress::stage(
+        "lint",
+        Some(input.migrations.len() as u64),
+        crate::progress::Unit::Migrations,
+    );
     for (mi, m) in input.migrations.iter().enumerate() {
+        progress.set(mi as u64);
         let kinds = &kinds[mi];
         let mut out = Drafts {
             migration: mi,

@@ -115,4 +115,3 @@ INSERT INTO `__new_users`(\"id\", \"name\", \"bio\") SELECT \"id\", \"name\", \"
     let r = lint(start, &[sql], None);
     assert_eq!(ids(&r), [("lint.dqs".into(), 2)], "{r:#?}");
 }
-

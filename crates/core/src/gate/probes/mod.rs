@@ -115,7 +115,17 @@ fn measure(ctx: &mut GateContext<'_>, when: When, probes: &[ProbeConfig], runs: 
     let Some(preview) = ctx.preview.clone() else {
         return;
     };
-    for p in probes {
+    let what = match when {
+        When::Before => "probes before migrations",
+        When::After => "probes after migrations",
+    };
+    let mut progress = crate::progress::stage(
+        what,
+        Some(probes.len() as u64),
+        crate::progress::Unit::Probes,
+    );
+    for (i, p) in probes.iter().enumerate() {
+        progress.set(i as u64);
         let k = key(p);
         let done = match when {
             When::Before => ctx.probe_runs.before.contains_key(&k),
