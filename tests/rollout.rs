@@ -275,3 +275,25 @@ impl AsBob for Ws {
         serde_json::from_str(&out).unwrap_or_else(|_| panic!("not JSON: {out}"))
     }
 }
+
+#[test]
+fn scratch_readme_output() {
+    let (server, ws) = cloudflare_ws();
+    with_rollout(&ws, "5m");
+    let (_r1, _v1) = first(&server, &ws);
+    let r2 = approved(&ws, 2);
+    println!("$ d1ops promote {r2} --yes --no-wait\n{}", ws.ok_as("bob", &["promote", &r2, "--yes", "--no-wait"]));
+    println!("$ d1ops rollout status {r2}\n{}", ws.ok_as("bob", &["rollout", "status", &r2]));
+    let (c, o, e) = ws.run_as("bob", &["rollout", "continue", &r2]);
+    println!("$ d1ops rollout continue {r2}\n{o}{e}exit {c:?}");
+    println!("$ d1ops rollout continue {r2} --now\n{}", ws.ok_as("bob", &["rollout", "continue", &r2, "--now"]));
+    let promoted = ws.json(&["release", "show", &r2])["promoted_at"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .expect("promoted_at");
+    regression_after(&ws, promoted);
+    let (c, o, e) = ws.run_as("bob", &["rollout", "continue", &r2, "--now"]);
+    println!("$ d1ops rollout continue {r2} --now\n{o}{e}exit {c:?}");
+    println!("$ d1ops release show {r2}\n{}", ws.ok_as("bob", &["release", "show", &r2]));
+}

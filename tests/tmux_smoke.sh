@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Smoke test of the real console in a real terminal: builds a workspace with the CLI, opens
-# `d1ops console` in a detached 120x40 tmux session, sends keys, asserts on the captured
-# screen, quits with q and checks the terminal was restored (alternate screen left).
-# Usage: bash tests/tmux_smoke.sh   (D1OPS_BIN overrides the binary; default target/debug/d1ops)
+# `d1ops console` in a detached 80x24 tmux session (the on-call laptop split), sends keys,
+# asserts on the captured screen, quits with q and checks the terminal was restored
+# (alternate screen left). Then, on a demo workspace with 100k rows (D1OPS_DEMO_SCALE=0.1),
+# `:restore ID` starts the loss comparison, Esc cancels it and q must exit in under 1 s.
+# Usage: bash tests/tmux_smoke.sh   (D1OPS_BIN overrides the binary; default target/debug/d1ops;
+# D1OPS_SMOKE_SKIP_DEMO=1 skips the demo part)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,7 +78,7 @@ wait_gone() {
 
 keys() { tmux -L "$SOCK" send-keys -t smoke "$@"; }
 
-tmux -L "$SOCK" new-session -d -s smoke -x 120 -y 40 \
+tmux -L "$SOCK" new-session -d -s smoke -x 80 -y 24 \
   "env D1OPS_USER=bob NO_COLOR=1 '$BIN' --workspace '$W' console; echo \"CONSOLE_EXIT=\$?\"; sleep 30" \
   || fail "could not start tmux"
 
@@ -118,5 +121,47 @@ if grep -qF "Releases (" <<<"$SCREEN"; then
   fail "console output is still on screen after quitting"
 fi
 [ "$(d1 releases --json | grep -c '"state": "live"')" = "1" ] || fail "the smoke test changed the workspace"
+
+# Read-only: a dangerous key says why it does nothing.
+tmux -L "$SOCK" kill-server >/dev/null 2>&1 || true
+tmux -L "$SOCK" new-session -d -s smoke -x 80 -y 24 \
+  "env D1OPS_USER=bob NO_COLOR=1 '$BIN' --workspace '$W' --readonly console; echo \"CONSOLE_EXIT=\$?\"; sleep 30" \
+  || fail "could not start tmux (read-only)"
+wait_for "READ-ONLY" "the read-only badge shows at 80 columns"
+keys 2 j p
+wait_for "read-only console: promote is disabled" "p says why it does nothing read-only"
+keys q
+wait_for "CONSOLE_EXIT=0" "q quits the read-only console"
+
+if [ "${D1OPS_SMOKE_SKIP_DEMO:-}" != "1" ]; then
+  # Quit never waits: S starts the loss comparison on 100k rows, Esc cancels it, q exits at once.
+  D="$W/demo"
+  D1OPS_DEMO_SCALE="${D1OPS_DEMO_SCALE:-0.1}" "$BIN" demo "$D" --no-console >/dev/null 2>&1 \
+    || fail "the demo workspace could not be built"
+  LIVE="$("$BIN" --workspace "$D" releases --json | tr -d ' \n' | grep -o '"id":"[0-9A-Z]\{26\}"[^}]*"state":"live"' | head -n 1 | sed 's/^"id":"\([0-9A-Z]*\)".*/\1/')"
+  [ -n "$LIVE" ] || fail "the demo has no live release"
+  tmux -L "$SOCK" kill-server >/dev/null 2>&1 || true
+  tmux -L "$SOCK" new-session -d -s smoke -x 80 -y 24 \
+    "env D1OPS_USER=bob NO_COLOR=1 '$BIN' --workspace '$D' console; echo \"CONSOLE_EXIT=\$?\"; sleep 30" \
+    || fail "could not start tmux (demo)"
+  wait_for "Releases (" "the demo console opens"
+  keys :
+  wait_for "Command" "the command palette opens"
+  keys "restore $LIVE" Enter
+  wait_for "Restore before release" "S (here :restore) opens the restore confirmation"
+  keys Escape
+  wait_gone "Restore before release" "Esc cancels the restore confirmation"
+  started="$(date +%s%N)"
+  keys q
+  for _ in $(seq 1 200); do
+    capture
+    grep -qF "CONSOLE_EXIT=" <<<"$SCREEN" && break
+    sleep 0.02
+  done
+  took_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+  grep -qF "CONSOLE_EXIT=0" <<<"$SCREEN" || fail "q did not quit after Esc cancelled the comparison"
+  [ "$took_ms" -lt 1000 ] || fail "q took ${took_ms} ms to exit after a cancelled comparison (limit 1000 ms)"
+  echo "quit after a cancelled comparison: ${took_ms} ms"
+fi
 
 echo "tmux smoke test ok"

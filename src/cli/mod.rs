@@ -20,6 +20,7 @@ mod listings;
 mod monitor;
 mod observe;
 pub mod output;
+mod progress;
 mod recovery;
 mod rollout;
 mod unlock;
@@ -161,8 +162,16 @@ pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one parsed command.
+/// Runs one parsed command, with progress bars on stderr when it is a terminal (not under
+/// `--json`, not for the console).
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match progress::sink(&cli) {
+        Some(sink) => crate::progress::with_sink(sink, || run_command(cli)),
+        None => run_command(cli),
+    }
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         None | Some(Command::Console) => {
             let opts = engine_options(&cli);

@@ -485,7 +485,7 @@ fn sql_errors_answer_7500_and_a_batch_failing_midway_changes_nothing() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["errors"][0],
-        json!({ "code": 7500, "message": "UNIQUE constraint failed: users.email: SQLITE_CONSTRAINT" })
+        json!({ "code": 7500, "message": "UNIQUE constraint failed: users.email: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_UNIQUE)" })
     );
     assert_eq!(body["result"], json!([]));
     assert_eq!(content(&path), before, "the first insert was rolled back");
@@ -528,7 +528,7 @@ fn sql_errors_answer_7500_and_a_batch_failing_midway_changes_nothing() {
     assert_eq!(status, 400);
     assert_eq!(
         body["errors"][0]["message"],
-        json!("FOREIGN KEY constraint failed: SQLITE_CONSTRAINT")
+        json!("FOREIGN KEY constraint failed: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_FOREIGNKEY)")
     );
     let deferred = "PRAGMA defer_foreign_keys = on; INSERT INTO members VALUES (1, 7); INSERT INTO teams VALUES (7)";
     let (status, body) = api.query(&db, json!({ "sql": deferred }));
@@ -538,7 +538,7 @@ fn sql_errors_answer_7500_and_a_batch_failing_midway_changes_nothing() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["errors"][0]["message"],
-        json!("FOREIGN KEY constraint failed: SQLITE_CONSTRAINT")
+        json!("FOREIGN KEY constraint failed: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_FOREIGNKEY)")
     );
     let (_, count) = api.query(&db, json!({ "sql": "SELECT count(*) AS n FROM members" }));
     assert_eq!(count["result"][0]["results"][0]["n"], json!(1));

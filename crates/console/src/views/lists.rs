@@ -211,17 +211,34 @@ fn env_cells(state: &State, e: &EnvView, theme: &Theme) -> Vec<(String, Style)> 
     } else {
         Style::new()
     };
-    // Which release's code each target runs (`app@01M98HAX`); `—` when no code was shipped.
+    // Which release's code each target runs: `app` when it is this environment's release's
+    // code, `app@…RHX0QZ` (the id's end: ids of one day share their start) when another
+    // release's; `—` when no code was shipped.
+    let own = match e.env.kind {
+        EnvKind::Production => e.env.active_release.as_deref(),
+        EnvKind::Preview => e.env.release_id.as_deref(),
+    };
     let code = if e.code.is_empty() {
         ("—".to_string(), theme.dim())
     } else {
+        let mut other = false;
         let parts: Vec<String> = (e.code.iter())
             .map(|c| {
-                let id: String = c.release_id.chars().take(8).collect();
-                format!("{}@{id}", c.target)
+                if Some(c.release_id.as_str()) == own {
+                    c.target.clone()
+                } else {
+                    other = true;
+                    let tail: String = (c.release_id.chars().rev().take(6))
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    format!("{}@…{tail}", c.target)
+                }
             })
             .collect();
-        (parts.join(" "), Style::new())
+        let style = if other { theme.warn() } else { Style::new() };
+        (parts.join(" "), style)
     };
     vec![
         (e.env.name.clone(), name_style),
@@ -244,7 +261,7 @@ fn env_columns(name_w: u16, width: u16) -> Vec<Col> {
     vec![
         fit::col("ENVIRONMENT", name_min, name_w, 0),
         fit::col("RELEASE", 12, 13, 0),
-        fit::col("CODE", 6, 14, 5),
+        fit::col("CODE", 6, 14, 3),
         fit::right("SIZE", 9, 9, 3),
         fit::col("SCHEMA HEAD", 11, FILL, 2),
         fit::right("APPLIED", 7, 7, 6),

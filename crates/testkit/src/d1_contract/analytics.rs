@@ -40,6 +40,9 @@ pub struct Analytics {
     pub batches: Vec<Point>,
     pub statements: Vec<Point>,
     pub storage: Vec<Point>,
+    /// Answer `d1QueriesAdaptiveGroups` without its `quantiles` block (as D1 does for some
+    /// accounts and datasets): the client must read the percentiles as unknown, not 0.
+    pub omit_quantiles: bool,
 }
 
 impl Analytics {
@@ -104,7 +107,10 @@ impl Analytics {
     ) {
         let (b, s) = (self.batches.len(), self.statements.len());
         self.record_history(db, at, sql, count, duration_ms, rows_read, 0);
-        for p in self.batches[b..].iter_mut().chain(&mut self.statements[s..]) {
+        for p in self.batches[b..]
+            .iter_mut()
+            .chain(&mut self.statements[s..])
+        {
             p.region = Some(region.to_string());
         }
     }
@@ -321,6 +327,17 @@ pub fn answer(
     args: &Map<String, Value>,
     selection: &[Field],
 ) -> Result<Value, String> {
+    answer_with(ds, points, args, selection, false)
+}
+
+/// [`answer`], leaving out every group's `quantiles` block when `omit_quantiles`.
+pub fn answer_with(
+    ds: &Dataset,
+    points: &[Point],
+    args: &Map<String, Value>,
+    selection: &[Field],
+    omit_quantiles: bool,
+) -> Result<Value, String> {
     let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(0);
     if !(1..=10_000).contains(&limit) {
         return Err("limit must be positive number and not greater than 10000".into());
@@ -365,7 +382,15 @@ pub fn answer(
     groups.truncate(limit as usize);
     Ok(groups
         .iter()
-        .map(|(key, pts)| project(ds, selection, &dims, key, pts))
+        .map(|(key, pts)| {
+            let mut v = project(ds, selection, &dims, key, pts);
+            if omit_quantiles && let Value::Object(m) = &mut v {
+                for f in selection.iter().filter(|f| f.name == "quantiles") {
+                    m.remove(&f.key());
+                }
+            }
+            v
+        })
         .collect())
 }
 

@@ -324,7 +324,9 @@ pub fn respond(state: &State, body: &Value) -> (u16, Value) {
                     return bad(&format!("unknown field \"{}\"", node.name));
                 };
                 let points = points_for(state, ds.name);
-                match super::analytics::answer(ds, &points, &node.args, &node.selection) {
+                let omit = ds.name == "d1QueriesAdaptiveGroups" && state.analytics.omit_quantiles;
+                match super::analytics::answer_with(ds, &points, &node.args, &node.selection, omit)
+                {
                     Ok(groups) => account.insert(node.key(), groups),
                     Err(e) => return bad(&e),
                 };

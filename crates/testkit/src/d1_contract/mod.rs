@@ -354,6 +354,12 @@ impl D1Server {
         self.lock().settings.import_polls = n;
     }
 
+    /// Answers `d1QueriesAdaptiveGroups` without `quantiles` (on) or with them (off, the
+    /// default).
+    pub fn set_omit_quantiles(&self, on: bool) {
+        self.lock().analytics.omit_quantiles = on;
+    }
+
     /// GraphQL queries allowed per 5-minute window (default 300).
     pub fn set_graphql_budget(&self, n: u32) {
         self.lock().settings.graphql_budget = n;

@@ -45,6 +45,9 @@ pub struct SqlError {
     pub code: String,
     pub message: String,
     pub offset: Option<usize>,
+    /// The extended code's name when SQLite gave one (`SQLITE_CONSTRAINT_UNIQUE`), which D1
+    /// appends as `(extended: …)`.
+    pub extended: Option<String>,
 }
 
 impl SqlError {
@@ -53,17 +56,24 @@ impl SqlError {
             code: code.to_string(),
             message: message.into(),
             offset: None,
+            extended: None,
         }
     }
 
-    /// `no such column: x at offset 7: SQLITE_ERROR`.
+    /// `no such column: x at offset 7: SQLITE_ERROR`, or with the extended code as D1 names
+    /// it: `UNIQUE constraint failed: users.email: SQLITE_CONSTRAINT (extended:
+    /// SQLITE_CONSTRAINT_UNIQUE)`.
     pub fn d1_message(&self) -> String {
         if self.message.contains(": SQLITE_") {
             return self.message.clone();
         }
-        match self.offset {
+        let text = match self.offset {
             Some(at) => format!("{} at offset {at}: {}", self.message, self.code),
             None => format!("{}: {}", self.message, self.code),
+        };
+        match &self.extended {
+            Some(ext) => format!("{text} (extended: {ext})"),
+            None => text,
         }
     }
 }
@@ -289,14 +299,39 @@ fn from_rusqlite(e: rusqlite::Error) -> SqlError {
             code: code_name(error.extended_code),
             message: msg,
             offset: usize::try_from(offset).ok(),
+            extended: extended_name(error.extended_code),
         },
         rusqlite::Error::SqliteFailure(err, msg) => SqlError {
             code: code_name(err.extended_code),
             message: msg.unwrap_or_else(|| err.to_string()),
             offset: None,
+            extended: extended_name(err.extended_code),
         },
         other => SqlError::new("SQLITE_ERROR", other.to_string()),
     }
+}
+
+/// The extended result code's name, for the constraint codes D1 reports as `(extended: …)`
+/// (`None` for a primary code, or one this server does not name).
+fn extended_name(rc: i32) -> Option<String> {
+    const CONSTRAINT: [(i32, &str); 12] = [
+        (ffi::SQLITE_CONSTRAINT_CHECK, "CHECK"),
+        (ffi::SQLITE_CONSTRAINT_COMMITHOOK, "COMMITHOOK"),
+        (ffi::SQLITE_CONSTRAINT_FOREIGNKEY, "FOREIGNKEY"),
+        (ffi::SQLITE_CONSTRAINT_FUNCTION, "FUNCTION"),
+        (ffi::SQLITE_CONSTRAINT_NOTNULL, "NOTNULL"),
+        (ffi::SQLITE_CONSTRAINT_PRIMARYKEY, "PRIMARYKEY"),
+        (ffi::SQLITE_CONSTRAINT_TRIGGER, "TRIGGER"),
+        (ffi::SQLITE_CONSTRAINT_UNIQUE, "UNIQUE"),
+        (ffi::SQLITE_CONSTRAINT_VTAB, "VTAB"),
+        (ffi::SQLITE_CONSTRAINT_ROWID, "ROWID"),
+        (ffi::SQLITE_CONSTRAINT_PINNED, "PINNED"),
+        (ffi::SQLITE_CONSTRAINT_DATATYPE, "DATATYPE"),
+    ];
+    CONSTRAINT
+        .iter()
+        .find(|(code, _)| *code == rc)
+        .map(|(_, name)| format!("SQLITE_CONSTRAINT_{name}"))
 }
 
 /// The primary result code's name, as D1 reports it.

@@ -31,7 +31,7 @@ pub(super) fn run(engine: &Engine, force: bool) -> Result<SyncReport> {
         Ok(SyncReport {
             outcome,
             requests,
-            databases: engine.analytics_databases()?.len(),
+            databases: engine.analytics_databases(m, now)?.len(),
             buckets,
             truncated,
             freshness: engine.freshness_from(m, now_utc())?,
@@ -52,7 +52,7 @@ pub(super) fn run(engine: &Engine, force: bool) -> Result<SyncReport> {
         return done(&metrics, SyncOutcome::Cached, 0, ApplyReport::default(), 0);
     }
     let (client, _, _) = connect::cloudflare_client(&engine.ws)?;
-    let databases = engine.analytics_databases()?;
+    let databases = engine.analytics_databases(&metrics, now)?;
     let plan = plan::plan(now, &databases, &metrics.sync_cursors()?);
     let mut budget = Budget {
         metrics: &mut metrics,
@@ -125,14 +125,36 @@ impl Engine {
         Ok(own)
     }
 
-    /// `(environment, D1 database id)` of every environment that has a database.
-    fn analytics_databases(&self) -> Result<Vec<(String, String)>> {
-        Ok(self
-            .store
-            .envs(false)?
-            .into_iter()
-            .filter_map(|e| e.database_id.map(|db| (e.name, db)))
-            .collect())
+    /// `(environment, D1 database id)` of every environment that has a database, and of
+    /// every database synced before that is gone (a deleted preview) until its buckets are
+    /// final past the time it went: D1 keeps reporting a deleted database's traffic, and
+    /// the Free plan's daily caps are per account, so it still counts.
+    fn analytics_databases(
+        &self,
+        metrics: &MetricsStore,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>> {
+        let envs = self.store.envs(true)?;
+        let mut out: Vec<(String, String)> = (envs.iter())
+            .filter(|e| e.deleted_at.is_none())
+            .filter_map(|e| e.database_id.clone().map(|db| (e.name.clone(), db)))
+            .collect();
+        for c in metrics.sync_cursors()? {
+            if out.iter().any(|(_, db)| *db == c.database_id) {
+                continue;
+            }
+            // When it went: the environment's deletion, else (not an environment d1ops
+            // still knows) the last sync that saw it.
+            let gone = (envs.iter())
+                .find(|e| e.name == c.env)
+                .and_then(|e| e.deleted_at.as_deref().and_then(crate::model::parse_time))
+                .unwrap_or(c.synced_at);
+            let fresh = now - gone < Duration::days(plan::BACKFILL_DAYS);
+            if fresh && c.settled_to < gone + plan::SETTLE {
+                out.push((c.env, c.database_id));
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -1,0 +1,113 @@
+//! The console's view of shipped code (issue 14): the release detail's Code sub-view after a
+//! target failed in production (its output tail, the revert) and the Environments tab's CODE
+//! column, as whole-screen snapshots from a real workspace (times fixed, ids masked).
+mod console_support;
+
+use console_support::*;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use d1ops::console::action::Action;
+use d1ops::console::keymap;
+use d1ops::console::state::{DetailTab, State, Tab};
+use d1ops::console::update::update;
+use d1ops::engine::{DeployRequest, Engine};
+
+fn key(state: &mut State, engine: &mut Engine, ids: &[String], code: KeyCode) {
+    let ev = KeyEvent::new(code, KeyModifiers::NONE);
+    if let Some(action) = keymap::resolve(state, &ev) {
+        let effects = update(state, action);
+        run_effects(state, engine, effects);
+    }
+    fix_times(state, ids);
+}
+
+/// `normalize`, plus the code steps' own times.
+fn fix_times(state: &mut State, ids: &[String]) {
+    normalize(state, ids);
+    let fixed = (now() - chrono::Duration::minutes(30)).to_rfc3339();
+    if let Some(d) = state.detail.as_mut().and_then(|d| d.data.as_mut()) {
+        for t in &mut d.detail.targets {
+            for s in [t.preview.as_mut(), t.production.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if s.deployed_at.is_some() {
+                    s.deployed_at = Some(fixed.clone());
+                }
+            }
+        }
+    }
+    for e in &mut state.data.envs {
+        for c in &mut e.code {
+            c.deployed_at = fixed.clone();
+        }
+    }
+}
+
+/// R1 live with its app code; R2's app deploy fails in production (exit 3 after a line of
+/// output), so app goes back to R1's code.
+fn shipped() -> Fixture {
+    let mut f = empty();
+    let root = f.root().to_path_buf();
+    let config = root.join("d1ops.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(
+        "\n[[target]]\nname = \"app\"\nkind = \"command\"\npreview = \"test -s \\\"$D1OPS_ARTIFACT_PATH\\\"\"\ndeploy = \"if grep -q FAIL \\\"$D1OPS_ARTIFACT_PATH\\\"; then echo 'health check: GET /healthz answered 503 after 30 s'; exit 3; fi\"\n",
+    );
+    std::fs::write(&config, text).expect("write config");
+    migration(
+        &root,
+        "0001_users.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY);\n",
+    );
+    let dist = root.join("dist");
+    std::fs::create_dir_all(&dist).expect("dist");
+    let mut ids = Vec::new();
+    for (n, body) in [(1, "export default 'v1';\n"), (2, "FAIL\n")] {
+        let path = dist.join(format!("app-v{n}.js"));
+        std::fs::write(&path, body).expect("artifact");
+        let out = open(&root, "alice")
+            .deploy(DeployRequest {
+                label: Some(format!("app v{n}")),
+                artifacts: vec![("app".into(), path)],
+                ..Default::default()
+            })
+            .expect("deploy");
+        open(&root, "bob").approve(&out.id, None).expect("approve");
+        let promoted = open(&root, "alice").promote(&out.id);
+        assert_eq!(promoted.is_ok(), n == 1, "{promoted:?}");
+        ids.push(out.id);
+    }
+    f.ids = ids;
+    f
+}
+
+#[test]
+fn code_sub_view_and_environments_code_column() {
+    let f = shipped();
+    let (mut state, mut engine) = loaded(&f, false);
+    fix_times(&mut state, &f.ids);
+    update(&mut state, Action::GoTab(Tab::Environments));
+    for (w, h) in [(80, 24), (120, 40)] {
+        let screen = render(&mut state, &f.ids, w, h);
+        assert!(screen.contains("CODE") || w < 100, "{screen}");
+        insta::assert_snapshot!(format!("code_environments_{w}x{h}"), screen);
+    }
+    update(&mut state, Action::GoTab(Tab::Releases));
+    // R2 (the failed one) is the newest: first row.
+    key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
+    while state
+        .detail
+        .as_ref()
+        .is_some_and(|d| d.tab != DetailTab::Code)
+    {
+        key(&mut state, &mut engine, &f.ids, KeyCode::Tab);
+    }
+    for (w, h) in [(60, 20), (80, 24), (120, 40)] {
+        let screen = render(&mut state, &f.ids, w, h);
+        assert!(
+            screen.contains("answered 503"),
+            "the output tail is shown:\n{screen}"
+        );
+        insta::assert_snapshot!(format!("code_detail_failed_{w}x{h}"), screen);
+    }
+}
