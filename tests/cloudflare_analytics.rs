@@ -482,3 +482,78 @@ fn d1ops_own_statements_are_not_app_traffic() {
     let text = ws.ok(&["usage", "--days", "1"]);
     assert!(text.contains("of which d1ops' own statements"), "{text}");
 }
+
+/// Issue 16 item 4: a preview deleted after a sync still counts: D1 keeps reporting its
+/// traffic (the contract server too), and the Free plan's daily caps are per account, so
+/// the next sync still reads its last buckets.
+#[test]
+fn a_deleted_preview_still_counts_until_its_buckets_are_final() {
+    let (_server, ws) = cf_support::cloudflare_ws();
+    ws.migration(
+        "0001_users.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n",
+    );
+    ws.ship();
+    ws.migration(
+        "0002_index.sql",
+        "CREATE INDEX users_email ON users(email);\n",
+    );
+    let (code, deployed) = ws.deploy();
+    assert_eq!(code, Some(0), "{deployed}");
+    let id = deployed["id"].as_str().expect("id").to_string();
+    let preview = format!("preview-{}", id.to_lowercase());
+    let synced = ws.json(&["analytics", "sync", "--force"]);
+    assert_eq!(synced["outcome"], "synced", "{synced}");
+    for _ in 0..3 {
+        ws.ok(&[
+            "query",
+            &preview,
+            "SELECT id FROM users WHERE email = 'late'",
+        ]);
+    }
+    ws.ok_as("alice", &["abandon", &id]);
+    ws.ok_as("alice", &["cleanup", "--yes"]);
+    let envs = ws.ok(&["envs"]);
+    assert!(!envs.contains(&preview), "the preview is gone: {envs}");
+
+    let synced = ws.json(&["analytics", "sync", "--force"]);
+    assert_eq!(synced["outcome"], "synced", "{synced}");
+    let m = ws.json(&["monitor", &preview]);
+    let top = m["top"].to_string();
+    assert!(top.contains("email = ?"), "{m:#}");
+    assert_eq!(m["totals"]["count"], 3, "{m:#}");
+    let usage = ws.json(&["usage", "--days", "1"]);
+    let row = (usage["days"].as_array().expect("days").iter())
+        .find(|d| d["env"] == preview.as_str())
+        .unwrap_or_else(|| panic!("no row for the deleted preview: {usage:#}"));
+    assert!(row["queries"].as_u64().unwrap_or(0) >= 3, "{row}");
+}
+
+/// Issue 16 item 2: D1 analytics answered without `quantiles`: the percentiles are unknown
+/// (`null` in JSON, `–` on screen), never 0.00 ms, and the count and total still show.
+#[test]
+fn percentiles_d1_did_not_send_are_unknown_not_zero() {
+    let cf = Cf::new("");
+    cf.seed();
+    cf.server.set_omit_quantiles(true);
+    for id in [1, 2, 3, 1, 2] {
+        cf.ok(&[
+            "query",
+            "production",
+            &format!("SELECT name FROM items WHERE id = {id}"),
+        ]);
+    }
+    let m = cf.json(&["monitor"]);
+    let q = top(&m, "FROM items WHERE id");
+    assert_eq!(q["count"], 5, "{q}");
+    assert!(q["total_ms"].as_f64().unwrap_or(0.0) > 0.0, "{q}");
+    for p in ["p50", "p95", "p99"] {
+        assert!(q[p].is_null(), "{p}: {q}");
+    }
+    let text = cf.ok(&["monitor"]);
+    let line = (text.lines())
+        .find(|l| l.contains("FROM items WHERE id"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains('–'), "{line}");
+    assert!(!line.contains("0.00 ms"), "{line}");
+}

@@ -523,3 +523,65 @@ fn a_promotion_killed_during_code_steps_is_settled_by_the_next_command() {
         assert!(verify.contains("audit chain verifies"), "{point}: {verify}");
     }
 }
+
+/// The demo's app ships as a `command` target: its live bundle (what the demo's background
+/// traffic runs) is the live release's, switches with `promote` and goes back with
+/// `rollback`.
+#[test]
+fn the_demo_app_goes_live_with_promote_and_back_with_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    let out = assert_cmd::Command::cargo_bin("d1ops")
+        .unwrap()
+        .env("D1OPS_DEMO_SCALE", "0.01")
+        .env("NO_COLOR", "1")
+        .args(["--json", "demo", root.to_str().unwrap(), "--no-console"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ready = v["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["state"] == "ready")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let live_version = || -> u64 {
+        let text = std::fs::read_to_string(root.join(".d1ops/demo-app/live.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["version"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(live_version(), 2, "the likes release's app is live");
+    let run = |user: &str, args: &[&str]| {
+        let out = assert_cmd::Command::cargo_bin("d1ops")
+            .unwrap()
+            .arg("--workspace")
+            .arg(&root)
+            .env("D1OPS_USER", user)
+            .env("NO_COLOR", "1")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run("bob", &["approve", &ready]);
+    let promoted = run("bob", &["promote", &ready, "--yes"]);
+    assert!(promoted.contains("code app deploy"), "{promoted}");
+    assert_eq!(live_version(), 6);
+    run("bob", &["rollback", "--yes"]);
+    assert_eq!(live_version(), 2);
+}

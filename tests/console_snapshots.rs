@@ -246,3 +246,85 @@ fn cloudflare_header_and_analytics_freshness() {
     }
     check("cloudflare_capacity_budget_spent", &mut state, &f.ids);
 }
+
+#[test]
+fn long_sql_and_long_labels_wrap_instead_of_cutting() {
+    let f = long_text();
+    let (mut state, mut engine) = loaded(&f, false);
+    keys(&mut state, &mut engine, &f.ids, "2");
+    check("long_label_releases", &mut state, &f.ids);
+    key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
+    check("long_sql_migrations", &mut state, &f.ids);
+    let screen = render(&mut state, &f.ids, 80, 24);
+    assert!(screen.contains("GROUP BY username);"), "{screen}");
+    key(&mut state, &mut engine, &f.ids, KeyCode::Tab);
+    check("long_sql_schema_diff", &mut state, &f.ids);
+    let screen = render(&mut state, &f.ids, 120, 40);
+    assert!(screen.contains("ON DELETE CASCADE"), "{screen}");
+}
+
+#[test]
+fn alerts_list_and_palette() {
+    let f = populated();
+    with_metrics(&f);
+    let (mut state, mut engine) = loaded(&f, false);
+    keys(&mut state, &mut engine, &f.ids, "!");
+    check("alerts_list", &mut state, &f.ids);
+    key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
+    assert_eq!(state.tab, Tab::Monitor, "Enter goes to the Monitor");
+    assert!(state.alerts_open.is_none());
+    keys(&mut state, &mut engine, &f.ids, ":re");
+    check("palette_completions", &mut state, &f.ids);
+}
+
+#[test]
+fn quit_while_promoting_asks_first() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    keys(&mut state, &mut engine, &f.ids, "2");
+    let _ = state.send(Request::Promote(f.ids[2].clone()));
+    update(&mut state, Action::Quit);
+    assert!(!state.quit);
+    check("quit_while_promoting", &mut state, &f.ids);
+}
+
+#[test]
+fn undo_restore_dialog() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    engine
+        .restore_plan(&f.ids[1])
+        .and_then(|plan| engine.restore(&plan))
+        .expect("restore");
+    let reply = worker::handle(&mut engine, Request::Refresh);
+    update(&mut state, Action::Reply(reply));
+    normalize(&mut state, &f.ids);
+    keys(&mut state, &mut engine, &f.ids, "2U");
+    keys(&mut state, &mut engine, &f.ids, "und");
+    check("undo_restore_dialog", &mut state, &f.ids);
+}
+
+#[test]
+fn readonly_key_says_why() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, true);
+    keys(&mut state, &mut engine, &f.ids, "2jp");
+    check("readonly_promote_message", &mut state, &f.ids);
+}
+
+#[test]
+fn approve_warns_the_author_up_front() {
+    let f = populated();
+    let (mut state, mut engine) = loaded(&f, false);
+    state.info.actor = "alice".into();
+    keys(&mut state, &mut engine, &f.ids, "2ja");
+    check("approve_own_release", &mut state, &f.ids);
+}
+
+#[test]
+fn too_small_says_the_size_needed() {
+    let f = empty();
+    let (mut state, _engine) = loaded(&f, false);
+    let screen = render(&mut state, &f.ids, 40, 10);
+    insta::assert_snapshot!("too_small_40x10", screen);
+}

@@ -98,7 +98,9 @@ fn promote_walks_every_step_to_100_percent() {
     with_rollout(&ws, "0s");
     let (r1, v1) = first(&server, &ws);
     assert!(
-        audit_actions(&ws, &r1).iter().all(|a| !a.starts_with("rollout.")),
+        audit_actions(&ws, &r1)
+            .iter()
+            .all(|a| !a.starts_with("rollout.")),
         "the first deployment has nothing to split with"
     );
 
@@ -119,9 +121,11 @@ fn promote_walks_every_step_to_100_percent() {
     assert_eq!(t["rollout"]["status"], "done", "{t}");
     assert_eq!(t["rollout"]["percent"], 100, "{t}");
     assert_eq!(t["rollout"]["step"], 3, "{t}");
-    assert!(ws.json(&["rollout", "status"])["rollouts"]
-        .as_array()
-        .is_some_and(Vec::is_empty));
+    assert!(
+        ws.json(&["rollout", "status"])["rollouts"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
 }
 
 #[test]
@@ -140,13 +144,19 @@ fn no_wait_stops_at_the_first_split_and_rollout_drives_it() {
     assert_eq!(l, vec![(v2.clone(), 10.0), (v1.clone(), 90.0)]);
     let s = status(&ws, &r2);
     assert_eq!(s["status"], "rolling", "{s}");
-    assert_eq!((s["step"].as_u64(), s["total_steps"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(
+        (s["step"].as_u64(), s["total_steps"].as_u64()),
+        (Some(1), Some(3))
+    );
     assert_eq!(s["next_percent"], 50, "{s}");
     assert_eq!(s["due"], false, "{s}");
     assert_eq!(s["split"][0]["percentage"], 10, "{s}");
     assert_eq!(s["split"][1]["version_id"], v1.as_str(), "{s}");
     // The console's view: the rollouts in progress.
-    assert_eq!(ws.json(&["rollout", "status"])["rollouts"][0]["release"], r2.as_str());
+    assert_eq!(
+        ws.json(&["rollout", "status"])["rollouts"][0]["release"],
+        r2.as_str()
+    );
     let t = &ws.json(&["release", "show", &r2])["targets"][0];
     assert_eq!(t["rollout"]["percent"], 10, "{t}");
 
@@ -171,7 +181,10 @@ fn no_wait_stops_at_the_first_split_and_rollout_drives_it() {
     let shown = ws.json(&["release", "show", &r2]);
     assert_eq!(shown["failure"]["stage"], "rollout", "{shown}");
     assert!(
-        shown["failure"]["error"].as_str().unwrap_or("").contains("drill"),
+        shown["failure"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("drill"),
         "{shown}"
     );
     assert_eq!(active_release(&ws), r1.as_str());
@@ -247,7 +260,10 @@ fn a_regression_during_the_first_step_halts_and_restores_the_previous_version() 
     let shown = ws.json(&["release", "show", &r2]);
     assert_eq!(shown["failure"]["stage"], "rollout", "{shown}");
     assert!(
-        shown["failure"]["error"].as_str().unwrap_or("").contains("regressed"),
+        shown["failure"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("regressed"),
         "{shown}"
     );
     assert_eq!(active_release(&ws), r1.as_str());
@@ -257,9 +273,11 @@ fn a_regression_during_the_first_step_halts_and_restores_the_previous_version() 
     let actions = audit_actions(&ws, &r2);
     assert_eq!(count(&actions, "rollout.step"), 1, "{actions:?}");
     assert_eq!(count(&actions, "rollout.halted"), 1, "{actions:?}");
-    assert!(ws.json(&["rollout", "status"])["rollouts"]
-        .as_array()
-        .is_some_and(Vec::is_empty));
+    assert!(
+        ws.json(&["rollout", "status"])["rollouts"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
 }
 
 trait AsBob {
@@ -274,26 +292,4 @@ impl AsBob for Ws {
         let out = self.ok_as("bob", &full);
         serde_json::from_str(&out).unwrap_or_else(|_| panic!("not JSON: {out}"))
     }
-}
-
-#[test]
-fn scratch_readme_output() {
-    let (server, ws) = cloudflare_ws();
-    with_rollout(&ws, "5m");
-    let (_r1, _v1) = first(&server, &ws);
-    let r2 = approved(&ws, 2);
-    println!("$ d1ops promote {r2} --yes --no-wait\n{}", ws.ok_as("bob", &["promote", &r2, "--yes", "--no-wait"]));
-    println!("$ d1ops rollout status {r2}\n{}", ws.ok_as("bob", &["rollout", "status", &r2]));
-    let (c, o, e) = ws.run_as("bob", &["rollout", "continue", &r2]);
-    println!("$ d1ops rollout continue {r2}\n{o}{e}exit {c:?}");
-    println!("$ d1ops rollout continue {r2} --now\n{}", ws.ok_as("bob", &["rollout", "continue", &r2, "--now"]));
-    let promoted = ws.json(&["release", "show", &r2])["promoted_at"]
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .expect("promoted_at");
-    regression_after(&ws, promoted);
-    let (c, o, e) = ws.run_as("bob", &["rollout", "continue", &r2, "--now"]);
-    println!("$ d1ops rollout continue {r2} --now\n{o}{e}exit {c:?}");
-    println!("$ d1ops release show {r2}\n{}", ws.ok_as("bob", &["release", "show", &r2]));
 }

@@ -433,3 +433,29 @@ pub fn with_metrics(f: &Fixture) {
     }
     m.record_rollups(&rollups).expect("rollups");
 }
+
+/// R1 live; R2 ready with a long label, a long view statement and a foreign key whose line
+/// runs past 120 columns (the cases that were cut).
+pub fn long_text() -> Fixture {
+    let mut f = empty();
+    let root = f.root().to_path_buf();
+    migration(
+        &root,
+        "0001_users.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT NULL);\n",
+    );
+    let r1 = deploy(&root, "users table");
+    approve_and_promote(&root, &r1);
+    migration(
+        &root,
+        "0002_scores.sql",
+        "CREATE TABLE scores (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, points INTEGER NOT NULL DEFAULT 0, recorded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);\nCREATE VIEW leaderboard AS SELECT username, sum(points) AS total, count(*) AS games FROM users JOIN scores ON scores.user_id = users.id GROUP BY username);\n",
+    );
+    // The view's stray parenthesis makes the gate block it: its failure text is long too.
+    let r2 = deploy(
+        &root,
+        "leaderboard: a scores table and a view that sums each player's points across every game they played this season",
+    );
+    f.ids = vec![r1, r2];
+    f
+}

@@ -958,3 +958,97 @@ fn graphql_budget_runs_out_with_429_and_retry_after() {
         json!("rate limiter budget depleted, try again after 5 minutes")
     );
 }
+
+#[test]
+fn listings_refuse_a_wrong_token_with_401_and_a_missing_permission_with_403() {
+    let s = D1Server::start();
+    s.create_database("app");
+    let api = Api::new(&s);
+    let url = format!("{}?page=1&per_page=100", api.db_base);
+    let a = api.send("GET", &url, Some("cf-wrong-token"), None);
+    assert_eq!(a.status, 401, "{}", a.text);
+    assert_eq!(a.json()["errors"][0]["code"], json!(10000));
+    s.set_permissions(&[Permission::AnalyticsRead]);
+    let a = api.send("GET", &url, Some(s.token()), None);
+    assert_eq!(a.status, 403, "{}", a.text);
+    assert_eq!(
+        a.json()["errors"][0],
+        json!({ "code": 10000, "message": "Authentication error" })
+    );
+    s.set_permissions(&[Permission::D1Read]);
+    assert_eq!(api.send("GET", &url, Some(s.token()), None).status, 200);
+}
+
+#[test]
+fn the_database_object_carries_its_read_replication_mode() {
+    let s = D1Server::start();
+    let db = s.create_database("app");
+    let api = Api::new(&s);
+    let (status, body) = api.d1("GET", &format!("/{db}"), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["read_replication"], json!({ "mode": "disabled" }));
+    s.set_read_replication(&db, "auto");
+    let (_, body) = api.d1("GET", &format!("/{db}"), None);
+    assert_eq!(body["result"]["read_replication"], json!({ "mode": "auto" }));
+}
+
+#[test]
+fn a_restore_answers_the_bookmark_it_replaced() {
+    let s = D1Server::start();
+    let db = s.create_database("app");
+    let api = Api::new(&s);
+    assert_eq!(
+        api.query(&db, json!({ "sql": "CREATE TABLE t (x)" })).0,
+        200
+    );
+    let (_, b) = api.d1("GET", &format!("/{db}/time_travel/bookmark"), None);
+    let first = b["result"]["bookmark"].as_str().unwrap().to_string();
+    assert_eq!(
+        api.query(&db, json!({ "sql": "INSERT INTO t VALUES (1)" })).0,
+        200
+    );
+    let (_, b) = api.d1("GET", &format!("/{db}/time_travel/bookmark"), None);
+    let second = b["result"]["bookmark"].as_str().unwrap().to_string();
+    let (status, body) = api.d1(
+        "POST",
+        &format!("/{db}/time_travel/restore?bookmark={first}"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["previous_bookmark"], json!(second));
+    // Restoring the previous bookmark undoes the restore.
+    let (status, _) = api.d1(
+        "POST",
+        &format!("/{db}/time_travel/restore?bookmark={second}"),
+        None,
+    );
+    assert_eq!(status, 200);
+    let (_, rows) = api.query(&db, json!({ "sql": "SELECT count(*) AS n FROM t" }));
+    assert_eq!(rows["result"][0]["results"][0]["n"], json!(1));
+}
+
+#[test]
+fn analytics_split_by_served_by_region() {
+    let s = D1Server::start();
+    let db = s.create_database("app");
+    let api = Api::new(&s);
+    assert_eq!(api.query(&db, json!({ "sql": "SELECT 1" })).0, 200);
+    let at = chrono::Utc::now();
+    s.record_history_from("ENAM", &db, at, "SELECT 2", 4, 3.0, 1);
+    let query = "{ viewer { accounts(filter: {accountTag: $a}) {
+        d1AnalyticsAdaptiveGroups(limit: 10, orderBy: [servedByRegion_ASC]) {
+          count quantiles { queryBatchTimeMsP50 } dimensions { servedByRegion } }
+        d1QueriesAdaptiveGroups(limit: 10, orderBy: [servedByRegion_ASC]) {
+          count dimensions { servedByRegion } } } } }";
+    let a = api.graphql(query, json!({ "a": s.account_id() }));
+    assert_eq!(a.status, 200, "{}", a.text);
+    let account = &a.json()["data"]["viewer"]["accounts"][0];
+    let batches = account["d1AnalyticsAdaptiveGroups"].as_array().unwrap();
+    assert_eq!(batches.len(), 2, "{account}");
+    assert_eq!(batches[0]["dimensions"]["servedByRegion"], json!("ENAM"));
+    assert_eq!(batches[0]["count"], json!(4));
+    assert_eq!(batches[0]["quantiles"]["queryBatchTimeMsP50"], json!(3.0));
+    assert_eq!(batches[1]["dimensions"]["servedByRegion"], json!("WEUR"));
+    let statements = account["d1QueriesAdaptiveGroups"].as_array().unwrap();
+    assert_eq!(statements[0]["dimensions"]["servedByRegion"], json!("ENAM"));
+}

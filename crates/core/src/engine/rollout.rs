@@ -236,7 +236,7 @@ fn view(row: &RolloutRow, active: Option<&str>) -> RolloutView {
 
 fn stale_reason(release: &str) -> String {
     format!(
-        "release {release} is no longer production's active release (rolled back, or failed by recovery), so its rollout stopped; its code was put back by that operation"
+        "release {release} is no longer production's active release (a rollback, a later promotion or recovery replaced it), so its rollout stopped; the operation that replaced it decided what the Worker runs"
     )
 }
 
@@ -325,8 +325,7 @@ impl Engine {
         loop {
             let rel = self.resolve(id)?;
             let rows = self.store.release_rollouts(&rel.id)?;
-            let rolling: Vec<&RolloutRow> =
-                rows.iter().filter(|r| r.status == "rolling").collect();
+            let rolling: Vec<&RolloutRow> = rows.iter().filter(|r| r.status == "rolling").collect();
             if rolling.is_empty() {
                 return Ok(last);
             }
@@ -360,6 +359,18 @@ impl Engine {
             .into_iter()
             .filter(|v| v.status == RolloutState::Rolling)
             .collect())
+    }
+
+    /// Why another release may not be promoted now, if a rollout is in progress: a
+    /// promotion would deploy over a split nobody finished watching. Meant for
+    /// `promotion_blocker`.
+    pub fn rollout_blocker(&self) -> Result<Option<String>> {
+        Ok(self.rollouts()?.first().map(|v| {
+            format!(
+                "release {} is still rolling out Worker {} (step {} of {}, {}%): finish it with `d1ops rollout continue {}` or stop it with `d1ops rollout abort {}` first",
+                v.release, v.script, v.step, v.total_steps, v.percent, v.release, v.release
+            )
+        }))
     }
 
     fn rolling_of(&self, rel: &Release) -> Result<Vec<RolloutRow>> {
@@ -412,9 +423,14 @@ impl Engine {
         self.store.atomically(|s| -> Result<()> {
             for r in rows {
                 if s.end_rollout(r.id, "aborted", &why)? {
-                    s.audit(&actor, "rollout.aborted", Some(&rel.id), Some(PRODUCTION),
+                    s.audit(
+                        &actor,
+                        "rollout.aborted",
+                        Some(&rel.id),
+                        Some(PRODUCTION),
                         &json!({"target": r.target, "script": r.script, "step": r.step + 1,
-                            "percent": pct_at(r, r.step), "reason": why, "redeployed": false}))?;
+                            "percent": pct_at(r, r.step), "reason": why, "redeployed": false}),
+                    )?;
                 }
             }
             Ok(())
@@ -487,9 +503,21 @@ impl Engine {
                         "step": next + 1, "of": total, "percent": pct,
                         "new_version": r.new_version, "previous_version": r.previous_version,
                         "check": check.status, "next_at": next_at});
-                    s.audit(&actor, "rollout.step", Some(&rel.id), Some(PRODUCTION), &detail)?;
+                    s.audit(
+                        &actor,
+                        "rollout.step",
+                        Some(&rel.id),
+                        Some(PRODUCTION),
+                        &detail,
+                    )?;
                     if done {
-                        s.audit(&actor, "rollout.done", Some(&rel.id), Some(PRODUCTION), &detail)?;
+                        s.audit(
+                            &actor,
+                            "rollout.done",
+                            Some(&rel.id),
+                            Some(PRODUCTION),
+                            &detail,
+                        )?;
                     }
                 }
                 Ok(())
@@ -638,13 +666,19 @@ impl Engine {
                         rel.id
                     )));
                 }
-                s.audit(&actor, &action, Some(&rel.id), Some(PRODUCTION), &json!({
-                    "target": r.target, "script": r.script, "step": r.step + 1,
-                    "of": r.steps.len(), "percent": pct_at(r, r.step),
-                    "new_version": r.new_version, "previous_version": r.previous_version,
-                    "reason": why, "check": check, "redeployed": r.previous_version,
-                    "previous_release": prev_id,
-                }))?;
+                s.audit(
+                    &actor,
+                    &action,
+                    Some(&rel.id),
+                    Some(PRODUCTION),
+                    &json!({
+                        "target": r.target, "script": r.script, "step": r.step + 1,
+                        "of": r.steps.len(), "percent": pct_at(r, r.step),
+                        "new_version": r.new_version, "previous_version": r.previous_version,
+                        "reason": why, "check": check, "redeployed": r.previous_version,
+                        "previous_release": prev_id,
+                    }),
+                )?;
             }
             for t in &unrecorded {
                 s.clear_live_code(PRODUCTION, t)?;
@@ -818,7 +852,9 @@ mod start {
             }
             let pct = steps[0];
             let detail = if pct >= 100 {
-                format!("version {version} of Worker {script} deployed at 100% (rollout {steps:?}: one step)")
+                format!(
+                    "version {version} of Worker {script} deployed at 100% (rollout {steps:?}: one step)"
+                )
             } else {
                 format!(
                     "version {version} of Worker {script} takes {pct}% of requests and version {previous} keeps {}% (rollout step 1 of {}; the next step is due after {} if production does not regress)",

@@ -115,6 +115,9 @@ fn measure(ctx: &mut GateContext<'_>, when: When, probes: &[ProbeConfig], runs: 
     let Some(preview) = ctx.preview.clone() else {
         return;
     };
+    if probes.is_empty() {
+        return;
+    }
     let what = match when {
         When::Before => "probes before migrations",
         When::After => "probes after migrations",
