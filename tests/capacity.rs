@@ -764,6 +764,29 @@ fn a_limit_crossed_today_is_exceeded_in_usage_and_forecast() {
     let text = ws.ok(&["forecast"]);
     assert!(text.contains("exceeded now, since"), "{text}");
     assert!(text.contains("plan limits checked"), "{text}");
+
+    // Issue 16 item 6: the weekly report leads with what needs action, in Markdown and
+    // in JSON alike.
+    let report = ws.json(&["report", "weekly"]);
+    let actions = report["needs_action"].as_array().expect("needs_action");
+    let limit = (actions.iter())
+        .find(|a| a["kind"] == "limit")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert!(
+        limit["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("rows read / day exceeded since"),
+        "{limit}"
+    );
+    assert_eq!(limit["command"], "d1ops usage");
+    assert!(report["production_week"]["from"].is_string(), "{report:#}");
+    assert!(report["production_growth"].is_array(), "{report:#}");
+    let md = ws.ok(&["report", "weekly"]);
+    let first = md.lines().find(|l| l.starts_with("## ")).unwrap_or("");
+    assert_eq!(first, "## Needs action", "{md}");
+    assert!(md.contains("rows read / day exceeded since"), "{md}");
+    assert!(md.contains("Complete days only"), "{md}");
 }
 
 /// Issue 16 item 5: a regression raised in the open window latches (traffic that recovers

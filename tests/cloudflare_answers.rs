@@ -227,7 +227,10 @@ fn a_changed_production_id_is_refused_until_adopted() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--yes"), "{err}");
     let ledger_reads = requests_to(&server, &format!("{new}/raw")).len();
-    assert!(ledger_reads > 0, "adopt read the new database's ledger first");
+    assert!(
+        ledger_reads > 0,
+        "adopt read the new database's ledger first"
+    );
     let out = ws.json(&["adopt", "--database-id", &new, "--yes"]);
     assert_eq!(out["from"], old.as_str(), "{out}");
     assert_eq!(out["to"], new.as_str(), "{out}");
@@ -370,10 +373,15 @@ fn schema_only_previews_say_what_they_cannot_check_and_use_productions_figures()
         "{size}"
     );
     assert_eq!(size["details"]["size_before"], production_bytes, "{size}");
+    let risk = common::check(&d, "lint.risk");
     assert!(
         reason("lint.risk").contains("risk.index-large-table"),
-        "{}",
-        common::check(&d, "lint.risk")
+        "{risk}"
+    );
+    let finding = risk["details"].to_string();
+    assert!(
+        finding.contains("schema-only preview: index idx_users_bio on users (2 rows"),
+        "{risk}"
     );
     let loss = common::check(&d, "data.loss");
     assert_eq!(loss["status"], "skip", "{loss}");

@@ -582,6 +582,10 @@ fn the_demo_app_goes_live_with_promote_and_back_with_rollback() {
     let promoted = run("bob", &["promote", &ready, "--yes"]);
     assert!(promoted.contains("code app deploy"), "{promoted}");
     assert_eq!(live_version(), 6);
+    let live = std::fs::read_to_string(root.join(".d1ops/demo-app/live.json")).unwrap();
+    assert!(live.contains("user_by_username"), "v6 resolves @mentions");
     run("bob", &["rollback", "--yes"]);
     assert_eq!(live_version(), 2);
+    let live = std::fs::read_to_string(root.join(".d1ops/demo-app/live.json")).unwrap();
+    assert!(!live.contains("user_by_username"), "v2 does not");
 }

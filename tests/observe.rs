@@ -345,3 +345,43 @@ fn ingest_imports_good_lines_and_reports_bad_ones_by_line() {
         "{err}"
     );
 }
+
+/// Issue 16 item 8: production's IDLE counts the app's queries, not only lifecycle actions.
+#[test]
+fn production_idle_counts_app_queries() {
+    let ws = workspace();
+    let two_days_ago = (chrono::Utc::now() - chrono::Duration::days(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    rusqlite::Connection::open(ws.path().join(".d1ops/state.sqlite"))
+        .unwrap()
+        .execute(
+            "UPDATE environments SET last_activity_at = ?1 WHERE name = 'production'",
+            [&two_days_ago],
+        )
+        .unwrap();
+    let idle = |ws: &Ws| -> String {
+        let envs = ws.json(&["envs"]);
+        let prod = (envs.as_array().unwrap().iter())
+            .find(|e| e["name"] == "production")
+            .cloned()
+            .unwrap();
+        prod["last_activity_at"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        idle(&ws),
+        two_days_ago,
+        "no app query yet: the lifecycle time"
+    );
+    let mut e = d1ops::metrics::QueryEvent::for_sql("production", "SELECT 1", 0.2);
+    e.at = chrono::Utc::now();
+    metrics(&ws).record(&[e]).unwrap();
+    let after = idle(&ws);
+    let t = chrono::DateTime::parse_from_rfc3339(&after).unwrap();
+    assert!(
+        chrono::Utc::now() - t.with_timezone(&chrono::Utc) < chrono::Duration::minutes(2),
+        "{after}"
+    );
+    let text = ws.ok(&["envs"]);
+    let line = text.lines().find(|l| l.starts_with("production")).unwrap();
+    assert!(!line.contains(" 2d "), "{line}");
+}

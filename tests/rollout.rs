@@ -293,3 +293,73 @@ impl AsBob for Ws {
         serde_json::from_str(&out).unwrap_or_else(|_| panic!("not JSON: {out}"))
     }
 }
+
+/// A `promote` killed while it waits between steps: the release is live, its rollout stays
+/// `rolling` at the first split, and `rollout continue` drives it from another process.
+#[test]
+fn a_promote_killed_while_waiting_leaves_a_rollout_to_drive() {
+    let (server, ws) = cloudflare_ws();
+    with_rollout(&ws, "1h");
+    let (_r1, v1) = first(&server, &ws);
+    let r2 = approved(&ws, 2);
+    let mut child = ws
+        .process("bob")
+        .args(["promote", &r2, "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn promote");
+    // Poll (by state, not time) until the promotion finished and the wait began.
+    let mut waiting = false;
+    for _ in 0..600 {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("promote ended instead of waiting: {status}");
+        }
+        let (_, out, _) = ws.run_as("alice", &["--json", "rollout", "status", &r2]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        if v["rollouts"][0]["status"] == "rolling" && ws.release_state(&r2) == "live" {
+            waiting = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(waiting, "promote never reached its wait");
+    child.kill().expect("kill promote");
+    let _ = child.wait();
+
+    let l = live(&server);
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert_eq!(l[1], (v1.clone(), 90.0));
+    assert_eq!(status(&ws, &r2)["step"], 1);
+    ws.ok_as("bob", &["rollout", "continue", &r2, "--now"]);
+    assert_eq!(status(&ws, &r2)["step"], 2);
+    assert_eq!(live(&server)[1], (v1, 50.0));
+}
+
+/// A rollback during a rollout ends it: the earlier version at 100%, and the rollout reads
+/// `aborted` (recorded so by the next `rollout` command), with nothing left to drive.
+#[test]
+fn a_rollback_during_a_rollout_ends_it() {
+    let (server, ws) = cloudflare_ws();
+    with_rollout(&ws, "1h");
+    let (r1, v1) = first(&server, &ws);
+    let r2 = approved(&ws, 2);
+    ws.ok_as("bob", &["promote", &r2, "--yes", "--no-wait"]);
+    assert_eq!(status(&ws, &r2)["status"], "rolling");
+    ws.ok_as("bob", &["rollback", "--yes"]);
+    assert_eq!(live(&server), vec![(v1, 100.0)]);
+    assert_eq!(active_release(&ws), r1.as_str());
+    assert_eq!(status(&ws, &r2)["status"], "aborted");
+    assert!(
+        ws.json(&["rollout", "status"])["rollouts"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    let (code, _, err) = ws.run_as("bob", &["rollout", "abort", &r2, "--yes"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(count(&audit_actions(&ws, &r2), "rollout.aborted"), 1);
+    let (code, _, _) = ws.run_as("bob", &["rollout", "continue", &r2, "--now"]);
+    assert_eq!(code, Some(4));
+    // The rolled-back release stays rolled back: the abort only recorded the end.
+    assert_eq!(ws.release_state(&r2), "rolled_back");
+}

@@ -214,6 +214,13 @@ pub(crate) fn exceeded_line(
     meaning: Option<&str>,
 ) -> String {
     let over = over_by.map_or("–".into(), |v| amount(metric, v as f64));
+    let since = since.map(|s| {
+        crate::model::parse_time(s).map_or_else(
+            || s.to_string(),
+            |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        )
+    });
+    let since = since.as_deref();
     format!(
         "{} {} exceeded by {over} since {}: {}",
         paint("✗", RED),

@@ -218,12 +218,12 @@ fn print_traffic(s: &TrafficSummary) {
         s.release
             .as_ref()
             .map_or_else(String::new, |r| format!(" (release {})", safe(r))),
-        thousands(s.sent as u64),
-        thousands(s.planned as u64),
+        thousands(s.sent),
+        thousands(s.planned),
         s.elapsed_s,
         s.achieved_qps,
         s.workers,
-        d1ops_sql::text::count_of(s.errors as u64, "error", "errors")
+        d1ops_sql::text::count_of(s.errors, "error", "errors")
     );
     println!(
         "latency p50 {} · p95 {} · p99 {}",
@@ -243,8 +243,8 @@ fn print_traffic(s: &TrafficSummary) {
                     "read"
                 }
                 .into(),
-                thousands(i.count as u64),
-                i.errors.to_string(),
+                thousands(i.count),
+                thousands(i.errors),
                 ms(i.p50_ms),
                 ms(i.p95_ms),
                 safe(i.first_error.as_deref().unwrap_or_default()),

@@ -108,11 +108,13 @@ pub(super) fn after_promote(
         }
     }
     if cli.json {
-        let mut v = serde_json::to_value(out)?;
         let rollouts = engine.release_rollouts(&out.id)?;
-        if !rollouts.is_empty() {
-            v["rollouts"] = serde_json::to_value(&rollouts)?;
+        if rollouts.is_empty() {
+            print_json(out)?;
+            return Ok(code);
         }
+        let mut v = serde_json::to_value(out)?;
+        v["rollouts"] = serde_json::to_value(&rollouts)?;
         if let Some(m) = &last {
             v["rollout"] = serde_json::json!({"outcome": m.outcome, "detail": m.detail,
                 "check": m.check, "active_release": m.active_release});

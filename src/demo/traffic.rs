@@ -17,6 +17,9 @@ pub const RATE: u64 = 8;
 const SKIP: &[&str] = &["popular_feed"];
 /// Queries of the likes feature, which the app runs from its version 2 on.
 const LIKES: &[&str] = &["did_i_like", "item_likers", "my_likes"];
+/// @mentions (resolving a username), which the app runs from version 3 on: the releases that
+/// make usernames unique.
+const MENTIONS: &[&str] = &["user_by_username"];
 /// Where the demo app's `deploy` puts the live bundle (relative to the workspace).
 pub const LIVE_BUNDLE: &str = ".d1ops/demo-app/live.json";
 
@@ -30,12 +33,13 @@ struct AppQuery {
 }
 
 /// The demo app's bundle for `version`: which queries that version runs (the demo config's
-/// read probes; the likes queries from version 2 on), as JSON.
+/// read probes; the likes queries from version 2 on, @mentions from version 3 on), as JSON.
 pub fn app_bundle(version: u32) -> anyhow::Result<String> {
     let config = crate::workspace::Config::parse(super::CONFIG, "assets/demo/d1ops.toml")?;
     let queries: Vec<AppQuery> = (config.probes.iter())
         .filter(|p| !p.is_write() && !SKIP.contains(&p.name.as_str()))
         .filter(|p| version >= 2 || !LIKES.contains(&p.name.as_str()))
+        .filter(|p| version >= 3 || !MENTIONS.contains(&p.name.as_str()))
         .map(|p| AppQuery {
             name: p.name.clone(),
             sql: p.sql.clone(),

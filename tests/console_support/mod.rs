@@ -298,6 +298,8 @@ pub fn mask(text: &str, ids: &[String]) -> String {
             &format!("Type ~R{}~ ", i + 1),
         );
         out = out.replace(&format!(": {}█", &id[22..]), &format!(": ~R{}~█", i + 1));
+        // The typed code wrapped onto its own line (narrow dialogs).
+        out = out.replace(&format!(" {}█", &id[22..]), &format!(" ~R{}~█", i + 1));
     }
     mask_cut_ids(&out, ids)
 }
@@ -449,9 +451,8 @@ pub fn long_text() -> Fixture {
     migration(
         &root,
         "0002_scores.sql",
-        "CREATE TABLE scores (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, points INTEGER NOT NULL DEFAULT 0, recorded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);\nCREATE VIEW leaderboard AS SELECT username, sum(points) AS total, count(*) AS games FROM users JOIN scores ON scores.user_id = users.id GROUP BY username);\n",
+        "CREATE TABLE scores (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, points INTEGER NOT NULL DEFAULT 0, recorded_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);\nCREATE VIEW leaderboard AS SELECT username, sum(points) AS total, count(*) AS games FROM users JOIN scores ON scores.user_id = users.id GROUP BY username;\n",
     );
-    // The view's stray parenthesis makes the gate block it: its failure text is long too.
     let r2 = deploy(
         &root,
         "leaderboard: a scores table and a view that sums each player's points across every game they played this season",

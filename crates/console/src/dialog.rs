@@ -183,6 +183,8 @@ pub struct UndoDialog {
     pub focus: Focus,
     /// What the undo would do (`None` while loading).
     pub preview: Option<Result<Box<RecoveryPreview>, String>>,
+    /// How far the plan's lines are scrolled (`↓`/`↑`).
+    pub scroll: usize,
 }
 
 impl UndoDialog {

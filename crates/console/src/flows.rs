@@ -121,6 +121,14 @@ pub fn dialog(state: &mut State, action: Action) -> Vec<Effect> {
             u.focus = u.focus.toggle();
             false
         }
+        (Dialog::Undo(u), Action::Down | Action::WheelDown | Action::PageDown) => {
+            u.scroll = u.scroll.saturating_add(1);
+            false
+        }
+        (Dialog::Undo(u), Action::Up | Action::WheelUp | Action::PageUp) => {
+            u.scroll = u.scroll.saturating_sub(1);
+            false
+        }
         (Dialog::Quit(q), Action::FocusNext | Action::FocusPrev) => {
             q.focus = q.focus.toggle();
             false
@@ -249,6 +257,7 @@ pub fn start_undo(state: &mut State) -> Vec<Effect> {
         input: String::new(),
         focus: Focus::Cancel,
         preview: None,
+        scroll: 0,
     }));
     vec![state.send(Request::RestoreUndoPreview)]
 }

@@ -211,8 +211,10 @@ pub fn active_contexts(state: &State) -> Vec<Ctx> {
         return vec![Ctx::Alerts, Ctx::Move];
     }
     match &state.dialog {
-        Some(Dialog::Confirm(_) | Dialog::Cleanup(_)) => return vec![Ctx::Dialog, Ctx::Move],
-        Some(Dialog::Index(_) | Dialog::Quit(_) | Dialog::Undo(_)) => return vec![Ctx::Dialog],
+        Some(Dialog::Confirm(_) | Dialog::Cleanup(_) | Dialog::Undo(_)) => {
+            return vec![Ctx::Dialog, Ctx::Move];
+        }
+        Some(Dialog::Index(_) | Dialog::Quit(_)) => return vec![Ctx::Dialog],
         None => {}
     }
     if state.list(state.tab).is_some_and(|l| l.editing) && state.detail.is_none() {

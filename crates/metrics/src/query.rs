@@ -54,16 +54,16 @@ pub struct QueryStat {
     pub count: u64,
     pub errors: u64,
     pub total_ms: f64,
-    /// Percentiles in milliseconds; `None` (JSON `null`) when the source carried none (D1
-    /// analytics answered without `quantiles`): unknown, never 0. When only part of the
-    /// window carried them, they describe that part (`sampled` says how many).
+    /// Percentiles in milliseconds; `None` (JSON `null`) when any of the window's executions
+    /// came without a distribution (D1 analytics answered without `quantiles`): unknown,
+    /// never 0.
     #[serde(rename = "p50")]
     pub p50_ms: Option<f64>,
     #[serde(rename = "p95")]
     pub p95_ms: Option<f64>,
     #[serde(rename = "p99")]
     pub p99_ms: Option<f64>,
-    /// Executions behind the percentiles (≤ `count`; 0: percentiles unknown).
+    /// Executions that came with a distribution (≤ `count`; below it, percentiles unknown).
     #[serde(default)]
     pub sampled: u64,
     /// Legacy: the percentiles with unknown read as 0 (not serialised). Read `p50_ms` etc.
@@ -115,6 +115,16 @@ fn rate(errors: u64, count: u64) -> f64 {
     } else {
         errors as f64 / count as f64
     }
+}
+
+/// p50, p95 and p99 of `s`, or all unknown when some of its executions came without a
+/// distribution (D1 analytics answered without `quantiles`): percentiles of the part that
+/// had one would pass for the whole.
+fn known_quantiles(s: &Sums) -> [Option<f64>; 3] {
+    if s.hist.count() < s.count {
+        return [None; 3];
+    }
+    s.hist.quantiles([0.50, 0.95, 0.99])
 }
 
 /// Reads the sums columns starting at `first` (count, errors, sum_ms, rows_read,
@@ -205,7 +215,7 @@ impl MetricsStore {
         }
         let point = |i: usize, s: &Sums| {
             let t = t0 + i as i64 * step;
-            let [p50, p95, p99] = s.hist.quantiles([0.50, 0.95, 0.99]);
+            let [p50, p95, p99] = known_quantiles(s);
             let secs = ((t + step).min(to) - t).max(1);
             SeriesPoint {
                 t: time_of(t),
@@ -262,7 +272,7 @@ impl MetricsStore {
             count: total.count,
             errors: total.errors,
             error_rate: rate(total.errors, total.count),
-            p95: total.hist.quantile(0.95),
+            p95: known_quantiles(&total)[1],
         })
     }
 
@@ -337,7 +347,7 @@ impl MetricsStore {
             .into_iter()
             .filter(|(_, s)| s.count > 0 && (order != TopBy::Errors || s.errors > 0))
             .map(|((id, own), s)| {
-                let [p50, p95, p99] = s.hist.quantiles([0.50, 0.95, 0.99]);
+                let [p50, p95, p99] = known_quantiles(&s);
                 QueryStat {
                     fingerprint_id: id,
                     source: if own { D1OPS_SOURCE } else { APP_SOURCE }.to_string(),

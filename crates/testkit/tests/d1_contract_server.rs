@@ -528,7 +528,9 @@ fn sql_errors_answer_7500_and_a_batch_failing_midway_changes_nothing() {
     assert_eq!(status, 400);
     assert_eq!(
         body["errors"][0]["message"],
-        json!("FOREIGN KEY constraint failed: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_FOREIGNKEY)")
+        json!(
+            "FOREIGN KEY constraint failed: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_FOREIGNKEY)"
+        )
     );
     let deferred = "PRAGMA defer_foreign_keys = on; INSERT INTO members VALUES (1, 7); INSERT INTO teams VALUES (7)";
     let (status, body) = api.query(&db, json!({ "sql": deferred }));
@@ -538,7 +540,9 @@ fn sql_errors_answer_7500_and_a_batch_failing_midway_changes_nothing() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["errors"][0]["message"],
-        json!("FOREIGN KEY constraint failed: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_FOREIGNKEY)")
+        json!(
+            "FOREIGN KEY constraint failed: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_FOREIGNKEY)"
+        )
     );
     let (_, count) = api.query(&db, json!({ "sql": "SELECT count(*) AS n FROM members" }));
     assert_eq!(count["result"][0]["results"][0]["n"], json!(1));
@@ -986,10 +990,16 @@ fn the_database_object_carries_its_read_replication_mode() {
     let api = Api::new(&s);
     let (status, body) = api.d1("GET", &format!("/{db}"), None);
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["result"]["read_replication"], json!({ "mode": "disabled" }));
+    assert_eq!(
+        body["result"]["read_replication"],
+        json!({ "mode": "disabled" })
+    );
     s.set_read_replication(&db, "auto");
     let (_, body) = api.d1("GET", &format!("/{db}"), None);
-    assert_eq!(body["result"]["read_replication"], json!({ "mode": "auto" }));
+    assert_eq!(
+        body["result"]["read_replication"],
+        json!({ "mode": "auto" })
+    );
 }
 
 #[test]
@@ -1004,7 +1014,8 @@ fn a_restore_answers_the_bookmark_it_replaced() {
     let (_, b) = api.d1("GET", &format!("/{db}/time_travel/bookmark"), None);
     let first = b["result"]["bookmark"].as_str().unwrap().to_string();
     assert_eq!(
-        api.query(&db, json!({ "sql": "INSERT INTO t VALUES (1)" })).0,
+        api.query(&db, json!({ "sql": "INSERT INTO t VALUES (1)" }))
+            .0,
         200
     );
     let (_, b) = api.d1("GET", &format!("/{db}/time_travel/bookmark"), None);

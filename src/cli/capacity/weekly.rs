@@ -15,15 +15,25 @@ fn pct(v: Option<f64>) -> String {
     v.map_or("–".into(), |p| format!("{p:+.0}%"))
 }
 
-/// The report as Markdown.
+/// An RFC 3339 time as people read it: `2026-12-07 14:02 UTC` (as given when unparsable).
+fn when(t: &str) -> String {
+    crate::model::parse_time(t).map_or_else(
+        || t.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+/// The report as Markdown: what needs action first, then production, then the rest.
 pub fn markdown(r: &WeeklyReport) -> String {
     let mut out = format!(
         "# d1ops weekly report: {} to {}\n\nPlan **{}**. Generated {}.\n\n",
         r.from,
         r.to,
         cell(&r.plan),
-        r.generated_at
+        when(&r.generated_at)
     );
+    needs_action(&mut out, r);
+    production(&mut out, r);
     if let Some(f) = &r.freshness {
         out.push_str(&format!(
             "Traffic and storage from Cloudflare's D1 analytics: {}.\n\n",
@@ -49,9 +59,67 @@ pub fn markdown(r: &WeeklyReport) -> String {
     out
 }
 
+fn needs_action(out: &mut String, r: &WeeklyReport) {
+    out.push_str("## Needs action\n\n");
+    if r.needs_action.is_empty() {
+        out.push_str("Nothing: no limit exceeded or within 30 days, no raised regression, no failed promotion without a root cause, nothing to clean.\n\n");
+        return;
+    }
+    for a in &r.needs_action {
+        out.push_str(&format!(
+            "- {} — `{}` (console: {})\n",
+            cell(&a.text),
+            cell(&a.command),
+            cell(&a.key)
+        ));
+    }
+    out.push('\n');
+}
+
+fn production(out: &mut String, r: &WeeklyReport) {
+    let w = &r.production_week;
+    let ms = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1} ms"));
+    let rate = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.2}%", v * 100.0));
+    out.push_str(&format!(
+        "## Production\n\nComplete days only ({} to {}; today is still running), against the 7 days before.\n\n\
+         | metric | this week | last week |\n|---|---:|---:|\n\
+         | queries | {} | {} |\n| p95 | {} | {} |\n| error rate | {} | {} |\n\n",
+        w.from,
+        w.to,
+        thousands(w.queries),
+        thousands(w.last_week_queries),
+        ms(w.p95_ms),
+        ms(w.last_week_p95_ms),
+        rate(w.error_rate),
+        rate(w.last_week_error_rate)
+    ));
+    growth_table(
+        out,
+        "Production's growth",
+        "previews and recovery points apart",
+        &r.production_growth,
+    );
+}
+
 fn usage(out: &mut String, r: &WeeklyReport) {
-    out.push_str("## Usage and growth\n\n| metric | this week | last week | change |\n|---|---:|---:|---:|\n");
-    for g in &r.growth {
+    growth_table(
+        out,
+        "Usage and growth, everything",
+        "production, previews and recovery points",
+        &r.growth,
+    );
+}
+
+fn growth_table(
+    out: &mut String,
+    title: &str,
+    what: &str,
+    rows: &[crate::engine::capacity::Growth],
+) {
+    out.push_str(&format!(
+        "## {title}\n\n{what}.\n\n| metric | this week | last week | change |\n|---|---:|---:|---:|\n"
+    ));
+    for g in rows {
         let show = |v: f64| {
             if g.unit == "bytes" {
                 bytes(v as u64)
@@ -76,7 +144,7 @@ fn usage(out: &mut String, r: &WeeklyReport) {
 }
 
 fn limits(out: &mut String, r: &WeeklyReport) {
-    out.push_str("## Limits and forecasts\n\n| limit | used | of | use | limit reached |\n|---|---:|---:|---:|---|\n");
+    out.push_str("## Limits and forecasts\n\n| limit | used | of | use | status | limit reached |\n|---|---:|---:|---:|---|---|\n");
     for u in &r.status {
         let forecast = (r.forecasts.iter()).find(|f| f.metric == u.metric).map_or(
             "–".to_string(),
@@ -88,11 +156,12 @@ fn limits(out: &mut String, r: &WeeklyReport) {
             },
         );
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0}% | {} |\n",
+            "| {} | {} | {} | {}% | {} | {} |\n",
             u.metric.label(),
             amount(u.metric, u.used as f64),
             amount(u.metric, u.limit as f64),
-            u.share * 100.0,
+            thousands((u.share * 100.0).round() as u64),
+            u.status.as_str(),
             cell(&forecast)
         ));
     }
@@ -141,11 +210,13 @@ fn queries(out: &mut String, title: &str, list: &[QueryInsight], none: &str) {
         }
         if let Some(s) = &q.suggestion {
             out.push_str(&format!(
-                "- `{}` scans {}: suggested index `{};` ({})\n",
+                "- `{}` scans {}: suggested index `{};` ({}); proven on a throwaway copy: plan `{}` → `{}`\n",
                 cell(&q.stat.text),
                 safe(&s.table),
                 safe(&s.sql),
-                safe(&s.reason)
+                safe(&s.reason),
+                cell(&s.plan_before.join(" / ")),
+                cell(&s.plan_after.join(" / "))
             ));
         } else if !q.scans.is_empty() {
             out.push_str(&format!(
@@ -178,7 +249,7 @@ fn deploys(out: &mut String, r: &WeeklyReport) {
             "| {} | {} | {outcome} | {} | {} | {} |\n",
             cell(&d.release),
             cell(d.label.as_deref().unwrap_or("")),
-            cell(&d.at),
+            cell(&when(&d.at)),
             cell(&d.by),
             cell(&d.causes.join("; "))
         ));
@@ -203,16 +274,23 @@ fn cleanup(out: &mut String, r: &WeeklyReport) {
             ));
         }
     }
-    let snaps: u64 = r
-        .expired_snapshots
-        .iter()
+    let snaps: u64 = (r.expired_snapshots.iter())
+        .filter(|s| s.uses_storage)
         .map(|s| s.snapshot.size_bytes)
         .sum();
     out.push_str(&format!(
-        "\n`d1ops cleanup` would free **{}**: {} stale preview(s) and {} recovery point(s) past retention ({}).\n",
+        "\n`d1ops cleanup` would free **{}**: {} and {} past retention ({}).\n",
         bytes(r.cleanup_frees_bytes),
-        r.stale_previews.len(),
-        r.expired_snapshots.len(),
+        d1ops_sql::text::count_of(
+            r.stale_previews.len() as u64,
+            "stale preview",
+            "stale previews"
+        ),
+        d1ops_sql::text::count_of(
+            r.expired_snapshots.len() as u64,
+            "recovery point",
+            "recovery points"
+        ),
         bytes(snaps)
     ));
 }

@@ -135,7 +135,7 @@ fn gauges(state: &State, d: &CapacityData, theme: &Theme, width: usize) -> Lines
     let cols = [
         fit::col("LIMIT", 10, 21, 0),
         fit::col("", 6, 24, 4),
-        fit::right("USED / LIMIT", 19, 21, 2),
+        fit::right("USED / LIMIT", 21, 21, 2),
         fit::right("USE", 5, 5, 1),
         fit::col("UNTIL LIMIT", 14, FILL, 0),
     ];

@@ -47,7 +47,7 @@ pub fn draw(frame: &mut Frame, state: &State, d: &Detail, theme: &Theme, body: R
             } else {
                 theme.dim()
             };
-            Span::styled(layout::subtab_label(t), style)
+            Span::styled(layout::subtab_label(t, body.width), style)
         })
         .collect();
     let bar_area = Rect {
@@ -260,6 +260,7 @@ fn history(
     }
     out.push(Line::from(""));
     let facts = [
+        ("Label", r.label.clone()),
         ("Commit", r.commit.clone()),
         ("Supersedes", r.supersedes.clone()),
         ("Preview", r.preview_env.clone()),

@@ -192,11 +192,17 @@ fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h:
 /// `scroll` on with a marker saying how much more there is and that `↓`/`↑` scroll it.
 fn fit_parts(
     mut head: Lines,
-    middle: Lines,
+    mut middle: Lines,
     tail: Lines,
     (max_h, scroll): (usize, usize),
     theme: &Theme,
 ) -> Lines {
+    // The typed confirmation and the buttons always show: when the head alone leaves no
+    // room, all of it but its first line scrolls with the middle.
+    if head.len() + tail.len() + 4 > max_h && head.len() > 1 {
+        let rest = head.split_off(1);
+        middle = rest.into_iter().chain(middle).collect();
+    }
     let room = max_h.saturating_sub(head.len() + tail.len() + 2);
     let n = middle.len();
     if n > room {
@@ -204,10 +210,12 @@ fn fit_parts(
         let start = scroll.min(n.saturating_sub(shown));
         head.extend(middle.into_iter().skip(start).take(shown));
         let below = n.saturating_sub(start + shown);
-        head.push(Line::from(Span::styled(
-            format!("   ↑ {start} line(s) above · ↓ {below} more below (↑/↓ scroll)"),
-            theme.dim(),
-        )));
+        let text = match (start, below) {
+            (0, b) => format!("   ↓ {b} more line(s) below (↓ scrolls)"),
+            (a, 0) => format!("   ↑ {a} line(s) above (↑ scrolls)"),
+            (a, b) => format!("   ↑ {a} above · ↓ {b} below (↑/↓ scroll)"),
+        };
+        head.push(Line::from(Span::styled(text, theme.dim())));
     } else {
         head.extend(middle);
     }
@@ -255,7 +263,7 @@ fn undo_lines(u: &crate::dialog::UndoDialog, theme: &Theme, width: usize, max_h:
     tail.push(buttons("Undo", u.focus, blocked.is_none(), theme));
     let inner = width.saturating_sub(2);
     let wrap = |lines: Lines| fit::wrap_lines(lines, inner, fit::CONTINUED);
-    fit_parts(wrap(head), wrap(middle), wrap(tail), (max_h, 0), theme)
+    fit_parts(wrap(head), wrap(middle), wrap(tail), (max_h, u.scroll), theme)
 }
 
 fn promote_summary(c: &Confirm, theme: &Theme, width: usize, head: &mut Lines, middle: &mut Lines) {

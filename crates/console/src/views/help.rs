@@ -96,22 +96,48 @@ fn split_point(lines: &Lines) -> usize {
         .unwrap_or(n.div_ceil(2))
 }
 
+/// The help's columns (one, or two when wide), each wrapped to its width so no
+/// description is cut (continuations indented under the descriptions).
+fn columns(state: &State, theme: &Theme, inner: Rect, two: bool) -> Vec<Lines> {
+    let lines = help_lines(state, theme);
+    let indent = " ".repeat(16);
+    if two {
+        let half = split_point(&lines);
+        let w = (inner.width / 2) as usize;
+        let right_w = (inner.width as usize).saturating_sub(w);
+        let right = lines[half.min(lines.len())..].to_vec();
+        let left = lines.into_iter().take(half).collect();
+        vec![
+            super::fit::wrap_lines(left, w.saturating_sub(1), &indent),
+            super::fit::wrap_lines(right, right_w.saturating_sub(1), &indent),
+        ]
+    } else {
+        vec![super::fit::wrap_lines(
+            lines,
+            (inner.width as usize).saturating_sub(1),
+            &indent,
+        )]
+    }
+}
+
+fn inner_of(rect: Rect) -> Rect {
+    Block::new().borders(Borders::ALL).inner(rect)
+}
+
 /// The largest useful scroll of the help overlay.
 pub fn help_max_scroll(state: &State) -> usize {
     let (rect, two) = help_geometry(Rect::new(0, 0, state.width, state.height));
-    let n = help_lines(state, &Theme { color: false }).len();
-    let rows = if two {
-        split_point(&help_lines(state, &Theme { color: false }))
-    } else {
-        n
-    };
-    rows.saturating_sub(rect.height.saturating_sub(2) as usize)
+    let inner = inner_of(rect);
+    let rows = (columns(state, &Theme { color: false }, inner, two).iter())
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0);
+    rows.saturating_sub(inner.height as usize)
 }
 
 /// Draws the help overlay.
 pub fn help(frame: &mut Frame, state: &State, scroll: usize, theme: &Theme, area: Rect) {
     let (rect, two) = help_geometry(area);
-    let lines = help_lines(state, theme);
     frame.render_widget(Clear, rect);
     let block = Block::new()
         .borders(Borders::ALL)
@@ -119,22 +145,17 @@ pub fn help(frame: &mut Frame, state: &State, scroll: usize, theme: &Theme, area
         .title(Span::styled(" Keys — Esc closes ", theme.title()));
     let inner = block.inner(rect);
     frame.render_widget(block, rect);
-    if two {
-        let half = split_point(&lines);
-        let w = inner.width / 2;
-        let left: Lines = lines.iter().take(half).skip(scroll).cloned().collect();
-        let right: Lines = lines.iter().skip(half + scroll).cloned().collect();
-        frame.render_widget(Paragraph::new(left), Rect { width: w, ..inner });
-        frame.render_widget(
-            Paragraph::new(right),
-            Rect {
-                x: inner.x + w,
-                width: inner.width - w,
-                ..inner
-            },
-        );
-    } else {
-        let visible: Lines = lines.into_iter().skip(scroll).collect();
-        frame.render_widget(Paragraph::new(visible), inner);
+    let cols = columns(state, theme, inner, two);
+    let n = cols.len() as u16;
+    let w = inner.width / n.max(1);
+    for (i, col) in cols.into_iter().enumerate() {
+        let x = inner.x + w * i as u16;
+        let width = if i as u16 + 1 == n {
+            inner.width - w * i as u16
+        } else {
+            w
+        };
+        let visible: Lines = col.into_iter().skip(scroll).collect();
+        frame.render_widget(Paragraph::new(visible), Rect { x, width, ..inner });
     }
 }

@@ -65,9 +65,22 @@ pub fn tab_at(tabs: Rect, col: u16) -> Option<Tab> {
     None
 }
 
-/// The label of a detail sub-view as drawn.
-pub fn subtab_label(t: DetailTab) -> String {
-    format!(" {} ", t.title())
+/// The label of a detail sub-view as drawn in a body `width` wide: the full titles when
+/// they all fit, else short ones (so every sub-view stays reachable by eye and click).
+pub fn subtab_label(t: DetailTab, width: u16) -> String {
+    let full: usize = (DetailTab::ALL.iter())
+        .map(|t| t.title().chars().count() + 2)
+        .sum();
+    if full <= width as usize {
+        return format!(" {} ", t.title());
+    }
+    let short = match t {
+        DetailTab::Migrations => "SQL",
+        DetailTab::Schema => "Diff",
+        DetailTab::History => "Approvals",
+        other => other.title(),
+    };
+    format!(" {short} ")
 }
 
 /// The line of the detail's sub-view bar.
@@ -79,7 +92,7 @@ pub fn subtabs_row(body: Rect) -> u16 {
 pub fn subtab_at(body: Rect, col: u16) -> Option<DetailTab> {
     let mut x = body.x;
     for t in DetailTab::ALL {
-        let w = subtab_label(t).chars().count() as u16;
+        let w = subtab_label(t, body.width).chars().count() as u16;
         if col >= x && col < x + w {
             return Some(t);
         }

@@ -135,7 +135,26 @@ pub fn environments(frame: &mut Frame, state: &State, theme: &Theme, body: Rect)
         .max()
         .unwrap_or(10)
         .clamp(11, 34) as u16;
-    let cols = env_columns(name_w, body.width);
+    // The schema head and the stale reason take the room their longest visible text needs
+    // (in that order of importance), so neither is a fixed stub.
+    let text_w = |f: &dyn Fn(&EnvView) -> usize| {
+        (list.visible[offset..end].iter())
+            .filter_map(|&i| envs.get(i))
+            .map(f)
+            .max()
+            .unwrap_or(0)
+            .min(200) as u16
+    };
+    let head_w = text_w(&|e| e.schema_head.as_deref().map_or(24, |h| h.chars().count()));
+    let stale_w = text_w(&|e| e.stale.as_deref().map_or(0, |s| s.chars().count()));
+    let mut cols = env_columns(name_w, body.width);
+    for c in cols.iter_mut() {
+        match c.head {
+            "SCHEMA HEAD" => c.max = head_w.max(c.min),
+            "STALE" => c.max = stale_w.max(c.min),
+            _ => {}
+        }
+    }
     let widths = fit::widths(&cols, body.width);
     let rows: Vec<Row> = (list.visible[offset..end].iter().enumerate())
         .filter_map(|(pos, &i)| {
@@ -203,7 +222,7 @@ fn env_cells(state: &State, e: &EnvView, theme: &Theme) -> Vec<(String, Style)> 
         ),
     };
     let stale = match &e.stale {
-        Some(why) => (format!("stale: {why}"), theme.warn()),
+        Some(why) => (why.clone(), theme.warn()),
         None => (String::new(), Style::new()),
     };
     let name_style = if e.env.kind == EnvKind::Production {
@@ -291,7 +310,7 @@ pub fn releases(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
     ) else {
         return;
     };
-    let cols = release_columns();
+    let cols = release_columns(body.width);
     let widths = fit::widths(&cols, body.width);
     let mut rows = Vec::with_capacity(end - offset);
     for (pos, &i) in list.visible[offset..end].iter().enumerate() {
@@ -330,7 +349,9 @@ pub fn releases(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
 }
 
 /// The Releases table's columns: id, state, gate and label stay longest.
-fn release_columns() -> Vec<Col> {
+fn release_columns(width: u16) -> Vec<Col> {
+    // From 70 columns on the label keeps a readable stub (the author gives way first).
+    let label_min = if width >= 70 { 14 } else { 8 };
     vec![
         // Whole ids: they are what an operator types (`:release`, the CLI).
         fit::col("RELEASE", 26, 26, 0),
@@ -340,7 +361,7 @@ fn release_columns() -> Vec<Col> {
         fit::col("AUTHOR", 6, 10, 4),
         fit::right("MIGS", 4, 4, 5),
         fit::col("GATE", 9, 9, 1),
-        fit::col("LABEL", 8, FILL, 1),
+        fit::col("LABEL", label_min, FILL, 1),
     ]
 }
 

@@ -116,7 +116,7 @@ fn header(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
     let alerts_text = format!("│ alerts {alerts} ");
     let badge = if state.info.readonly { " READ-ONLY " } else { "" };
     let mut left_room = width
-        .saturating_sub(must(name) + must(&actor) + must(&alerts_text) + must(badge) + 1);
+        .saturating_sub(must(name) + must(&actor) + must(&alerts_text) + must(badge));
     let mut take = |w: usize| {
         if w <= left_room {
             left_room -= w;
@@ -133,8 +133,7 @@ fn header(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
         (format!("{glyph} "), format!("{glyph} {label}… "))
     });
     let show_glyph = spinner.as_ref().is_some_and(|(g, _)| take(must(g)));
-    let clock_short = state.now.format("%H:%M:%S ").to_string();
-    let show_clock = take(must(&clock_short));
+    // The whole live id before the clock: the id is what an operator acts on.
     let live_full = format!("│ live {live_id} ");
     let live = if show_live && take(must(&live_full) - must(&live_short)) {
         live_full
@@ -143,6 +142,10 @@ fn header(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
     } else {
         String::new()
     };
+    let clock_short = state.now.format("%H:%M:%S ").to_string();
+    let clock_minutes = state.now.format("%H:%M ").to_string();
+    let show_clock = take(must(&clock_short));
+    let clock_minutes = (!show_clock && take(must(&clock_minutes))).then_some(clock_minutes);
     let spin_text = match &spinner {
         Some((g, full)) if show_glyph && take(must(full) - must(g)) => full.clone(),
         Some((g, _)) if show_glyph => g.clone(),
@@ -157,7 +160,7 @@ fn header(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
     } else if show_clock {
         clock_short
     } else {
-        String::new()
+        clock_minutes.unwrap_or_default()
     };
     let ws = &state.info.workspace;
     let n = ws.chars().count();

@@ -151,7 +151,7 @@ impl CloudflareBackend {
                             .collect();
                         format!(
                             "{child} row {} ({}) references {parent}, which the statement dropped",
-                            row.first().map_or("?".into(), |v| shown(v)),
+                            row.first().map_or("?".into(), shown),
                             values.join(", ")
                         )
                     })

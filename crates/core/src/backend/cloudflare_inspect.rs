@@ -122,7 +122,11 @@ impl CloudflareBackend {
     /// `Backend::production_figures`: production's size from D1's metadata and, per table,
     /// its row count read by a bounded `count(*)` (at most `limit + 1` rows read per table,
     /// so a large table costs no full scan; `None` beyond the limit).
-    pub(super) fn figures(&self, ledger_table: &str, limit: u64) -> Result<super::super::ProductionFigures> {
+    pub(super) fn figures(
+        &self,
+        ledger_table: &str,
+        limit: u64,
+    ) -> Result<super::super::ProductionFigures> {
         let db = self.production_ref_here();
         let size_bytes = self
             .client

@@ -208,3 +208,41 @@ fn children_referencing(conn: &Connection, parent: &str) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::{ProductionFigures, dropped_table};
+
+    #[test]
+    fn the_table_a_drop_names() {
+        assert_eq!(dropped_table("DROP TABLE users").as_deref(), Some("users"));
+        assert_eq!(
+            dropped_table("drop table if exists \"Users\"").as_deref(),
+            Some("Users")
+        );
+        assert_eq!(
+            dropped_table("DROP TABLE main.users").as_deref(),
+            Some("users")
+        );
+        assert_eq!(dropped_table("DROP INDEX users"), None);
+        assert_eq!(dropped_table("CREATE TABLE users (id)"), None);
+    }
+
+    #[test]
+    fn figures_past_the_count_are_unknown_and_count_as_large() {
+        let f = ProductionFigures {
+            size_bytes: Some(1),
+            rows: [("a".to_string(), Some(2)), ("b".to_string(), None)].into(),
+            row_limit: 100,
+        };
+        assert_eq!(f.counts_at_least()["b"], 101);
+        assert_eq!(
+            f.rows_summary(),
+            "production has 2 row(s) in 1 counted table(s), 1 table(s) above 100 rows not counted (unknown)"
+        );
+        assert_eq!(
+            ProductionFigures::default().rows_summary(),
+            "production's row counts are unknown"
+        );
+    }
+}

@@ -28,7 +28,7 @@ mod suggest;
 mod watch;
 
 pub use monitor::{MonitorData, MonitorWindow};
-pub use report::{DeployOutcome, Growth, QueryInsight, WeeklyReport};
+pub use report::{ActionItem, DeployOutcome, Growth, QueryInsight, WeekOverWeek, WeeklyReport};
 pub use status::{WARN_DAYS, WARN_SHARE};
 pub use suggest::{IndexSuggestion, QueryPlan, suggest_index};
 pub(super) use watch::watch_started;

@@ -257,7 +257,8 @@ impl Engine {
                 continue;
             }
             let db = env.database_id.clone().map(DatabaseRef::new);
-            let (size_bytes, unreadable) = match db.as_ref().map(|d| self.backend.database_info(d)) {
+            let (size_bytes, unreadable) = match db.as_ref().map(|d| self.backend.database_info(d))
+            {
                 Some(Ok(info)) => (info.and_then(|i| i.size_bytes).unwrap_or(0), None),
                 Some(Err(e)) => (0, Some(e.to_string())),
                 None => (0, None),

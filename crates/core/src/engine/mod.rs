@@ -28,8 +28,8 @@ mod promote;
 mod recovery;
 mod restore;
 mod rollback;
-mod schema_only;
 mod rollout;
+mod schema_only;
 mod views;
 
 pub use adopt::{AdoptOutcome, AdoptPlan};

@@ -146,7 +146,7 @@ impl RolloutMove {
 
 enum Advance {
     NotDue(chrono::DateTime<chrono::Utc>),
-    Moved(RolloutMove),
+    Moved(Box<RolloutMove>),
 }
 
 /// `(version, percentage)` pairs for the new version at `pct`.
@@ -282,7 +282,7 @@ impl Engine {
     /// `now`). A regression halts it instead (see the module documentation).
     pub fn rollout_continue(&mut self, id: &str, now: bool) -> Result<RolloutMove> {
         match self.advance(id, now)? {
-            Advance::Moved(m) => Ok(m),
+            Advance::Moved(m) => Ok(*m),
             Advance::NotDue(at) => {
                 let left = (at - now_utc()).num_seconds().max(1);
                 Err(EngineError::Refused(format!(
@@ -301,10 +301,10 @@ impl Engine {
         self.ensure_writable("rollout abort")?;
         let rel = self.resolve(id)?;
         let rows = self.rolling_of(&rel)?;
+        self.refuse_while_locked()?;
         if let Some(m) = self.settle_stale(&rel, &rows)? {
             return Ok(m);
         }
-        self.refuse_while_locked()?;
         let why = match reason.map(str::trim).filter(|r| !r.is_empty()) {
             Some(r) => format!("rollout aborted by {}: {r}", self.actor),
             None => format!("rollout aborted by {}", self.actor),
@@ -343,7 +343,7 @@ impl Engine {
                 Advance::Moved(m) => {
                     on_step(&m);
                     let over = m.outcome != "advanced";
-                    last = Some(m);
+                    last = Some(*m);
                     if over {
                         return Ok(last);
                     }
@@ -452,10 +452,11 @@ impl Engine {
         self.ensure_writable("rollout continue")?;
         let rel = self.resolve(id)?;
         let rows = self.rolling_of(&rel)?;
+        // Under a lock, the release may be mid-promotion (not live yet): never judge it stale.
+        self.refuse_while_locked()?;
         if let Some(m) = self.settle_stale(&rel, &rows)? {
             return Err(EngineError::Refused(m.detail));
         }
-        self.refuse_while_locked()?;
         if !now {
             let due = rows
                 .iter()
@@ -479,7 +480,7 @@ impl Engine {
             );
             return self
                 .halt(&rel, &rows, RolloutState::Halted, why, Some(check))
-                .map(Advance::Moved);
+                .map(|m| Advance::Moved(Box::new(m)));
         }
         let actor = self.actor.clone();
         let mut finished = true;
@@ -538,7 +539,7 @@ impl Engine {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        Ok(Advance::Moved(RolloutMove {
+        Ok(Advance::Moved(Box::new(RolloutMove {
             release: rel.id.clone(),
             outcome: if finished { "done" } else { "advanced" },
             rollouts,
@@ -546,7 +547,7 @@ impl Engine {
             reverted: Vec::new(),
             active_release: Some(rel.id.clone()),
             detail,
-        }))
+        })))
     }
 
     /// The watch window's verdict now, as a rollout check.
@@ -870,5 +871,89 @@ mod start {
                 ..Default::default()
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: &str, step: usize) -> RolloutRow {
+        RolloutRow {
+            id: 1,
+            release_id: "R2".into(),
+            target: "api".into(),
+            script: "shop".into(),
+            previous_version: "v1".into(),
+            new_version: "v2".into(),
+            steps: vec![10, 50, 100],
+            step,
+            status: status.into(),
+            wait_secs: 300,
+            started_at: String::new(),
+            next_at: Some("2000-01-01T00:00:00.000Z".into()),
+            last_check: None,
+            detail: None,
+            updated_at: String::new(),
+        }
+    }
+
+    /// `(status, step, active release)` → (shown status, new %, split, next %).
+    fn check(
+        status: &str,
+        step: usize,
+        active: Option<&str>,
+        expected: (RolloutState, u32, &[(&str, u32)], Option<u32>),
+    ) {
+        let v = view(&row(status, step), active);
+        let split: Vec<(&str, u32)> = v
+            .split
+            .iter()
+            .map(|s| (s.version_id.as_str(), s.percentage))
+            .collect();
+        assert_eq!(
+            (v.status, v.percent, split.as_slice(), v.next_percent),
+            expected,
+            "{status} at step {step}, active {active:?}"
+        );
+    }
+
+    #[test]
+    fn a_view_shows_the_split_d1ops_last_deployed() {
+        use RolloutState::*;
+        let r2 = Some("R2");
+        check(
+            "rolling",
+            0,
+            r2,
+            (Rolling, 10, &[("v2", 10), ("v1", 90)], Some(50)),
+        );
+        check(
+            "rolling",
+            1,
+            r2,
+            (Rolling, 50, &[("v2", 50), ("v1", 50)], Some(100)),
+        );
+        check("done", 2, r2, (Done, 100, &[("v2", 100)], None));
+        check("halted", 0, Some("R1"), (Halted, 0, &[("v1", 100)], None));
+        check("aborted", 1, Some("R1"), (Aborted, 0, &[("v1", 100)], None));
+        // Rolling, but another release is active: over.
+        check("rolling", 1, Some("R1"), (Aborted, 0, &[("v1", 100)], None));
+        assert!(
+            view(&row("rolling", 0), r2).due,
+            "next_at in the past is due"
+        );
+    }
+
+    #[test]
+    fn a_step_is_a_two_version_split_until_100() {
+        assert_eq!(
+            split_for(&row("rolling", 0), 10),
+            vec![("v2".to_string(), 10.0), ("v1".to_string(), 90.0)]
+        );
+        assert_eq!(
+            split_for(&row("rolling", 1), 100),
+            vec![("v2".to_string(), 100.0)]
+        );
     }
 }

@@ -63,7 +63,7 @@ impl Check for FkCheck {
             "foreign key violations: {}{left_by}",
             summary.join("; ")
         ))
-            .with_details(json!({ "violations": violations.iter().take(100).collect::<Vec<_>>() }))
+        .with_details(json!({ "violations": violations.iter().take(100).collect::<Vec<_>>() }))
     }
 }
 

@@ -418,9 +418,15 @@ impl D1Server {
         duration_ms: f64,
         rows_read: u64,
     ) {
-        self.lock()
-            .analytics
-            .record_history_from(region, uuid, at, sql, count, duration_ms, rows_read);
+        self.lock().analytics.record_history_from(
+            region,
+            uuid,
+            at,
+            sql,
+            count,
+            duration_ms,
+            rows_read,
+        );
     }
 
     /// Adds a synthetic storage sample (`d1StorageAdaptiveGroups`).

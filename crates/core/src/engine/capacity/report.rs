@@ -8,9 +8,12 @@ use serde::Serialize;
 use super::{
     CostProjection, ForecastItem, IndexSuggestion, cost_projection, forecast_items, open_metrics,
 };
-use crate::engine::{CleanupItem, Engine, PRODUCTION, Result, SnapshotView, WatchStatus};
+use crate::engine::{
+    CleanupItem, Engine, PRODUCTION, Result, SnapshotView, WatchReport, WatchStatus,
+};
+use crate::metrics::MetricsStore;
 use crate::metrics::forecast::ForecastOptions;
-use crate::metrics::usage::{LimitUse, UsageDay, daily_totals};
+use crate::metrics::usage::{LimitStatus, LimitUse, UsageDay, daily_totals};
 use crate::metrics::{QueryStat, TopBy};
 use crate::model::{CheckStatus, now, now_utc, parse_time};
 
@@ -59,6 +62,34 @@ pub struct DeployOutcome {
     pub watch: Option<WatchStatus>,
 }
 
+/// One thing the report says needs doing, with what acts on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionItem {
+    /// `limit`, `regression`, `failed_promotion` or `cleanup`.
+    pub kind: &'static str,
+    /// One line saying what and why.
+    pub text: String,
+    /// The command that acts on it.
+    pub command: String,
+    /// The console key that does (or the tab that shows it).
+    pub key: String,
+}
+
+/// Production's p95 and error rate over two complete weeks (today, still running, is left
+/// out: `from`..=`to` ends yesterday).
+#[derive(Debug, Clone, Serialize)]
+pub struct WeekOverWeek {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub queries: u64,
+    pub last_week_queries: u64,
+    /// `None`: unknown (no traffic, or percentiles the source did not carry).
+    pub p95_ms: Option<f64>,
+    pub last_week_p95_ms: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub last_week_error_rate: Option<f64>,
+}
+
 /// The weekly report.
 #[derive(Debug, Clone, Serialize)]
 pub struct WeeklyReport {
@@ -66,6 +97,14 @@ pub struct WeeklyReport {
     pub plan: String,
     pub from: NaiveDate,
     pub to: NaiveDate,
+    /// What needs doing, first: limits exceeded or within 30 days, a raised regression,
+    /// failed promotions without a root cause, stale previews and expired recovery points.
+    pub needs_action: Vec<ActionItem>,
+    /// Production's own growth (previews and recovery points apart).
+    pub production_growth: Vec<Growth>,
+    /// Production's p95 and error rate, complete days only.
+    pub production_week: WeekOverWeek,
+    /// Growth of everything (production, previews, recovery points).
     pub growth: Vec<Growth>,
     pub status: Vec<LimitUse>,
     pub forecasts: Vec<ForecastItem>,
@@ -138,22 +177,62 @@ impl Engine {
                 .filter(|s| s.uses_storage)
                 .map(|s| s.snapshot.size_bytes)
                 .sum::<u64>();
-        Ok(WeeklyReport {
+        let deploys = self.deploy_outcomes(start)?;
+        let production: Vec<UsageDay> = (usage.iter())
+            .filter(|u| u.env == PRODUCTION)
+            .cloned()
+            .collect();
+        let mut report = WeeklyReport {
             generated_at: now(),
             plan: self.ws.config.plan.clone(),
             from,
             to,
+            needs_action: Vec::new(),
+            production_growth: growth(&production, from, to),
+            production_week: self.week_over_week(&metrics, to)?,
             growth: growth(&usage, from, to),
             status,
             forecasts,
             cost: cost_projection(&self.ws.config.plan, &plan, &usage),
             slow_queries: slow.into_iter().map(insight).collect::<Result<_>>()?,
             failing_queries: failing.into_iter().map(insight).collect::<Result<_>>()?,
-            deploys: self.deploy_outcomes(start)?,
+            deploys,
             stale_previews: stale,
             expired_snapshots: expired,
             cleanup_frees_bytes: frees,
             freshness,
+        };
+        report.needs_action = needs_action(&report, self.live_watch().as_ref());
+        Ok(report)
+    }
+
+    /// Production's p95 and error rate over the 7 complete days ending yesterday and the 7
+    /// before them.
+    fn week_over_week(&self, metrics: &MetricsStore, today: NaiveDate) -> Result<WeekOverWeek> {
+        let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        let to = today - chrono::Days::new(1);
+        let from = today - chrono::Days::new(7);
+        let (Some(end), Some(mid), Some(start)) = (
+            midnight(today),
+            midnight(from),
+            midnight(from - chrono::Days::new(7)),
+        ) else {
+            return Err(crate::engine::EngineError::Input(format!(
+                "no week before {today}"
+            )));
+        };
+        let this = metrics.window_stats(Some(PRODUCTION), mid, end)?;
+        let last = metrics.window_stats(Some(PRODUCTION), start, mid)?;
+        let rate = |w: &crate::metrics::WindowStats| (w.count > 0).then_some(w.error_rate);
+        Ok(WeekOverWeek {
+            from,
+            to,
+            queries: this.count,
+            last_week_queries: last.count,
+            p95_ms: this.p95,
+            last_week_p95_ms: last.p95,
+            error_rate: rate(&this),
+            last_week_error_rate: rate(&last),
         })
     }
 
@@ -239,6 +318,108 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// An RFC 3339 time as `2026-12-07 14:02 UTC`; a date or anything else as given.
+fn readable(t: &str) -> String {
+    crate::model::parse_time(t).map_or_else(
+        || t.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+/// What needs doing, most urgent first, each with the command and key that act on it.
+fn needs_action(r: &WeeklyReport, watch: Option<&WatchReport>) -> Vec<ActionItem> {
+    let mut out = Vec::new();
+    for u in r
+        .status
+        .iter()
+        .filter(|u| u.status == LimitStatus::Exceeded)
+    {
+        out.push(ActionItem {
+            kind: "limit",
+            text: format!(
+                "{} exceeded{}{}",
+                u.metric.label(),
+                u.exceeded_since
+                    .as_deref()
+                    .map_or(String::new(), |s| format!(" since {}", readable(s))),
+                u.meaning
+                    .as_deref()
+                    .map_or(String::new(), |m| format!(": {m}"))
+            ),
+            command: "d1ops usage".into(),
+            key: "4 (Capacity)".into(),
+        });
+    }
+    for f in &r.forecasts {
+        let exceeded =
+            (r.status.iter()).any(|u| u.metric == f.metric && u.status == LimitStatus::Exceeded);
+        if let (false, Some(d)) = (
+            exceeded,
+            f.days_until.filter(|d| (1..=super::WARN_DAYS).contains(d)),
+        ) {
+            out.push(ActionItem {
+                kind: "limit",
+                text: format!(
+                    "{} reaches the plan's limit in about {d} days ({})",
+                    f.label,
+                    f.expected.map_or("–".into(), |e| e.to_string())
+                ),
+                command: "d1ops forecast".into(),
+                key: "4 (Capacity)".into(),
+            });
+        }
+    }
+    if let Some(w) = watch.filter(|w| w.alert) {
+        out.push(ActionItem {
+            kind: "regression",
+            text: w.summary(),
+            command: "d1ops watch ack (once handled; roll back with d1ops rollback)".into(),
+            key: "k (Monitor)".into(),
+        });
+    }
+    for d in r.deploys.iter().filter(|d| d.outcome == "failed") {
+        let noted = d.causes.iter().any(|c| c.starts_with("root cause:"));
+        if !noted {
+            out.push(ActionItem {
+                kind: "failed_promotion",
+                text: format!(
+                    "promotion of {} failed at {}: {}",
+                    d.release,
+                    d.at,
+                    d.causes.first().map_or("no cause recorded", String::as_str)
+                ),
+                command: format!("d1ops annotate {} --cause TEXT", d.release),
+                key: "2 (Releases)".into(),
+            });
+        }
+    }
+    if !r.stale_previews.is_empty() || !r.expired_snapshots.is_empty() {
+        out.push(ActionItem {
+            kind: "cleanup",
+            text: format!(
+                "{} to clean ({} freed)",
+                [
+                    (r.stale_previews.len(), "stale preview", "stale previews"),
+                    (
+                        r.expired_snapshots.len(),
+                        "expired recovery point",
+                        "expired recovery points"
+                    ),
+                ]
+                .into_iter()
+                .filter(|(n, _, _)| *n > 0)
+                .map(|(n, one, many)| d1ops_sql::text::count_of(n as u64, one, many))
+                .collect::<Vec<_>>()
+                .join(" and "),
+                d1ops_sql::text::bytes(r.cleanup_frees_bytes)
+            ),
+            command: "d1ops cleanup".into(),
+            key: "c (Environments)".into(),
+        });
+    }
+    out
 }
 
 /// Week-over-week figures: traffic summed per week, storage and databases as the latest

@@ -31,6 +31,13 @@ pub struct IndexSuggestion {
     pub query: String,
     /// Where writing it would put the migration (relative to the workspace), when known.
     pub file: Option<String>,
+    /// The query's plan without and with the index, on a throwaway in-memory copy of the
+    /// database's schema: the suggestion is offered only when the plan changes (the table
+    /// is searched, no temp B-tree sorts it).
+    #[serde(default)]
+    pub plan_before: Vec<String>,
+    #[serde(default)]
+    pub plan_after: Vec<String>,
 }
 
 /// A query's plan on one environment's database.
@@ -111,13 +118,82 @@ impl Engine {
         let schema = self.backend.schema(&db, &self.ws.config.migrations_table)?;
         out.lines = render(&steps);
         out.scans = scanned_tables(&sql, &steps, &schema);
-        out.suggestion = suggest_index(&sql, &steps, &schema).map(|mut s| {
-            s.query = text.to_string();
-            s.file = self.next_migration(&s.name).ok().map(|m| m.shown);
-            s
-        });
+        out.suggestion = suggest_index(&sql, &steps, &schema)
+            .and_then(|s| {
+                match prove(&schema, &self.ws.config.migrations_table, &sql, n, &s) {
+                    Ok(proven) => proven,
+                    Err(e) => {
+                        tracing::info!(error = %e, index = %s.sql, "a suggested index could not be proven; not offered");
+                        None
+                    }
+                }
+            })
+            .map(|mut s| {
+                s.query = text.to_string();
+                s.file = self.next_migration(&s.name).ok().map(|m| m.shown);
+                s
+            });
         Ok(out)
     }
+}
+
+/// The plan of `sql` (with `n` NULL parameters) on `conn`.
+fn plan_on(conn: &rusqlite::Connection, sql: &str, n: usize) -> rusqlite::Result<Vec<PlanStep>> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    let nulls = vec![rusqlite::types::Value::Null; n];
+    stmt.query_map(rusqlite::params_from_iter(nulls), |r| {
+        Ok(PlanStep {
+            id: r.get(0)?,
+            parent: r.get(1)?,
+            detail: r.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+/// Builds a throwaway in-memory copy of `schema` (tables, views and indexes, no rows, under
+/// the sandbox), plans `sql` before and after creating the suggested index, and returns the
+/// suggestion with both plans when the index changes the plan: the table is searched, not
+/// scanned, and no temp B-tree sorts it. `None` when the plan does not change.
+fn prove(
+    schema: &Schema,
+    ledger_table: &str,
+    sql: &str,
+    n: usize,
+    s: &IndexSuggestion,
+) -> rusqlite::Result<Option<IndexSuggestion>> {
+    let mut conn = rusqlite::Connection::open_in_memory()?;
+    let _guard = crate::backend::sandbox::Sandbox::install(&mut conn, ledger_table)?;
+    for t in schema.tables.values() {
+        conn.execute_batch(&t.sql)?;
+    }
+    for i in schema.indexes.values() {
+        if let Some(sql) = &i.sql {
+            conn.execute_batch(sql)?;
+        }
+    }
+    for v in schema.views.values() {
+        conn.execute_batch(&v.sql)?;
+    }
+    let before = plan_on(&conn, sql, n)?;
+    conn.execute_batch(&s.sql)?;
+    let after = plan_on(&conn, sql, n)?;
+    let names = aliases(sql, &table_names(schema));
+    let scans_table = |steps: &[PlanStep]| {
+        accesses(steps)
+            .into_iter()
+            .filter(|a| a.full())
+            .any(|a| names.get(&a.shown.to_lowercase()) == Some(&s.table))
+    };
+    let sorts = |steps: &[PlanStep]| steps.iter().any(|p| p.detail.contains("USE TEMP B-TREE"));
+    let better = scans_table(&before)
+        && !scans_table(&after)
+        && (!sorts(&after) || sorts(&before) && after.len() < before.len());
+    Ok(better.then(|| IndexSuggestion {
+        plan_before: render(&before),
+        plan_after: render(&after),
+        ..s.clone()
+    }))
 }
 
 /// The schema's table names.
@@ -356,18 +432,45 @@ pub fn suggest_index(sql: &str, steps: &[PlanStep], schema: &Schema) -> Option<I
                 columns.push(name);
             }
         }
-        if let Some(name) = (preds.iter())
+        let equalities = columns.len();
+        let range = (preds.iter())
             .filter(|(_, cmp)| *cmp == Cmp::Range)
             .find_map(|(c, _)| belongs(c))
-            && !columns.contains(&name)
-        {
-            columns.push(name);
-        }
-        columns.truncate(3);
-        let mut reason = format!(
-            "the plan scans every row of {table_name}; an index on ({}) lets SQLite search it",
-            columns.join(", ")
-        );
+            .filter(|name| !columns.contains(name));
+        // Equality columns first, then one range column — or, without one, the ORDER BY
+        // columns (all of this table's), so the index also hands rows over in order.
+        let ordered = match range {
+            Some(name) => {
+                columns.push(name);
+                false
+            }
+            None if equalities > 0 && !order.is_empty() => {
+                let by: Vec<String> = order.iter().map_while(belongs).collect();
+                let fits = by.len() == order.len() && equalities + by.len() <= 4;
+                if fits {
+                    columns.extend(
+                        by.into_iter()
+                            .filter(|c| !columns.contains(c))
+                            .collect::<Vec<_>>(),
+                    );
+                }
+                fits
+            }
+            None => false,
+        };
+        columns.truncate(4);
+        let mut reason = if ordered {
+            format!(
+                "the plan scans every row of {table_name}{}; an index on ({}) lets SQLite search it and read the rows in ORDER BY order",
+                if sorts { " and sorts them" } else { "" },
+                columns.join(", ")
+            )
+        } else {
+            format!(
+                "the plan scans every row of {table_name}; an index on ({}) lets SQLite search it",
+                columns.join(", ")
+            )
+        };
         if columns.is_empty() && sorts {
             let by: Vec<String> = order.iter().map_while(belongs).take(2).collect();
             if by.len() == order.len() {
@@ -418,6 +521,8 @@ pub fn suggest_index(sql: &str, steps: &[PlanStep], schema: &Schema) -> Option<I
             reason,
             query: sql.to_string(),
             file: None,
+            plan_before: Vec::new(),
+            plan_after: Vec::new(),
         });
     }
     None
@@ -473,6 +578,47 @@ mod tests {
         check(
             "SELECT id, like_count FROM items ORDER BY like_count DESC LIMIT ?",
             Some("CREATE INDEX idx_items_like_count ON items(like_count)"),
+        );
+    }
+
+    /// Issue 16 item 7: equality columns, then the ORDER BY columns, so the index also
+    /// removes the sort; and the suggestion is proven on a throwaway copy.
+    #[test]
+    fn order_by_columns_follow_the_equalities_and_the_plan_is_proven() {
+        let sql = "SELECT id, like_count FROM items WHERE kind = ? ORDER BY price_stars LIMIT ?";
+        check(
+            sql,
+            Some("CREATE INDEX idx_items_kind_price_stars ON items(kind, price_stars)"),
+        );
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let steps = plan_on(&conn, sql, 2).unwrap();
+        let schema = crate::schema::schema_from_sql(SCHEMA).unwrap();
+        let s = suggest_index(sql, &steps, &schema).unwrap();
+        assert!(s.reason.contains("ORDER BY order"), "{}", s.reason);
+        let proven = prove(&schema, "d1_migrations", sql, 2, &s)
+            .unwrap()
+            .unwrap();
+        let before = proven.plan_before.join("\n");
+        let after = proven.plan_after.join("\n");
+        assert!(
+            before.contains("SCAN items") && before.contains("TEMP B-TREE"),
+            "{before}"
+        );
+        assert!(
+            after.contains("SEARCH items USING INDEX idx_items_kind_price_stars"),
+            "{after}"
+        );
+        assert!(!after.contains("TEMP B-TREE"), "{after}");
+        // An index that would not change the plan is not offered.
+        let useless = IndexSuggestion {
+            sql: "CREATE INDEX idx_items_like_count ON items(like_count)".into(),
+            ..s
+        };
+        assert!(
+            prove(&schema, "d1_migrations", sql, 2, &useless)
+                .unwrap()
+                .is_none()
         );
     }
 

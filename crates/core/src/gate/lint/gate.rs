@@ -30,6 +30,15 @@ impl Check for LintCheck {
             return CheckOutcome::pass("no pending migrations");
         }
         match report(ctx) {
+            // The row rules read production's counts on a schema-only preview: say so.
+            Ok(r) if self.id == "lint.risk" && ctx.production_figures.is_some() => {
+                let mut o = outcome(self.id, &r);
+                o.reason = format!(
+                    "schema-only preview: row counts are production's: {}",
+                    o.reason
+                );
+                o
+            }
             Ok(r) => outcome(self.id, &r),
             Err(e) => CheckOutcome::fail(format!("lint could not run: {e}")),
         }
@@ -66,7 +75,7 @@ fn report(ctx: &mut GateContext<'_>) -> Result<LintReport, super::LintError> {
     };
     // A schema-only preview has no rows: the row rules read production's own counts.
     let production_counts = ctx.production_figures.as_ref().map(|f| f.counts_at_least());
-    let report = lint_migrations(&LintInput {
+    let mut report = lint_migrations(&LintInput {
         migrations: &ctx.pending,
         start: &start,
         ledger_table: ledger,
@@ -75,10 +84,39 @@ fn report(ctx: &mut GateContext<'_>) -> Result<LintReport, super::LintError> {
         timings,
         report_apply_failures: false,
     })?;
+    if let Some(f) = &ctx.production_figures {
+        schema_only_notes(&mut report, f);
+    }
     if let Ok(v) = serde_json::to_value(&report) {
         ctx.scratch.insert(SCRATCH_KEY.into(), v);
     }
     Ok(report)
+}
+
+/// On a schema-only preview the row counts behind the row rules are production's: each such
+/// finding says so, a table past the bounded count reads "more than N rows", and an index
+/// build the empty preview timed is not passed off as a measurement.
+fn schema_only_notes(report: &mut LintReport, f: &crate::backend::ProductionFigures) {
+    use crate::text::thousands;
+    let past = format!("({} rows", thousands(f.row_limit.saturating_add(1)));
+    let more = format!("(more than {} rows", thousands(f.row_limit));
+    for x in report
+        .findings
+        .iter_mut()
+        .filter(|x| x.id.starts_with("risk.") && x.message.contains(" rows"))
+    {
+        let mut m = x
+            .message
+            .replace(&past, &more)
+            .replace(" rows on the preview)", " rows on production)");
+        if x.id == "risk.index-large-table"
+            && let Some((head, rest)) = m.split_once("): ")
+            && let Some((_, tail)) = rest.split_once("; ")
+        {
+            m = format!("{head}): build time not measurable (the preview holds no rows); {tail}");
+        }
+        x.message = format!("schema-only preview: {m} (rows counted on production)");
+    }
 }
 
 fn named(findings: &[&Finding]) -> String {

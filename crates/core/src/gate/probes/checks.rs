@@ -319,7 +319,7 @@ impl Check for PlanScan {
         let (fails, warns) = (flagged(CheckStatus::Fail), flagged(CheckStatus::Warn));
         let changed = entries.iter().filter(|e| e.changed).count();
         let details = json!({ "scan_rows_warn": threshold, "probes": entries });
-        let outcome = if !fails.is_empty() {
+        let mut outcome = if !fails.is_empty() {
             let also = if warns.is_empty() {
                 String::new()
             } else {
@@ -337,6 +337,12 @@ impl Check for PlanScan {
                 entries.len()
             ))
         };
+        if ctx.production_figures.is_some() {
+            outcome.reason = format!(
+                "schema-only preview: table sizes are production's row counts: {}",
+                outcome.reason
+            );
+        }
         outcome.with_details(details)
     }
 }
