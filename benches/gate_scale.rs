@@ -37,10 +37,10 @@ fn migration_sql(i: usize) -> String {
         "INSERT INTO t{i} (name, v) VALUES {};\n",
         values.join(", ")
     ));
-    if i % 20 == 0 {
+    if i.is_multiple_of(20) {
         sql.push_str(&format!("ALTER TABLE t{} ADD COLUMN note TEXT;\n", i - 10));
     }
-    if i % 100 == 0 {
+    if i.is_multiple_of(100) {
         let t = i - 50;
         sql.push_str(&format!(
             "CREATE TABLE t{t}_new (id INTEGER PRIMARY KEY, name TEXT NOT NULL, v INTEGER, note TEXT, CHECK (v >= 0));\n\

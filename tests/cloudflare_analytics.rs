@@ -463,6 +463,7 @@ fn d1ops_own_statements_are_not_app_traffic() {
     ]);
     let m = ws.json(&["analytics", "sync", "--force"]);
     assert_eq!(m["outcome"], "synced", "{m}");
+    eprintln!("{}", ws.ok(&["monitor"]));
     let m = ws.json(&["monitor"]);
     let top = m["top"].as_array().expect("top");
     assert_eq!(top.len(), 1, "{m:#}");
@@ -552,6 +553,7 @@ fn percentiles_d1_did_not_send_are_unknown_not_zero() {
         assert!(q[p].is_null(), "{p}: {q}");
     }
     let text = cf.ok(&["monitor"]);
+    eprintln!("{text}");
     let line = (text.lines())
         .find(|l| l.contains("FROM items WHERE id"))
         .unwrap_or_else(|| panic!("{text}"));

@@ -395,3 +395,31 @@ fn schema_only_previews_say_what_they_cannot_check_and_use_productions_figures()
         reason("fk.check")
     );
 }
+
+#[test]
+fn a_restore_whose_answer_is_lost_still_leaves_an_undo_point() {
+    let (server, ws) = shipped();
+    impatient(&ws);
+    ws.migration(
+        "0002_email.sql",
+        "ALTER TABLE users ADD COLUMN email TEXT;\n",
+    );
+    let id = ws.ship();
+    let promoted = db_digest(&ws.production_path());
+    // The restore runs; its answer (and the previous_bookmark in it) never arrives in time.
+    server.inject(Fault::DelayAnswer {
+        path_contains: "/time_travel/restore".into(),
+        millis: 2_500,
+        times: 1,
+    });
+    let (code, out, err) = ws.run_as("alice", &["restore", "--to-release", &id, "--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_ne!(db_digest(&ws.production_path()), promoted);
+    let at = requests_to(&server, "/time_travel/bookmark");
+    assert!(
+        at.iter().any(|r| r.query.contains("timestamp=")),
+        "the undo point is the bookmark at the time the restore was sent: {at:?}"
+    );
+    ws.ok(&["restore", "--undo", "--yes"]);
+    assert_eq!(db_digest(&ws.production_path()), promoted);
+}

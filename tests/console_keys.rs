@@ -12,6 +12,7 @@ use d1ops::console::dialog::Dialog;
 use d1ops::console::state::{State, ToastKind};
 use d1ops::console::worker::Worker;
 use d1ops::console::{keymap, update::update};
+use d1ops::engine::view::TopBy;
 use d1ops::model::ReleaseState;
 
 struct Console {
@@ -468,7 +469,10 @@ fn y_copies_the_selected_release_id_with_osc52() {
     c.typed("y");
     assert_eq!(c.copied, vec![f.ids[1].clone()]);
     let seq = d1ops::console::copy::osc52(&c.copied[0]);
-    assert!(seq.starts_with("\x1b]52;c;") && seq.ends_with('\x07'), "{seq:?}");
+    assert!(
+        seq.starts_with("\x1b]52;c;") && seq.ends_with('\x07'),
+        "{seq:?}"
+    );
     assert!(seq.contains(&d1ops::console::copy::base64(f.ids[1].as_bytes())));
     let (_, text) = c.last_toast();
     assert!(text.contains("Copied the release id"), "{text}");
@@ -518,7 +522,10 @@ fn undo_the_restore_with_the_typed_word() {
         panic!("U opens the undo confirmation");
     };
     let lines = u.preview.clone().expect("loaded").expect("ok").lines;
-    assert!(lines.iter().any(|l| l.contains("What would be lost")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("What would be lost")),
+        "{lines:?}"
+    );
     // Confirm stays disabled until the word is typed.
     c.press(KeyCode::Tab);
     c.press(KeyCode::Enter);
@@ -529,4 +536,51 @@ fn undo_the_restore_with_the_typed_word() {
     let (kind, text) = c.last_toast();
     assert_eq!(kind, ToastKind::Success, "{text}");
     assert_eq!(state_of(&f, r2), ReleaseState::Live);
+}
+
+#[test]
+fn shift_k_acknowledges_the_regressed_watch() {
+    let f = populated();
+    with_metrics(&f);
+    let mut c = Console::open(&f, "carol");
+    assert_eq!(c.state.alerts(), 1, "the live release's watch regressed");
+    c.typed("!");
+    assert!(c.state.alerts_open.is_some(), "! opens the alerts list");
+    c.press(KeyCode::Enter);
+    assert_eq!(c.state.tab, d1ops::console::state::Tab::Monitor);
+    c.typed("K");
+    let (kind, text) = c.last_toast();
+    assert_eq!(kind, ToastKind::Success, "{text}");
+    assert_eq!(
+        c.state.alerts(),
+        0,
+        "an acknowledged watch no longer alerts"
+    );
+    c.typed("K");
+    assert!(c.last_toast().1.contains("Nothing to acknowledge"));
+}
+
+#[test]
+fn o_reorders_and_selects_the_top_row() {
+    let f = populated();
+    with_metrics(&f);
+    let mut c = Console::open(&f, "bob");
+    c.typed("3jj");
+    assert_eq!(c.state.monitor.selected, 2);
+    c.typed("o");
+    assert!(matches!(c.state.monitor.order, TopBy::P95));
+    assert_eq!(
+        c.state.monitor.selected, 0,
+        "the top row, not the old query"
+    );
+    let top = c.state.monitor.selected_query().map(|q| q.text.clone());
+    let first = match &c.state.monitor.data {
+        Some(Ok(d)) => d.top.first().map(|q| q.text.clone()),
+        _ => None,
+    };
+    assert_eq!(top, first);
+    assert!(
+        c.state.monitor.selected_plan().is_some(),
+        "its plan was read at once"
+    );
 }

@@ -371,7 +371,10 @@ fn the_footer_keeps_every_key_at_80_and_60_columns() {
         let text: String = spans.iter().map(|sp| sp.content.as_ref()).collect();
         assert!(text.chars().count() <= width, "{width}: {text}");
         for k in &keys {
-            assert!(text.contains(&format!(" {k}")), "{width}: {k} missing in {text}");
+            assert!(
+                text.contains(&format!(" {k}")),
+                "{width}: {k} missing in {text}"
+            );
         }
     }
     key(&mut s, KeyCode::Enter);
@@ -390,7 +393,10 @@ fn palette_completes_commands_and_ids() {
         key(&mut s, KeyCode::Char(c));
     }
     key(&mut s, KeyCode::Tab);
-    assert_eq!(s.palette.as_ref().map(|p| p.input.as_str()), Some("promote "));
+    assert_eq!(
+        s.palette.as_ref().map(|p| p.input.as_str()),
+        Some("promote ")
+    );
     let ids: Vec<String> = d1ops::console::palette::completions(&s, "promote 0");
     assert_eq!(ids.len(), 2, "{ids:?}");
     let fx = key(&mut s, KeyCode::Esc);

@@ -724,7 +724,7 @@ fn lint_scales_to_2000_migrations() {
         if i > 1 {
             sql.push_str(&format!("ALTER TABLE t{} ADD COLUMN note TEXT;\n", i - 1));
         }
-        if i % 100 == 0 {
+        if i.is_multiple_of(100) {
             // A rebuild of an earlier table that renames a column: one finding each.
             let t = i - 50;
             sql.push_str(&format!(

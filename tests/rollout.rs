@@ -160,6 +160,15 @@ fn no_wait_stops_at_the_first_split_and_rollout_drives_it() {
     let t = &ws.json(&["release", "show", &r2])["targets"][0];
     assert_eq!(t["rollout"]["percent"], 10, "{t}");
 
+    // While it rolls, no other release's code ships: the promotion is refused up front
+    // (exit 4), before any migration runs.
+    let r3 = approved(&ws, 3);
+    let (code, _, err) = ws.run_as("bob", &["promote", &r3, "--yes"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("rollout"), "{err}");
+    assert!(!ws.production_ledger().iter().any(|m| m.contains("0003")));
+    assert_eq!(live(&server), vec![(v2.clone(), 10.0), (v1.clone(), 90.0)]);
+
     // Not due yet: refused (exit 4), nothing moves; --now takes the step.
     let (code, _, err) = ws.run_as("bob", &["rollout", "continue", &r2]);
     assert_eq!(code, Some(4), "{err}");

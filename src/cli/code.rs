@@ -51,6 +51,25 @@ pub(super) fn print_targets(targets: &[TargetView]) {
             safe(&t.artifact),
             sha
         );
+        if let Some(r) = &t.rollout {
+            let mut line = format!(
+                "    rollout    {} step {} of {}: {}% on version {} ({}% on {})",
+                r.status.as_str(),
+                r.step,
+                r.total_steps,
+                r.percent,
+                safe(&r.new_version),
+                100u32.saturating_sub(r.percent),
+                safe(&r.previous_version)
+            );
+            if let Some(next) = &r.next_at {
+                line.push_str(&format!("; next step due {}", safe(next)));
+            }
+            if let Some(d) = &r.detail {
+                line.push_str(&format!("; {}", safe(d)));
+            }
+            println!("{line}");
+        }
         for (what, step) in [("preview", &t.preview), ("production", &t.production)] {
             let Some(s) = step else {
                 println!("    {what:<10} –");

@@ -119,8 +119,8 @@ fn print_monitor(d: &MonitorData) {
         );
         let qps = t.count as f64 / secs;
         println!(
-            "{} queries · {}/s · {} · p95 {}",
-            thousands(t.count),
+            "{} · {}/s · {} · p95 {}",
+            d1ops_sql::text::count_of(t.count, "query", "queries"),
             if qps < 1.0 {
                 format!("{qps:.3}")
             } else {
@@ -201,7 +201,15 @@ fn print_monitor(d: &MonitorData) {
         );
     }
     if let Some(w) = &d.watch {
-        println!("watch: the live release is {}", safe(&w.summary()));
+        let line = format!("watch: {}", safe(&w.summary()));
+        if w.alert {
+            println!(
+                "{}",
+                paint(&format!("{line} (`d1ops watch ack` once handled)"), RED)
+            );
+        } else {
+            println!("{line}");
+        }
     }
 }
 

@@ -77,7 +77,7 @@ pub fn production(dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<()> {
                 legacy,
                 format!("-{} minutes", rng.below(29 * 24 * 60)),
             ])?;
-            if id % 4096 == 0 {
+            if id.is_multiple_of(4096) {
                 progress.set(id);
             }
         }
@@ -85,7 +85,7 @@ pub fn production(dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<()> {
             "INSERT INTO items(owner_id, kind, title, price_stars, created_at) VALUES (?1, ?2, ?3, ?4, datetime('now', ?5))",
         )?;
         for n in 0..scale.items {
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 progress.set(scale.users + n);
             }
             item.execute(params![
@@ -105,7 +105,7 @@ pub fn production(dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<()> {
             "INSERT INTO scores(user_id, game_id, score, achieved_at) VALUES (?1, ?2, ?3, datetime('now', ?4))",
         )?;
         for n in 0..scale.users * 2 {
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 progress.set(scale.users + scale.items + n);
             }
             score.execute(params![

@@ -123,7 +123,7 @@ fn run(root: &Path, stop: &AtomicBool) {
     let pause = Duration::from_millis(1_000 / RATE);
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        if i % (RATE as usize * 2) == 0 {
+        if i.is_multiple_of(RATE as usize * 2) {
             probes = live_queries(root).unwrap_or_else(|| fallback.clone());
         }
         if probes.is_empty() {

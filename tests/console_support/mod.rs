@@ -285,7 +285,7 @@ pub fn mask_ms(text: &str) -> String {
 /// Replaces each release id (and the id's last 4 characters where the
 /// promote dialog asks for them) with a stable marker: `R1`, `R2`, …; then any id cut short
 /// by the layout (a run of id characters that begins some release id, as a list column
-/// peeking out beside an overlay) with `R1~`… when only one id begins that way, or `R?~`….
+/// peeking out beside an overlay) with `R?~`….
 pub fn mask(text: &str, ids: &[String]) -> String {
     let mut out = text.to_string();
     for (i, id) in ids.iter().enumerate() {
@@ -321,10 +321,10 @@ fn mask_cut_ids(text: &str, ids: &[String]) -> String {
         if owners.is_empty() {
             out.push_str(token);
         } else {
-            let head = match owners.as_slice() {
-                [one] => format!("R{}", one + 1),
-                _ => "R?".to_string(),
-            };
+            // Which release a cut id belongs to is not stable: ids made in the same frozen
+            // millisecond share a prefix whose length depends on their random part. So a cut
+            // id is always `R?`.
+            let head = "R?".to_string();
             let marker: String = format!("{head:~<26}").chars().take(token.len()).collect();
             if token.chars().any(|c| c.is_ascii_lowercase()) {
                 out.push_str(&marker.to_lowercase());

@@ -157,6 +157,34 @@ pub fn send(client: &Client, request: &Request) -> Result<Vec<Answer>, Analytics
     query::read(request, &body).map_err(|e| AnalyticsError::Shape(client.redact(&e)))
 }
 
+/// Sends one GraphQL query of the caller's own (exactly one HTTP request, never retried) and
+/// returns the answer's `data`; a GraphQL error is [`AnalyticsError::Graphql`], its message
+/// redacted.
+pub fn query(
+    client: &Client,
+    operation: &str,
+    text: &str,
+    variables: Value,
+) -> Result<Value, AnalyticsError> {
+    let call = Call::new(
+        operation,
+        Method::POST,
+        "/graphql".into(),
+        Permission::AnalyticsRead,
+    )
+    .body(json!({ "query": text, "variables": variables }))
+    .idempotent(true)
+    .retries(0);
+    let mut body = client.send_raw(&call)?;
+    if let Some(e) = first_error(&body) {
+        return Err(AnalyticsError::Graphql {
+            message: client.redact(&e.0),
+            path: e.1,
+        });
+    }
+    Ok(body.get_mut("data").map(Value::take).unwrap_or(Value::Null))
+}
+
 /// The first entry of a GraphQL `errors` list (`null` or `[]` when there are none), as
 /// (message, dotted path).
 fn first_error(body: &Value) -> Option<(String, Option<String>)> {

@@ -72,6 +72,10 @@ pub struct Meta {
     pub changed_db: bool,
     pub size_after: u64,
     pub timings: Option<Timings>,
+    /// The region of the instance that answered (`WEUR`, …).
+    pub served_by_region: Option<String>,
+    /// Whether the primary answered (not a read replica).
+    pub served_by_primary: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

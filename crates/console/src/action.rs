@@ -43,6 +43,8 @@ pub enum Action {
     Rollback,
     /// `S`: restore production's database to before the selected release.
     Restore,
+    /// Monitor: acknowledge the live release's regressed watch (it stops alerting).
+    AckWatch,
     /// `U`: undo the last restore (Releases).
     RestoreUndo,
     /// A dangerous key pressed in a read-only console: what it would have done.
@@ -57,6 +59,8 @@ pub enum Action {
     NextEnv,
     /// Monitor: the next time window (5m, 1h, 24h, 7d).
     NextWindow,
+    /// Monitor: list d1ops' own statements too, or not.
+    ToggleD1ops,
     /// Monitor: the next order of the top queries.
     NextOrder,
     /// Monitor: write the selected query's suggested index as the next migration.

@@ -29,7 +29,13 @@ pub struct Alert {
 pub fn list(state: &State) -> Vec<Alert> {
     let mut out = Vec::new();
     let d = &state.data;
-    if let Some(w) = d.watch.as_ref().filter(|w| w.status == WatchStatus::Regressed) {
+    if let Some(w) = d
+        .watch
+        .as_ref()
+        // A regression latches until acknowledged (`K` on the Monitor) or a day after
+        // its window closed.
+        .filter(|w| w.status == WatchStatus::Regressed && w.alert)
+    {
         out.push(Alert {
             what: format!(
                 "release {} regressed after its promotion: {}",
@@ -40,7 +46,11 @@ pub fn list(state: &State) -> Vec<Alert> {
             go: Go::Tab(Tab::Monitor),
         });
     }
-    for r in d.releases.iter().filter(|r| r.state == ReleaseState::Promoting) {
+    for r in d
+        .releases
+        .iter()
+        .filter(|r| r.state == ReleaseState::Promoting)
+    {
         out.push(Alert {
             what: format!(
                 "release {} is stuck promoting (the next command's recovery settles it)",
@@ -66,13 +76,18 @@ pub fn list(state: &State) -> Vec<Alert> {
             };
             let meaning = u.meaning.as_deref().map(|m| format!(": {m}"));
             out.push(Alert {
-                what: format!("{} is over the plan's limit{}", f.label, meaning.unwrap_or_default()),
+                what: format!(
+                    "{} is over the plan's limit{}",
+                    f.label,
+                    meaning.unwrap_or_default()
+                ),
                 since: u.exceeded_since.clone(),
                 go: Go::Limit(i),
             });
         }
     }
-    for r in (d.releases.iter()).filter(|r| r.state == ReleaseState::Failed && r.root_cause.is_none())
+    for r in
+        (d.releases.iter()).filter(|r| r.state == ReleaseState::Failed && r.root_cause.is_none())
     {
         out.push(Alert {
             what: format!("release {} failed and has no root-cause note", r.id),

@@ -31,7 +31,9 @@ pub fn selection(state: &State) -> Option<(&'static str, String)> {
         };
     }
     match state.tab {
-        Tab::Releases => state.selected_release().map(|r| ("the release id", r.id.clone())),
+        Tab::Releases => state
+            .selected_release()
+            .map(|r| ("the release id", r.id.clone())),
         Tab::Environments => (state.envs.current())
             .and_then(|i| state.data.envs.get(i))
             .map(|e| ("the environment's name", e.env.name.clone())),
@@ -44,8 +46,9 @@ pub fn selection(state: &State) -> Option<(&'static str, String)> {
         Tab::Monitor => {
             let q = state.monitor.selected_query()?;
             match state.monitor.selected_plan() {
-                Some(Ok(p)) if p.suggestion.is_some() => (p.suggestion.as_ref())
-                    .map(|s| ("the suggested index", format!("{};", s.sql))),
+                Some(Ok(p)) if p.suggestion.is_some() => {
+                    (p.suggestion.as_ref()).map(|s| ("the suggested index", format!("{};", s.sql)))
+                }
                 _ => Some(("the query", q.text.clone())),
             }
         }

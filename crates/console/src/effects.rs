@@ -43,6 +43,8 @@ pub enum Request {
     RestorePreview(String),
     Rollback(String),
     Restore(String),
+    /// Acknowledge the live release's regressed watch.
+    AckWatch,
     /// What undoing the last restore would do (`restore --undo`'s plan, in words).
     RestoreUndoPreview,
     /// Undo the last restore.
@@ -52,6 +54,8 @@ pub enum Request {
         env: Option<String>,
         window: MonitorWindow,
         order: TopBy,
+        /// Also list d1ops' own statements (labelled), not only the app's.
+        with_d1ops: bool,
     },
     /// The plan of one query on an environment, with a suggested index.
     QueryPlan {
@@ -89,6 +93,7 @@ impl Request {
             Request::RestorePreview(_) => "comparing with the recovery point".into(),
             Request::Rollback(_) => "rolling back".into(),
             Request::Restore(_) => "restoring".into(),
+            Request::AckWatch => "acknowledging the watch".into(),
             Request::RestoreUndoPreview => "comparing with the pre-restore snapshot".into(),
             Request::RestoreUndo => "undoing the last restore".into(),
             Request::Monitor { .. } => "reading metrics".into(),

@@ -101,7 +101,11 @@ pub fn dialog(state: &mut State, action: Action) -> Vec<Effect> {
             // interrupted, its answer ignored.
             let loading = state.dialog.as_ref().is_some_and(Dialog::loading);
             state.dialog = None;
-            return if loading { vec![Effect::Cancel] } else { Vec::new() };
+            return if loading {
+                vec![Effect::Cancel]
+            } else {
+                Vec::new()
+            };
         }
         (Dialog::Quit(_), Action::ForceQuit | Action::Quit) => {
             state.quit = true;
@@ -260,6 +264,21 @@ pub fn start_undo(state: &mut State) -> Vec<Effect> {
         scroll: 0,
     }));
     vec![state.send(Request::RestoreUndoPreview)]
+}
+
+/// `K` on the Monitor: acknowledge the live release's regressed watch, when it alerts.
+pub fn ack_watch(state: &mut State) -> Vec<Effect> {
+    if state.info.readonly {
+        return read_only(state, "acknowledge the watch");
+    }
+    if !state.data.watch.as_ref().is_some_and(|w| w.alert) {
+        state.toast(
+            ToastKind::Info,
+            "Nothing to acknowledge: the live release's watch raised no alert.",
+        );
+        return Vec::new();
+    }
+    vec![state.send(Request::AckWatch)]
 }
 
 /// A dangerous key in a read-only console: say why nothing happens.

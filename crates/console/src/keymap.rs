@@ -172,7 +172,9 @@ pub static KEYMAP: &[Binding] = &[
     f(&[k('e')], Action::NextEnv, Ctx::Monitor, "environment"),
     f(&[k('w')], Action::NextWindow, Ctx::Monitor, "window"),
     f(&[k('o')], Action::NextOrder, Ctx::Monitor, "order"),
+    b(&[k('d')], Action::ToggleD1ops, Ctx::Monitor, "show d1ops' own statements"),
     danger(&[k('i')], Action::WriteIndex, Ctx::Monitor, "write suggested index"),
+    danger(&[k('K')], Action::AckWatch, Ctx::Monitor, "acknowledge the watch"),
     danger(&[k('c')], Action::Cleanup, Ctx::Capacity, "clean up previews"),
     f(&[code(KeyCode::Enter)], Action::Open, Ctx::List, "open"),
     f(&[k('/')], Action::Filter, Ctx::List, "filter"),
@@ -311,6 +313,7 @@ pub fn short_desc(desc: &str) -> &str {
         "keep filter" => "keep",
         "clear filter" => "clear",
         "undo last restore" => "undo",
+        "acknowledge the watch" => "ack",
         "copy" => "copy",
         "command" => "cmd",
         "alerts" => "alerts",
@@ -361,8 +364,9 @@ const GO_TAB: &str = "go to tab";
 
 /// README's key table (Markdown), generated from the keymap.
 pub fn keymap_markdown() -> String {
-    let mut out =
-        String::from("| Keys | Action | Where | Off in `--readonly` (says why) |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| Keys | Action | Where | Off in `--readonly` (says why) |\n|---|---|---|---|\n",
+    );
     for (ctx, _) in help_sections(false) {
         let mut tabs_done = false;
         for b in KEYMAP.iter().filter(|b| b.ctx == ctx) {
@@ -405,6 +409,6 @@ pub fn keymap_markdown() -> String {
 }
 
 /// The palette commands that act (refused read-only, like their keys).
-pub const DANGEROUS_COMMANDS: [&str; 7] = [
-    "approve", "promote", "abandon", "rollback", "restore", "undo", "cleanup",
+pub const DANGEROUS_COMMANDS: [&str; 8] = [
+    "approve", "promote", "abandon", "rollback", "restore", "undo", "cleanup", "ack",
 ];

@@ -40,9 +40,17 @@ const fn c(name: &'static str, arg: Arg, desc: &'static str) -> Command {
 
 /// Every command, in the order help lists them.
 pub static COMMANDS: &[Command] = &[
-    c("release", Arg::Release, "open a release (an id or its first characters)"),
+    c(
+        "release",
+        Arg::Release,
+        "open a release (an id or its first characters)",
+    ),
     c("env", Arg::Env, "select an environment"),
-    c("monitor", Arg::Window, "the Monitor, optionally over 5m, 1h, 24h or 7d"),
+    c(
+        "monitor",
+        Arg::Window,
+        "the Monitor, optionally over 5m, 1h, 24h or 7d",
+    ),
     c("capacity", Arg::None, "the Capacity tab"),
     c("audit", Arg::None, "the Audit tab"),
     c("releases", Arg::None, "the Releases tab"),
@@ -51,9 +59,22 @@ pub static COMMANDS: &[Command] = &[
     c("approve", Arg::Release, "approve a release"),
     c("promote", Arg::Release, "promote a release"),
     c("abandon", Arg::Release, "abandon a release"),
-    c("rollback", Arg::Release, "roll production's code back to a release"),
-    c("restore", Arg::Release, "restore production's database to before a release"),
+    c(
+        "rollback",
+        Arg::Release,
+        "roll production's code back to a release",
+    ),
+    c(
+        "restore",
+        Arg::Release,
+        "restore production's database to before a release",
+    ),
     c("undo", Arg::None, "undo the last restore"),
+    c(
+        "ack",
+        Arg::None,
+        "acknowledge the live release's regressed watch",
+    ),
     c("cleanup", Arg::None, "clean up stale previews"),
     c("copy", Arg::None, "copy what is selected (OSC 52)"),
     c("refresh", Arg::None, "read everything again"),
@@ -174,7 +195,10 @@ pub fn run(state: &mut State, input: &str, selected: usize) -> Vec<Effect> {
                 state.monitor.window = *w;
                 state.monitor.pending = false;
             } else if !arg.is_empty() {
-                state.toast(ToastKind::Error, format!("No window `{arg}`: 5m, 1h, 24h or 7d."));
+                state.toast(
+                    ToastKind::Error,
+                    format!("No window `{arg}`: 5m, 1h, 24h or 7d."),
+                );
             }
             key(state, Action::GoTab(Tab::Monitor))
         }
@@ -186,6 +210,7 @@ pub fn run(state: &mut State, input: &str, selected: usize) -> Vec<Effect> {
                 "environments" => Action::GoTab(Tab::Environments),
                 "alerts" => Action::Alerts,
                 "undo" => Action::RestoreUndo,
+                "ack" => Action::AckWatch,
                 "cleanup" => {
                     if !matches!(state.tab, Tab::Environments | Tab::Capacity) {
                         state.tab = Tab::Environments;
@@ -204,7 +229,11 @@ pub fn run(state: &mut State, input: &str, selected: usize) -> Vec<Effect> {
             if !state.info.readonly || !matches!(action, Action::Cleanup | Action::RestoreUndo) {
                 return key(state, action);
             }
-            let what = if cmd.name == "undo" { "undoing a restore" } else { "cleanup" };
+            let what = if cmd.name == "undo" {
+                "undoing a restore"
+            } else {
+                "cleanup"
+            };
             crate::flows::read_only(state, what)
         }
     }
@@ -214,7 +243,10 @@ pub fn run(state: &mut State, input: &str, selected: usize) -> Vec<Effect> {
 fn release(state: &mut State, prefix: &str) -> Option<String> {
     let upper = prefix.trim().to_uppercase();
     if upper.is_empty() {
-        state.toast(ToastKind::Error, "Give a release id (or its first characters).");
+        state.toast(
+            ToastKind::Error,
+            "Give a release id (or its first characters).",
+        );
         return None;
     }
     let hits: Vec<String> = (state.data.releases.iter())
@@ -230,7 +262,10 @@ fn release(state: &mut State, prefix: &str) -> Option<String> {
         many => {
             state.toast(
                 ToastKind::Error,
-                format!("{} releases start with {upper}; type more of the id.", many.len()),
+                format!(
+                    "{} releases start with {upper}; type more of the id.",
+                    many.len()
+                ),
             );
             None
         }

@@ -167,6 +167,8 @@ pub struct MonitorState {
     /// The order changed (`o`): the next answer selects its top row instead of following
     /// the previously selected query, so the slowest query's plan is one key away.
     pub to_top: bool,
+    /// `d`: d1ops' own statements are listed too (labelled `d1ops`).
+    pub with_d1ops: bool,
 }
 
 impl Default for MonitorState {
@@ -182,6 +184,7 @@ impl Default for MonitorState {
             pending: false,
             last: None,
             to_top: false,
+            with_d1ops: false,
         }
     }
 }

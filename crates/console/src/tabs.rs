@@ -26,6 +26,7 @@ pub fn monitor_request(state: &mut State) -> Vec<Effect> {
         env: state.monitor.env.clone(),
         window: state.monitor.window,
         order: state.monitor.order,
+        with_d1ops: state.monitor.with_d1ops,
     };
     vec![state.send(req)]
 }
@@ -107,6 +108,12 @@ pub fn next_env(state: &mut State) -> Vec<Effect> {
 /// `w`: the next window (5m → 1h → 24h → 7d).
 pub fn next_window(state: &mut State) -> Vec<Effect> {
     state.monitor.window = state.monitor.window.next();
+    reload(state)
+}
+
+/// `d`: list d1ops' own statements beside the app's (labelled), or not.
+pub fn toggle_d1ops(state: &mut State) -> Vec<Effect> {
+    state.monitor.with_d1ops = !state.monitor.with_d1ops;
     reload(state)
 }
 

@@ -36,7 +36,9 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
         action if state.palette.is_some() => palette(state, action),
         action if state.alerts_open.is_some() => alerts(state, action),
         action if state.dialog.is_some() => flows::dialog(state, action),
-        Action::Back | Action::Cancel if state.toasts.iter().any(|t| t.kind == ToastKind::Error) => {
+        Action::Back | Action::Cancel
+            if state.toasts.iter().any(|t| t.kind == ToastKind::Error) =>
+        {
             // Esc first dismisses the errors (which stay until dismissed).
             state.toasts.clear();
             Vec::new()
@@ -180,6 +182,7 @@ fn main(state: &mut State, action: Action) -> Vec<Effect> {
             }
         }
         Action::RestoreUndo => return flows::start_undo(state),
+        Action::AckWatch => return flows::ack_watch(state),
         Action::Alerts => state.alerts_open = Some(0),
         Action::Palette => state.palette = Some(crate::palette::Palette::default()),
         Action::Copy => return copy(state),
@@ -222,6 +225,7 @@ fn main(state: &mut State, action: Action) -> Vec<Effect> {
         Action::NextEnv => return tabs::next_env(state),
         Action::NextWindow => return tabs::next_window(state),
         Action::NextOrder => return tabs::next_order(state),
+        Action::ToggleD1ops => return tabs::toggle_d1ops(state),
         Action::WriteIndex => return flows::start_write_index(state),
         Action::NextSub => sub(state, 1),
         Action::PrevSub => sub(state, DetailTab::ALL.len() - 1),

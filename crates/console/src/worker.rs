@@ -122,15 +122,28 @@ pub fn handle(engine: &mut Engine, req: Request) -> Reply {
             result: boxed(restore_preview(engine, &id)),
             id,
         },
+        Request::AckWatch => match engine.watch_ack() {
+            Ok(w) => done(format!(
+                "Acknowledged the watch of release {}: it stays in the record but no longer alerts.",
+                w.release
+            )),
+            Err(e) => failed("Acknowledging the watch", e),
+        },
         Request::RestoreUndoPreview => Reply::UndoPreview(boxed(undo_preview(engine))),
         Request::RestoreUndo => restore_undo(engine),
         Request::Rollback(id) => rollback(engine, &id),
         Request::Restore(id) => restore(engine, &id),
-        Request::Monitor { env, window, order } => Reply::Monitor(boxed(engine.monitor(
+        Request::Monitor {
+            env,
+            window,
+            order,
+            with_d1ops,
+        } => Reply::Monitor(boxed(engine.monitor_with(
             env.as_deref(),
             window,
             order,
             crate::tabs::TOP_QUERIES,
+            with_d1ops,
         ))),
         Request::QueryPlan { env, text } => Reply::QueryPlan {
             result: boxed(engine.query_plan(&env, &text)),

@@ -5,7 +5,7 @@
 use chrono::NaiveDate;
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Style};
+use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph, Wrap};
@@ -147,16 +147,26 @@ fn gauges(state: &State, d: &CapacityData, theme: &Theme, width: usize) -> Lines
         };
         let selected = i == state.capacity.selected;
         let marker = if selected { "▶" } else { " " };
+        let exceeded = u.exceeded_since.is_some();
         let style = match f.days_until {
+            _ if exceeded => theme.bad().add_modifier(Modifier::BOLD),
             Some(0) => theme.bad(),
             Some(d) if d <= 30 => theme.warn(),
             _ => theme.dim(),
         };
         let room = widths[4] as usize;
-        let summary = if f.summary.chars().count() > room {
-            short(f)
+        // A limit already crossed says so (since when, what it means) before any forecast.
+        let full = match (&u.exceeded_since, &u.meaning) {
+            (Some(since), Some(m)) => format!("exceeded since {since}: {m}"),
+            (Some(since), None) => format!("exceeded since {since}"),
+            _ => f.summary.clone(),
+        };
+        let summary = if full.chars().count() <= room {
+            full
+        } else if exceeded {
+            "exceeded".to_string()
         } else {
-            f.summary.clone()
+            short(f)
         };
         let cells = vec![
             (
@@ -172,7 +182,7 @@ fn gauges(state: &State, d: &CapacityData, theme: &Theme, width: usize) -> Lines
                 ),
                 Style::new(),
             ),
-            (share(u), Style::new()),
+            (share(u), if exceeded { style } else { Style::new() }),
             (summary, style),
         ];
         let mut spans = vec![Span::raw(format!(" {marker} "))];
@@ -238,7 +248,7 @@ fn footer_lines(state: &State, d: &CapacityData, theme: &Theme, width: u16, heig
         fit::right("SIZE", 9, 10, 1),
         fit::col("REASON", 8, FILL, 2),
     ];
-    let widths = fit::widths(&cols, (width as u16).saturating_sub(4));
+    let widths = fit::widths(&cols, width.saturating_sub(4));
     for item in d.stale.iter().take(room) {
         let cells = vec![
             (item.env.clone(), theme.dim()),

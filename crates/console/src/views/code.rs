@@ -39,6 +39,29 @@ pub fn lines(det: &ReleaseDetail, theme: &Theme, width: usize) -> Lines {
             Span::styled(format!(" ▸ {} ", t.name), theme.bold()),
             Span::styled(format!("({}, {artifact})", t.kind), theme.dim()),
         ]));
+        if let Some(r) = &t.rollout {
+            // The rollout's current split (worker targets with `rollout = […]`).
+            let style = match r.status.as_str() {
+                "rolling" => theme.warn(),
+                "done" => theme.ok(),
+                _ => theme.bad(),
+            };
+            let mut spans = vec![
+                Span::raw("   rollout    "),
+                Span::styled(r.status.as_str().to_string(), style),
+                Span::raw(format!(
+                    " step {} of {}: {}% new / {}% previous",
+                    r.step,
+                    r.total_steps,
+                    r.percent,
+                    100u32.saturating_sub(r.percent)
+                )),
+            ];
+            if let Some(next) = &r.next_at {
+                spans.push(Span::styled(format!("  next step {next}"), theme.dim()));
+            }
+            out.push(Line::from(spans));
+        }
         step(&mut out, "preview", t.preview.as_ref(), theme, width);
         step(&mut out, "production", t.production.as_ref(), theme, width);
         out.push(Line::from(""));

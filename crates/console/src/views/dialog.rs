@@ -142,7 +142,9 @@ fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h:
             }));
             match &c.recovery {
                 None => middle.push(Line::from(Span::styled(" checking…", theme.dim()))),
-                Some(Err(e)) => middle.push(Line::from(Span::styled(format!(" {e}"), theme.warn()))),
+                Some(Err(e)) => {
+                    middle.push(Line::from(Span::styled(format!(" {e}"), theme.warn())))
+                }
                 Some(Ok(p)) => {
                     for l in &p.lines {
                         middle.push(Line::from(format!(" {l}")));
@@ -185,7 +187,13 @@ fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h:
     tail.push(buttons(c.action.verb(), c.focus, enabled, theme));
     let inner = width.saturating_sub(2);
     let wrap = |lines: Lines| fit::wrap_lines(lines, inner, fit::CONTINUED);
-    fit_parts(wrap(head), wrap(middle), wrap(tail), (max_h, c.scroll), theme)
+    fit_parts(
+        wrap(head),
+        wrap(middle),
+        wrap(tail),
+        (max_h, c.scroll),
+        theme,
+    )
 }
 
 /// Joins the parts; when they do not fit in `max_h` lines, `middle` shows from line
@@ -263,7 +271,13 @@ fn undo_lines(u: &crate::dialog::UndoDialog, theme: &Theme, width: usize, max_h:
     tail.push(buttons("Undo", u.focus, blocked.is_none(), theme));
     let inner = width.saturating_sub(2);
     let wrap = |lines: Lines| fit::wrap_lines(lines, inner, fit::CONTINUED);
-    fit_parts(wrap(head), wrap(middle), wrap(tail), (max_h, u.scroll), theme)
+    fit_parts(
+        wrap(head),
+        wrap(middle),
+        wrap(tail),
+        (max_h, u.scroll),
+        theme,
+    )
 }
 
 fn promote_summary(c: &Confirm, theme: &Theme, width: usize, head: &mut Lines, middle: &mut Lines) {
@@ -397,7 +411,10 @@ fn cleanup_lines(c: &CleanupDialog, theme: &Theme, width: usize, max_h: usize) -
         fit::col("REASON", 10, fit::FILL, 2),
     ];
     let widths = fit::widths(&cols, width.saturating_sub(3) as u16);
-    let heads: Vec<(String, Style)> = cols.iter().map(|c| (c.head.to_string(), theme.bold())).collect();
+    let heads: Vec<(String, Style)> = cols
+        .iter()
+        .map(|c| (c.head.to_string(), theme.bold()))
+        .collect();
     let mut head = vec![Span::raw(" ")];
     head.extend(fit::text_row(&cols, &widths, heads));
     out.push(Line::from(head));
@@ -448,10 +465,7 @@ fn index_lines(c: &IndexDialog, theme: &Theme, width: usize) -> Lines {
     let inner = width.saturating_sub(4);
     let mut out = vec![
         Line::from(" Write this index as the workspace's next migration file:"),
-        Line::from(Span::styled(
-            format!("   {};", s.sql),
-            theme.key(),
-        )),
+        Line::from(Span::styled(format!("   {};", s.sql), theme.key())),
         Line::from(vec![
             Span::styled(" File   ", theme.dim()),
             Span::styled(

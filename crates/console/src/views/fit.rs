@@ -89,7 +89,10 @@ fn group(chars: &[(char, Style)]) -> Vec<Span<'static>> {
     let mut style: Option<Style> = None;
     for &(c, s) in chars {
         if style.is_some_and(|cur| cur != s) {
-            spans.push(Span::styled(std::mem::take(&mut text), style.unwrap_or_default()));
+            spans.push(Span::styled(
+                std::mem::take(&mut text),
+                style.unwrap_or_default(),
+            ));
         }
         style = Some(s);
         text.push(c);
@@ -170,10 +173,7 @@ pub fn widths(cols: &[Col], width: u16) -> Vec<u16> {
         out[i] += grow as u16;
         left -= grow;
     }
-    let fills: Vec<usize> = order
-        .into_iter()
-        .filter(|&i| cols[i].max == FILL)
-        .collect();
+    let fills: Vec<usize> = order.into_iter().filter(|&i| cols[i].max == FILL).collect();
     let n = fills.len() as u32;
     for (k, &i) in fills.iter().enumerate() {
         let share = left / n + u32::from((k as u32) < left % n);
@@ -198,11 +198,7 @@ pub fn cell(text: impl AsRef<str>, style: Style, c: &Col, w: u16) -> Cell<'stati
 }
 
 /// The shown columns' cells of one row (`cells` in `cols`' order) and their widths.
-pub fn row_cells(
-    cols: &[Col],
-    widths: &[u16],
-    cells: Vec<(String, Style)>,
-) -> Vec<Cell<'static>> {
+pub fn row_cells(cols: &[Col], widths: &[u16], cells: Vec<(String, Style)>) -> Vec<Cell<'static>> {
     (cols.iter().zip(widths).zip(cells))
         .filter(|((_, w), _)| **w > 0)
         .map(|((c, w), (text, style))| cell(text, style, c, *w))

@@ -41,7 +41,10 @@ fn help_lines(state: &State, theme: &Theme) -> Lines {
             crate::palette::Arg::Window => " [W]",
         };
         out.push(Line::from(vec![
-            Span::styled(format!("  {:<14}", format!(":{}{arg}", c.name)), theme.key()),
+            Span::styled(
+                format!("  {:<14}", format!(":{}{arg}", c.name)),
+                theme.key(),
+            ),
             Span::raw(c.desc),
         ]));
     }
@@ -68,14 +71,29 @@ fn help_lines(state: &State, theme: &Theme) -> Lines {
 const STATES: [(ReleaseState, &str); 11] = [
     (ReleaseState::Previewing, "the gate runs on its preview"),
     (ReleaseState::Ready, "the gate passed; needs approval"),
-    (ReleaseState::Blocked, "the gate failed (Gate view says why)"),
+    (
+        ReleaseState::Blocked,
+        "the gate failed (Gate view says why)",
+    ),
     (ReleaseState::Approved, "approved enough; can be promoted"),
     (ReleaseState::Promoting, "being promoted now"),
     (ReleaseState::Live, "what production runs"),
-    (ReleaseState::Superseded, "was live; a newer release replaced it"),
-    (ReleaseState::RolledBack, "was live; code rolled back (R), schema kept"),
-    (ReleaseState::Reverted, "its migrations undone by a restore (S)"),
-    (ReleaseState::Failed, "its promotion failed; production unchanged"),
+    (
+        ReleaseState::Superseded,
+        "was live; a newer release replaced it",
+    ),
+    (
+        ReleaseState::RolledBack,
+        "was live; code rolled back (R), schema kept",
+    ),
+    (
+        ReleaseState::Reverted,
+        "its migrations undone by a restore (S)",
+    ),
+    (
+        ReleaseState::Failed,
+        "its promotion failed; production unchanged",
+    ),
     (ReleaseState::Abandoned, "never to be promoted"),
 ];
 

@@ -267,7 +267,10 @@ fn env_cells(state: &State, e: &EnvView, theme: &Theme) -> Vec<(String, Style)> 
         (head, Style::new()),
         (format!("{}", e.applied), Style::new()),
         (format::age(&e.env.created_at, state.now), Style::new()),
-        (format::age(&e.env.last_activity_at, state.now), Style::new()),
+        (
+            format::age(&e.env.last_activity_at, state.now),
+            Style::new(),
+        ),
         stale,
     ]
 }
@@ -325,8 +328,10 @@ pub fn releases(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
             .clone()
             .or_else(|| r.commit.clone())
             .unwrap_or_default();
-        let promoted = (r.promoted_at.as_deref())
-            .map_or_else(|| "—".to_string(), |t| format!("{} ago", format::age(t, state.now)));
+        let promoted = (r.promoted_at.as_deref()).map_or_else(
+            || "—".to_string(),
+            |t| format!("{} ago", format::age(t, state.now)),
+        );
         let cells = vec![
             (r.id.clone(), Style::new()),
             (format::state_marker(r.state), theme.release_state(r.state)),

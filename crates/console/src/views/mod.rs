@@ -114,9 +114,13 @@ fn header(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
     let name = " d1ops ";
     let actor = format!("│ as {} ", format::clip(&state.info.actor, 12));
     let alerts_text = format!("│ alerts {alerts} ");
-    let badge = if state.info.readonly { " READ-ONLY " } else { "" };
-    let mut left_room = width
-        .saturating_sub(must(name) + must(&actor) + must(&alerts_text) + must(badge));
+    let badge = if state.info.readonly {
+        " READ-ONLY "
+    } else {
+        ""
+    };
+    let mut left_room =
+        width.saturating_sub(must(name) + must(&actor) + must(&alerts_text) + must(badge));
     let mut take = |w: usize| {
         if w <= left_room {
             left_room -= w;
@@ -164,7 +168,7 @@ fn header(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
     };
     let ws = &state.info.workspace;
     let n = ws.chars().count();
-    let ws = if n + 1 <= left_room {
+    let ws = if n < left_room {
         format!("{ws} ")
     } else if left_room >= 6 {
         let keep = left_room - 2;
@@ -268,13 +272,18 @@ pub fn footer_spans(
 ) -> Vec<Span<'static>> {
     let keep = entries.len().saturating_sub(2);
     let width_of = |(k, d): &(String, String)| {
-        k.chars().count() + 1 + if d.is_empty() { 0 } else { d.chars().count() + 2 }
+        k.chars().count()
+            + 1
+            + if d.is_empty() {
+                0
+            } else {
+                d.chars().count() + 2
+            }
     };
     let total = |items: &[(String, String)]| items.iter().map(width_of).sum::<usize>();
-    let full: Vec<(String, String)> = (entries.iter())
+    let mut chosen: Vec<(String, String)> = (entries.iter())
         .map(|(k, d)| (k.clone(), d.to_string()))
         .collect();
-    let mut chosen = full.clone();
     if total(&chosen) > width {
         chosen = (entries.iter())
             .map(|(k, d)| (k.clone(), super::keymap::short_desc(d).to_string()))
@@ -300,7 +309,10 @@ pub fn footer_spans(
             } else {
                 format!(" {desc} ")
             };
-            [Span::styled(format!(" {keys}"), theme.key()), Span::raw(desc)]
+            [
+                Span::styled(format!(" {keys}"), theme.key()),
+                Span::raw(desc),
+            ]
         })
         .collect()
 }

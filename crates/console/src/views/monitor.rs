@@ -123,6 +123,14 @@ fn title(m: &MonitorState, theme: &Theme, wide: bool) -> Line<'static> {
         Span::styled(m.window.label(), theme.bold()),
         Span::styled(if wide { " · top by " } else { " · by " }, theme.dim()),
         Span::styled(order_label(m.order), theme.bold()),
+        Span::styled(
+            if m.with_d1ops {
+                " · with d1ops' own"
+            } else {
+                ""
+            },
+            theme.warn(),
+        ),
     ])
 }
 
@@ -329,7 +337,10 @@ fn latency(frame: &mut Frame, d: &MonitorData, theme: &Theme, area: Rect) {
         Span::raw(" "),
         Span::styled("⠤⠤ p95", p95_style.add_modifier(Modifier::BOLD)),
         Span::raw(" "),
-        Span::styled(format!("{p99_glyph} p99 "), p99_style.add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!("{p99_glyph} p99 "),
+            p99_style.add_modifier(Modifier::BOLD),
+        ),
     ]);
     let chart = Chart::new(datasets)
         .block(
@@ -376,7 +387,11 @@ fn top_table(frame: &mut Frame, m: &MonitorState, d: &MonitorData, theme: &Theme
     let title = format!("TOP BY {}", order_label(m.order).to_uppercase());
     let heads: Vec<(String, Style)> = (cols.iter().enumerate())
         .map(|(i, c)| {
-            let h = if i == 0 { title.clone() } else { c.head.to_string() };
+            let h = if i == 0 {
+                title.clone()
+            } else {
+                c.head.to_string()
+            };
             (h, theme.bold())
         })
         .collect();
@@ -400,11 +415,17 @@ fn top_table(frame: &mut Frame, m: &MonitorState, d: &MonitorData, theme: &Theme
         if i == m.selected {
             style = theme.selected();
         }
+        let text = if q.source == "d1ops" {
+            format!("[d1ops] {}", q.text)
+        } else {
+            q.text.clone()
+        };
         let cells = vec![
-            (q.text.clone(), style),
+            (text, style),
             (compact(q.count as f64), style),
             (compact(q.errors as f64), style),
-            (ms(q.p95), style),
+            // Unknown is not zero: `–` when D1 gave no distribution.
+            (q.p95_ms.map_or_else(|| "–".to_string(), ms), style),
             (ms(q.total_ms), style),
             (compact(q.rows_read as f64), style),
         ];

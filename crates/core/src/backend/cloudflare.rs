@@ -314,6 +314,22 @@ impl Backend for CloudflareBackend {
         true
     }
 
+    fn point_at(
+        &self,
+        db: &DatabaseRef,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<SnapshotRef>> {
+        let when = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let bookmark = self
+            .client
+            .bookmark(&db.id, Some(&when))
+            .map_err(|e| to_backend(e, db))?;
+        Ok(Some(SnapshotRef {
+            location: Some(format!("{BOOKMARK_PREFIX}{bookmark}")),
+            size_bytes: 0,
+        }))
+    }
+
     /// Time Travel answers the bookmark it replaced (`previous_bookmark`): the exact point to
     /// undo to, where a bookmark read beforehand would miss writes made between the two.
     fn restore_returning_previous(

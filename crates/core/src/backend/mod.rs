@@ -473,6 +473,16 @@ pub trait Backend: Send + Sync {
     fn restore_names_previous(&self) -> bool {
         false
     }
+    /// The recovery point of `db` as it was at `at`, when the backend keeps a history of
+    /// points (D1: Time Travel's bookmark at that time); `None` otherwise. For a restore
+    /// whose answer (and the previous point in it) was lost.
+    fn point_at(
+        &self,
+        _db: &DatabaseRef,
+        _at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<SnapshotRef>> {
+        Ok(None)
+    }
     /// [`Backend::restore`], answering the recovery point of what it replaced when the
     /// backend names one in the same answer (`None` otherwise).
     fn restore_returning_previous(

@@ -29,6 +29,8 @@ mod plan;
 mod pull;
 #[cfg(feature = "d1")]
 mod sync;
+// Where queries ran (`servedByRegion`): the types in every build, the read with `d1`.
+pub mod regions;
 
 #[cfg(feature = "d1")]
 pub use plan::{BACKFILL_DAYS, MINUTE_DETAIL, SETTLE};

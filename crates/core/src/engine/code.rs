@@ -106,6 +106,15 @@ pub(super) struct CodeShipFailure {
     pub reverted: Vec<CodeStepResult>,
 }
 
+/// The code a target ran while some release was live: that release, its pinned target, its
+/// artifact and the Worker version its production deploy made.
+pub(super) struct PastCode {
+    pub release: String,
+    pub target: TargetConfig,
+    pub artifact: Artifact,
+    pub version: Option<String>,
+}
+
 /// The operation a step belongs to.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Op<'a> {
@@ -161,11 +170,7 @@ impl Engine {
     /// The code `target` ran while release `id` was live: the newest release promoted at or
     /// before it that shipped code for the target, with that release's pinned target, its
     /// artifact and the Worker version its production deploy made.
-    pub(super) fn code_as_of(
-        &self,
-        id: &str,
-        target: &str,
-    ) -> Result<Option<(String, TargetConfig, Artifact, Option<String>)>> {
+    pub(super) fn code_as_of(&self, id: &str, target: &str) -> Result<Option<PastCode>> {
         let rel = self.resolve(id)?;
         let mut candidates: Vec<_> = self
             .store
@@ -187,7 +192,12 @@ impl Engine {
                     .store
                     .last_code_deploy(&r.id, target, PRODUCTION)?
                     .and_then(|s| s.version_id);
-                return Ok(Some((r.id, t, a, version)));
+                return Ok(Some(PastCode {
+                    release: r.id,
+                    target: t,
+                    artifact: a,
+                    version,
+                }));
             }
         }
         Ok(None)
@@ -555,9 +565,14 @@ impl Engine {
         for name in targets.iter().rev() {
             let previous = before.iter().find(|l| &l.target == name);
             let resolved = match previous {
-                Some(live) => self
-                    .code_as_of(&live.release_id, name)?
-                    .map(|(rid, t, a, v)| (rid, t, a, live.version_id.clone().or(v))),
+                Some(live) => self.code_as_of(&live.release_id, name)?.map(|p| {
+                    (
+                        p.release,
+                        p.target,
+                        p.artifact,
+                        live.version_id.clone().or(p.version),
+                    )
+                }),
                 None => None,
             };
             match resolved {
@@ -805,7 +820,12 @@ impl Engine {
         let mut before = Vec::new();
         if let Some(prev) = lock.prev_active.as_deref() {
             for name in &touched {
-                if let Some((rid, _, _, version)) = self.code_as_of(prev, name)? {
+                if let Some(PastCode {
+                    release: rid,
+                    version,
+                    ..
+                }) = self.code_as_of(prev, name)?
+                {
                     before.push(LiveCode {
                         env: PRODUCTION.into(),
                         target: name.clone(),
@@ -883,7 +903,12 @@ impl Engine {
         }
         let mut before = Vec::new();
         for name in &touched {
-            if let Some((rid, _, _, version)) = self.code_as_of(&from, name)? {
+            if let Some(PastCode {
+                release: rid,
+                version,
+                ..
+            }) = self.code_as_of(&from, name)?
+            {
                 before.push(LiveCode {
                     env: PRODUCTION.into(),
                     target: name.clone(),
@@ -945,7 +970,13 @@ impl Engine {
         let mut done = Vec::new();
         let mut touched: Vec<String> = Vec::new();
         for name in names {
-            let Some((rid, t, a, version)) = self.code_as_of(&target.id, &name)? else {
+            let Some(PastCode {
+                release: rid,
+                target: t,
+                artifact: a,
+                version,
+            }) = self.code_as_of(&target.id, &name)?
+            else {
                 let why = format!(
                     "no release up to {} shipped code for {name}; it keeps the code it runs",
                     target.id

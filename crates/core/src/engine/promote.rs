@@ -58,6 +58,11 @@ impl Engine {
                 rel.id
             )));
         }
+        // A worker rollout still rolling must end (continue or abort) before another
+        // release's code can ship.
+        if let Some(why) = self.rollout_blocker()? {
+            return Ok(Some(why));
+        }
         // Production's ledger must agree with d1ops' record (engine/ledger.rs).
         if let Some(why) = self.ledger_refusal()? {
             return Ok(Some(why));

@@ -272,6 +272,7 @@ impl Engine {
             Ok(id)
         })?;
         fault::point("restore.before_apply");
+        let sent_at = crate::model::now_utc();
         let restored = self
             .backend
             .restore_returning_previous(&db, &snapshot_ref(&plan.snapshot));
@@ -287,6 +288,19 @@ impl Engine {
             // restore that landed, though: production itself decides, as in recovery.
             if let Some(why) = self.restore_landed_despite(restore_id) {
                 tracing::warn!(restore = restore_id, error = %e, why, "the restore reported an error but landed");
+                // Its answer, and the previous bookmark in it, is lost: the point production
+                // was at when the restore was sent stands in as the undo point.
+                if deferred_pre {
+                    let active = production.active_release.as_deref();
+                    let recorded = match self.backend.point_at(&db, sent_at) {
+                        Ok(Some(p)) => self.record_previous_point(restore_id, &p, pre_size, active),
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e.into()),
+                    };
+                    if let Err(e) = recorded {
+                        tracing::warn!(restore = restore_id, error = %e, "no undo point was recorded for a restore whose answer was lost");
+                    }
+                }
                 self.audit(
                     "restore.answer_lost",
                     plan.to_release.as_deref(),

@@ -156,10 +156,13 @@ pub(crate) fn mark_forecasts(items: &mut [ForecastItem], uses: &[LimitUse]) {
             i.over_by = u.over_by;
             i.meaning = u.meaning.clone();
             i.used_now = Some(u.used);
-            i.summary = format!(
-                "exceeded now, since {}",
-                u.exceeded_since.as_deref().unwrap_or("today")
-            );
+            let since = u.exceeded_since.as_deref().map_or("today".into(), |s| {
+                crate::model::parse_time(s).map_or_else(
+                    || s.to_string(),
+                    |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+                )
+            });
+            i.summary = format!("exceeded now, since {since}");
         }
     }
 }

@@ -108,7 +108,13 @@ impl WatchReport {
         match self.status {
             WatchStatus::Regressed if !self.alert => {
                 let ack = match (&self.acknowledged_by, &self.acknowledged_at) {
-                    (Some(by), Some(at)) => format!("acknowledged by {by} at {at}"),
+                    (Some(by), Some(at)) => format!(
+                        "acknowledged by {by} at {}",
+                        parse_time(at).map_or_else(
+                            || at.clone(),
+                            |t| t.format("%Y-%m-%d %H:%M UTC").to_string()
+                        )
+                    ),
                     _ => "history, not a current alert".into(),
                 };
                 format!(
