@@ -560,3 +560,30 @@ fn percentiles_d1_did_not_send_are_unknown_not_zero() {
     assert!(line.contains('–'), "{line}");
     assert!(!line.contains("0.00 ms"), "{line}");
 }
+
+/// Issue 16 item 2, restore and recovery points on D1: the loss is not countable, so it is
+/// `?`, never 0, beside "not countable on D1"; Time Travel bookmarks take no storage.
+#[test]
+fn d1_restore_loss_is_unknown_and_bookmarks_take_no_storage() {
+    let (_server, ws) = cf_support::cloudflare_ws();
+    ws.migration(
+        "0001_users.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n",
+    );
+    ws.ship();
+    ws.migration(
+        "0002_index.sql",
+        "CREATE INDEX users_email ON users(email);\n",
+    );
+    let id = ws.ship();
+    let snaps = ws.ok(&["snapshots"]);
+    assert!(snaps.contains("no storage"), "{snaps}");
+    assert!(!snaps.contains(" B "), "{snaps}");
+    let (code, out, err) = ws.run_as("carol", &["restore", "--to-release", &id]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let row = (out.lines())
+        .find(|l| l.contains("users") && l.contains("not countable on D1"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains('?'), "{row}");
+    assert!(!row.contains(" 0 "), "{row}");
+}

@@ -485,3 +485,68 @@ fn usage_history_joins_samples_with_traffic_and_meets_the_plans() {
     let want = 1_500.0 + 0.0 + 25.0 * 0.75 + (62_000_000.0_f64 - 25e9).max(0.0);
     assert!((cost - want).abs() < 1e-6, "{cost} vs {want}");
 }
+
+/// Issue 16 item 3: d1ops' own statements (rolled up under `<env>@d1ops`) stay out of the
+/// app's series, totals, top queries and environment list unless asked for, and usage keeps
+/// counting them while saying how much was d1ops'.
+#[test]
+fn d1ops_own_statements_are_apart_from_the_app_but_counted_in_usage() {
+    use d1ops::metrics::source::d1ops_env;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = MetricsStore::open(dir.path()).unwrap();
+    let t = at(10);
+    let mut app = event(t, "production", "SELECT * FROM users WHERE id = 1", 2.0);
+    app.rows_read = 1;
+    let mut own = event(
+        t,
+        &d1ops_env("production"),
+        "SELECT name FROM d1_migrations",
+        1.0,
+    );
+    own.rows_read = 5;
+    store.record(&[app, own.clone(), own]).unwrap();
+    let (from, to) = (at(0), at(60));
+    let top = store
+        .top_queries(Some("production"), from, to, TopBy::TotalTime, 10)
+        .unwrap();
+    assert_eq!(top.len(), 1, "{top:?}");
+    assert_eq!(top[0].source, "app");
+    assert_eq!(
+        store
+            .window_stats(Some("production"), from, to)
+            .unwrap()
+            .count,
+        1
+    );
+    assert_eq!(store.window_stats(None, from, to).unwrap().count, 1);
+    assert_eq!(
+        store.environments().unwrap(),
+        vec!["production".to_string()]
+    );
+    let store = store.including_d1ops(true);
+    let top = store
+        .top_queries(Some("production"), from, to, TopBy::TotalTime, 10)
+        .unwrap();
+    assert_eq!(top.len(), 2, "{top:?}");
+    assert!(
+        top.iter().any(|q| q.source == "d1ops" && q.count == 2),
+        "{top:?}"
+    );
+    assert_eq!(
+        store
+            .window_stats(Some("production"), from, to)
+            .unwrap()
+            .count,
+        3
+    );
+    let day = t.date_naive();
+    let usage = store.usage_history(day, day).unwrap();
+    let prod = usage.iter().find(|u| u.env == "production").unwrap();
+    assert_eq!((prod.queries, prod.rows_read), (3, 11), "{prod:?}");
+    assert_eq!(
+        (prod.d1ops.queries, prod.d1ops.rows_read),
+        (2, 10),
+        "{prod:?}"
+    );
+    assert_eq!(usage.len(), 1, "no separate d1ops environment: {usage:?}");
+}

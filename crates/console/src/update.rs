@@ -28,7 +28,16 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             state.height = h;
             Vec::new()
         }
-        Action::ForceQuit if state.dialog.is_none() => flows::quit(state),
+        // Ctrl-C quits from anywhere (asking first while a write is in flight; a second
+        // Ctrl-C in that question leaves the write to recovery).
+        Action::ForceQuit => {
+            if matches!(state.dialog, Some(crate::dialog::Dialog::Quit(_))) {
+                state.quit = true;
+                Vec::new()
+            } else {
+                flows::quit(state)
+            }
+        }
         action if state.help.is_some() => {
             help(state, action);
             Vec::new()

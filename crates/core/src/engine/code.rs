@@ -410,6 +410,7 @@ impl Engine {
                     match action {
                         CodeAction::Revert | CodeAction::Rollback if t.rollback.is_none() =>
                             "deploy command (it has no rollback command)".to_string(),
+                        CodeAction::Revert | CodeAction::Rollback => "rollback command".into(),
                         a => format!("{} command", a.as_str()),
                     },
                     out.summary(step.timeout)
