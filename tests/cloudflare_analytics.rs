@@ -587,3 +587,39 @@ fn d1_restore_loss_is_unknown_and_bookmarks_take_no_storage() {
     assert!(row.contains('?'), "{row}");
     assert!(!row.contains(" 0 "), "{row}");
 }
+
+/// Issue 16 item 1 on D1: today's running total as D1's analytics count it crosses a tiny
+/// plan's daily limit, and `usage` and `forecast` say `exceeded` now.
+#[test]
+fn a_daily_limit_crossed_on_d1_is_exceeded_now() {
+    let cf = Cf::new("\n[plans.tiny]\ndatabase_size_bytes = 10000000\nrows_read_per_day = 5\n");
+    let config = cf.path().join("d1ops.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replacen(
+            "backend = \"cloudflare\"",
+            "backend = \"cloudflare\"\nplan = \"tiny\"",
+            1,
+        ),
+    )
+    .expect("config");
+    cf.seed();
+    for _ in 0..3 {
+        cf.ok(&["query", "production", "SELECT name FROM items"]);
+    }
+    let usage = cf.json(&["usage", "--days", "1"]);
+    let read = (usage["status"].as_array().expect("status").iter())
+        .find(|u| u["metric"] == "rows_read_per_day")
+        .cloned()
+        .unwrap_or_else(|| panic!("{usage:#}"));
+    assert_eq!(read["status"], "exceeded", "{read}");
+    assert!(read["over_by"].as_u64().unwrap_or(0) > 0, "{read}");
+    assert!(read["exceeded_since"].is_string(), "{read}");
+    let forecast = cf.json(&["forecast"]);
+    let f = (forecast["items"].as_array().expect("items").iter())
+        .find(|i| i["metric"] == "rows_read_per_day")
+        .cloned()
+        .unwrap_or_else(|| panic!("{forecast:#}"));
+    assert_eq!(f["status"], "exceeded", "{f}");
+}

@@ -320,6 +320,13 @@ fn quit_is_immediate_unless_a_write_is_in_flight() {
     );
     assert!(s.quit, "quits as soon as the write finished");
 
+    // Ctrl-C quits from inside a dialog too.
+    let mut s = state(false, &[ReleaseState::Ready]);
+    key(&mut s, KeyCode::Char('a'));
+    assert!(s.dialog.is_some());
+    update(&mut s, Action::ForceQuit);
+    assert!(s.quit, "Ctrl-C quits from a dialog");
+
     // "Quit now" leaves it to recovery.
     let mut s = state(false, &[ReleaseState::Approved]);
     s.send(Request::Restore("R1".into()));

@@ -742,9 +742,10 @@ impl Engine {
         let carried = self.store.release_migrations(id)?;
         let existing = self.store.applied_checksums(PRODUCTION)?;
         let actor = self.actor.clone();
+        let prod_id = self.backend.production_ref().id;
         self.store.atomically(|s| -> Result<()> {
             if keep {
-                s.set_env_database(PRODUCTION, Some(PRODUCTION))?;
+                s.set_env_database(PRODUCTION, Some(&prod_id))?;
                 for m in &carried {
                     let ours = pending.iter().any(|a| a.name == m.name);
                     let is_applied = ledger.iter().any(|r| r.name == m.name);

@@ -19,6 +19,8 @@ use crate::model::{CheckStatus, now, now_utc, parse_time};
 
 /// Queries listed per section.
 const TOP: usize = 5;
+/// Failing queries listed at most (all of them, in practice).
+const FAILING_MAX: usize = 25;
 /// A query needs this many executions in the week to count as "slow" (one odd outlier is
 /// not a pattern).
 const MIN_SLOW_COUNT: u64 = 5;
@@ -149,7 +151,9 @@ impl Engine {
                 .then_with(|| a.fingerprint_id.cmp(&b.fingerprint_id))
         });
         slow.truncate(TOP);
-        let failing = metrics.top_queries(Some(PRODUCTION), start, end, TopBy::Errors, TOP)?;
+        // Every failing query (up to a page), each with its last error.
+        let failing =
+            metrics.top_queries(Some(PRODUCTION), start, end, TopBy::Errors, FAILING_MAX)?;
         let errors = metrics.recent_errors(Some(PRODUCTION), 200)?;
         let insight = |stat: QueryStat| -> Result<QueryInsight> {
             let plan = self.query_plan(PRODUCTION, &stat.text)?;
