@@ -423,3 +423,32 @@ fn a_restore_whose_answer_is_lost_still_leaves_an_undo_point() {
     ws.ok(&["restore", "--undo", "--yes"]);
     assert_eq!(db_digest(&ws.production_path()), promoted);
 }
+
+/// A restore killed after Time Travel answered but before its `previous_bookmark` was
+/// recorded is rolled forward by the next command, which takes the undo point from the
+/// bookmark at the time the restore started: `restore --undo` still works.
+#[test]
+fn a_restore_killed_before_its_undo_point_was_recorded_can_still_be_undone() {
+    let (_server, ws) = shipped();
+    ws.migration(
+        "0002_email.sql",
+        "ALTER TABLE users ADD COLUMN email TEXT;\n",
+    );
+    let id = ws.ship();
+    let promoted = db_digest(&ws.production_path());
+    let killed = ws
+        .cmd("alice")
+        .env("D1OPS_FAULT", "restore.before_undo_point")
+        .args(["restore", "--to-release", &id, "--yes"])
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "the fault point was not reached");
+    assert_ne!(
+        db_digest(&ws.production_path()),
+        promoted,
+        "the restore landed"
+    );
+    ws.ok(&["releases"]);
+    ws.ok(&["restore", "--undo", "--yes"]);
+    assert_eq!(db_digest(&ws.production_path()), promoted);
+}

@@ -113,6 +113,14 @@ fn promote_confirmation() {
     keys(&mut state, &mut engine, &f.ids, &code);
     key(&mut state, &mut engine, &f.ids, KeyCode::Tab);
     check("promote_confirm_blocked_by_approvals", &mut state, &f.ids);
+    // At 60×20 the summary scrolls with ↓ under a fixed title, code field and buttons.
+    for _ in 0..4 {
+        key(&mut state, &mut engine, &f.ids, KeyCode::Down);
+    }
+    let screen = render(&mut state, &f.ids, 60, 20);
+    insta::assert_snapshot!("promote_confirm_scrolled_60x20", screen);
+    assert!(screen.contains("above"), "{screen}");
+    assert!(screen.contains("Promote (disabled)"), "{screen}");
 }
 
 #[test]

@@ -100,6 +100,20 @@ impl Confirm {
         None
     }
 
+    /// The furthest the middle can usefully scroll: at most its line count (an upper bound
+    /// that keeps `↑` answering at once after many `↓`).
+    pub fn scroll_limit(&self) -> usize {
+        let promote = match &self.preview {
+            Some(Ok(p)) => p.diff.len() + p.pending.len() + 12,
+            _ => 0,
+        };
+        let recovery = match &self.recovery {
+            Some(Ok(p)) => p.lines.len() * 2 + 4,
+            _ => 0,
+        };
+        promote + recovery + 8
+    }
+
     /// Whether the dialog is ready for the typed id (loaded, nothing in the way).
     pub fn awaiting_code(&self) -> bool {
         match self.action {

@@ -126,7 +126,11 @@ pub fn dialog(state: &mut State, action: Action) -> Vec<Effect> {
             false
         }
         (Dialog::Undo(u), Action::Down | Action::WheelDown | Action::PageDown) => {
-            u.scroll = u.scroll.saturating_add(1);
+            let n = u.preview.as_ref().map_or(0, |p| match p {
+                Ok(p) => p.lines.len() * 2 + 4,
+                Err(_) => 0,
+            });
+            u.scroll = (u.scroll + 1).min(n);
             false
         }
         (Dialog::Undo(u), Action::Up | Action::WheelUp | Action::PageUp) => {
@@ -138,7 +142,7 @@ pub fn dialog(state: &mut State, action: Action) -> Vec<Effect> {
             false
         }
         (Dialog::Confirm(c), Action::Down | Action::WheelDown | Action::PageDown) => {
-            c.scroll = c.scroll.saturating_add(1);
+            c.scroll = (c.scroll + 1).min(c.scroll_limit());
             false
         }
         (Dialog::Confirm(c), Action::Up | Action::WheelUp | Action::PageUp) => {

@@ -276,6 +276,7 @@ impl Engine {
         let restored = self
             .backend
             .restore_returning_previous(&db, &snapshot_ref(&plan.snapshot));
+        fault::point("restore.before_undo_point");
         if deferred_pre && let Ok(Some(previous)) = &restored {
             let active = production.active_release.as_deref();
             if let Err(e) = self.record_previous_point(restore_id, previous, pre_size, active) {

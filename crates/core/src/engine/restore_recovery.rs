@@ -38,6 +38,27 @@ impl Engine {
         };
         match record {
             Some(rec) if forward => {
+                // A restore whose process died before it recorded the point D1 named in its
+                // answer (`previous_bookmark`): the point production was at when the restore
+                // started stands in, so the restore can still be undone.
+                if rec.pre_snapshot_id.is_none() && self.backend.restore_names_previous() {
+                    let db = self.backend.production_ref();
+                    let point = match d1ops_sql::clock::parse_time(&rec.started_at) {
+                        Some(at) => self.backend.point_at(&db, at).ok().flatten(),
+                        None => None,
+                    };
+                    match point {
+                        Some(p) => {
+                            let size = self.backend.size_bytes(&db).unwrap_or(0);
+                            let active = rec.previous_active.clone();
+                            self.record_previous_point(rec.id, &p, size, active.as_deref())?;
+                        }
+                        None => tracing::warn!(
+                            restore = rec.id,
+                            "no undo point could be found for a recovered restore"
+                        ),
+                    }
+                }
                 self.finish_restore(rec.id)?;
                 self.audit(
                     "restore.recovered",
