@@ -90,4 +90,19 @@ fn the_monitor_can_split_requests_by_the_region_that_served_them() {
         .filter(|r| r.path.ends_with("/graphql"))
         .count();
     assert_eq!(graphql, 2, "one request per read");
+
+    // On the command line: `monitor` adds the split (JSON `regions`, a table on screen).
+    let v = ws.json(&["monitor", "--window", "1h"]);
+    let regions = v["regions"]["regions"]
+        .as_array()
+        .expect("regions in monitor --json");
+    assert!(
+        regions
+            .iter()
+            .any(|r| r["region"] == "ENAM" && r["primary"] == false),
+        "{v}"
+    );
+    let out = ws.ok(&["monitor", "--window", "1h"]);
+    assert!(out.contains("by region (primary WEUR)"), "{out}");
+    assert!(out.contains("replica"), "{out}");
 }

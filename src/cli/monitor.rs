@@ -25,10 +25,30 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &Engine) -> anyhow::Result<i
                 *limit,
                 *include_d1ops,
             )?;
+            // On D1: where the queries ran, by region (primary and read replicas), when D1's
+            // analytics carry `servedByRegion`. One budgeted GraphQL call; a failure is a
+            // warning, never the monitor's failure.
+            let regions = match engine.region_split(&data.env, window_of(window).length()) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!(
+                        "d1ops: the split by region could not be read: {}",
+                        safe(&e.to_string())
+                    );
+                    None
+                }
+            };
             if cli.json {
-                print_json(&data)?;
+                let mut v = serde_json::to_value(&data)?;
+                if let (Some(obj), Some(r)) = (v.as_object_mut(), &regions) {
+                    obj.insert("regions".into(), serde_json::to_value(r)?);
+                }
+                print_json(&v)?;
             } else {
                 print_monitor(&data);
+                if let Some(r) = &regions {
+                    print_regions(r);
+                }
             }
             Ok(exit::OK)
         }
@@ -210,6 +230,52 @@ fn print_monitor(d: &MonitorData) {
         } else {
             println!("{line}");
         }
+    }
+}
+
+/// `monitor` on D1: requests and latency by the region that served them.
+fn print_regions(r: &crate::engine::analytics::regions::RegionSplit) {
+    println!();
+    let primary = r.primary_region.as_deref().unwrap_or("unknown");
+    println!("by region (primary {}):", safe(primary));
+    if r.regions.is_empty() {
+        println!(
+            "  {}",
+            safe(
+                r.note
+                    .as_deref()
+                    .unwrap_or("D1's analytics name no region for this window")
+            )
+        );
+        return;
+    }
+    let rows: Vec<Vec<String>> = r
+        .regions
+        .iter()
+        .map(|g| {
+            vec![
+                safe(&g.region),
+                if g.primary { "primary" } else { "replica" }.to_string(),
+                thousands(g.count),
+                thousands(g.read_queries),
+                thousands(g.write_queries),
+                known_ms(g.avg_ms),
+                known_ms(g.p50_ms),
+                known_ms(g.p99_ms),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "REGION", "ROLE", "REQUESTS", "READS", "WRITES", "AVG", "P50", "P99"
+            ],
+            &rows
+        )
+    );
+    if let Some(n) = &r.note {
+        println!("  {}", safe(n));
     }
 }
 

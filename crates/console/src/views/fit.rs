@@ -103,6 +103,27 @@ fn group(chars: &[(char, Style)]) -> Vec<Span<'static>> {
     spans
 }
 
+/// Styled spans cut to `width` characters, the last one shown ending in `…` when cut.
+pub fn clip_spans(spans: Vec<Span<'static>>, width: usize) -> Vec<Span<'static>> {
+    let total: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    if total <= width {
+        return spans;
+    }
+    let mut out = Vec::new();
+    let mut left = width;
+    for s in spans {
+        let n = s.content.chars().count();
+        if n < left {
+            left -= n;
+            out.push(s);
+            continue;
+        }
+        out.push(Span::styled(format::clip(&s.content, left), s.style));
+        break;
+    }
+    out
+}
+
 /// Grows without bound: the column takes a share of what is left.
 pub const FILL: u16 = u16::MAX;
 

@@ -55,7 +55,7 @@ fn frame_list(
     }
     spans.extend(extra);
     frame.render_widget(
-        Paragraph::new(Line::from(spans)),
+        Paragraph::new(Line::from(fit::clip_spans(spans, body.width as usize))),
         Rect {
             height: 1.min(body.height),
             ..body

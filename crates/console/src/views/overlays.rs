@@ -96,7 +96,8 @@ pub fn palette(frame: &mut Frame, state: &State, p: &Palette, theme: &Theme, bod
         } else {
             format!("  {}", o.trim())
         };
-        lines.push(Line::from(Span::styled(text, style)));
+        let room = body.width.saturating_sub(4).min(98) as usize;
+        lines.push(Line::from(Span::styled(format::clip(&text, room), style)));
     }
     if options.is_empty() {
         lines.push(Line::from(Span::styled(
