@@ -91,8 +91,10 @@ fn the_monitor_can_split_requests_by_the_region_that_served_them() {
         .count();
     assert_eq!(graphql, 2, "one request per read");
 
-    // On the command line: `monitor` adds the split (JSON `regions`, a table on screen).
-    let v = ws.json(&["monitor", "--window", "1h"]);
+    // On the command line: `monitor --by-region` adds the split (JSON `regions`, a table on
+    // screen); plain `monitor` asks for nothing more.
+    assert!(ws.json(&["monitor"]).get("regions").is_none());
+    let v = ws.json(&["monitor", "--window", "1h", "--by-region"]);
     let regions = v["regions"]["regions"]
         .as_array()
         .expect("regions in monitor --json");
@@ -102,7 +104,7 @@ fn the_monitor_can_split_requests_by_the_region_that_served_them() {
             .any(|r| r["region"] == "ENAM" && r["primary"] == false),
         "{v}"
     );
-    let out = ws.ok(&["monitor", "--window", "1h"]);
+    let out = ws.ok(&["monitor", "--window", "1h", "--by-region"]);
     assert!(out.contains("by region (primary WEUR)"), "{out}");
     assert!(out.contains("replica"), "{out}");
 }

@@ -161,6 +161,15 @@ fn readonly_variant() {
     );
     keys(&mut state, &mut engine, &f.ids, "?");
     check("readonly_help", &mut state, &f.ids);
+    // Down to the smallest size drawn, the header keeps the badge and the alert count.
+    for (w, h) in [(50, 12), (60, 20), (80, 24)] {
+        let screen = render(&mut state, &f.ids, w, h);
+        let header = screen.lines().next().unwrap_or_default();
+        assert!(
+            header.contains("READ-ONLY") && header.contains("alerts 0"),
+            "{w}×{h}: {header}"
+        );
+    }
 }
 
 #[test]

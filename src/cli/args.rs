@@ -252,6 +252,10 @@ pub enum Command {
         /// by default the Monitor shows the app's traffic only.
         #[arg(long)]
         include_d1ops: bool,
+        /// On D1: also split requests and latency by the region that served them (primary
+        /// and read replicas); one more GraphQL request from the analytics budget.
+        #[arg(long)]
+        by_region: bool,
     },
     /// D1's GraphQL Analytics (backend = "cloudflare").
     Analytics {

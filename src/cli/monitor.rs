@@ -17,6 +17,7 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &Engine) -> anyhow::Result<i
             by,
             limit,
             include_d1ops,
+            by_region,
         } => {
             let data = engine.monitor_with(
                 env.as_deref(),
@@ -25,10 +26,15 @@ pub(super) fn run(cli: &Cli, cmd: &Command, engine: &Engine) -> anyhow::Result<i
                 *limit,
                 *include_d1ops,
             )?;
-            // On D1: where the queries ran, by region (primary and read replicas), when D1's
-            // analytics carry `servedByRegion`. One budgeted GraphQL call; a failure is a
-            // warning, never the monitor's failure.
-            let regions = match engine.region_split(&data.env, window_of(window).length()) {
+            // On D1, with --by-region: where the queries ran, by region (primary and read
+            // replicas), when D1's analytics carry `servedByRegion`. One more budgeted
+            // GraphQL call; a failure is a warning, never the monitor's failure.
+            let split = if *by_region {
+                engine.region_split(&data.env, window_of(window).length())
+            } else {
+                Ok(None)
+            };
+            let regions = match split {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!(
