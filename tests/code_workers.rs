@@ -227,3 +227,60 @@ fn a_lost_upload_answer_does_not_make_two_versions() {
     ws.ok_as("bob", &["promote", &r2, "--yes"]);
     assert_eq!(server.worker_versions(SCRIPT).len(), after_preview + 1);
 }
+
+/// A directory of modules is pinned as one bundle file and uploads as the same modules.
+#[test]
+fn a_directory_of_modules_ships_as_pinned() {
+    let (server, ws) = cloudflare_ws();
+    with_worker(&ws);
+    ws.migration(
+        "0001_users.sql",
+        "CREATE TABLE users(id INTEGER PRIMARY KEY);",
+    );
+    let dir = ws.path().join("dist/api");
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::write(
+        dir.join("index.js"),
+        "import hello from './lib/hello.js';\nexport default { fetch() { return new Response(hello); } };\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("lib/hello.js"), "export default 'hi';\n").unwrap();
+    let spec = format!("api={}", dir.display());
+    let (code, out, err) = ws.run_as("alice", &["--json", "deploy", "--artifact", &spec]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Later edits to the folder change nothing: the pinned bundle ships.
+    std::fs::write(dir.join("lib/hello.js"), "export default 'edited';\n").unwrap();
+    ws.ok_as("bob", &["approve", &id]);
+    ws.ok_as("bob", &["promote", &id, "--yes"]);
+    let live = live_version(&server);
+    let (main, modules) = server.version_modules(SCRIPT, &live).expect("modules");
+    assert_eq!(main, "index.js");
+    let names: Vec<&str> = modules.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"lib/hello.js"), "{names:?}");
+    let hello = modules.iter().find(|m| m.0 == "lib/hello.js").unwrap();
+    assert_eq!(hello.2, b"export default 'hi';\n".to_vec());
+}
+
+#[test]
+fn only_a_worker_targets_artifact_may_be_a_directory() {
+    let (_server, ws) = cloudflare_ws();
+    with_worker(&ws);
+    ws.migration(
+        "0001_users.sql",
+        "CREATE TABLE users(id INTEGER PRIMARY KEY);",
+    );
+    let dir = ws.path().join("dist/other");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = format!("other={}", dir.display());
+    let (code, _out, err) = ws.run_as("alice", &["deploy", "--artifact", &spec]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("only a worker target's artifact may be a directory"),
+        "{err}"
+    );
+}

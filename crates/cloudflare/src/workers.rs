@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 use super::client::{Call, Client};
 use super::error::{CloudflareError, Permission};
 
-pub use bundle::{MAX_BUNDLE_BYTES, WorkerBundle, WorkerModule};
+pub use bundle::{ARCHIVE_MAGIC, MAX_BUNDLE_BYTES, WorkerBundle, WorkerModule};
 
 /// The permission Workers calls need, as Cloudflare's token editor names it.
 pub const WORKERS_PERMISSION: &str = "Account · Workers Scripts · Edit";

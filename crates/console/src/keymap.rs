@@ -387,7 +387,7 @@ pub fn keymap_markdown() -> String {
             ));
         }
     }
-    out.push_str("| mouse wheel, click | scroll; select a tab, a row (again: open) or a sub-view | Everywhere | |\n");
+    out.push_str("| mouse wheel, click | scroll; select a tab, a row (again: open) or a sub-view; the header opens the alerts list | Everywhere | |\n");
     for c in crate::palette::COMMANDS {
         let arg = match c.arg {
             crate::palette::Arg::None => "",

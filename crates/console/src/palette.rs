@@ -141,7 +141,8 @@ pub fn run(state: &mut State, input: &str, selected: usize) -> Vec<Effect> {
     let mut line = input.trim().to_string();
     let first = line.split_whitespace().next().unwrap_or("");
     if find(first).is_none() {
-        match completions(state, &line).get(selected) {
+        let options = completions(state, &line);
+        match options.get(selected.min(options.len().saturating_sub(1))) {
             Some(c) => line = c.trim().to_string(),
             None => {
                 state.toast(

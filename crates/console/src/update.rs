@@ -355,6 +355,11 @@ pub fn open_release(state: &mut State, id: String) -> Vec<Effect> {
 
 fn click(state: &mut State, col: u16, row: u16) -> Vec<Effect> {
     let r = layout::regions(state.width, state.height);
+    if row == r.header.y {
+        // The header's alert count is a door to the alerts list.
+        state.alerts_open = Some(0);
+        return Vec::new();
+    }
     if row == r.tabs.y {
         if let Some(tab) = layout::tab_at(r.tabs, col) {
             return go_tab(state, tab.index());

@@ -21,6 +21,9 @@ use super::{Result, WorkersError};
 /// long before an upload.
 pub const MAX_BUNDLE_BYTES: u64 = 10 * 1024 * 1024;
 
+/// The first bytes of a bundle written as one file ([`WorkerBundle::to_archive`]).
+pub const ARCHIVE_MAGIC: &[u8] = b"d1ops-worker-bundle/1\n";
+
 const ESM: &str = "application/javascript+module";
 const WASM: &str = "application/wasm";
 const SOURCE_MAP: &str = "application/source-map";
@@ -136,6 +139,84 @@ impl WorkerBundle {
     /// Total bytes of the modules.
     pub fn size(&self) -> u64 {
         self.modules.iter().map(|m| m.bytes.len() as u64).sum()
+    }
+
+    /// The bundle as one file, so a directory of modules can be pinned like any artifact:
+    /// [`ARCHIVE_MAGIC`], one JSON line (`main_module`, then each module's `name`,
+    /// `content_type` and byte length, in order), then the modules' bytes back to back.
+    /// Deterministic: the same modules give the same bytes (and so the same sha256).
+    pub fn to_archive(&self) -> Vec<u8> {
+        let manifest = serde_json::json!({
+            "main_module": self.main_module,
+            "modules": self.modules.iter().map(|m| serde_json::json!({
+                "name": m.name, "content_type": m.content_type, "len": m.bytes.len(),
+            })).collect::<Vec<_>>(),
+        });
+        let mut out = ARCHIVE_MAGIC.to_vec();
+        out.extend_from_slice(manifest.to_string().as_bytes());
+        out.push(b'\n');
+        for m in &self.modules {
+            out.extend_from_slice(&m.bytes);
+        }
+        out
+    }
+
+    /// Whether `bytes` is a bundle written by [`WorkerBundle::to_archive`].
+    pub fn is_archive(bytes: &[u8]) -> bool {
+        bytes.starts_with(ARCHIVE_MAGIC)
+    }
+
+    /// Reads back a bundle written by [`WorkerBundle::to_archive`]; `shown` names the file
+    /// in errors.
+    pub fn from_archive(bytes: &[u8], shown: &Path) -> Result<WorkerBundle> {
+        let broken = |why: &str| bad(shown, format!("not a readable d1ops Worker bundle: {why}"));
+        let rest = bytes
+            .strip_prefix(ARCHIVE_MAGIC)
+            .ok_or_else(|| broken("no header"))?;
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| broken("no manifest"))?;
+        let manifest: Value =
+            serde_json::from_slice(&rest[..end]).map_err(|e| broken(&e.to_string()))?;
+        let main_module = manifest["main_module"]
+            .as_str()
+            .ok_or_else(|| broken("no main module"))?
+            .to_string();
+        let mut body = &rest[end + 1..];
+        let mut modules = Vec::new();
+        for m in manifest["modules"]
+            .as_array()
+            .ok_or_else(|| broken("no modules"))?
+        {
+            let len = m["len"]
+                .as_u64()
+                .ok_or_else(|| broken("a module without a length"))?;
+            let len = usize::try_from(len).map_err(|_| broken("a module too large"))?;
+            if body.len() < len {
+                return Err(broken("truncated"));
+            }
+            let (bytes, tail) = body.split_at(len);
+            body = tail;
+            modules.push(WorkerModule {
+                name: m["name"]
+                    .as_str()
+                    .ok_or_else(|| broken("a module without a name"))?
+                    .into(),
+                content_type: m["content_type"]
+                    .as_str()
+                    .ok_or_else(|| broken("a module without a content type"))?
+                    .into(),
+                bytes: bytes.to_vec(),
+            });
+        }
+        if !body.is_empty() {
+            return Err(broken("bytes after the last module"));
+        }
+        Ok(WorkerBundle {
+            main_module,
+            modules,
+        })
     }
 
     /// The multipart body of an upload: `metadata` (JSON) then one part per module, each
@@ -275,6 +356,32 @@ fn read_limited(path: &Path, total: &mut u64) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_archive_reads_back_as_the_same_bundle() {
+        let bundle = WorkerBundle {
+            main_module: "index.js".into(),
+            modules: vec![
+                WorkerModule {
+                    name: "index.js".into(),
+                    bytes: b"import x from './lib/x.js';\nexport default x;\n".to_vec(),
+                    content_type: ESM.into(),
+                },
+                WorkerModule {
+                    name: "lib/x.js".into(),
+                    bytes: b"export default {}".to_vec(),
+                    content_type: ESM.into(),
+                },
+            ],
+        };
+        let bytes = bundle.to_archive();
+        assert!(WorkerBundle::is_archive(&bytes));
+        assert_eq!(bytes, bundle.to_archive(), "deterministic");
+        let back = WorkerBundle::from_archive(&bytes, Path::new("x")).unwrap();
+        assert_eq!(back, bundle);
+        let cut = &bytes[..bytes.len() - 3];
+        assert!(WorkerBundle::from_archive(cut, Path::new("x")).is_err());
+    }
 
     #[test]
     fn multipart_names_each_part_and_ends_with_the_closing_boundary() {

@@ -29,6 +29,7 @@ fn help_lines(state: &State, theme: &Theme) -> Lines {
     out.push(Line::from(Span::styled(" Mouse", theme.title())));
     out.push(Line::from("  wheel         scroll"));
     out.push(Line::from("  click         tab, row (twice: open), view"));
+    out.push(Line::from("  click header  the alerts list"));
     out.push(Line::from(Span::styled(" Commands (:)", theme.title())));
     for c in crate::palette::COMMANDS {
         if state.info.readonly && keymap::DANGEROUS_COMMANDS.contains(&c.name) {

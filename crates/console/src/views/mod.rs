@@ -15,6 +15,7 @@ pub mod lists;
 pub mod monitor;
 mod overlays;
 mod probes;
+mod queries;
 pub mod sql;
 pub mod theme;
 

@@ -13,7 +13,6 @@ use ratatui::widgets::{
 };
 
 use super::charts::{ago, compact, ms, pool, y_labels};
-use super::fit::{self, Col, FILL};
 use super::theme::Theme;
 use crate::engine::view::SeriesPoint;
 use crate::engine::{Freshness, MonitorData, WatchStatus};
@@ -99,9 +98,9 @@ pub fn draw(frame: &mut Frame, state: &State, theme: &Theme, body: Rect) {
     ])
     .areas(rest);
     charts(frame, data, theme, charts_area);
-    top_table(frame, m, data, theme, table_area);
+    super::queries::top_table(frame, m, data, theme, table_area);
     if errors_h > 0 {
-        errors_panel(frame, state, data, theme, errors_area);
+        super::queries::errors_panel(frame, state, data, theme, errors_area);
     }
     plan(frame, m, data, theme, plan_area);
 }
@@ -367,108 +366,6 @@ fn latency(frame: &mut Frame, d: &MonitorData, theme: &Theme, area: Rect) {
         )
         .legend_position(None);
     frame.render_widget(chart, area);
-}
-
-/// The top queries' columns: the query text takes what the numbers leave.
-fn top_columns() -> [Col; 6] {
-    [
-        fit::col("QUERY", 12, FILL, 0),
-        fit::right("COUNT", 6, 6, 1),
-        fit::right("ERR", 5, 5, 2),
-        fit::right("P95(ms)", 8, 8, 1),
-        fit::right("TOTAL(ms)", 9, 9, 3),
-        fit::right("ROWS READ", 10, 10, 4),
-    ]
-}
-
-fn top_table(frame: &mut Frame, m: &MonitorState, d: &MonitorData, theme: &Theme, area: Rect) {
-    let cols = top_columns();
-    let widths = fit::widths(&cols, area.width.saturating_sub(1));
-    let title = format!("TOP BY {}", order_label(m.order).to_uppercase());
-    let heads: Vec<(String, Style)> = (cols.iter().enumerate())
-        .map(|(i, c)| {
-            let h = if i == 0 {
-                title.clone()
-            } else {
-                c.head.to_string()
-            };
-            (h, theme.bold())
-        })
-        .collect();
-    let mut head = vec![Span::raw(" ")];
-    head.extend(fit::text_row(&cols, &widths, heads));
-    let mut lines = vec![Line::from(head)];
-    if d.top.is_empty() {
-        lines.push(Line::from(Span::styled(
-            " no failing queries in this window",
-            theme.dim(),
-        )));
-    }
-    let rows = area.height.saturating_sub(1) as usize;
-    let offset = m.selected.saturating_sub(rows.saturating_sub(1));
-    for (i, q) in d.top.iter().enumerate().skip(offset).take(rows) {
-        let mut style = if q.errors > 0 {
-            theme.warn()
-        } else {
-            Style::new()
-        };
-        if i == m.selected {
-            style = theme.selected();
-        }
-        let text = if q.source == "d1ops" {
-            format!("[d1ops] {}", q.text)
-        } else {
-            q.text.clone()
-        };
-        let cells = vec![
-            (text, style),
-            (compact(q.count as f64), style),
-            (compact(q.errors as f64), style),
-            // Unknown is not zero: `–` when D1 gave no distribution.
-            (q.p95_ms.map_or_else(|| "–".to_string(), ms), style),
-            (ms(q.total_ms), style),
-            (compact(q.rows_read as f64), style),
-        ];
-        let mut spans = vec![Span::styled(" ", style)];
-        spans.extend(fit::text_row(&cols, &widths, cells));
-        lines.push(Line::from(spans));
-    }
-    frame.render_widget(Paragraph::new(lines), area);
-}
-
-/// The newest errors of the environment (time, query, error), as `d1ops monitor` prints them.
-fn errors_panel(frame: &mut Frame, state: &State, d: &MonitorData, theme: &Theme, area: Rect) {
-    let cols = [
-        fit::col("AGE", 4, 5, 0),
-        fit::col("QUERY", 10, FILL, 1),
-        fit::col("ERROR", 14, FILL, 0),
-    ];
-    let widths = fit::widths(&cols, area.width.saturating_sub(1));
-    let heads: Vec<(String, Style)> = vec![
-        ("AGO".to_string(), theme.bold()),
-        (format!("RECENT ERRORS ({})", d.errors.len()), theme.bold()),
-        ("ERROR".to_string(), theme.bold()),
-    ];
-    let mut head = vec![Span::raw(" ")];
-    head.extend(fit::text_row(&cols, &widths, heads));
-    let mut lines = vec![Line::from(head)];
-    for e in d.errors.iter().take(area.height.saturating_sub(1) as usize) {
-        let at = e.at.to_rfc3339();
-        let query = if e.text.is_empty() {
-            e.fingerprint_id.clone()
-        } else {
-            e.text.clone()
-        };
-        let cells = vec![
-            (format::age(&at, state.now), theme.dim()),
-            (query, Style::new()),
-            (format!("{}: {}", e.code, e.message), theme.bad()),
-        ];
-        let mut spans = vec![Span::raw(" ")];
-        spans.extend(fit::text_row(&cols, &widths, cells));
-        lines.push(Line::from(spans));
-    }
-    frame.render_widget(Paragraph::new(lines), area);
 }
 
 fn plan(frame: &mut Frame, m: &MonitorState, d: &MonitorData, theme: &Theme, area: Rect) {

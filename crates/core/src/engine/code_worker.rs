@@ -109,16 +109,6 @@ impl Engine {
             return WorkerBundle::read(&path, plan.target.main.as_deref())
                 .map_err(|e| super::EngineError::Input(e.to_string()));
         }
-        let name = std::path::Path::new(&plan.artifact.path)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if !(name.ends_with(".js") || name.ends_with(".mjs")) {
-            return Err(super::EngineError::Input(format!(
-                "target {}: artifact {} ({}) is not a bundled ES module: a worker target ships one .js or .mjs file (bundle a multi-module Worker into one, e.g. `wrangler deploy --dry-run --outdir dist`)",
-                plan.target.name, plan.artifact.name, plan.artifact.path
-            )));
-        }
         let bytes = std::fs::read(&path).map_err(|e| {
             super::EngineError::Input(format!(
                 "release {}'s pinned artifact {} cannot be read at {}: {e}",
@@ -127,6 +117,21 @@ impl Engine {
                 path.display()
             ))
         })?;
+        // A directory of modules was pinned as one bundle file.
+        if WorkerBundle::is_archive(&bytes) {
+            return WorkerBundle::from_archive(&bytes, &path)
+                .map_err(|e| super::EngineError::Input(e.to_string()));
+        }
+        let name = std::path::Path::new(&plan.artifact.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !(name.ends_with(".js") || name.ends_with(".mjs")) {
+            return Err(super::EngineError::Input(format!(
+                "target {}: artifact {} ({}) is not a bundled ES module: a worker target ships one .js or .mjs file or a directory of modules",
+                plan.target.name, plan.artifact.name, plan.artifact.path
+            )));
+        }
         Ok(WorkerBundle {
             main_module: name.clone(),
             modules: vec![WorkerModule {

@@ -216,7 +216,7 @@ impl Engine {
         let artifacts = req
             .artifacts
             .iter()
-            .map(|(n, p)| pin_artifact(n, p, &pin_dir, &mut fresh))
+            .map(|(n, p)| self.pin_source(n, p, &pin_dir, &mut fresh))
             .collect::<Result<Vec<_>>>()?;
         let supersedes = match &req.supersedes {
             Some(s) => Some(self.resolve(s)?.id),
@@ -273,9 +273,12 @@ impl Engine {
         // what was reviewed, whatever d1ops.toml says later.
         let targets = serde_json::to_string(&self.ws.config.targets)
             .map_err(|e| EngineError::Input(format!("[[target]] cannot be recorded: {e}")))?;
-        let ships_code = self.ws.config.targets.iter().any(|t| {
-            artifacts.iter().any(|a| a.name == t.artifact_name())
-        });
+        let ships_code = self
+            .ws
+            .config
+            .targets
+            .iter()
+            .any(|t| artifacts.iter().any(|a| a.name == t.artifact_name()));
         let run = self.store.atomically(|s| -> Result<crate::store::DeployRun> {
             s.insert_release(&release, &carried, &artifacts)?;
             s.set_release_probes(&id, &probes)?;
@@ -379,6 +382,81 @@ impl Engine {
             pending,
             total_ms: report.total_ms,
         })
+    }
+
+    /// Pins one `--artifact`: a file as it is; a directory only for a `worker` target, as
+    /// its bundle of modules written as one file (`WorkerBundle::to_archive`), so the
+    /// pinned copy is still one content-addressed file.
+    fn pin_source(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+        dir: &std::path::Path,
+        fresh: &mut FreshPins,
+    ) -> Result<Artifact> {
+        if !path.is_dir() {
+            return pin_artifact(name, path, dir, fresh);
+        }
+        let worker = self.ws.config.targets.iter().find(|t| {
+            t.kind == crate::workspace::config::TargetKind::Worker && t.artifact_name() == name
+        });
+        let Some(target) = worker else {
+            return Err(EngineError::Input(format!(
+                "artifact {name}: {} is a directory; only a worker target's artifact may be a directory of modules (pack anything else into one file)",
+                path.display()
+            )));
+        };
+        self.pin_worker_dir(name, path, target, dir, fresh)
+    }
+
+    #[cfg(feature = "d1")]
+    fn pin_worker_dir(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+        target: &crate::workspace::config::TargetConfig,
+        dir: &std::path::Path,
+        fresh: &mut FreshPins,
+    ) -> Result<Artifact> {
+        use crate::cloudflare::workers::WorkerBundle;
+        let bundle = WorkerBundle::read(path, target.main.as_deref())
+            .map_err(|e| EngineError::Input(format!("artifact {name}: {e}")))?;
+        let store_err = |e: std::io::Error| {
+            EngineError::Environment(format!(
+                "artifact {name}: cannot write in {}: {e}",
+                dir.display()
+            ))
+        };
+        std::fs::create_dir_all(dir).map_err(store_err)?;
+        // Named like pin_artifact's own temporary files, so recovery and cleanup remove one
+        // a killed deploy left behind.
+        let tmp = dir.join(format!(
+            ".pin-bundle-{}-{}.tmp",
+            std::process::id(),
+            crate::model::now_utc()
+                .timestamp_nanos_opt()
+                .unwrap_or_default()
+        ));
+        std::fs::write(&tmp, bundle.to_archive()).map_err(store_err)?;
+        let pinned = pin_artifact(name, &tmp, dir, fresh);
+        let _ = std::fs::remove_file(&tmp);
+        let mut artifact = pinned?;
+        artifact.path = path.display().to_string();
+        Ok(artifact)
+    }
+
+    #[cfg(not(feature = "d1"))]
+    fn pin_worker_dir(
+        &self,
+        name: &str,
+        _path: &std::path::Path,
+        _target: &crate::workspace::config::TargetConfig,
+        _dir: &std::path::Path,
+        _fresh: &mut FreshPins,
+    ) -> Result<Artifact> {
+        Err(EngineError::Input(format!(
+            "artifact {name}: worker targets need the Cloudflare backend, which this build leaves out"
+        )))
     }
 
     fn run_gate(
