@@ -111,3 +111,37 @@ fn code_sub_view_and_environments_code_column() {
         insta::assert_snapshot!(format!("code_detail_failed_{w}x{h}"), screen);
     }
 }
+
+/// `:halt ID` opens the rollout abort confirmation (typed code), and the engine's answer
+/// lands as a toast: here there is no rollout in progress to abort.
+#[test]
+fn the_palette_drives_a_worker_rollout() {
+    let f = shipped();
+    let (mut state, mut engine) = loaded(&f, false);
+    let r1 = f.ids[0].clone();
+    key(&mut state, &mut engine, &f.ids, KeyCode::Char(':'));
+    for c in format!("halt {r1}").chars() {
+        key(&mut state, &mut engine, &f.ids, KeyCode::Char(c));
+    }
+    key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
+    let screen = render(&mut state, &f.ids, 120, 40);
+    assert!(screen.contains("Abort the rollout of"), "{screen}");
+    for c in r1[22..].chars() {
+        key(&mut state, &mut engine, &f.ids, KeyCode::Char(c));
+    }
+    key(&mut state, &mut engine, &f.ids, KeyCode::Tab);
+    key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
+    let toast = state
+        .toasts
+        .last()
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
+    assert!(
+        toast.contains("Aborting the rollout") && toast.contains("no rollout"),
+        "the engine's refusal is shown: {toast}"
+    );
+    assert!(
+        state.dialog.is_none(),
+        "the dialog closed once the engine answered"
+    );
+}

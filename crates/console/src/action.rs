@@ -47,6 +47,10 @@ pub enum Action {
     AckWatch,
     /// `U`: undo the last restore (Releases).
     RestoreUndo,
+    /// `:advance ID`: take the next step of the release's worker rollout.
+    RolloutContinue,
+    /// `:halt ID`: put the previous Worker version back at 100%.
+    RolloutAbort,
     /// A dangerous key pressed in a read-only console: what it would have done.
     ReadOnly(&'static str),
     /// `!`: the alerts list.

@@ -16,6 +16,10 @@ pub enum ConfirmAction {
     Abandon,
     Rollback,
     Restore,
+    /// The next step of the release's worker rollout.
+    RolloutContinue,
+    /// The previous Worker version back at 100%, the release failed at stage `rollout`.
+    RolloutAbort,
 }
 
 impl ConfirmAction {
@@ -26,6 +30,8 @@ impl ConfirmAction {
             ConfirmAction::Abandon => "Abandon",
             ConfirmAction::Rollback => "Roll back to",
             ConfirmAction::Restore => "Restore before",
+            ConfirmAction::RolloutContinue => "Continue the rollout of",
+            ConfirmAction::RolloutAbort => "Abort the rollout of",
         }
     }
 }
@@ -76,7 +82,10 @@ impl Confirm {
     /// Whether pressing Confirm would act now, else why not.
     pub fn blocked_by(&self) -> Option<String> {
         let blocker = match self.action {
-            ConfirmAction::Approve | ConfirmAction::Abandon => return None,
+            ConfirmAction::Approve | ConfirmAction::Abandon | ConfirmAction::RolloutContinue => {
+                return None;
+            }
+            ConfirmAction::RolloutAbort => None,
             ConfirmAction::Promote => match &self.preview {
                 None => Some("checking the gate…".into()),
                 Some(Err(e)) => Some(e.clone()),
@@ -121,6 +130,7 @@ impl Confirm {
             ConfirmAction::Rollback | ConfirmAction::Restore => {
                 matches!(&self.recovery, Some(Ok(p)) if p.blocker.is_none())
             }
+            ConfirmAction::RolloutAbort => true,
             _ => false,
         }
     }
@@ -135,6 +145,8 @@ impl Confirm {
             ConfirmAction::Abandon => Request::Abandon { id, note },
             ConfirmAction::Rollback => Request::Rollback(id),
             ConfirmAction::Restore => Request::Restore(id),
+            ConfirmAction::RolloutContinue => Request::RolloutContinue(id),
+            ConfirmAction::RolloutAbort => Request::RolloutAbort(id),
         }
     }
 }

@@ -45,6 +45,10 @@ pub enum Request {
     Restore(String),
     /// Acknowledge the live release's regressed watch.
     AckWatch,
+    /// The next step of a release's worker rollout (refused before it is due).
+    RolloutContinue(String),
+    /// Abort a release's worker rollout: the previous version back at 100%.
+    RolloutAbort(String),
     /// What undoing the last restore would do (`restore --undo`'s plan, in words).
     RestoreUndoPreview,
     /// Undo the last restore.
@@ -94,6 +98,8 @@ impl Request {
             Request::Rollback(_) => "rolling back".into(),
             Request::Restore(_) => "restoring".into(),
             Request::AckWatch => "acknowledging the watch".into(),
+            Request::RolloutContinue(_) => "taking the next rollout step".into(),
+            Request::RolloutAbort(_) => "aborting the rollout".into(),
             Request::RestoreUndoPreview => "comparing with the pre-restore snapshot".into(),
             Request::RestoreUndo => "undoing the last restore".into(),
             Request::Monitor { .. } => "reading metrics".into(),

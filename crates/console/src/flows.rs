@@ -16,7 +16,17 @@ use crate::tabs;
 /// `a`, `p`, `x`, `R`, `S` and `c`: opens the matching dialog.
 pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
     if state.info.readonly {
-        return Vec::new();
+        // The keys say so in the keymap; the palette's commands land here.
+        let what = match action {
+            Action::Approve => "approve",
+            Action::Promote => "promote",
+            Action::Abandon => "abandon",
+            Action::Cleanup => "cleanup",
+            Action::Rollback => "rollback",
+            Action::Restore => "restore",
+            _ => "the rollout",
+        };
+        return read_only(state, what);
     }
     if matches!(action, Action::Cleanup) {
         let from_tab = matches!(state.tab, Tab::Environments | Tab::Capacity);
@@ -56,6 +66,17 @@ pub fn start(state: &mut State, action: Action) -> Vec<Effect> {
             ConfirmAction::Restore,
             rel.recovery_snapshot.is_some(),
             "only a release that applied migrations to production has a recovery point",
+        ),
+        // A rolling release is production's live one (the engine says if nothing rolls).
+        Action::RolloutContinue => (
+            ConfirmAction::RolloutContinue,
+            rel.state == ReleaseState::Live,
+            "only the live release can have a rollout in progress",
+        ),
+        Action::RolloutAbort => (
+            ConfirmAction::RolloutAbort,
+            rel.state == ReleaseState::Live,
+            "only the live release can have a rollout in progress",
         ),
         _ => (
             ConfirmAction::Abandon,

@@ -409,6 +409,7 @@ pub fn keymap_markdown() -> String {
 }
 
 /// The palette commands that act (refused read-only, like their keys).
-pub const DANGEROUS_COMMANDS: [&str; 8] = [
-    "approve", "promote", "abandon", "rollback", "restore", "undo", "cleanup", "ack",
+pub const DANGEROUS_COMMANDS: [&str; 10] = [
+    "approve", "promote", "abandon", "rollback", "restore", "undo", "cleanup", "ack", "advance",
+    "halt",
 ];

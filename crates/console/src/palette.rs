@@ -71,6 +71,16 @@ pub static COMMANDS: &[Command] = &[
     ),
     c("undo", Arg::None, "undo the last restore"),
     c(
+        "advance",
+        Arg::Release,
+        "take the next step of a worker rollout",
+    ),
+    c(
+        "halt",
+        Arg::Release,
+        "abort a worker rollout: previous version at 100%",
+    ),
+    c(
         "ack",
         Arg::None,
         "acknowledge the live release's regressed watch",
@@ -174,6 +184,8 @@ pub fn run(state: &mut State, input: &str, selected: usize) -> Vec<Effect> {
                 "promote" => key(state, Action::Promote),
                 "abandon" => key(state, Action::Abandon),
                 "rollback" => key(state, Action::Rollback),
+                "advance" => key(state, Action::RolloutContinue),
+                "halt" => key(state, Action::RolloutAbort),
                 _ => key(state, Action::Restore),
             });
             out

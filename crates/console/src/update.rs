@@ -243,7 +243,9 @@ fn main(state: &mut State, action: Action) -> Vec<Effect> {
         | Action::Abandon
         | Action::Cleanup
         | Action::Rollback
-        | Action::Restore => {
+        | Action::Restore
+        | Action::RolloutContinue
+        | Action::RolloutAbort => {
             return flows::start(state, action);
         }
         Action::Click { col, row } => return click(state, col, row),

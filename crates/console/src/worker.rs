@@ -132,6 +132,16 @@ pub fn handle(engine: &mut Engine, req: Request) -> Reply {
         Request::RestoreUndoPreview => Reply::UndoPreview(boxed(undo_preview(engine))),
         Request::RestoreUndo => restore_undo(engine),
         Request::Rollback(id) => rollback(engine, &id),
+        Request::RolloutContinue(id) => match engine.rollout_continue(&id, false) {
+            Ok(m) => done(rollout_text(&m)),
+            Err(e) => failed("The rollout step", e),
+        },
+        Request::RolloutAbort(id) => {
+            match engine.rollout_abort(&id, Some("aborted from the console")) {
+                Ok(m) => done(rollout_text(&m)),
+                Err(e) => failed("Aborting the rollout", e),
+            }
+        }
         Request::Restore(id) => restore(engine, &id),
         Request::Monitor {
             env,
@@ -215,6 +225,28 @@ fn promote(engine: &mut Engine, id: &str) -> Reply {
         }
         Err(e) => failed("Promote", e),
     }
+}
+
+/// One sentence on what a rollout move did, with the split it left.
+fn rollout_text(m: &crate::engine::RolloutMove) -> String {
+    let split: Vec<String> = (m.rollouts.iter())
+        .map(|r| {
+            format!(
+                "{}: step {} of {}, {}% on the new version",
+                r.target, r.step, r.total_steps, r.percent
+            )
+        })
+        .collect();
+    format!(
+        "Rollout of release {} {}; {}.",
+        m.release,
+        m.outcome,
+        if split.is_empty() {
+            "nothing left to roll".to_string()
+        } else {
+            split.join("; ")
+        }
+    )
 }
 
 fn rollback(engine: &mut Engine, id: &str) -> Reply {

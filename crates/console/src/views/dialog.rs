@@ -134,6 +134,24 @@ fn confirm_lines(state: &State, c: &Confirm, theme: &Theme, width: usize, max_h:
             ));
             tail.push(input_line(" Note (optional): ", &c.input, theme));
         }
+        ConfirmAction::RolloutContinue => {
+            head.push(Line::from(
+                " The watch is checked first: a regression halts the rollout and puts the previous version back. Refused before the step is due (`d1ops rollout continue --now` takes it early).",
+            ));
+        }
+        ConfirmAction::RolloutAbort => {
+            head.push(Line::from(
+                " The previous Worker version goes back to 100%, the previous release is live again and this one fails at stage `rollout`; the schema stays.",
+            ));
+            tail.push(input_line(
+                &format!(
+                    " Type {} (the id's last 4 characters) to confirm: ",
+                    c.code()
+                ),
+                &c.input,
+                theme,
+            ));
+        }
         ConfirmAction::Rollback | ConfirmAction::Restore => {
             head.push(Line::from(if c.action == ConfirmAction::Rollback {
                 " Production's code (app, bot, api) goes back to this release; the schema stays."

@@ -26,7 +26,13 @@ fn top_columns() -> [Col; 6] {
     ]
 }
 
-pub(super) fn top_table(frame: &mut Frame, m: &MonitorState, d: &MonitorData, theme: &Theme, area: Rect) {
+pub(super) fn top_table(
+    frame: &mut Frame,
+    m: &MonitorState,
+    d: &MonitorData,
+    theme: &Theme,
+    area: Rect,
+) {
     let cols = top_columns();
     let widths = fit::widths(&cols, area.width.saturating_sub(1));
     let title = format!("TOP BY {}", order_label(m.order).to_uppercase());
@@ -82,7 +88,13 @@ pub(super) fn top_table(frame: &mut Frame, m: &MonitorState, d: &MonitorData, th
 }
 
 /// The newest errors of the environment (time, query, error), as `d1ops monitor` prints them.
-pub(super) fn errors_panel(frame: &mut Frame, state: &State, d: &MonitorData, theme: &Theme, area: Rect) {
+pub(super) fn errors_panel(
+    frame: &mut Frame,
+    state: &State,
+    d: &MonitorData,
+    theme: &Theme,
+    area: Rect,
+) {
     let cols = [
         fit::col("AGE", 4, 5, 0),
         fit::col("QUERY", 10, FILL, 1),
@@ -115,4 +127,3 @@ pub(super) fn errors_panel(frame: &mut Frame, state: &State, d: &MonitorData, th
     }
     frame.render_widget(Paragraph::new(lines), area);
 }
-
