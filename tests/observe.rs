@@ -78,9 +78,21 @@ fn users(ws: &Ws) -> i64 {
 }
 
 #[test]
-fn gate_probe_runs_are_recorded_as_query_events_of_the_preview() {
+fn gate_probe_runs_are_recorded_as_d1ops_statements_of_the_preview() {
     let ws = workspace();
-    let env = preview(&ws);
+    let preview_env = preview(&ws);
+    // The gate's probes are d1ops' own statements: apart from the preview's app traffic,
+    // shown by `monitor --include-d1ops` (issue 16 item 3).
+    let env = d1ops::metrics::source::d1ops_env(&preview_env);
+    let app = ws.json(&["monitor", &preview_env]);
+    assert_eq!(app["top"].as_array().map(Vec::len), Some(0), "{app}");
+    let all = ws.json(&["monitor", &preview_env, "--include-d1ops"]);
+    assert!(
+        all["top"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|q| q["source"] == "d1ops")),
+        "{all}"
+    );
     let (from, to) = window();
     let top = metrics(&ws)
         .top_queries(Some(&env), from, to, TopBy::TotalTime, 10)

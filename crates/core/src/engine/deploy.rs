@@ -499,14 +499,17 @@ impl Engine {
         Ok(report)
     }
 
-    /// Records the gate's probe executions as query events of the preview environment, so
-    /// the monitor shows what the gate ran. Best effort: metrics never block a deploy.
+    /// Records the gate's probe executions as query events of the preview environment, as
+    /// d1ops' own statements (`monitor --include-d1ops` shows what the gate ran). Best
+    /// effort: metrics never block a deploy.
     fn record_probe_events(&self, id: &str, runs: &gate::probes::ProbeRuns) {
         if self.uses_d1_analytics() {
             // D1's analytics count these statements; the sync brings them in once.
             return;
         }
-        let env = preview_name(id);
+        // The gate's probes are d1ops' own statements: recorded apart (`<preview>@d1ops`),
+        // so the preview's Monitor shows app traffic only unless d1ops' are asked for.
+        let env = crate::metrics::source::d1ops_env(&preview_name(id));
         let mut events = Vec::new();
         for (sql, run) in runs.measurements() {
             let event = |ms: f64| {
