@@ -623,3 +623,40 @@ fn a_daily_limit_crossed_on_d1_is_exceeded_now() {
         .unwrap_or_else(|| panic!("{forecast:#}"));
     assert_eq!(f["status"], "exceeded", "{f}");
 }
+
+/// Issue 16 item 4: a preview created and deleted between two syncs (no sync ever saw it)
+/// still counts: its database id is kept when it is deleted, and the next sync fetches it.
+#[test]
+fn a_preview_deleted_before_any_sync_saw_it_still_counts() {
+    let (_server, ws) = cf_support::cloudflare_ws();
+    ws.migration(
+        "0001_users.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n",
+    );
+    ws.ship();
+    ws.migration(
+        "0002_index.sql",
+        "CREATE INDEX users_email ON users(email);\n",
+    );
+    let (code, deployed) = ws.deploy();
+    assert_eq!(code, Some(0), "{deployed}");
+    let id = deployed["id"].as_str().expect("id").to_string();
+    let preview = format!("preview-{}", id.to_lowercase());
+    for _ in 0..3 {
+        ws.ok(&[
+            "query",
+            &preview,
+            "SELECT id FROM users WHERE email = 'brief'",
+        ]);
+    }
+    ws.ok_as("alice", &["abandon", &id]);
+    ws.ok_as("alice", &["cleanup", "--yes"]);
+    // The first sync after all that.
+    let synced = ws.json(&["analytics", "sync", "--force"]);
+    assert_eq!(synced["outcome"], "synced", "{synced}");
+    let usage = ws.json(&["usage", "--days", "1"]);
+    let row = (usage["days"].as_array().expect("days").iter())
+        .find(|d| d["env"] == preview.as_str())
+        .unwrap_or_else(|| panic!("no row for the preview nobody synced: {usage:#}"));
+    assert!(row["queries"].as_u64().unwrap_or(0) >= 3, "{row}");
+}

@@ -126,9 +126,22 @@ impl Store {
 
     pub fn mark_env_deleted(&self, name: &str) -> Result<()> {
         self.conn.execute(
-            "UPDATE environments SET deleted_at = ?2, database_id = NULL WHERE name = ?1",
+            "UPDATE environments SET deleted_at = ?2, \
+             last_database_id = COALESCE(database_id, last_database_id), database_id = NULL \
+             WHERE name = ?1",
             params![name, now()],
         )?;
         Ok(())
+    }
+
+    /// `(environment, the database it had, when it was deleted)` of every deleted
+    /// environment whose database id is known (v10 on).
+    pub fn deleted_databases(&self) -> Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, last_database_id, deleted_at FROM environments \
+             WHERE deleted_at IS NOT NULL AND last_database_id IS NOT NULL ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 }

@@ -310,6 +310,12 @@ const UPGRADES: &[&str] = &[
     CREATE INDEX rollouts_by_release ON rollouts(release_id, target);
     CREATE INDEX rollouts_by_status ON rollouts(status);
     "#,
+    // v10: a deleted environment keeps the id of the database it had, so D1's analytics
+    // of a preview created and deleted between two syncs are still fetched (they count
+    // toward the account's daily caps). See store/envs.rs.
+    r#"
+    ALTER TABLE environments ADD COLUMN last_database_id TEXT;
+    "#,
 ];
 
 /// The state store: one connection, used from one thread at a time.

@@ -154,6 +154,20 @@ impl Engine {
                 out.push((c.env, c.database_id));
             }
         }
+        // Deleted before any sync saw it (created and deleted between two syncs): its
+        // traffic still counts, so it is fetched once, then like any deleted database above.
+        let cursors = metrics.sync_cursors()?;
+        for (env, db, deleted_at) in self.store.deleted_databases()? {
+            if out.iter().any(|(_, d)| *d == db) || cursors.iter().any(|c| c.database_id == db) {
+                continue;
+            }
+            let Some(gone) = crate::model::parse_time(&deleted_at) else {
+                continue;
+            };
+            if now - gone < Duration::days(plan::BACKFILL_DAYS) {
+                out.push((env, db));
+            }
+        }
         Ok(out)
     }
 }
