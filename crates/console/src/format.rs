@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::ReleaseState;
 
-pub use d1ops_core::text::{age, bytes, one_line, secs, thousands};
+pub use d1ops_core::text::{age, bytes, count_of, one_line, secs, thousands};
 
 /// The header clock.
 pub fn clock(now: DateTime<Utc>) -> String {

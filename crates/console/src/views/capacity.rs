@@ -266,10 +266,16 @@ fn footer_lines(state: &State, d: &CapacityData, theme: &Theme, width: u16, heig
         )));
     }
     let snaps = &state.data.snapshots;
+    // D1 Time Travel bookmarks take no storage: only local copies are counted.
+    let stored: Vec<_> = snaps.iter().filter(|s| s.uses_storage).collect();
+    let taking = if stored.is_empty() && !snaps.is_empty() {
+        "no storage (Time Travel bookmarks)".to_string()
+    } else {
+        format::bytes(stored.iter().map(|s| s.snapshot.size_bytes).sum())
+    };
     out.push(Line::from(format!(
-        " Recovery points  {} taking {} ({} past retention)",
+        " Recovery points  {} taking {taking} ({} past retention)",
         snaps.len(),
-        format::bytes(snaps.iter().map(|s| s.snapshot.size_bytes).sum()),
         snaps.iter().filter(|s| s.expired).count()
     )));
     out

@@ -179,8 +179,8 @@ fn totals(d: &MonitorData, theme: &Theme) -> Line<'static> {
         )),
         Span::styled(
             format!(
-                " · {} errors ({:.2}%)",
-                thousands(t.errors),
+                " · {} ({:.2}%)",
+                format::count_of(t.errors, "error", "errors"),
                 t.error_rate * 100.0
             ),
             err_style,
