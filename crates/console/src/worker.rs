@@ -400,7 +400,10 @@ fn loss_lines(plan: &crate::engine::RestorePlan) -> Vec<String> {
     }
     for t in &plan.losses.tables {
         let counted = t.inserted > 0 || t.deleted > 0 || t.updated.unwrap_or(0) > 0;
-        if counted {
+        if !t.countable() {
+            // D1: stated, not counted — unknown, never 0.
+            lines.push(format!("  {}: ? inserted, ? updated, ? deleted", t.table));
+        } else if counted {
             lines.push(format!(
                 "  {}: {} inserted (lost), {} updated (reverted), {} deleted (back)",
                 t.table,
