@@ -145,3 +145,24 @@ fn the_palette_drives_a_worker_rollout() {
         "the dialog closed once the engine answered"
     );
 }
+
+/// What D1 could not answer reads as unknown (`?`, `unknown`, the reason in red), and a
+/// database's read replication mode gets a column once any database reports one (issue 15
+/// items 2 and 8; the data as the engine's `EnvView` carries it on the Cloudflare backend).
+#[test]
+fn environments_show_unreadable_databases_and_read_replication() {
+    let f = shipped();
+    let (mut state, _engine) = loaded(&f, false);
+    update(&mut state, Action::GoTab(Tab::Environments));
+    let plain = render(&mut state, &f.ids, 160, 20);
+    assert!(!plain.contains("REPLICAS"), "{plain}");
+    state.data.envs[0].read_replication = Some("auto".into());
+    state.data.envs[1].unreadable = Some("HTTP 401: the API token was refused".into());
+    let screen = render(&mut state, &f.ids, 160, 20);
+    assert!(screen.contains("REPLICAS"), "{screen}");
+    assert!(screen.contains("auto"), "{screen}");
+    let row = (screen.lines())
+        .find(|l| l.contains("unreadable:"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(row.contains("unknown") && row.contains('?'), "{row}");
+}

@@ -146,8 +146,15 @@ pub fn environments(frame: &mut Frame, state: &State, theme: &Theme, body: Rect)
             .min(200) as u16
     };
     let head_w = text_w(&|e| e.schema_head.as_deref().map_or(24, |h| h.chars().count()));
-    let stale_w = text_w(&|e| e.stale.as_deref().map_or(0, |s| s.chars().count()));
-    let mut cols = env_columns(name_w, body.width);
+    let stale_w = text_w(&|e| {
+        (e.unreadable.as_deref().map(|u| u.chars().count() + 12))
+            .or(e.stale.as_deref().map(|s| s.chars().count()))
+            .unwrap_or(0)
+    });
+    // D1's read replication (REPLICAS: auto or disabled): a column only when some
+    // database reports it.
+    let replication = envs.iter().any(|e| e.read_replication.is_some());
+    let mut cols = env_columns(name_w, body.width, replication);
     for c in cols.iter_mut() {
         match c.head {
             "SCHEMA HEAD" => c.max = head_w.max(c.min),
@@ -159,7 +166,12 @@ pub fn environments(frame: &mut Frame, state: &State, theme: &Theme, body: Rect)
     let rows: Vec<Row> = (list.visible[offset..end].iter().enumerate())
         .filter_map(|(pos, &i)| {
             let e = envs.get(i)?;
-            let cells = fit::row_cells(&cols, &widths, env_cells(state, e, theme));
+            let mut cells = env_cells(state, e, theme);
+            if replication {
+                let mode = e.read_replication.clone().unwrap_or_else(|| "—".into());
+                cells.push((mode, Style::new()));
+            }
+            let cells = fit::row_cells(&cols, &widths, cells);
             Some(Row::new(cells).style(row_style(offset + pos == list.selected, theme)))
         })
         .collect();
@@ -214,6 +226,8 @@ fn env_cells(state: &State, e: &EnvView, theme: &Theme) -> Vec<(String, Style)> 
             "no database yet (created by the first promotion)".to_string(),
         ),
         (None, EnvKind::Preview) => ("—".to_string(), "no database".to_string()),
+        // The backend could not answer (a refused token, no answer): unknown, not empty.
+        (Some(_), _) if e.unreadable.is_some() => ("?".to_string(), "unknown".to_string()),
         (Some(_), _) => (
             e.size_bytes.map_or("?".into(), format::bytes),
             e.schema_head
@@ -221,9 +235,10 @@ fn env_cells(state: &State, e: &EnvView, theme: &Theme) -> Vec<(String, Style)> 
                 .unwrap_or_else(|| "(no migrations applied)".into()),
         ),
     };
-    let stale = match &e.stale {
-        Some(why) => (why.clone(), theme.warn()),
-        None => (String::new(), Style::new()),
+    let stale = match (&e.unreadable, &e.stale) {
+        (Some(why), _) => (format!("unreadable: {why}"), theme.bad()),
+        (None, Some(why)) => (why.clone(), theme.warn()),
+        (None, None) => (String::new(), Style::new()),
     };
     let name_style = if e.env.kind == EnvKind::Production {
         theme.bold()
@@ -277,10 +292,10 @@ fn env_cells(state: &State, e: &EnvView, theme: &Theme) -> Vec<(String, Style)> 
 
 /// The Environments table's columns: the name, state and stale reason stay longest; the
 /// schema head and the stale reason share what is left.
-fn env_columns(name_w: u16, width: u16) -> Vec<Col> {
+fn env_columns(name_w: u16, width: u16, replication: bool) -> Vec<Col> {
     // From 80 columns on, names are never cut; below, they give way first.
     let name_min = if width >= 80 { name_w } else { 11 };
-    vec![
+    let mut cols = vec![
         fit::col("ENVIRONMENT", name_min, name_w, 0),
         fit::col("RELEASE", 12, 13, 0),
         fit::col("CODE", 6, 14, 3),
@@ -290,7 +305,11 @@ fn env_columns(name_w: u16, width: u16) -> Vec<Col> {
         fit::col("AGE", 4, 5, 5),
         fit::col("IDLE", 4, 5, 4),
         fit::col("STALE", 6, FILL, 1),
-    ]
+    ];
+    if replication {
+        cols.push(fit::col("REPLICAS", 8, 8, 7));
+    }
+    cols
 }
 
 /// Releases, newest first.
