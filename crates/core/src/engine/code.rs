@@ -203,6 +203,24 @@ impl Engine {
         Ok(None)
     }
 
+    /// The code each of `targets` ran while release `id` was live, as production's live
+    /// code would have recorded it (what a revert puts back).
+    pub(super) fn code_while_live(&self, id: &str, targets: &[String]) -> Result<Vec<LiveCode>> {
+        let mut out = Vec::new();
+        for name in targets {
+            if let Some(p) = self.code_as_of(id, name)? {
+                out.push(LiveCode {
+                    env: PRODUCTION.into(),
+                    target: name.clone(),
+                    release_id: p.release,
+                    version_id: p.version,
+                    deployed_at: String::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// What a step in `env` (bound to `db`) is given about its database.
     pub(super) fn code_env(&self, env: &str, db: &DatabaseRef) -> Result<CodeEnv> {
         let binding = self
@@ -819,25 +837,10 @@ impl Engine {
             .collect();
         // What each touched target ran before: the code it had while the previous release
         // was live.
-        let mut before = Vec::new();
-        if let Some(prev) = lock.prev_active.as_deref() {
-            for name in &touched {
-                if let Some(PastCode {
-                    release: rid,
-                    version,
-                    ..
-                }) = self.code_as_of(prev, name)?
-                {
-                    before.push(LiveCode {
-                        env: PRODUCTION.into(),
-                        target: name.clone(),
-                        release_id: rid,
-                        version_id: version,
-                        deployed_at: String::new(),
-                    });
-                }
-            }
-        }
+        let before = match lock.prev_active.as_deref() {
+            Some(prev) => self.code_while_live(prev, &touched)?,
+            None => Vec::new(),
+        };
         let db = self.backend.production_ref();
         let env = self.code_env(PRODUCTION, &db)?;
         let op = Op {
@@ -903,23 +906,7 @@ impl Engine {
                 touched.push(s.target.clone());
             }
         }
-        let mut before = Vec::new();
-        for name in &touched {
-            if let Some(PastCode {
-                release: rid,
-                version,
-                ..
-            }) = self.code_as_of(&from, name)?
-            {
-                before.push(LiveCode {
-                    env: PRODUCTION.into(),
-                    target: name.clone(),
-                    release_id: rid,
-                    version_id: version,
-                    deployed_at: String::new(),
-                });
-            }
-        }
+        let before = self.code_while_live(&from, &touched)?;
         let db = self.backend.production_ref();
         let env = self.code_env(PRODUCTION, &db)?;
         let op = Op {

@@ -8,7 +8,7 @@ use super::super::code::{CodeStepResult, describe_reverts};
 use super::super::{Engine, EngineError, PRODUCTION, Result};
 use super::{RolloutCheck, RolloutMove, RolloutState, pct_at, stale_reason};
 use crate::model::{Failure, Release, ReleaseState, now};
-use crate::store::{LiveCode, RolloutRow};
+use crate::store::RolloutRow;
 
 impl Engine {
     /// A rolling rollout whose release is no longer active: recorded as aborted (its code
@@ -76,22 +76,12 @@ impl Engine {
             .collect();
         let mut before = Vec::new();
         if let Some(prev) = &previous {
-            for name in &names {
-                if let Some(crate::engine::code::PastCode {
-                    release: rid,
-                    version,
-                    ..
-                }) = self.code_as_of(&prev.id, name)?
-                {
-                    let rolled = rows.iter().find(|r| &r.target == name);
-                    before.push(LiveCode {
-                        env: PRODUCTION.into(),
-                        target: name.clone(),
-                        release_id: rid,
-                        version_id: rolled.map(|r| r.previous_version.clone()).or(version),
-                        deployed_at: String::new(),
-                    });
+            // The Worker version the rollout split with is the one to put back.
+            for mut live in self.code_while_live(&prev.id, &names)? {
+                if let Some(rolled) = rows.iter().find(|r| r.target == live.target) {
+                    live.version_id = Some(rolled.previous_version.clone());
                 }
+                before.push(live);
             }
         }
         let op = super::super::code::Op {
