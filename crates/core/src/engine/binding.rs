@@ -39,6 +39,18 @@ pub struct Binding {
 }
 
 impl Engine {
+    /// The binding name the app's code uses: `[database] binding`, default `DB`.
+    pub(super) fn binding_name(&self) -> String {
+        self.ws
+            .config
+            .database
+            .as_ref()
+            .and_then(|d| d.binding.clone())
+            .map(|b| b.trim().to_string())
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| DEFAULT_BINDING.to_string())
+    }
+
     /// The binding of environment `env` (`production` or a preview).
     pub fn binding(&self, env: &str) -> Result<Binding> {
         let target = resolve_target(&self.store, env).map_err(|e| match e {
@@ -47,15 +59,7 @@ impl Engine {
             ),
             other => other.into(),
         })?;
-        let binding = self
-            .ws
-            .config
-            .database
-            .as_ref()
-            .and_then(|d| d.binding.clone())
-            .map(|b| b.trim().to_string())
-            .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| DEFAULT_BINDING.to_string());
+        let binding = self.binding_name();
         match self.ws.config.backend {
             BackendKind::Local => {
                 let path = self.local_backend()?.path(&target.db)?;

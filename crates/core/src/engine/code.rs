@@ -106,6 +106,28 @@ pub(super) struct CodeShipFailure {
     pub reverted: Vec<CodeStepResult>,
 }
 
+impl CodeShipFailure {
+    /// The release's failure record: stage `code`, the target, what failed and what was put
+    /// back, the output tail; `outcome` as the operation knows it.
+    pub fn failure(&self, outcome: Option<String>) -> Failure {
+        Failure {
+            stage: "code".into(),
+            migration: None,
+            line: None,
+            statement: None,
+            error: format!(
+                "{}; {}",
+                self.failed.detail,
+                describe_reverts(&self.reverted)
+            ),
+            at: now(),
+            target: Some(self.failed.target.clone()),
+            output_tail: self.failed.output_tail.clone(),
+            outcome,
+        }
+    }
+}
+
 /// The code a target ran while some release was live: that release, its pinned target, its
 /// artifact and the Worker version its production deploy made.
 pub(super) struct PastCode {
@@ -223,15 +245,7 @@ impl Engine {
 
     /// What a step in `env` (bound to `db`) is given about its database.
     pub(super) fn code_env(&self, env: &str, db: &DatabaseRef) -> Result<CodeEnv> {
-        let binding = self
-            .ws
-            .config
-            .database
-            .as_ref()
-            .and_then(|d| d.binding.clone())
-            .map(|b| b.trim().to_string())
-            .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| super::binding::DEFAULT_BINDING.to_string());
+        let binding = self.binding_name();
         if self.backend.kind() == "local" {
             let path = self.local_backend()?.path(db)?;
             return Ok(CodeEnv {

@@ -201,22 +201,7 @@ impl Engine {
             match self.ship_code(&rel.id, &db)? {
                 Ok(done) => shipped = done,
                 Err(failed) => {
-                    let f = &failed.failed;
-                    let failure = Failure {
-                        stage: "code".into(),
-                        migration: None,
-                        line: None,
-                        statement: None,
-                        error: format!(
-                            "{}; {}",
-                            f.detail,
-                            super::code::describe_reverts(&failed.reverted)
-                        ),
-                        at: now(),
-                        target: Some(f.target.clone()),
-                        output_tail: f.output_tail.clone(),
-                        outcome: None,
-                    };
+                    let failure = failed.failure(None);
                     let e = self.fail_code_promotion(
                         &rel.id,
                         &pending,

@@ -159,27 +159,17 @@ impl Engine {
         let code = match self.rollback_code(&target) {
             Ok(Ok(done)) => done,
             Ok(Err(failed)) => {
-                let f = &failed.failed;
-                let failure = crate::model::Failure {
-                    stage: "code".into(),
-                    migration: None,
-                    line: None,
-                    statement: None,
-                    error: format!(
-                        "{}; {}",
-                        f.detail,
-                        super::code::describe_reverts(&failed.reverted)
-                    ),
-                    at: crate::model::now(),
-                    target: Some(f.target.clone()),
-                    output_tail: f.output_tail.clone(),
-                    outcome: Some(format!("release {from} stays live")),
-                };
+                let failure = failed.failure(Some(format!("release {from} stays live")));
                 let actor = self.actor.clone();
                 self.store.atomically(|s| -> Result<()> {
                     s.delete_lock()?;
-                    s.audit(&actor, "rollback.failed", Some(&target.id), Some(PRODUCTION),
-                        &json!({"from": from, "to": target.id, "failure": failure}))?;
+                    s.audit(
+                        &actor,
+                        "rollback.failed",
+                        Some(&target.id),
+                        Some(PRODUCTION),
+                        &json!({"from": from, "to": target.id, "failure": failure}),
+                    )?;
                     Ok(())
                 })?;
                 return Err(EngineError::CodeFailed {
