@@ -166,3 +166,38 @@ fn environments_show_unreadable_databases_and_read_replication() {
         .unwrap_or_else(|| panic!("{screen}"));
     assert!(row.contains("unknown") && row.contains('?'), "{row}");
 }
+
+/// Issue 15 item 12 in the console: while a request runs, the engine's stage reports reach
+/// the header beside the request's name; the answer clears them.
+#[test]
+fn the_header_names_the_running_stage() {
+    use d1ops::console::action::Reply;
+    let f = shipped();
+    let (mut state, _engine) = loaded(&f, false);
+    state.in_flight.push_back("promoting".into());
+    state.in_flight_writes.push_back(true);
+    update(
+        &mut state,
+        Action::Reply(Reply::Progress("apply 3/10 migrations".into())),
+    );
+    let screen = render(&mut state, &f.ids, 160, 20);
+    let header = screen.lines().next().unwrap_or_default().to_string();
+    assert!(
+        header.contains("promoting: apply 3/10 migrations"),
+        "{header}"
+    );
+    assert_eq!(state.in_flight.len(), 1, "a stage report is not an answer");
+    update(
+        &mut state,
+        Action::Reply(Reply::Outcome {
+            ok: true,
+            text: "done".into(),
+        }),
+    );
+    assert!(state.stage.is_none());
+    assert!(
+        !state.in_flight.iter().any(|l| l == "promoting"),
+        "answered: {:?}",
+        state.in_flight
+    );
+}

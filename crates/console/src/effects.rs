@@ -113,6 +113,9 @@ impl Request {
 /// The worker's answer to one [`Request`].
 #[derive(Debug, Clone)]
 pub enum Reply {
+    /// The running request's current stage ("apply 3/10 migrations"), while it runs; not an
+    /// answer (the request is still in flight).
+    Progress(String),
     Snapshot(Result<Box<Snapshot>, String>),
     Detail {
         id: String,

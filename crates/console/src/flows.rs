@@ -354,11 +354,18 @@ pub fn start_write_index(state: &mut State) -> Vec<Effect> {
 
 /// A worker reply.
 pub fn on_reply(state: &mut State, reply: Reply) -> Vec<Effect> {
+    // A stage report is not an answer: the request is still running.
+    if let Reply::Progress(stage) = reply {
+        state.stage = Some(stage);
+        return Vec::new();
+    }
     state.answered();
     if state.quit_when_idle && state.write_in_flight().is_none() {
         state.quit = true;
     }
     match reply {
+        // Handled above.
+        Reply::Progress(_) => {}
         Reply::Snapshot(result) => {
             state.refresh_pending = false;
             state.last_refresh = Some(state.now);

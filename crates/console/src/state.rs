@@ -262,6 +262,8 @@ pub struct State {
     pub toasts: Vec<Toast>,
     /// Labels of the requests in flight, oldest first (the worker answers in order).
     pub in_flight: VecDeque<String>,
+    /// The oldest request's current stage, as the engine reports it (header spinner).
+    pub stage: Option<String>,
     /// Beside `in_flight`: whether each request writes to production.
     pub in_flight_writes: VecDeque<bool>,
     /// The operator chose to quit once the write in flight finishes.
@@ -298,6 +300,7 @@ impl State {
             palette: None,
             toasts: Vec::new(),
             in_flight: VecDeque::new(),
+            stage: None,
             in_flight_writes: VecDeque::new(),
             quit_when_idle: false,
             refresh_pending: false,

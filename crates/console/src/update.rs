@@ -16,8 +16,14 @@ pub const REFRESH_EVERY_SECS: i64 = 5;
 pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
     match action {
         Action::Tick(now) => return tick(state, now),
+        Action::Reply(crate::effects::Reply::Progress(stage)) => {
+            state.dirty = true;
+            state.stage = Some(stage);
+            return Vec::new();
+        }
         Action::Reply(reply) => {
             state.dirty = true;
+            state.stage = None;
             return flows::on_reply(state, reply);
         }
         _ => state.dirty = true,

@@ -61,6 +61,68 @@ impl Drop for Worker {
     }
 }
 
+/// Tells the UI the running request's stage: its name when it starts, then how far it got
+/// at most every 200 ms.
+struct StageSink<F: Fn(String)> {
+    send: F,
+    what: String,
+    total: Option<u64>,
+    unit: crate::engine::ProgressUnit,
+    last: Option<std::time::Instant>,
+}
+
+impl<F: Fn(String)> StageSink<F> {
+    fn new(send: F) -> Self {
+        StageSink {
+            send,
+            what: String::new(),
+            total: None,
+            unit: crate::engine::ProgressUnit::Statements,
+            last: None,
+        }
+    }
+}
+
+impl<F: Fn(String)> crate::engine::ProgressSink for StageSink<F> {
+    fn start(&mut self, what: &str, total: Option<u64>, unit: crate::engine::ProgressUnit) {
+        self.what = what.to_string();
+        self.total = total;
+        self.unit = unit;
+        self.last = Some(std::time::Instant::now());
+        (self.send)(what.to_string());
+    }
+
+    fn advance(&mut self, done: u64) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(200))
+        {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        let of = match (self.unit, self.total) {
+            (crate::engine::ProgressUnit::Bytes, Some(t)) => {
+                format!(
+                    "{} of {}",
+                    crate::format::bytes(done),
+                    crate::format::bytes(t)
+                )
+            }
+            (crate::engine::ProgressUnit::Bytes, None) => crate::format::bytes(done),
+            (u, Some(t)) => format!(
+                "{}/{} {}",
+                crate::format::thousands(done),
+                crate::format::thousands(t),
+                u.as_str()
+            ),
+            (u, None) => format!("{} {}", crate::format::thousands(done), u.as_str()),
+        };
+        (self.send)(format!("{} {of}", self.what));
+    }
+
+    fn finish(&mut self, _secs: f64) {}
+}
+
 /// How often a console session re-samples the day's usage (a session may span days).
 const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -68,13 +130,17 @@ const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 /// sync (the engine asks Cloudflare only once `analytics_refresh` has passed).
 const ANALYTICS_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn serve(mut engine: Engine, rx: Receiver<Request>, reply: impl Fn(Reply)) {
+fn serve(mut engine: Engine, rx: Receiver<Request>, reply: impl Fn(Reply) + 'static) {
+    let reply = std::rc::Rc::new(reply);
     let mut sampled: Option<std::time::Instant> = None;
     let mut analytics_checked: Option<std::time::Instant> = None;
     while let Ok(req) = rx.recv() {
         let started = std::time::Instant::now();
         let label = req.label();
-        let answer = handle(&mut engine, req);
+        // The engine's stages (apply, copy, probes…) reach the header while it runs.
+        let to_ui = reply.clone();
+        let sink = StageSink::new(move |text| to_ui(Reply::Progress(text)));
+        let answer = crate::engine::with_progress(Box::new(sink), || handle(&mut engine, req));
         let ms = started.elapsed().as_millis();
         if ms > 200 {
             tracing::info!(request = %label, ms, "slow engine request");

@@ -135,7 +135,10 @@ fn header(frame: &mut Frame, state: &State, theme: &Theme, area: Rect) {
     let show_live = take(must(&live_short));
     let spinner = state.in_flight.front().map(|label| {
         let glyph = SPINNER[state.spinner % SPINNER.len()];
-        (format!("{glyph} "), format!("{glyph} {label}… "))
+        match &state.stage {
+            Some(stage) => (format!("{glyph} "), format!("{glyph} {label}: {stage}… ")),
+            None => (format!("{glyph} "), format!("{glyph} {label}… ")),
+        }
     });
     let show_glyph = spinner.as_ref().is_some_and(|(g, _)| take(must(g)));
     // The whole live id before the clock: the id is what an operator acts on.

@@ -71,6 +71,8 @@ pub use crate::model::PRODUCTION;
 /// Interrupts the long local reads running now (the loss comparison a restore shows first):
 /// they fail at once, so a face can drop work the operator cancelled. Never stops a write.
 pub use crate::backend::cancel::interrupt_reads;
+/// Progress of long work, for the faces (the console names the running stage).
+pub use crate::progress::{Sink as ProgressSink, Unit as ProgressUnit, with_sink as with_progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
