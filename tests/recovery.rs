@@ -602,7 +602,10 @@ fn concurrent_commands_recover_once() {
 #[test]
 fn who_promoted_stays_who_promoted_after_a_roll_forward() {
     let ws = Ws::new();
-    ws.migration("0001_users.sql", "CREATE TABLE users(id INTEGER PRIMARY KEY);");
+    ws.migration(
+        "0001_users.sql",
+        "CREATE TABLE users(id INTEGER PRIMARY KEY);",
+    );
     let (code, v) = ws.deploy();
     assert_eq!(code, Some(0), "{v}");
     let id = v["id"].as_str().unwrap().to_string();

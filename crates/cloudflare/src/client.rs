@@ -59,7 +59,12 @@ pub struct RawBody {
 
 impl std::fmt::Debug for RawBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RawBody({}, {} bytes)", self.content_type, self.bytes.len())
+        write!(
+            f,
+            "RawBody({}, {} bytes)",
+            self.content_type,
+            self.bytes.len()
+        )
     }
 }
 

@@ -5,10 +5,10 @@
 pub mod analytics;
 mod client;
 pub mod d1;
-pub mod workers;
 mod envelope;
 mod error;
 mod token;
+pub mod workers;
 
 pub use client::{ACCOUNT_ENV, API_BASE, BASE_ENV, Call, Client, Settings};
 pub use envelope::{ApiMessage, Envelope, ResultInfo};

@@ -29,7 +29,11 @@ pub fn thousands(n: u64) -> String {
 
 /// A count and its noun, singular for one: `1 error`, `0 errors`, `1,234 errors`.
 pub fn count_of(n: u64, singular: &str, plural: &str) -> String {
-    format!("{} {}", thousands(n), if n == 1 { singular } else { plural })
+    format!(
+        "{} {}",
+        thousands(n),
+        if n == 1 { singular } else { plural }
+    )
 }
 
 /// Bytes in binary units: `812 B`, `48.0 KiB`, `3.2 MiB`.

@@ -11,11 +11,11 @@ use crate::schema::Schema;
 use crate::workspace::Migration;
 
 // The D1 backend needs the Cloudflare client: the core's `d1` feature.
+pub mod cancel;
 #[cfg(feature = "d1")]
 pub mod cloudflare;
 #[cfg(feature = "d1")]
 mod cloudflare_apply;
-pub mod cancel;
 mod exec;
 pub mod local;
 mod local_exec;

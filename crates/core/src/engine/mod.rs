@@ -40,12 +40,12 @@ pub use capacity::{
     QueryPlan, UsageReport, WatchReport, WatchStatus, WeeklyReport,
 };
 pub use cleanup::{CleanupItem, CleanupReport, SnapshotView};
+pub use code::{CodeAction, CodeStepResult, TargetStepView, TargetView};
 pub use decisions::ApproveOutcome;
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use ledger::{
     LedgerDiff, LedgerError, LedgerReport, RecordEntry, RepairDecisions, RepairOutcome, RepairPlan,
 };
-pub use code::{CodeAction, CodeStepResult, TargetStepView, TargetView};
 pub use promote::PromoteOutcome;
 pub use recovery::{RecoveryReport, UnlockOutcome};
 pub use restore::{RestoreOutcome, RestorePlan};
