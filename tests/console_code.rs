@@ -201,3 +201,32 @@ fn the_header_names_the_running_stage() {
         state.in_flight
     );
 }
+
+/// The promote confirmation says which targets' code ships after the migrations.
+#[test]
+fn the_promote_dialog_names_the_code_that_ships() {
+    let mut f = shipped();
+    let root = f.root().to_path_buf();
+    let path = root.join("dist/app-v3.js");
+    std::fs::write(&path, "export default 'v3';\n").expect("artifact");
+    let out = open(&root, "alice")
+        .deploy(DeployRequest {
+            label: Some("app v3".into()),
+            artifacts: vec![("app".into(), path)],
+            ..Default::default()
+        })
+        .expect("deploy");
+    open(&root, "bob").approve(&out.id, None).expect("approve");
+    f.ids.push(out.id.clone());
+    let (mut state, mut engine) = loaded(&f, false);
+    key(&mut state, &mut engine, &f.ids, KeyCode::Char(':'));
+    for c in format!("promote {}", out.id).chars() {
+        key(&mut state, &mut engine, &f.ids, KeyCode::Char(c));
+    }
+    key(&mut state, &mut engine, &f.ids, KeyCode::Enter);
+    let screen = render(&mut state, &f.ids, 120, 40);
+    assert!(
+        screen.contains("Then ships its code, in order: app (command)"),
+        "{screen}"
+    );
+}

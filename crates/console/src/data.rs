@@ -53,6 +53,8 @@ pub struct PromotePreview {
     pub required: u32,
     pub pending: Vec<String>,
     pub diff: Vec<DiffLine>,
+    /// The targets whose code ships after the migrations, in order (`app (command)`).
+    pub code: Vec<String>,
 }
 
 /// What the rollback / restore confirmation shows, already in words.

@@ -282,8 +282,16 @@ fn promote(engine: &mut Engine, id: &str) -> Reply {
             let previous = (o.previous)
                 .map(|p| format!("; {p} superseded"))
                 .unwrap_or_default();
+            let code = if o.code.is_empty() {
+                String::new()
+            } else {
+                let steps: Vec<String> = (o.code.iter())
+                    .map(|s| format!("{} {}", s.target, s.status))
+                    .collect();
+                format!("; code: {}", steps.join(", "))
+            };
             done(format!(
-                "{} is live: {} migration(s) applied in {:.0} ms{previous}.",
+                "{} is live: {} migration(s) applied in {:.0} ms{code}{previous}.",
                 o.id,
                 o.applied.len(),
                 o.duration_ms
@@ -524,5 +532,8 @@ fn promote_preview(engine: &Engine, id: &str) -> Result<PromotePreview, EngineEr
         required: detail.required_approvals,
         pending: diff.pending.iter().map(|p| p.name.clone()).collect(),
         diff: diff.schema.render_text(),
+        code: (engine.shipped_code(&detail.release.id)?.iter())
+            .map(|(t, _)| format!("{} ({})", t.name, t.kind.as_str()))
+            .collect(),
     })
 }

@@ -366,6 +366,12 @@ fn promote_summary(c: &Confirm, theme: &Theme, width: usize, head: &mut Lines, m
     for name in &p.pending {
         head.push(Line::from(format!("   {name}")));
     }
+    if !p.code.is_empty() {
+        head.push(Line::from(format!(
+            " Then ships its code, in order: {}",
+            p.code.join(", ")
+        )));
+    }
     if p.diff.is_empty() {
         middle.push(Line::from(Span::styled(" No schema changes.", theme.dim())));
     } else {
