@@ -372,3 +372,28 @@ fn a_rollback_during_a_rollout_ends_it() {
     // The rolled-back release stays rolled back: the abort only recorded the end.
     assert_eq!(ws.release_state(&r2), "rolled_back");
 }
+
+/// `rollout = [100]` is one step: the rollout is done at once and never holds back the next
+/// promotion.
+#[test]
+fn a_one_step_rollout_is_done_at_once() {
+    let (server, ws) = cloudflare_ws();
+    let path = ws.path().join("d1ops.toml");
+    let mut text = std::fs::read_to_string(&path).expect("config");
+    text.push_str(&format!(
+        "\n[[target]]\nname = \"api\"\nkind = \"worker\"\nscript = \"{SCRIPT}\"\ncompatibility_date = \"2026-11-01\"\nrollout = [100]\n"
+    ));
+    std::fs::write(&path, text).expect("write config");
+    let (_r1, v1) = first(&server, &ws);
+    let r2 = approved(&ws, 2);
+    ws.ok_as("bob", &["promote", &r2, "--yes", "--no-wait"]);
+    let l = live(&server);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_ne!(l[0].0, v1);
+    let actions = audit_actions(&ws, &r2);
+    assert_eq!(count(&actions, "rollout.done"), 1, "{actions:?}");
+    assert_eq!(status(&ws, &r2)["status"], "done");
+    let r3 = approved(&ws, 3);
+    ws.ok_as("bob", &["promote", &r3, "--yes"]);
+    assert_eq!(ws.release_state(&r3), "live");
+}

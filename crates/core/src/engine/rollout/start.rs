@@ -131,6 +131,15 @@ impl Engine {
         }
         let pct = steps[0];
         let detail = if pct >= 100 {
+            // `rollout = [100]`: the one step is the whole rollout (recorded `done` from the
+            // start, so it never holds back the next promotion); say so in the audit log too.
+            self.audit(
+                "rollout.done",
+                Some(plan.release),
+                Some(PRODUCTION),
+                json!({"target": t.name, "script": script, "step": 1, "of": 1,
+                    "percent": 100, "new_version": version, "previous_version": previous}),
+            )?;
             format!(
                 "version {version} of Worker {script} deployed at 100% (rollout {steps:?}: one step)"
             )
