@@ -262,11 +262,8 @@ fn env_cells(state: &State, e: &EnvView, theme: &Theme) -> Vec<(String, Style)> 
                     c.target.clone()
                 } else {
                     other = true;
-                    let tail: String = (c.release_id.chars().rev().take(6))
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect();
+                    let id = &c.release_id;
+                    let tail = id.get(id.len().saturating_sub(6)..).unwrap_or(id);
                     format!("{}@…{tail}", c.target)
                 }
             })

@@ -550,9 +550,9 @@ impl Engine {
     pub(super) fn ship_code(
         &mut self,
         id: &str,
+        shipped: &[(TargetConfig, Artifact)],
         db: &DatabaseRef,
     ) -> Result<std::result::Result<Vec<CodeStepResult>, CodeShipFailure>> {
-        let shipped = self.shipped_code(id)?;
         if shipped.is_empty() {
             return Ok(Ok(Vec::new()));
         }
@@ -564,7 +564,7 @@ impl Engine {
         };
         let mut done = Vec::new();
         let mut touched: Vec<String> = Vec::new();
-        for (t, a) in &shipped {
+        for (t, a) in shipped {
             let plan = StepPlan {
                 target: t,
                 release: id,
@@ -940,26 +940,24 @@ impl Engine {
         target: &crate::model::Release,
     ) -> Result<std::result::Result<Vec<CodeStepResult>, CodeShipFailure>> {
         let before = self.store.live_code(PRODUCTION)?;
-        let mut names: Vec<String> = Vec::new();
+        // Each target once, with the code it ran while `target` was live (resolved once).
+        let mut plans: Vec<(String, Option<PastCode>)> = Vec::new();
         let configured = self.ws.config.targets.iter().map(|t| t.name.clone());
         let shipped = self
             .shipped_code(&target.id)?
             .into_iter()
             .map(|(t, _)| t.name);
-        for name in configured.chain(shipped) {
-            if !names.contains(&name)
-                && (before.iter().any(|l| l.target == name)
-                    || self.code_as_of(&target.id, &name)?.is_some())
-            {
-                names.push(name);
+        let live = before.iter().map(|l| l.target.clone());
+        for name in configured.chain(shipped).chain(live) {
+            if plans.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            let past = self.code_as_of(&target.id, &name)?;
+            if past.is_some() || before.iter().any(|l| l.target == name) {
+                plans.push((name, past));
             }
         }
-        for l in &before {
-            if !names.contains(&l.target) {
-                names.push(l.target.clone());
-            }
-        }
-        if names.is_empty() {
+        if plans.is_empty() {
             return Ok(Ok(Vec::new()));
         }
         let db = self
@@ -972,13 +970,13 @@ impl Engine {
         };
         let mut done = Vec::new();
         let mut touched: Vec<String> = Vec::new();
-        for name in names {
+        for (name, past) in plans {
             let Some(PastCode {
                 release: rid,
                 target: t,
                 artifact: a,
                 version,
-            }) = self.code_as_of(&target.id, &name)?
+            }) = past
             else {
                 let why = format!(
                     "no release up to {} shipped code for {name}; it keeps the code it runs",
@@ -1097,8 +1095,7 @@ impl Engine {
     pub fn target_views(&self, id: &str) -> Result<Vec<TargetView>> {
         let artifacts = self.store.artifacts(id)?;
         let steps = self.store.code_steps(id)?;
-        Ok(self
-            .release_targets(id)?
+        self.release_targets(id)?
             .into_iter()
             .map(|t| {
                 let mine = |s: &&crate::store::CodeStep| s.target == t.name && s.release_id == id;
@@ -1112,7 +1109,7 @@ impl Engine {
                     .filter(mine)
                     .rfind(|s| s.env == PRODUCTION && s.action != "preview")
                     .map(TargetStepView::from);
-                TargetView {
+                Ok(TargetView {
                     kind: t.kind.as_str().into(),
                     artifact: t.artifact_name().into(),
                     artifact_sha256: artifacts
@@ -1121,11 +1118,11 @@ impl Engine {
                         .map(|a| a.sha256.clone()),
                     preview,
                     production,
-                    rollout: self.target_rollout(id, &t.name).ok().flatten(),
+                    rollout: self.target_rollout(id, &t.name)?,
                     name: t.name,
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Every code step of operations about `id` (its preview, promotion, a rollback to it),

@@ -41,27 +41,21 @@ impl Engine {
         &self,
         t: &crate::workspace::config::TargetConfig,
     ) -> Result<String> {
-        let defaults = crate::workspace::wrangler::worker_defaults(&self.ws.root)
-            .map_err(|e| super::EngineError::Input(e.to_string()))?;
-        t.script
-            .clone()
-            .or_else(|| defaults.and_then(|d| d.name))
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| {
-                super::EngineError::Input(format!(
-                    "target {}: no Worker name: set script = \"…\" under its [[target]] or name = \"…\" in wrangler.toml",
-                    t.name
-                ))
-            })
+        worker_script_of(t, &self.wrangler_defaults()?)
+    }
+
+    /// What wrangler's config says of the Worker (empty without a wrangler file).
+    fn wrangler_defaults(&self) -> Result<crate::workspace::wrangler::WorkerDefaults> {
+        Ok(crate::workspace::wrangler::worker_defaults(&self.ws.root)
+            .map_err(|e| super::EngineError::Input(e.to_string()))?
+            .unwrap_or_default())
     }
 
     /// What to upload for `plan` in `env`, tagged `tag`.
     fn worker_plan(&self, plan: &StepPlan<'_>, env: &CodeEnv, tag: &str) -> Result<WorkerPlan> {
         let t = plan.target;
-        let script = self.worker_script(t)?;
-        let defaults = crate::workspace::wrangler::worker_defaults(&self.ws.root)
-            .map_err(|e| super::EngineError::Input(e.to_string()))?
-            .unwrap_or_default();
+        let defaults = self.wrangler_defaults()?;
+        let script = worker_script_of(t, &defaults)?;
         let compatibility_date = t
             .compatibility_date
             .clone()
@@ -261,4 +255,21 @@ impl Engine {
             }
         }
     }
+}
+
+/// The Worker's name for target `t`: `script`, else wrangler's `name`.
+fn worker_script_of(
+    t: &crate::workspace::config::TargetConfig,
+    defaults: &crate::workspace::wrangler::WorkerDefaults,
+) -> Result<String> {
+    t.script
+        .clone()
+        .or_else(|| defaults.name.clone())
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| {
+            super::EngineError::Input(format!(
+                "target {}: no Worker name: set script = \"…\" under its [[target]] or name = \"…\" in wrangler.toml",
+                t.name
+            ))
+        })
 }

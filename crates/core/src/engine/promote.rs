@@ -198,7 +198,7 @@ impl Engine {
             let db = self
                 .production_db()?
                 .unwrap_or_else(|| self.backend.production_ref());
-            match self.ship_code(&rel.id, &db)? {
+            match self.ship_code(&rel.id, &code, &db)? {
                 Ok(done) => shipped = done,
                 Err(failed) => {
                     let failure = failed.failure(None);

@@ -139,7 +139,8 @@ impl Engine {
             .filter(|e| e.deleted_at.is_none())
             .filter_map(|e| e.database_id.clone().map(|db| (e.name.clone(), db)))
             .collect();
-        for c in metrics.sync_cursors()? {
+        let cursors = metrics.sync_cursors()?;
+        for c in &cursors {
             if out.iter().any(|(_, db)| *db == c.database_id) {
                 continue;
             }
@@ -151,12 +152,11 @@ impl Engine {
                 .unwrap_or(c.synced_at);
             let fresh = now - gone < Duration::days(plan::BACKFILL_DAYS);
             if fresh && c.settled_to < gone + plan::SETTLE {
-                out.push((c.env, c.database_id));
+                out.push((c.env.clone(), c.database_id.clone()));
             }
         }
         // Deleted before any sync saw it (created and deleted between two syncs): its
         // traffic still counts, so it is fetched once, then like any deleted database above.
-        let cursors = metrics.sync_cursors()?;
         for (env, db, deleted_at) in self.store.deleted_databases()? {
             if out.iter().any(|(_, d)| *d == db) || cursors.iter().any(|c| c.database_id == db) {
                 continue;
